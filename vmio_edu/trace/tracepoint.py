@@ -1,0 +1,186 @@
+"""Trace points: how the model is watched without being changed.
+
+Real QEMU declares trace points in `trace-events` and calls `trace_foo(...)` inside functions. vmio-edu
+wraps each modelled function once with `@tracepoint(layer, args=...)`. The function body stays a clean
+model of the C; the wrapper reports entry and exit to whatever is attached to the running thread (a
+recorder, a debugger). With nothing attached a call costs one thread-local look-up.
+
+Each model thread (vCPU, main loop, pool worker) has a `ThreadContext` holding its name and its shadow
+stack. A QEMU coroutine has a stack of its own: `qemu_coroutine_enter` swaps it in, as the real
+`qemu_coroutine_switch` swaps machine stacks, so a backtrace inside a coroutine ends at its entry function.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from .sources import SourceRef, lookup
+
+# Layers in path order; the swimlanes and `--format text` group by these.
+LAYERS = (
+    "guest", "vmx", "kvm", "qemu-cpu", "qemu-memory", "qemu-ide", "qemu-block", "qemu-threadpool", "host",
+)
+_LINUX_LAYERS = {"guest", "vmx", "kvm", "host"}
+
+
+@dataclass
+class TracePoint:
+    """One modelled function: its real name, layer, real source and the arguments worth showing."""
+
+    id: int
+    name: str
+    layer: str
+    side: str
+    argnames: tuple[str, ...]
+    argpos: tuple[int, ...]
+    source: SourceRef | None
+    fn: Callable | None = None
+
+    @property
+    def where(self) -> str:
+        return str(self.source) if self.source else "?"
+
+
+REGISTRY: list[TracePoint] = []
+_BY_KEY: dict[tuple[str, str], TracePoint] = {}
+
+
+def by_name(name: str, layer: str | None = None) -> list[TracePoint]:
+    """Trace points called `name` (a name can exist in both QEMU and Linux, e.g. kvm_set_irq)."""
+    return [tp for tp in REGISTRY if tp.name == name and (layer is None or tp.layer == layer)]
+
+
+class Hooks(Protocol):
+    """What a tracer attached to a thread implements."""
+
+    def enter(self, tp: TracePoint, args: tuple, ctx: "ThreadContext") -> None: ...
+
+    def leave(self, tp: TracePoint, result: Any, ctx: "ThreadContext") -> None: ...
+
+
+@dataclass
+class Frame:
+    """A shadow-stack frame: the trace point and the values of its declared arguments."""
+
+    tp: TracePoint
+    args: tuple
+
+
+@dataclass
+class ThreadContext:
+    """Per model thread: its name, the hooks attached (or None) and the active shadow stack."""
+
+    name: str
+    hooks: Hooks | None = None
+    stack: list[Frame] = field(default_factory=list)
+    machine: Any = None
+
+
+_tls = threading.local()
+
+
+def current_context() -> ThreadContext | None:
+    """The context of the calling model thread, or None outside the model."""
+    return getattr(_tls, "ctx", None)
+
+
+def set_context(ctx: ThreadContext | None) -> None:
+    _tls.ctx = ctx
+
+
+def _argpos(fn: Callable, names: tuple[str, ...]) -> tuple[int, ...]:
+    params = list(inspect.signature(fn).parameters)
+    try:
+        return tuple(params.index(n) for n in names)
+    except ValueError as e:  # a typo in args= should fail at import, not mid-run
+        raise TypeError(f"@tracepoint on {fn.__name__}: unknown argument in {names}") from e
+
+
+def _pick(a: tuple, kw: dict, tp: TracePoint) -> tuple:
+    if kw:
+        return tuple(a[i] if i < len(a) else kw.get(n) for i, n in zip(tp.argpos, tp.argnames))
+    return tuple(a[i] for i in tp.argpos if i < len(a))
+
+
+def tracepoint(layer: str, args: tuple[str, ...] = (), name: str | None = None) -> Callable:
+    """Make a modelled function observable.
+
+    `layer` is one of LAYERS; `name` defaults to the Python name, which should be the real C name;
+    `args` lists the parameters worth showing in traces and backtraces.
+    Generator functions (QEMU coroutine_fn code) are traced across their yields.
+    """
+    if layer not in LAYERS:
+        raise ValueError(f"unknown layer {layer!r}")
+
+    def deco(fn: Callable) -> Callable:
+        fname = name or fn.__name__
+        side = "linux" if layer in _LINUX_LAYERS else "qemu"
+        tp = TracePoint(len(REGISTRY), fname, layer, side, tuple(args), _argpos(fn, tuple(args)),
+                        lookup(side, fname), fn)
+        REGISTRY.append(tp)
+        _BY_KEY[(side, fname)] = tp
+
+        if inspect.isgeneratorfunction(fn):
+            @functools.wraps(fn)
+            def gen_wrapper(*a, **kw):
+                return _traced_gen(tp, fn(*a, **kw), _pick(a, kw, tp))
+            gen_wrapper.tracepoint = tp
+            return gen_wrapper
+
+        @functools.wraps(fn)
+        def wrapper(*a, **kw):
+            ctx = getattr(_tls, "ctx", None)
+            if ctx is None or ctx.hooks is None:
+                return fn(*a, **kw)
+            stack = ctx.stack
+            stack.append(Frame(tp, _pick(a, kw, tp)))
+            try:
+                ctx.hooks.enter(tp, stack[-1].args, ctx)
+                result = fn(*a, **kw)
+            except BaseException as e:
+                _leave(tp, e, stack)
+                raise
+            _leave(tp, result, stack)
+            return result
+
+        wrapper.tracepoint = tp
+        return wrapper
+
+    return deco
+
+
+def _leave(tp: TracePoint, result: Any, stack: list[Frame]) -> None:
+    # The leave is reported on the thread running now (a coroutine may finish on another thread).
+    ctx = getattr(_tls, "ctx", None)
+    try:
+        if ctx is not None and ctx.hooks is not None:
+            ctx.hooks.leave(tp, result, ctx)
+    finally:
+        if stack and stack[-1].tp is tp:
+            stack.pop()
+
+
+def _traced_gen(tp: TracePoint, gen, picked: tuple):
+    ctx = getattr(_tls, "ctx", None)
+    if ctx is None or ctx.hooks is None:
+        return (yield from gen)
+    stack = ctx.stack  # the coroutine's own stack while it runs
+    stack.append(Frame(tp, picked))
+    try:
+        ctx.hooks.enter(tp, picked, ctx)
+        result = yield from gen
+    except BaseException as e:
+        _leave(tp, e, stack)
+        raise
+    _leave(tp, result, stack)
+    return result
+
+
+def emit(name: str, layer: str, **fields: Any) -> None:
+    """A point event inside a stage (QEMU's trace_*() calls): recorded, never a frame."""
+    ctx = getattr(_tls, "ctx", None)
+    if ctx is not None and ctx.hooks is not None and hasattr(ctx.hooks, "event"):
+        ctx.hooks.event(name, layer, fields, ctx)
