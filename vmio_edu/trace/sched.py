@@ -92,11 +92,30 @@ class Scheduler:
         self.park_requested = False
         self.closing = False
         self.error: BaseException | None = None
+        self.hooks = None  # given to every thread's context, including threads spawned later
+        self.listeners: list = []
+        self.max_ticks: int | None = None  # the exit budget: KVM_RUN entries allowed
+
+    def attach(self, hooks=None, listener=None) -> None:
+        """Attach trace hooks and/or a point-event listener to every model thread, now and later."""
+        if hooks is not None:
+            self.hooks = hooks
+        if listener is not None:
+            self.listeners.append(listener)
+        for t in self.threads:
+            t.ctx.hooks = self.hooks
+            t.ctx.listeners = list(self.listeners)
+
+    def detach_hooks(self) -> None:
+        self.hooks = None
+        for t in self.threads:
+            t.ctx.hooks = None
 
     # -- model side -----------------------------------------------------------------------------
     def spawn(self, name: str, fn: Callable, *args: Any, vcpu: bool = False) -> ModelThread:
         """Create a model thread (QEMU's qemu_thread_create). It first runs when the rule picks it."""
         t = ModelThread(self, name, fn, args, vcpu)
+        t.ctx.hooks, t.ctx.listeners = self.hooks, list(self.listeners)
         with self._cv:
             self.threads.append(t)
             if not vcpu:
@@ -131,6 +150,10 @@ class Scheduler:
         with self._cv:
             self.ticks += 1
             me = self.current()
+            if self.max_ticks is not None and self.ticks > self.max_ticks:
+                from ..errors import BudgetExceeded
+                raise BudgetExceeded(f"the guest used its budget of {self.max_ticks} VM exits without "
+                                     "halting (does it loop forever?)")
             if self.park_requested:
                 self.park_requested = False
                 self._park(me, Parked("stop", me.name, "interrupted"))

@@ -7,6 +7,7 @@ next function. gdb prints a caller's frame at the line of that call, so backtrac
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -43,16 +44,33 @@ def lookup(side: str, function: str) -> SourceRef | None:
     return SourceRef(side, function, e["file"], e["line"], e["tag"], e.get("role", ""))
 
 
+_PTR_CALL = re.compile(r"(?:->|\.)(\w+)\s*\(|^\s*(?:\w+\s*=\s*)?(access|cb|func|fn)\s*\(")
+
+
 @lru_cache(maxsize=None)
 def call_site(side: str, caller: str, callee: str) -> int | None:
-    """The line in `caller` that calls `callee` (the line gdb shows for the caller's frame)."""
+    """The line in `caller` that calls `callee` (the line gdb shows for the caller's frame).
+
+    C often calls through pointers (`s->end_transfer_func(s)`, `bs->drv->bdrv_aio_readv(...)`,
+    `access(...)`), so after a direct `callee(` we try a pointer call whose member name ends like the
+    callee (`bdrv_aio_readv` for `raw_aio_readv`), then any pointer call.
+    """
     e = _table().get(f"{side}:{caller}")
     if e is None:
         return None
-    for line, text in e["calls_at"]:
-        if f"{callee}(" in text.replace(" (", "("):
+    calls = [(line, text.replace(" (", "(")) for line, text in e["calls_at"]]
+    for line, text in calls:
+        if re.search(rf"\b{re.escape(callee)}\(", text):
             return line
-    return None
+    parts = callee.split("_")
+    tails = ["_".join(parts[i:]) for i in range(1, len(parts))]
+    pointer_calls = [(line, m.group(1) or m.group(2)) for line, text in calls
+                     for m in [_PTR_CALL.search(text)] if m]
+    for tail in tails:
+        for line, member in pointer_calls:
+            if member.endswith(tail):
+                return line
+    return pointer_calls[0][0] if pointer_calls else None
 
 
 def all_functions() -> list[str]:

@@ -77,6 +77,7 @@ class ThreadContext:
     hooks: Hooks | None = None
     stack: list[Frame] = field(default_factory=list)
     machine: Any = None
+    listeners: list[Callable] = field(default_factory=list)  # point-event callbacks (see emit)
 
 
 _tls = threading.local()
@@ -180,7 +181,15 @@ def _traced_gen(tp: TracePoint, gen, picked: tuple):
 
 
 def emit(name: str, layer: str, **fields: Any) -> None:
-    """A point event inside a stage (QEMU's trace_*() calls): recorded, never a frame."""
+    """A point event inside a stage (QEMU's trace_*() calls, e.g. trace_kvm_run_exit): never a frame.
+
+    It goes to the attached hooks (if they take events) and to `ctx.listeners`, which let a light
+    observer (the exit recorder) watch without paying for every trace point.
+    """
     ctx = getattr(_tls, "ctx", None)
-    if ctx is not None and ctx.hooks is not None and hasattr(ctx.hooks, "event"):
+    if ctx is None:
+        return
+    if ctx.hooks is not None and hasattr(ctx.hooks, "event"):
         ctx.hooks.event(name, layer, fields, ctx)
+    for fn in ctx.listeners:
+        fn(name, layer, fields, ctx)

@@ -152,11 +152,26 @@ class kvm_mp_state(C.Structure):
     _fields_ = [("mp_state", C.c_uint32)]
 
 
+class kvm_signal_mask(C.Structure):
+    _fields_ = [("len", C.c_uint32)]  # followed by `len` bytes of sigset (kvm.h:731)
+
+
+class kvm_cpuid_entry2(C.Structure):
+    _fields_ = [("function", C.c_uint32), ("index", C.c_uint32), ("flags", C.c_uint32),
+                ("eax", C.c_uint32), ("ebx", C.c_uint32), ("ecx", C.c_uint32), ("edx", C.c_uint32),
+                ("padding", C.c_uint32 * 3)]
+
+
+class kvm_cpuid2(C.Structure):
+    _fields_ = [("nent", C.c_uint32), ("padding", C.c_uint32)]  # followed by nent kvm_cpuid_entry2
+
+
 # -- ioctls (kvm.h) ----------------------------------------------------------------------------------
 KVM_GET_API_VERSION = _IO(0x00)
 KVM_CREATE_VM = _IO(0x01)
 KVM_CHECK_EXTENSION = _IO(0x03)
 KVM_GET_VCPU_MMAP_SIZE = _IO(0x04)
+KVM_GET_SUPPORTED_CPUID = _IOWR(0x05, kvm_cpuid2)
 KVM_CREATE_VCPU = _IO(0x41)
 KVM_SET_USER_MEMORY_REGION = _IOW(0x46, kvm_userspace_memory_region)
 KVM_SET_TSS_ADDR = _IO(0x47)
@@ -169,7 +184,12 @@ KVM_GET_REGS = _IOR(0x81, kvm_regs)
 KVM_SET_REGS = _IOW(0x82, kvm_regs)
 KVM_GET_SREGS = _IOR(0x83, kvm_sregs)
 KVM_SET_SREGS = _IOW(0x84, kvm_sregs)
+KVM_SET_SIGNAL_MASK = _IOW(0x8B, kvm_signal_mask)
+KVM_SET_CPUID2 = _IOW(0x90, kvm_cpuid2)
 KVM_GET_MP_STATE = _IOR(0x98, kvm_mp_state)
 KVM_SET_MP_STATE = _IOW(0x99, kvm_mp_state)
+
+KVM_CAP_SET_TSS_ADDR = 4
+KVM_CAP_SET_IDENTITY_MAP_ADDR = 37
 
 assert KVM_RUN == 0xAE80 and KVM_GET_REGS == 0x8090AE81 and KVM_SET_SREGS == 0x4138AE84

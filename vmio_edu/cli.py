@@ -1,0 +1,201 @@
+"""`vmio-edu`: the command line. Other tools script against its output, so formats are stable.
+
+    vmio-edu trace [--op write|read|both] [--lba N] [--sectors N] [--break FUNCTION] [--image PATH]
+                   [--engine unicorn|kvm|auto] [--format text|json]
+    vmio-edu exits GUEST.bin --mode 16|32|64 [--load ADDR] [--entry ADDR] [--engine ...] [--format json]
+
+Errors print `error: ...` on stderr and exit non-zero, never with a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from typing import Any
+
+from .errors import VmioError
+
+LAYER_ORDER = ("guest", "vmx", "kvm", "qemu-cpu", "qemu-memory", "qemu-ide", "qemu-block", "qemu-threadpool",
+               "host")
+
+
+def _int(text: str) -> int:
+    return int(text, 0)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vmio-edu", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    t = sub.add_parser("trace", help="run the default guest through the whole I/O path and summarize it")
+    t.add_argument("--op", choices=("write", "read", "both"), default="both")
+    t.add_argument("--lba", type=_int, default=0)
+    t.add_argument("--sectors", type=_int, default=1)
+    t.add_argument("--break", dest="brk", metavar="FUNCTION", help="stop at the first call of FUNCTION")
+    t.add_argument("--image", help="raw disk image (default: a fresh temporary 1 MiB image)")
+    t.add_argument("--engine", choices=("unicorn", "kvm", "auto"), default="unicorn")
+    t.add_argument("--format", choices=("text", "json"), default="text")
+    t.add_argument("--polling", action="store_true", help="guest polls BSY with nIEN set instead of IRQ 14")
+    t.add_argument("--seed", type=_int, default=0, help="seed of the data pattern the guest writes")
+
+    e = sub.add_parser("exits", help="run raw guest code until it halts and print every exit as JSON")
+    e.add_argument("guest", help="a file of raw x86 machine code")
+    e.add_argument("--mode", type=int, choices=(16, 32, 64), required=True)
+    e.add_argument("--load", type=_int, default=0x1000)
+    e.add_argument("--entry", type=_int)
+    e.add_argument("--engine", choices=("unicorn", "kvm", "auto"), default="unicorn")
+    e.add_argument("--format", choices=("json",), default="json")
+    e.add_argument("--max-exits", type=_int, default=1_000_000)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"trace": cmd_trace, "exits": cmd_exits}[args.cmd](args)
+    except VmioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+# -- trace --------------------------------------------------------------------------------------------
+def cmd_trace(args: argparse.Namespace) -> int:
+    from .machine import Machine
+
+    m = Machine(image=args.image, engine=args.engine, op=args.op, lba=args.lba, sectors=args.sectors,
+                polling=args.polling, seed=args.seed, record=True)
+    with m:
+        if m.engine_note:
+            print(f"note: {m.engine_note}", file=sys.stderr)
+        if args.brk:
+            return _trace_break(m, args)
+        m.run()
+        report = trace_report(m)
+    if args.format == "json":
+        print(json.dumps(report, indent=1))
+    else:
+        print(format_report(report))
+    return 0 if report["check"]["ok"] else 1
+
+
+def _trace_break(m: Any, args: argparse.Namespace) -> int:
+    from .trace.backtrace import backtrace, format_backtrace
+    from .trace.tracepoint import by_name
+
+    if not by_name(args.brk):
+        raise VmioError(f"no modelled function is called {args.brk!r} (try e.g. bdrv_aio_writev, "
+                        "ide_sector_write, paio_submit, kvm_handle_io)")
+    hit: dict = {}
+
+    def on_enter(tp, _args, ctx):
+        if tp.name == args.brk and not hit:
+            hit["stop"] = {"function": tp.name, "layer": tp.layer, "thread": ctx.name,
+                           "index": len(m.trace.events) - 1, "file": tp.source.file if tp.source else "",
+                           "line": tp.source.line if tp.source else None}
+            hit["bt"] = backtrace(ctx.stack, ctx.name)
+            m.sched.park(hit["stop"])
+
+    m.trace.on_enter = on_enter
+    m.run()
+    if not hit:
+        raise VmioError(f"{args.brk} was not reached: the guest halted first")
+    if args.format == "json":
+        print(json.dumps({"stop": hit["stop"], "backtrace": [f.to_json() for f in hit["bt"]]}, indent=1))
+    else:
+        s = hit["stop"]
+        print(f"Stopped at {s['function']} ({s['layer']}, thread {s['thread']}), trace index {s['index']}")
+        print(format_backtrace(hit["bt"]))
+    return 0
+
+
+def trace_report(m: Any) -> dict:
+    """The summary `vmio-edu trace` prints: stages by layer and thread, exits, sectors, the image check."""
+    stages: dict[str, dict[str, int]] = {}
+    for (layer, thread), n in sorted(m.trace.per_layer_thread().items(),
+                                     key=lambda kv: (LAYER_ORDER.index(kv[0][0]), kv[0][1])):
+        stages.setdefault(layer, {})[thread] = n
+    functions: dict[str, list[str]] = {}
+    for layer, _thread, fn in m.trace.stages():
+        if fn not in functions.setdefault(layer, []):
+            functions[layer].append(fn)
+    exits = Counter()
+    for x in m.exits:
+        exits[f"{x.reason} {x.direction} port={x.port:#x}" if x.port is not None else x.reason] += 1
+    return {
+        "engine": m.engine, "op": m.op, "lba": m.lba, "sectors": m.sectors,
+        "stages": stages, "functions": {k: functions[k] for k in LAYER_ORDER if k in functions},
+        "exits": dict(sorted(exits.items())), "exit_total": len(m.exits),
+        "trace_events": len(m.trace.events), "guest": m.guest_result(), "check": image_check(m),
+    }
+
+
+def image_check(m: Any) -> dict:
+    """Does the image hold exactly what the guest wrote, and did the guest read it back?"""
+    expected = m.expected_sectors()
+    changed = m.image_changes()
+    problems = []
+    for lba, data in expected.items():
+        if m.image_bytes(lba) != data:
+            problems.append(f"sector {lba} does not hold the bytes the guest wrote")
+    unexpected = [s for s in changed if s not in expected]
+    if unexpected:
+        problems.append(f"sectors changed that the guest did not write: {unexpected[:8]}")
+    result = m.guest_result()
+    if m.op in ("read", "both") and "read_back" in result:
+        want = m.image_bytes(m.lba, m.sectors or 256)
+        if result["read_back"] != want:
+            problems.append("the guest's read buffer differs from the image")
+    if result.get("error"):
+        problems.append(f"the guest saw an error: status={result.get('status', 0):#x} "
+                        f"error={result.get('error', 0):#x}")
+    return {"ok": not problems, "sectors_written": sorted(expected), "sectors_changed": changed,
+            "problems": problems}
+
+
+def format_report(r: dict) -> str:
+    out = [f"vmio-edu trace: op={r['op']} lba={r['lba']} sectors={r['sectors']} engine={r['engine']}", "",
+           "Stages by layer and thread (trace point calls):"]
+    for layer, threads in r["stages"].items():
+        cells = ", ".join(f"{t}: {n}" for t, n in threads.items())
+        out.append(f"  {layer:<16} {cells}")
+        out.append(f"  {'':<16} {' → '.join(r['functions'].get(layer, [])[:12])}")
+    out += ["", f"VM exits seen by QEMU: {r['exit_total']}"]
+    out += [f"  {n:>6}  {k}" for k, n in r["exits"].items()]
+    c = r["check"]
+    out += ["", f"Sectors written: {c['sectors_written'] or 'none'}; sectors changed in the image: "
+                f"{c['sectors_changed'] or 'none'}"]
+    out.append("Image check: OK, the image holds exactly the bytes the guest wrote" if c["ok"]
+               else "Image check: FAILED\n  " + "\n  ".join(c["problems"]))
+    out.append(f"({r['trace_events']} trace events recorded)")
+    return "\n".join(out)
+
+
+# -- exits --------------------------------------------------------------------------------------------
+def cmd_exits(args: argparse.Namespace) -> int:
+    from .machine import Machine
+
+    try:
+        with open(args.guest, "rb") as f:
+            code = f.read()
+    except OSError as e:
+        raise VmioError(f"cannot read guest binary {args.guest!r}: {e.strerror}") from e
+    if not code:
+        raise VmioError(f"guest binary {args.guest!r} is empty")
+    with Machine(code, mode=args.mode, load=args.load, entry=args.entry, engine=args.engine,
+                 max_exits=args.max_exits) as m:
+        if m.engine_note:
+            print(f"note: {m.engine_note}", file=sys.stderr)
+        try:
+            m.run()
+        finally:
+            for x in m.exits:
+                print(json.dumps(x.to_json()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,292 @@
+"""`Machine`: one PC, one vCPU, one IDE disk, and the whole QEMU 1.6.1 / Linux 3.7 I/O path in between.
+
+    from vmio_edu import Machine
+    with Machine(op="write", lba=5, sectors=2) as m:
+        m.run()
+        print(m.exits[:3], m.guest_result())
+
+Everything is real: the guest's x86 code, the threads (vCPU, main loop, pool workers), the raw image and
+its pwrite/pread, and, with engine="kvm", the ioctls on /dev/kvm.
+"""
+from __future__ import annotations
+
+import mmap
+import os
+import random
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .errors import GuestFault, ImageError, VmioError
+from .linux.include.uapi.linux import kvm as K
+from .trace.recorder import Recorder
+from .trace.sched import Parked, Scheduler
+
+SECTOR = 512
+DEFAULT_IMAGE_SIZE = 1 << 20  # 2048 sectors
+
+
+@dataclass
+class ExitRecord:
+    """One return of KVM_RUN to QEMU, as userspace sees it (what both engines must agree on)."""
+
+    reason: str
+    direction: str | None = None
+    size: int | None = None
+    port: int | None = None
+    count: int | None = None
+    data: str | None = None  # hex of the bytes moved (OUT: sent by the guest; IN: answered by the device)
+    rip: int | None = None
+    rcx: int | None = None
+    phys_addr: int | None = None  # MMIO only
+    is_write: bool | None = None
+
+    def key(self) -> tuple:
+        """The fields compared between engines."""
+        return (self.reason, self.direction, self.size, self.port, self.count, self.data, self.phys_addr,
+                self.is_write)
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+class ExitRecorder:
+    """Listens to QEMU's `kvm_run_exit` trace event and keeps one ExitRecord per KVM_RUN return."""
+
+    def __init__(self) -> None:
+        self.exits: list[ExitRecord] = []
+        self._pending: ExitRecord | None = None
+
+    def __call__(self, name: str, layer: str, fields: dict, ctx: Any) -> None:
+        cpu = fields.get("cpu")
+        if name == "kvm_run_exit":
+            run = cpu.kvm_run
+            regs = _get_regs_quietly(cpu, ctx)
+            rec = ExitRecord(K.EXIT_NAMES.get(run.exit_reason, str(run.exit_reason)),
+                             rip=regs.rip, rcx=regs.rcx)
+            if run.exit_reason == K.KVM_EXIT_IO:
+                io = run.u.io
+                rec.direction = "out" if io.direction == K.KVM_EXIT_IO_OUT else "in"
+                rec.size, rec.port, rec.count = io.size, io.port, io.count
+            elif run.exit_reason == K.KVM_EXIT_MMIO:
+                m = run.u.mmio
+                rec.phys_addr, rec.size, rec.is_write = m.phys_addr, m.len, bool(m.is_write)
+                rec.direction = "out" if m.is_write else "in"
+            self._pending = rec
+        elif name == "kvm_exit_handled" and self._pending is not None:
+            rec, run = self._pending, cpu.kvm_run
+            if run.exit_reason == K.KVM_EXIT_IO:
+                off = run.u.io.data_offset
+                rec.data = bytes(cpu.kvm_run_mem[off:off + rec.size * rec.count]).hex()
+            elif run.exit_reason == K.KVM_EXIT_MMIO:
+                rec.data = bytes(run.u.mmio.data)[:rec.size].hex()
+            self.exits.append(rec)
+            self._pending = None
+
+
+def _get_regs_quietly(cpu: Any, ctx: Any) -> K.kvm_regs:
+    """KVM_GET_REGS for the record, hidden from the trace (QEMU itself doesn't do it on every exit)."""
+    regs = K.kvm_regs()
+    hooks, ctx.hooks = ctx.hooks, None
+    try:
+        cpu.kvm_fd.ioctl(K.KVM_GET_REGS, regs)
+    finally:
+        ctx.hooks = hooks
+    return regs
+
+
+def make_pattern(seed: int, nbytes: int) -> bytes:
+    """The bytes the default guest writes: deterministic for a seed."""
+    return random.Random(seed).randbytes(nbytes)
+
+
+class Machine:
+    """A PC running a guest through the real QEMU/KVM I/O path.
+
+    guest:   None for the default ATA driver, a `GuestProgram`, or raw code bytes (then give `mode`).
+    image:   a raw disk image path; None makes a fresh temporary 1 MiB image (deleted on close).
+    engine:  "unicorn" (the emulated engine: every kernel stage visible), "kvm" (real /dev/kvm) or "auto".
+    op, lba, sectors, polling, seed: what the default guest does (op: write, read, both, identify, or an
+             ATA command byte as an int).
+    record:  keep the full trace (every trace point), in `self.trace`.
+    latency: how many VM exits the guest gets between starting an I/O and its completion landing.
+    """
+
+    def __init__(self, guest: Any = None, *, image: str | os.PathLike | None = None, engine: str = "unicorn",
+                 op: str | int = "both", lba: int = 0, sectors: int = 1, polling: bool = False, seed: int = 0,
+                 mode: int | None = None, load: int = 0x1000, entry: int | None = None,
+                 ram_size: int = 2 << 20, max_exits: int = 1_000_000, latency: int = 1, record: bool = False,
+                 image_size: int = DEFAULT_IMAGE_SIZE, readonly: bool = False) -> None:
+        from .guest import boot_state, default_guest, load_code
+        from .qemu.block import bdrv_open
+        from .qemu.cpus import qemu_kvm_cpu_thread_fn
+        from .qemu.hw.i386.pc_piix import pc_init1
+        from .qemu.state import QemuState
+        from .qemu.vl import main_loop
+
+        self._closed = True
+        self._tmpdir = None
+        if image is None:
+            self._tmpdir = tempfile.mkdtemp(prefix="vmio-edu-")
+            image = os.path.join(self._tmpdir, "disk.img")
+            with open(image, "wb") as f:
+                f.truncate(image_size)
+        self.image_path = os.fspath(image)
+        self._image_before = _snapshot_image(self.image_path)
+        self.op, self.lba, self.sectors, self.seed = op, lba, sectors, seed
+
+        self.sched = Scheduler(latency=latency)
+        self.sched.max_ticks = max_exits
+        self.state = QemuState(self.sched)
+        self.sched.machine = self.state
+        self.ram = mmap.mmap(-1, ram_size)
+        self.exit_recorder = ExitRecorder()
+        self.sched.attach(listener=self.exit_recorder)
+        self.trace = Recorder() if record else None
+        if self.trace is not None:
+            self.sched.attach(hooks=self.trace)
+
+        self.bs = bdrv_open(self.image_path, readonly=readonly)
+        self.cpu, self.ide, self.engine_note = pc_init1(self.state, self.ram, engine, self.bs)
+        self.engine = self.state.kvm_state.engine
+        self._closed = False
+
+        if guest is None:
+            guest = default_guest()
+        if isinstance(guest, (bytes, bytearray)):
+            if mode is None:
+                raise VmioError("raw guest code needs mode=16, 32 or 64")
+            self.program = None
+            self.mode = mode
+            load_code(self.ram, bytes(guest), load)
+            boot = boot_state(self.ram, mode, entry if entry is not None else load)
+        else:
+            self.program = guest
+            self.mode = guest.mode
+            load_code(self.ram, guest.code, guest.load)
+            boot = boot_state(self.ram, guest.mode, guest.entry)
+            if hasattr(guest, "write_params"):
+                self.pattern = make_pattern(seed, SECTOR * max(1, sectors or 256))
+                guest.write_params(self.ram, op=op, lba=lba, sectors=sectors, polling=polling,
+                                   data=self.pattern)
+        self.cpu.kvm_fd.ioctl(K.KVM_SET_SREGS, boot.sregs)
+        self.cpu.kvm_fd.ioctl(K.KVM_SET_REGS, boot.regs)
+
+        self.sched.spawn("main", main_loop)
+        self.vcpu_thread = self.sched.spawn("vcpu0", qemu_kvm_cpu_thread_fn, self.cpu, vcpu=True)
+        self.halted = False
+        self.last: Parked | None = None
+
+    # -- running -------------------------------------------------------------------------------------
+    @property
+    def exits(self) -> list[ExitRecord]:
+        return self.exit_recorder.exits
+
+    def run(self) -> Parked:
+        """Run until the guest halts for good (or a debugger stop / error). Errors are raised."""
+        self._check_open()
+        parked = self.sched.resume()
+        self.last = parked
+        if parked.reason == "error":
+            err = parked.detail
+            if isinstance(err, VmioError):
+                raise err
+            raise GuestFault(f"the model failed: {type(err).__name__}: {err}") from err
+        if parked.reason == "idle" and not self.halted:
+            self.halted = True
+            regs = K.kvm_regs()
+            self.cpu.kvm_fd.ioctl(K.KVM_GET_REGS, regs)
+            self.exits.append(ExitRecord("HLT", rip=regs.rip, rcx=regs.rcx))
+        return parked
+
+    def guest_result(self) -> dict:
+        """What the default guest reported in its result block."""
+        if self.program is None or not hasattr(self.program, "read_result"):
+            return {}
+        return self.program.read_result(self.ram)
+
+    def read_guest(self, addr: int, n: int) -> bytes:
+        return bytes(self.ram[addr:addr + n])
+
+    def image_bytes(self, lba: int, sectors: int = 1) -> bytes:
+        with open(self.image_path, "rb") as f:
+            f.seek(lba * SECTOR)
+            return f.read(sectors * SECTOR)
+
+    def image_changes(self) -> list[int]:
+        """Sectors whose bytes differ from the image as it was when the machine started."""
+        before = self._image_before
+        if before is None:
+            return []
+        with open(self.image_path, "rb") as f:
+            now = f.read()
+        n = max(len(now), len(before)) // SECTOR
+        return [s for s in range(n) if now[s * SECTOR:(s + 1) * SECTOR] != before[s * SECTOR:(s + 1) * SECTOR]]
+
+    def expected_sectors(self) -> dict[int, bytes]:
+        """For a default-guest write: sector → the bytes the guest sent."""
+        if self.op not in ("write", "both"):
+            return {}
+        n = self.sectors or 256
+        return {self.lba + i: self.pattern[i * SECTOR:(i + 1) * SECTOR] for i in range(n)}
+
+    # -- closing -------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop every thread, close the image and the KVM file descriptors, free RAM. Safe to repeat."""
+        if self._closed:
+            return
+        self._closed = True
+        self.state.shutdown_requested = True
+        self.sched.close()
+        from .qemu.block import bdrv_close
+        try:
+            bdrv_close(self.bs)
+        finally:
+            _close_kvm(self)
+            if self._tmpdir:
+                shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise VmioError("this machine is closed")
+
+    def __enter__(self) -> "Machine":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - never raise from GC
+            pass
+
+
+def _snapshot_image(path: str, limit: int = 64 << 20) -> bytes | None:
+    try:
+        if os.path.getsize(path) > limit:
+            return None
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ImageError(f"cannot read disk image {path!r}: {e.strerror}") from e
+
+
+def _close_kvm(m: Machine) -> None:
+    cpu, ks = m.cpu, m.state.kvm_state
+    cpu.kvm_run = None
+    for f in (cpu.kvm_fd, ks.vmfd, ks.fd):
+        try:
+            f.close()
+        except Exception:  # noqa: BLE001 - keep closing the rest
+            pass
+    try:
+        cpu.kvm_run_mem.release()
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        m.ram.close()
+    except BufferError:
+        pass  # an engine still holds a pointer; the mapping goes with the process

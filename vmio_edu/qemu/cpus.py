@@ -1,0 +1,33 @@
+"""cpus.c (QEMU v1.6.1): the vCPU thread and the big QEMU lock (BQL).
+
+Device emulation runs under the BQL. The vCPU thread drops it around KVM_RUN: that is the moment other
+threads (the main loop) may take it and run, so vmio-edu's scheduler hands over exactly there.
+"""
+from __future__ import annotations
+
+from ..trace.tracepoint import tracepoint
+from .kvm_all import CPUState, kvm_cpu_exec
+from .state import qemu_state
+
+
+def qemu_mutex_lock_iothread() -> None:
+    s = qemu_state()
+    s.bql_owner = s.sched.current().name
+
+
+def qemu_mutex_unlock_iothread() -> None:
+    """Release the BQL. On the vCPU thread this is the scheduling point before KVM_RUN."""
+    s = qemu_state()
+    s.bql_owner = None
+    me = s.sched.current()
+    if me.is_vcpu:
+        s.sched.tick()
+
+
+@tracepoint("qemu-cpu", args=())
+def qemu_kvm_cpu_thread_fn(cpu: CPUState) -> None:
+    """The vCPU thread: take the BQL, then run `kvm_cpu_exec` until the machine shuts down."""
+    qemu_mutex_lock_iothread()
+    s = qemu_state()
+    while not s.shutdown_requested:
+        kvm_cpu_exec(cpu)

@@ -1,0 +1,90 @@
+"""exec.c (QEMU v1.6.1): address spaces and `address_space_rw`, the loop every CPU-side access goes through.
+
+`address_space_rw` finds the region under each address (`address_space_translate`). RAM is copied
+directly; anything else is cut into accesses the region accepts (`memory_access_size`) and sent to
+`io_mem_write` / `io_mem_read` (memory.c).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..trace.tracepoint import tracepoint
+from .memory import MemoryRegion, io_mem_read, io_mem_write
+
+
+@dataclass
+class AddressSpace:
+    """`address_space_io` (64 KiB of ports) or `address_space_memory` (guest-physical)."""
+
+    name: str
+    root: MemoryRegion
+    ram: Any = None  # the guest RAM buffer (for address_space_memory), mapped at guest-physical 0
+
+    def view(self) -> dict:
+        return {"name": self.name, "root": self.root.view()}
+
+
+def address_space_translate(space: AddressSpace, addr: int, length: int) -> tuple[MemoryRegion | None, int, int]:
+    """The region under `addr`, the offset inside it, and how many bytes of `length` it covers."""
+    for mr in space.root.subregions:
+        if mr.addr <= addr < mr.addr + mr.size:
+            return mr, addr - mr.addr, min(length, mr.addr + mr.size - addr)
+    nxt = min((mr.addr for mr in space.root.subregions if mr.addr > addr), default=addr + length)
+    return None, addr, min(length, nxt - addr)
+
+
+@tracepoint("qemu-memory", args=("l", "addr"))
+def memory_access_size(mr: MemoryRegion, l: int, addr: int) -> int:
+    """The largest access (4, 2 or 1 bytes) that fits `l` and is naturally aligned at `addr`."""
+    for size in (4, 2):
+        if l >= size and addr % size == 0:
+            return size
+    return 1
+
+
+@tracepoint("qemu-memory", args=("addr", "len", "is_write"))
+def address_space_rw(space: AddressSpace, addr: int, buf: bytearray | bytes, len: int, is_write: bool) -> bool:
+    """Move `len` bytes between `buf` and the address space, one region piece at a time."""
+    pos = 0
+    while len > 0:
+        mr, addr1, l = address_space_translate(space, addr, len)
+        if mr is None and space.ram is not None and addr + l <= _ram_size(space):
+            if is_write:
+                space.ram[addr:addr + l] = buf[pos:pos + l]
+            else:
+                buf[pos:pos + l] = space.ram[addr:addr + l]
+        elif mr is None:  # nothing there: writes vanish, reads float high
+            if not is_write:
+                buf[pos:pos + l] = b"\xff" * l
+        else:
+            l = memory_access_size(mr, l, addr1)
+            if is_write:
+                io_mem_write(mr, addr1, int.from_bytes(buf[pos:pos + l], "little"), l)
+            else:
+                buf[pos:pos + l] = io_mem_read(mr, addr1, l).to_bytes(l, "little")
+        len -= l
+        pos += l
+        addr += l
+    return False
+
+
+def _ram_size(space: AddressSpace) -> int:
+    return len(space.ram)
+
+
+@tracepoint("qemu-memory", args=("addr", "len"))
+def address_space_write(space: AddressSpace, addr: int, buf: bytes, len: int) -> bool:
+    return address_space_rw(space, addr, buf, len, True)
+
+
+@tracepoint("qemu-memory", args=("addr", "len"))
+def address_space_read(space: AddressSpace, addr: int, buf: bytearray, len: int) -> bool:
+    return address_space_rw(space, addr, buf, len, False)
+
+
+@tracepoint("qemu-memory", args=("addr", "len", "is_write"))
+def cpu_physical_memory_rw(addr: int, buf: bytearray, len: int, is_write: bool) -> None:
+    """Guest-physical access from device or MMIO-exit code: address_space_rw on address_space_memory."""
+    from .state import qemu_state
+    address_space_rw(qemu_state().address_space_memory, addr, buf, len, is_write)
