@@ -117,7 +117,8 @@ class Machine:
                  op: str | int = "both", lba: int = 0, sectors: int = 1, polling: bool = False, seed: int = 0,
                  mode: int | None = None, load: int = 0x1000, entry: int | None = None,
                  ram_size: int = 2 << 20, max_exits: int = 1_000_000, latency: int = 1, record: bool = False,
-                 image_size: int = DEFAULT_IMAGE_SIZE, readonly: bool = False) -> None:
+                 image_size: int = DEFAULT_IMAGE_SIZE, readonly: bool = False,
+                 max_spin_seconds: float = 20.0) -> None:
         from .guest import boot_state, default_guest, load_code
         from .qemu.block import bdrv_open
         from .qemu.cpus import qemu_kvm_cpu_thread_fn
@@ -150,6 +151,8 @@ class Machine:
         self.bs = bdrv_open(self.image_path, readonly=readonly)
         self.cpu, self.ide, self.engine_note = pc_init1(self.state, self.ram, engine, self.bs)
         self.engine = self.state.kvm_state.engine
+        if self.engine == "kvm":
+            self._limit_real_spins(max_spin_seconds)
         self._closed = False
 
         if guest is None:
@@ -177,6 +180,22 @@ class Machine:
         self.vcpu_thread = self.sched.spawn("vcpu0", qemu_kvm_cpu_thread_fn, self.cpu, vcpu=True)
         self.halted = False
         self.last: Parked | None = None
+
+    def _limit_real_spins(self, seconds: float) -> None:
+        """On real KVM a guest spinning without exits is kicked out every few ms (vmio_edu.kvm.kick).
+        Let each kick come back to QEMU's loop, so Ctrl-C, the scheduler and a time budget still work."""
+        from .errors import BudgetExceeded
+        from .kvm.kick import KICK_AFTER_S
+
+        vcpu = self.cpu.kvm_fd
+        vcpu.spin_kick_limit = 1
+        limit = int(seconds / KICK_AFTER_S)
+
+        def check() -> None:
+            if vcpu.spin_kicks > limit:
+                raise BudgetExceeded(f"the guest ran about {seconds:g} s on real KVM without a VM exit "
+                                     "or halt (does it loop forever?)")
+        self.sched.budget_check = check
 
     # -- running -------------------------------------------------------------------------------------
     @property
@@ -240,8 +259,10 @@ class Machine:
         self.state.shutdown_requested = True
         self.sched.close()
         from .qemu.block import bdrv_close
+        from .qemu.main_loop import qemu_cleanup_main_loop
         try:
             bdrv_close(self.bs)
+            qemu_cleanup_main_loop(self.state)
         finally:
             _close_kvm(self)
             if self._tmpdir:

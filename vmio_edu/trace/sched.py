@@ -95,6 +95,7 @@ class Scheduler:
         self.hooks = None  # given to every thread's context, including threads spawned later
         self.listeners: list = []
         self.max_ticks: int | None = None  # the exit budget: KVM_RUN entries allowed
+        self.budget_check = None  # optional callable run at each tick; raises BudgetExceeded
 
     def attach(self, hooks=None, listener=None) -> None:
         """Attach trace hooks and/or a point-event listener to every model thread, now and later."""
@@ -154,6 +155,8 @@ class Scheduler:
                 from ..errors import BudgetExceeded
                 raise BudgetExceeded(f"the guest used its budget of {self.max_ticks} VM exits without "
                                      "halting (does it loop forever?)")
+            if self.budget_check is not None:
+                self.budget_check()
             if self.park_requested:
                 self.park_requested = False
                 self._park(me, Parked("stop", me.name, "interrupted"))

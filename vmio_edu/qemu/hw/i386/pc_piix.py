@@ -16,6 +16,7 @@ from ...exec import AddressSpace
 from ...kvm_all import CPUState, KVMState
 from ...memory import MemoryRegion
 from ...state import QemuState
+from ..misc.vmio_echo import vmio_echo_init
 from .kvm.i8259 import kvm_i8259_init
 from .kvm.ioapic import GSIState, pc_gsi_irqs
 
@@ -59,6 +60,7 @@ def pc_init1(state: QemuState, ram: mmap.mmap, engine: str, bs) -> tuple[CPUStat
     gsi_state = GSIState(i8259_irq=kvm_i8259_init())
     gsi = pc_gsi_irqs(gsi_state)
     ide = pci_piix_ide_init(bs, gsi[14], state.address_space_io)
+    state.extra["echo"] = vmio_echo_init(state.address_space_memory.root)
     qemu_init_main_loop(state)
     cpu = kvm_init_vcpu(state)
     return cpu, ide, note

@@ -1,0 +1,58 @@
+"""The CLI contract other tools script against."""
+import json
+import subprocess
+import sys
+
+from vmio_edu.cli import main
+from vmio_edu.guest import assemble
+
+
+def test_trace_text(capsys):
+    assert main(["trace", "--op", "write", "--lba", "3", "--sectors", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "Image check: OK" in out
+    for layer in ("qemu-cpu", "qemu-memory", "qemu-ide", "qemu-block", "qemu-threadpool"):
+        assert layer in out
+    assert "IO out port=0x1f0" in out
+
+
+def test_trace_json(capsys):
+    assert main(["trace", "--op", "both", "--lba", "2", "--sectors", "2", "--format", "json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["check"]["ok"] and r["check"]["sectors_written"] == [2, 3]
+    assert r["exits"]["IO out port=0x1f0"] == 512
+    assert set(r["stages"]["qemu-threadpool"]) >= {"main", "worker-1"}
+
+
+def test_break_json(capsys):
+    assert main(["trace", "--op", "write", "--break", "bdrv_aio_writev", "--format", "json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["stop"]["function"] == "bdrv_aio_writev" and r["stop"]["thread"] == "vcpu0"
+    bt = r["backtrace"]
+    assert [f["level"] for f in bt] == list(range(len(bt)))
+    assert bt[0]["function"] == "bdrv_aio_writev" and bt[1]["function"] == "ide_sector_write"
+    assert set(bt[0]) == {"level", "function", "args", "file", "line", "layer", "thread"}
+
+
+def test_break_unknown_function(capsys):
+    assert main(["trace", "--break", "no_such_fn"]) == 2
+    assert "no modelled function" in capsys.readouterr().err
+
+
+def test_exits_json_lines(tmp_path, capsys):
+    code = assemble("mov dx, 0x1f7\nin al, dx\nmov al, 0x42\nout 0x80, al\ncli\nhlt", mode=16)
+    g = tmp_path / "g.bin"
+    g.write_bytes(code)
+    assert main(["exits", str(g), "--mode", "16"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["reason"] for x in lines] == ["IO", "IO", "HLT"]
+    assert lines[0]["direction"] == "in" and lines[0]["port"] == 0x1F7 and lines[0]["rip"] == 0x1003
+    assert lines[1] == {**lines[1], "direction": "out", "port": 0x80, "size": 1, "count": 1, "data": "42"}
+    assert lines[1]["rip"] == 0x1008  # a plain OUT exits with RIP already past it
+
+
+def test_errors_have_no_traceback(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "vmio_edu.cli", "trace", "--image", str(tmp_path / "x.img")],
+                       capture_output=True, text=True)
+    assert r.returncode != 0
+    assert r.stderr.startswith("error: ") and "Traceback" not in r.stderr
