@@ -47,13 +47,20 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--engine", choices=("unicorn", "kvm", "auto"), default="unicorn")
     e.add_argument("--format", choices=("json",), default="json")
     e.add_argument("--max-exits", type=_int, default=1_000_000)
+    _add_grading_commands(sub)
     return p
+
+
+def _add_grading_commands(sub: argparse._SubParsersAction) -> None:
+    """`vmio-edu release` and `vmio-edu grade` (the course commands, vmio_edu/grading/cli.py)."""
+    from .grading.cli import add_commands
+    add_commands(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"trace": cmd_trace, "exits": cmd_exits}[args.cmd](args)
+        return {"trace": cmd_trace, "exits": cmd_exits}.get(args.cmd, getattr(args, "func", None))(args)
     except VmioError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

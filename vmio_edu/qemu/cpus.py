@@ -5,7 +5,7 @@ threads (the main loop) may take it and run, so vmio-edu's scheduler hands over 
 """
 from __future__ import annotations
 
-from ..trace.tracepoint import tracepoint
+from ..trace.tracepoint import current_context, emit, tracepoint
 from .kvm_all import CPUState, kvm_cpu_exec
 from .state import qemu_state
 
@@ -31,3 +31,19 @@ def qemu_kvm_cpu_thread_fn(cpu: CPUState) -> None:
     s = qemu_state()
     while not s.shutdown_requested:
         kvm_cpu_exec(cpu)
+
+
+@tracepoint("qemu-cpu", args=("state",))
+def vm_stop(state: str, why: str = "") -> None:
+    """Pause the VM (e.g. RUN_STATE_IO_ERROR when werror=enospc meets a full disk).
+
+    Real QEMU stops every vCPU and sets the run state. The model records the state and the reason and
+    asks the vCPU to park at its next KVM_RUN, so `Machine.run()` returns and can explain why.
+    """
+    ctx = current_context()
+    s = getattr(ctx, "machine", None)
+    if s is not None:  # (a device unit test may call this with no machine around)
+        s.extra["runstate"] = state
+        s.extra["vm_stop_reason"] = why
+        s.sched.park_requested = True
+    emit("vm_stop", "qemu-cpu", state=state, why=why)

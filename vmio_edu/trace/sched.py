@@ -157,13 +157,17 @@ class Scheduler:
                                      "halting (does it loop forever?)")
             if self.budget_check is not None:
                 self.budget_check()
-            if self.park_requested:
-                self.park_requested = False
-                self._park(me, Parked("stop", me.name, "interrupted"))
+            self._park_if_requested(me)
             nxt = self._pick()
             if nxt is not me:
                 self._give(nxt, None)
                 self._wait_turn(me)
+                self._park_if_requested(me)  # another thread may have asked (vm_stop) while we waited
+
+    def _park_if_requested(self, me: ModelThread) -> None:
+        if self.park_requested:
+            self.park_requested = False
+            self._park(me, Parked("stop", me.name, "interrupted"))
 
     def park(self, detail: Any = None) -> None:
         """Hand the baton to the controller (a debugger stop) and wait to be resumed."""

@@ -33,7 +33,15 @@ class SourceRef:
 
 @lru_cache(maxsize=1)
 def _table() -> dict:
-    return json.loads(resources.files(__package__).joinpath("sources.json").read_text())
+    """The reference map, plus `sources_extra.json`: lines we read ourselves for functions it lacks."""
+    pkg = resources.files(__package__)
+    table = json.loads(pkg.joinpath("sources.json").read_text())
+    for key, e in json.loads(pkg.joinpath("sources_extra.json").read_text()).items():
+        if not key.startswith("_"):
+            side = key.split(":")[0]
+            table.setdefault(key, {"calls_at": [], "role": "", "tag": QEMU_TAG if side == "qemu" else LINUX_TAG,
+                                   **e})
+    return table
 
 
 def lookup(side: str, function: str) -> SourceRef | None:

@@ -13,6 +13,7 @@ import stat
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ...linux.fs.read_write import sys_pread64, sys_preadv, sys_pwrite64, sys_pwritev
 from ...trace.tracepoint import tracepoint
 from ..async_ import aio_get_thread_pool
 from ..thread_pool import thread_pool_submit_aio
@@ -120,9 +121,11 @@ def handle_aiocb_rw_linear(aiocb: RawPosixAIOData, buf: memoryview) -> int:
     while offset < nbytes:
         try:
             if aiocb.aio_type & QEMU_AIO_WRITE:
-                n = os.pwrite(aiocb.aio_fildes, buf[offset:nbytes], aiocb.aio_offset + offset)
+                n = sys_pwrite64(aiocb.aio_fildes, buf[offset:nbytes], nbytes - offset,
+                                 aiocb.aio_offset + offset)
             else:
-                n = os.preadv(aiocb.aio_fildes, [buf[offset:nbytes]], aiocb.aio_offset + offset)
+                n = sys_pread64(aiocb.aio_fildes, buf[offset:nbytes], nbytes - offset,
+                                aiocb.aio_offset + offset)
         except OSError as e:  # EINTR is retried by Python itself (PEP 475)
             return -e.errno
         if n == 0:
@@ -136,8 +139,8 @@ def handle_aiocb_rw_vector(aiocb: RawPosixAIOData) -> int:
     bufs = [v.mem() for v in aiocb.aio_iov[:aiocb.aio_niov]]
     try:
         if aiocb.aio_type & QEMU_AIO_WRITE:
-            return os.pwritev(aiocb.aio_fildes, bufs, aiocb.aio_offset)
-        return os.preadv(aiocb.aio_fildes, bufs, aiocb.aio_offset)
+            return sys_pwritev(aiocb.aio_fildes, bufs, aiocb.aio_offset)
+        return sys_preadv(aiocb.aio_fildes, bufs, aiocb.aio_offset)
     except OSError as e:
         return -e.errno
 

@@ -1,0 +1,169 @@
+"""What every exercise shares: results, seeds, calling student code safely, and the exercise record.
+
+An exercise module (one per exercise, e.g. `exit_qual.py`) builds one `Exercise`:
+
+* `make(seed) -> dict`: the randomized parameters (JSON-able). Same seed, same exercise.
+* `problem(params) -> str`: the problem text (Markdown) with the student's own numbers.
+* `SOLUTION`: the solution cell's source, with `### BEGIN SOLUTION` / `### END SOLUTION` around what the
+  student writes. `reference()` execs it, so the notebook's solution *is* the reference solution, and the
+  tests check it against the exercise's independent oracle (the encoder, the model, a recorded trace).
+* `check(answer, params, parts=None, hidden=False) -> list[PartResult]`: grade the student's function.
+  `hidden=False` tries the student's own instances (the self-check); `hidden=True` adds the hidden cases.
+"""
+from __future__ import annotations
+
+import getpass
+import hashlib
+import os
+import random
+import traceback
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+SOLUTION_BEGIN = "### BEGIN SOLUTION"
+SOLUTION_END = "### END SOLUTION"
+HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
+HIDDEN_END = "### END HIDDEN TESTS"
+SEED_RANGE = 1_000_000
+
+
+@dataclass
+class PartResult:
+    """The grade of one part: points out of max_points, and feedback that says what is wrong and why."""
+
+    name: str
+    points: float
+    max_points: float
+    feedback: str
+
+    @property
+    def full(self) -> bool:
+        return self.points >= self.max_points
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str
+    points: float
+    title: str  # one line: what this part checks
+
+
+@dataclass
+class Exercise:
+    """One graded exercise. See the module docstring for the contract."""
+
+    name: str
+    title: str
+    goal: str  # Markdown: the learning goal
+    answer: str  # the name of the function the student writes
+    parts: tuple[Part, ...]
+    make: Callable[[int], dict]
+    problem: Callable[[dict], str]
+    check: Callable[..., list[PartResult]]
+    solution: str  # the solution cell, with the BEGIN/END SOLUTION markers
+    intro: str = ""  # Markdown before the solution cell: what to know, where the real code is
+    uses_model: bool = False  # its checks run Machine (slower; needs the QEMU/Linux model)
+    extra: dict = field(default_factory=dict)
+
+    def part(self, name: str) -> Part:
+        for p in self.parts:
+            if p.name == name:
+                return p
+        raise KeyError(f"exercise {self.name} has no part {name!r} (parts: {', '.join(self.part_names)})")
+
+    @property
+    def part_names(self) -> list[str]:
+        return [p.name for p in self.parts]
+
+    @property
+    def max_points(self) -> float:
+        return sum(p.points for p in self.parts)
+
+    def reference(self) -> Callable:
+        """The reference solution: the solution cell run on its own."""
+        ns: dict[str, Any] = {"__name__": "__main__"}
+        exec(compile(self.solution, f"<reference solution of {self.name}>", "exec"), ns)
+        return ns[self.answer]
+
+
+# -- seeds -----------------------------------------------------------------------------------------------
+def seed_for_user(user: str | None = None) -> int:
+    """A stable seed from the user name (JupyterHub's user, else the login name): each student gets their
+    own numbers, and gets the same numbers every time they open the notebook."""
+    if user is None:
+        user = os.environ.get("JUPYTERHUB_USER") or os.environ.get("NB_USER") or _login()
+    return int.from_bytes(hashlib.sha256(f"vmio-edu:{user}".encode()).digest()[:8], "big") % SEED_RANGE
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+        return "student"
+
+
+def rng(exercise: str, seed: int, purpose: str = "make") -> random.Random:
+    """The random stream of one exercise and seed (str seeding is stable across Python runs)."""
+    return random.Random(f"vmio-edu:{exercise}:{purpose}:{int(seed)}")
+
+
+# -- calling student code ----------------------------------------------------------------------------------
+class StudentError(Exception):
+    """The student's function raised; `str()` is a one-line summary for feedback."""
+
+
+def call(fn: Callable, *args: Any, **kwargs: Any) -> Any:
+    """Call student code; turn any exception into StudentError naming it and the line it came from."""
+    try:
+        return fn(*args, **kwargs)
+    except BaseException as e:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included: never fatal
+        raise StudentError(describe_exception(e)) from None
+
+
+def describe_exception(e: BaseException) -> str:
+    tb = traceback.extract_tb(e.__traceback__)
+    where = ""
+    for fr in reversed(tb):
+        if "vmio_edu" not in fr.filename.replace("\\", "/") or "<cell" in fr.filename:
+            where = f" (at {fr.filename}, line {fr.lineno}: {(fr.line or '').strip()})"
+            break
+    if isinstance(e, NotImplementedError) and not str(e):
+        return "NotImplementedError: the function is still the empty template (replace `raise NotImplementedError()`)"
+    return f"{type(e).__name__}: {e}{where}"
+
+
+def not_callable(answer: Any, name: str) -> str | None:
+    """Feedback if `answer` is not a usable student function, else None."""
+    if answer is None:
+        return f"`{name}` is not defined: run the cell that defines it (did it raise an error?)"
+    if not callable(answer):
+        return f"`{name}` should be a function, but it is a {type(answer).__name__}"
+    mod = getattr(answer, "__module__", "") or ""
+    if mod.startswith("vmio_edu.grading"):
+        return f"`{name}` is the grader's own reference solution: write your own"
+    return None
+
+
+def fail_all(ex: Exercise, parts: list[str] | None, message: str) -> list[PartResult]:
+    return [PartResult(p.name, 0, p.points, message) for p in ex.parts if parts is None or p.name in parts]
+
+
+def verdict(part: Part, failures: list[str], total: int, ok_text: str = "") -> PartResult:
+    """All or nothing: full points when every case passed, else zero with the first failures named."""
+    if not failures:
+        return PartResult(part.name, part.points, part.points, f"correct on all {total} cases" +
+                          (f": {ok_text}" if ok_text else ""))
+    raised = [f.split("your function raised ", 1)[1] for f in failures if "your function raised " in f]
+    if len(raised) == len(failures) == total and len(set(raised)) == 1:
+        return PartResult(part.name, 0, part.points, f"on every case ({total}) your function raised {raised[0]}")
+    shown = failures[:3]
+    more = f"\n(and {len(failures) - 3} more wrong cases)" if len(failures) > 3 else ""
+    head = f"wrong on {len(failures)} of {total} cases:\n" if total > 1 else ""
+    return PartResult(part.name, 0, part.points, head + "\n".join(f"- {f}" for f in shown) + more)
+
+
+def hexs(v: Any) -> str:
+    return f"{v:#x}" if isinstance(v, int) and not isinstance(v, bool) else repr(v)

@@ -1,0 +1,197 @@
+"""Exercise: from the ATA task-file registers to the byte offsets `pwrite` gets.
+
+Rules (shared/reference/semantics.md (f), (h)): the 28-bit LBA is sector | lcyl << 8 | hcyl << 16 |
+(select & 0x0f) << 24 with bit 6 of select set; a count of 0 means 256; IDE PIO submits one sector per
+request (`bdrv_aio_writev(sector_num, nb_sectors=1)`, core.c:794), and raw-posix turns that into
+`pwrite(fd, buf, nb_sectors*512, sector_num*512)` (raw-posix.c:795-796); the raw format adds no offset.
+
+The oracle for the random register sets is the encoder (the LBA is drawn first, then split into bytes);
+the `model` part compares the student's plan with the `pwrite`s the model really makes.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Exercise, Part, PartResult, StudentError, call, fail_all, not_callable, rng, verdict
+from .model import ModelUnavailable, run_default_guest, spy
+
+NAME = "sectors"
+SECTOR = 512
+
+
+def registers(lba: int, nsector: int, select_base: int = 0xE0) -> dict:
+    return {"nsector": nsector & 0xFF, "sector": lba & 0xFF, "lcyl": (lba >> 8) & 0xFF,
+            "hcyl": (lba >> 16) & 0xFF, "select": select_base | ((lba >> 24) & 0x0F)}
+
+
+def oracle(lba: int, nsector: int) -> dict:
+    n = nsector or 256
+    return {"lba": lba, "requests": [(lba + i, 1) for i in range(n)],
+            "pwrites": [((lba + i) * SECTOR, SECTOR) for i in range(n)]}
+
+
+def random_case(r) -> dict:
+    lba = r.choice((r.randrange(1 << 28), r.randrange(1 << 20), r.randrange(1 << 12)))
+    nsector = r.choice((1, 2, 3, 4, 8, r.randrange(1, 256)))
+    c = {"lba": lba, "nsector": nsector, "regs": registers(lba, nsector, r.choice((0xE0, 0x40, 0xE0)))}
+    return c
+
+
+def make(seed: int) -> dict:
+    r = rng(NAME, seed)
+    cases = [random_case(r) for _ in range(3)]
+    cases[0]["lba"] = r.randrange(1 << 24, 1 << 28)  # every register matters
+    cases[0]["regs"] = registers(cases[0]["lba"], cases[0]["nsector"])
+    model = {"lba": r.randrange(1, 1800), "sectors": r.choice((1, 2, 3)), "pattern": r.randrange(1 << 16)}
+    return {"seed": seed, "cases": cases, "model": model}
+
+
+def hidden_cases(seed: int) -> list[dict]:
+    r = rng(NAME, seed, "hidden")
+    edge = [{"lba": 0, "nsector": 1}, {"lba": (1 << 28) - 1, "nsector": 1}, {"lba": 5, "nsector": 0},
+            {"lba": 0x0ABCDEF, "nsector": 255}, {"lba": 0x1000000, "nsector": 2}]
+    for c in edge:
+        c["regs"] = registers(c["lba"], c["nsector"])
+    return edge + [random_case(r) for _ in range(20)]
+
+
+def _regs_text(g: dict) -> str:
+    return ", ".join(f"{k}={v:#04x}" for k, v in g.items())
+
+
+def problem(p: dict) -> str:
+    rows = "\n".join(f"| {i + 1} | {c['regs']['nsector']:#04x} | {c['regs']['sector']:#04x} | {c['regs']['lcyl']:#04x} "
+                     f"| {c['regs']['hcyl']:#04x} | {c['regs']['select']:#04x} |" for i, c in enumerate(p["cases"]))
+    m = p["model"]
+    return f"""**Your writes** (seed {p['seed']}). Before `WRITE SECTORS` (0x30), the guest's driver loaded the task file:
+
+| # | 0x1f2 nsector | 0x1f3 sector | 0x1f4 lcyl | 0x1f5 hcyl | 0x1f6 select |
+|---|---|---|---|---|---|
+{rows}
+
+Write `plan_write(regs)` where `regs` is a dict with those five keys. Return a dict with
+* `lba`: the first sector (28-bit LBA),
+* `requests`: the `(sector_num, nb_sectors)` of every `bdrv_aio_writev` QEMU's IDE device makes, in order,
+* `pwrites`: the `(offset, nbytes)` of every `pwrite` on the raw image, in order.
+
+The last part runs the model: the default guest writes {m['sectors']} sector(s) at LBA {m['lba']}, and your plan
+for its registers must match the `pwrite`s the model really made."""
+
+
+INTRO = """* The device register 0x1f6 (`select`): bit 6 = LBA mode, bits 3:0 = LBA bits 27:24 (bits 7 and 5 are
+  obsolete, often set; bit 4 picks the drive). 0x1f3, 0x1f4, 0x1f5 hold LBA bits 7:0, 15:8, 23:16
+  (`ide_get_sector`, hw/ide/core.c).
+* A sector count of 0 means 256 (core.c:926-928).
+* For PIO, QEMU 1.6.1 asks for one sector per DRQ block and one block-layer request per sector
+  (`req_nb_sectors = 1`; `ide_sector_write`, core.c:778-800).
+* The block layer counts in 512-byte sectors (`BDRV_SECTOR_SIZE`, include/block/block.h:80-81);
+  `paio_submit` converts to bytes: `aio_offset = sector_num * 512`, `aio_nbytes = nb_sectors * 512`
+  (block/raw-posix.c:795-796). The raw format adds no offset (block/raw.c:54)."""
+
+SOLUTION = '''def plan_write(regs: dict) -> dict:
+    """The LBA, the block-layer requests and the pwrites of one PIO WRITE SECTORS."""
+    ### BEGIN SOLUTION
+    lba = regs["sector"] | regs["lcyl"] << 8 | regs["hcyl"] << 16 | (regs["select"] & 0x0F) << 24
+    n = regs["nsector"] or 256
+    requests = [(lba + i, 1) for i in range(n)]
+    pwrites = [(sector_num * 512, nb * 512) for sector_num, nb in requests]
+    return {"lba": lba, "requests": requests, "pwrites": pwrites}
+    ### END SOLUTION
+'''
+
+PARTS = (
+    Part("lba", 1, "the 28-bit LBA from sector/lcyl/hcyl/select"),
+    Part("requests", 1, "one bdrv_aio_writev per sector, count 0 = 256"),
+    Part("pwrites", 1, "pwrite offsets and sizes in bytes"),
+    Part("model", 1, "the plan matches the pwrites the model really makes"),
+)
+
+
+def _pairs(v: Any) -> list[tuple[int, int]] | None:
+    if not isinstance(v, (list, tuple)):
+        return None
+    try:
+        return [(int(a), int(b)) for a, b in v]
+    except (TypeError, ValueError):
+        return None
+
+
+def _short(v: list) -> str:
+    return "[" + ", ".join(f"({a}, {b})" for a, b in v[:3]) + (f", ... ({len(v)} in all)]" if len(v) > 3 else "]")
+
+
+def _compare(got: dict, want: dict, fails: dict, label: str, regs: dict) -> None:
+    if got.get("lba") != want["lba"]:
+        parts = (f"sector {regs['sector']:#x} | lcyl {regs['lcyl']:#x} << 8 | hcyl {regs['hcyl']:#x} << 16 | "
+                 f"(select {regs['select']:#x} & 0x0f) << 24")
+        fails["lba"].append(f"{label}: lba should be {want['lba']} ({want['lba']:#x}) = {parts}, "
+                            f"you returned {got.get('lba')!r}")
+    for key, why in (("requests", "one request of 1 sector per sector, starting at the LBA; nsector 0 means 256"),
+                     ("pwrites", "offset = sector_num * 512 and nbytes = nb_sectors * 512")):
+        g = _pairs(got.get(key))
+        if g is None:
+            fails[key].append(f"{label}: {key} should be a list of pairs, got {got.get(key)!r:.60}")
+        elif g != want[key]:
+            fails[key].append(f"{label}: {key} should be {_short(want[key])}, you returned {_short(g)}; {why}")
+
+
+def _model(part: Part, answer: Any, m: dict) -> PartResult:
+    import vmio_edu.qemu.block.raw_posix as raw_posix
+    seen: list[tuple[int, int, int]] = []
+
+    def record(aiocb: Any, *_a: Any, **_k: Any) -> None:
+        seen.append((aiocb.aio_type, aiocb.aio_offset, aiocb.aio_nbytes))
+
+    regs = registers(m["lba"], m["sectors"])
+    try:
+        got = call(answer, dict(regs))
+    except StudentError as e:
+        return PartResult(part.name, 0, part.points, f"your function raised {e}")
+    try:
+        with spy(raw_posix, "handle_aiocb_rw", record):
+            run = run_default_guest("write", m["lba"], m["sectors"], seed=m["pattern"])
+    except ModelUnavailable as e:
+        return PartResult(part.name, 0, part.points, f"not graded: the model cannot run here ({e})")
+    if not run.ok:
+        return PartResult(part.name, 0, part.points, f"the model run failed on its own: {run.error}")
+    real = [(off, n) for typ, off, n in seen if typ & 2]  # QEMU_AIO_WRITE
+    mine = _pairs(got.get("pwrites")) if isinstance(got, dict) else None
+    label = f"the model wrote {m['sectors']} sector(s) at LBA {m['lba']} (registers {_regs_text(regs)})"
+    if mine != real:
+        return PartResult(part.name, 0, part.points,
+                          f"{label}: its pwrites were {_short(real)}, your plan says {_short(mine or [])}")
+    return PartResult(part.name, part.points, part.points, f"{label}: your plan matches its pwrites {_short(real)}")
+
+
+def check(answer: Any, params: dict, parts: list[str] | None = None, hidden: bool = False) -> list[PartResult]:
+    problem_ = not_callable(answer, EXERCISE.answer)
+    if problem_:
+        return fail_all(EXERCISE, parts, problem_)
+    cases = list(params["cases"]) + (hidden_cases(params["seed"]) if hidden else [])
+    fails: dict[str, list[str]] = {"lba": [], "requests": [], "pwrites": []}
+    if parts is None or set(parts) & set(fails):
+        for c in cases:
+            label = f"registers {_regs_text(c['regs'])}"
+            try:
+                got = call(answer, dict(c["regs"]))
+            except StudentError as e:
+                got = f"your function raised {e}"
+            if not isinstance(got, dict):
+                for k in fails:
+                    fails[k].append(f"{label}: {got if isinstance(got, str) else 'expected a dict, got ' + type(got).__name__}")
+                continue
+            _compare(got, oracle(c["lba"], c["nsector"]), fails, label, c["regs"])
+    out = []
+    for p in PARTS:
+        if parts is not None and p.name not in parts:
+            continue
+        out.append(_model(p, answer, params["model"]) if p.name == "model" else verdict(p, fails[p.name], len(cases)))
+    return out
+
+
+EXERCISE = Exercise(
+    name=NAME, title="From task-file registers to pwrite offsets",
+    goal="Follow a write's address through the layers: ATA registers → 28-bit LBA → the block layer's "
+         "512-byte `sector_num` → the byte offset `pwrite` gets on the raw image.",
+    answer="plan_write", parts=PARTS, make=make, problem=problem, check=check, solution=SOLUTION,
+    intro=INTRO, uses_model=True)
