@@ -39,6 +39,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--polling", action="store_true", help="guest polls BSY with nIEN set instead of IRQ 14")
     t.add_argument("--seed", type=_int, default=0, help="seed of the data pattern the guest writes")
 
+    c = sub.add_parser("compare", help="run the default guest on both engines and compare, exit by exit")
+    c.add_argument("--op", choices=("write", "read", "both"), default="both")
+    c.add_argument("--lba", type=_int, default=0)
+    c.add_argument("--sectors", type=_int, default=1)
+    c.add_argument("--polling", action="store_true")
+    c.add_argument("--format", choices=("text", "json"), default="text")
+
     e = sub.add_parser("exits", help="run raw guest code until it halts and print every exit as JSON")
     e.add_argument("guest", help="a file of raw x86 machine code")
     e.add_argument("--mode", type=int, choices=(16, 32, 64), required=True)
@@ -178,6 +185,78 @@ def format_report(r: dict) -> str:
     out.append("Image check: OK, the image holds exactly the bytes the guest wrote" if c["ok"]
                else "Image check: FAILED\n  " + "\n  ".join(c["problems"]))
     out.append(f"({r['trace_events']} trace events recorded)")
+    return "\n".join(out)
+
+
+# -- compare ------------------------------------------------------------------------------------------
+def run_engine(engine: str, **kw: Any) -> dict:
+    """Run the default guest on one engine with layer timing; return its exits, image and costs."""
+    import time
+
+    from .machine import Machine
+    from .trace.timing import LayerTimer
+
+    timer = LayerTimer()
+    with Machine(engine=engine, **kw) as m:
+        m.sched.attach(hooks=timer)
+        t0 = time.perf_counter()
+        m.run()
+        wall = time.perf_counter() - t0
+        return {"engine": m.engine, "exits": list(m.exits), "image": m.image_bytes(0, 2048),
+                "wall_s": wall, "shares": timer.shares(), "note": m.engine_note}
+
+
+def first_divergence(a: list, b: list) -> int | None:
+    """Index of the first exit where the two streams differ (or where one ends), else None."""
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x.key() != y.key():
+            return i
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .errors import EngineUnavailable
+
+    kw = dict(op=args.op, lba=args.lba, sectors=args.sectors, polling=args.polling)
+    emu = run_engine("unicorn", **kw)
+    try:
+        real = run_engine("kvm", **kw)
+    except EngineUnavailable as e:
+        raise VmioError(f"compare needs the real engine: {e}") from e
+    i = first_divergence(emu["exits"], real["exits"])
+    same_image = emu["image"] == real["image"]
+    result = {"identical": i is None and same_image, "exits": len(emu["exits"]), "divergence": i,
+              "image_identical": same_image, "engines": {}}
+    for r in (emu, real):
+        result["engines"][r["engine"]] = {
+            "exits": len(r["exits"]), "wall_s": round(r["wall_s"], 4),
+            "us_per_exit": round(1e6 * r["wall_s"] / max(1, len(r["exits"])), 1),
+            "layer_share": {k: round(v, 3) for k, v in r["shares"].items()}}
+    if i is not None:
+        lo = max(0, i - 3)
+        result["context"] = {e: [x.to_json() for x in r["exits"][lo:i + 2]]
+                             for e, r in (("unicorn", emu), ("kvm", real))}
+    if args.format == "json":
+        print(json.dumps(result, indent=1))
+    else:
+        print(_format_compare(result))
+    return 0 if result["identical"] else 1
+
+
+def _format_compare(r: dict) -> str:
+    if r["identical"]:
+        out = [f"identical: {r['exits']} exits (reason, direction, size, port, count and data), "
+               "and the disk images are byte-for-byte equal"]
+    elif r["divergence"] is None:
+        out = [f"exits identical ({r['exits']}), but the disk images differ"]
+    else:
+        out = [f"first divergence at exit {r['divergence']}:"]
+        for engine, xs in r["context"].items():
+            out.append(f"  {engine}:")
+            out += [f"    {json.dumps(x)}" for x in xs]
+    for engine, e in r["engines"].items():
+        out.append(f"\n{engine}: {e['exits']} exits in {e['wall_s']} s = {e['us_per_exit']} us per exit")
+        out += [f"  {layer:<16} {share:6.1%}" for layer, share in e["layer_share"].items()]
     return "\n".join(out)
 
 

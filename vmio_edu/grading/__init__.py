@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from .base import Exercise, PartResult, seed_for_user
 
-# In the order the path is crossed: guest exit → KVM → kvm_run → QEMU → IDE → block → threads → completion.
+# In the order the path is crossed: exit → KVM → kvm_run → QEMU → IDE → block → threads → completion.
 EXERCISE_MODULES = ("exit_qual", "pio_exits", "kvm_run", "handle_io", "ide_write", "sectors", "threads",
                     "completion")
 

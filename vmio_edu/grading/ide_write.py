@@ -118,7 +118,7 @@ def drive(end: EndRecorder, read_end: EndRecorder):
 
 def _window(answer: Any, w: dict) -> dict[str, list[str]]:
     """Run one window; failures by part."""
-    out: dict[str, list[str]] = {"store": [], "end": []}
+    out: dict[str, list[str]] = {"store": [], "end": [], "guard": []}
     end, rend = EndRecorder("ide_sector_write"), EndRecorder("ide_sector_read")
     label = f"window of {w['size']} bytes at offset {w['start']}"
     with drive(end, rend) as (bus, s, core, w_fn, _r):
@@ -130,8 +130,9 @@ def _window(answer: Any, w: dict) -> dict[str, list[str]]:
             try:
                 call(answer, bus, 0x1F0, val)
             except StudentError as e:
-                out["store"].append(f"{label}, word {i}: your function raised {e}")
-                return out
+                for k in ("store", "end"):
+                    out[k].append(f"{label}, word {i}: your function raised {e}")
+                return {k: v[:1] for k, v in out.items()}
             got = bytes(s.io_buffer[ptr:ptr + 2])
             want = val.to_bytes(2, "little")
             if got != want and not out["store"]:
@@ -148,21 +149,24 @@ def _window(answer: Any, w: dict) -> dict[str, list[str]]:
         if len(end.calls) != 1 and not out["end"]:
             out["end"].append(f"{label}: end_transfer_func was called {len(end.calls)} times after the last word; "
                               f"expected once, when data_ptr reaches data_end ({w['start'] + w['size']})")
+        if len(end.calls) != 1:
+            return {k: v[:1] for k, v in out.items()}  # the window never closed properly: nothing more to try
         # one more word after the window closed (DRQ dropped by the end function): ignored
         ptr_after = s.data_ptr
         snapshot = bytes(s.io_buffer)
         try:
             call(answer, bus, 0x1F0, w["extra"])
         except StudentError as e:
-            out["end"].append(f"{label}: a word after the window closed made your function raise {e}")
+            out["guard"].append(f"{label}: a word after the window closed made your function raise {e}")
             return out
         if bytes(s.io_buffer) != snapshot or s.data_ptr != ptr_after or len(end.calls) > 1:
-            out["end"].append(f"{label}: a word written after the window closed (DRQ off) changed the drive")
+            out["guard"].append(f"{label}: a word written after the window closed (DRQ off) changed the drive; "
+                                "with DRQ clear it must be ignored")
         outside = [i for i in range(len(before)) if not w["start"] <= i < w["start"] + w["size"]
                    and snapshot[i] != before[i]]
         if outside and not out["store"]:
             out["store"].append(f"{label}: bytes outside the window changed (first at offset {outside[0]})")
-    return out
+    return {k: v[:1] for k, v in out.items()}  # one message per part and window: a window is one case
 
 
 def _guard(answer: Any, stray: list[int]) -> list[str]:
@@ -217,12 +221,12 @@ def check(answer: Any, params: dict, parts: list[str] | None = None, hidden: boo
     fails: dict[str, list[str]] = {"store": [], "end": [], "guard": []}
     windows = list(params["windows"]) + (hidden_windows(params["seed"]) if hidden else [])
     try:
-        if {"store", "end"} & set(want):
+        if {"store", "end", "guard"} & set(want):
             for w in windows:
                 for k, v in _window(answer, w).items():
                     fails[k] += v
         if "guard" in want:
-            fails["guard"] = _guard(answer, params["stray"])
+            fails["guard"] += _guard(answer, params["stray"])
     except ModelUnavailable as e:
         return fail_all(EXERCISE, parts, f"not graded: the IDE model is not available ({e})")
     out = []
@@ -232,7 +236,7 @@ def check(answer: Any, params: dict, parts: list[str] | None = None, hidden: boo
         if p.name == "model":
             out.append(_model(p, answer, params["model"]))
         else:
-            out.append(verdict(p, fails[p.name], 2 if p.name == "guard" else len(windows)))
+            out.append(verdict(p, fails[p.name], len(windows) + (2 if p.name == "guard" else 0)))
     return out
 
 

@@ -183,11 +183,12 @@ def _eq(key: str, got: Any, want: Any) -> bool:
 def _values_why(f: dict) -> str:
     if f["exit_reason"] == K.KVM_EXIT_MMIO:
         return ("a read has no value yet" if not f["is_write"]
-                else f"the value is the first len={f['len']} bytes of mmio.data (offset 40), little-endian")
+                else f"the value is the first len={f['len']} bytes of mmio.data (offset 40), little-endian; "
+                "len is the u32 at offset 48")
     if f["direction"] == "in":
         return "an IN exit has no data yet: QEMU fills the PIO page before the next KVM_RUN"
     return (f"{f['count']} elements of {f['size']} bytes from data_offset={f['data_offset']:#x}, "
-            "element i at data_offset + i*size")
+            "element i at data_offset + i*size, each little-endian")
 
 
 def check(answer: Any, params: dict, parts: list[str] | None = None, hidden: bool = False) -> list[PartResult]:
@@ -225,10 +226,8 @@ def check(answer: Any, params: dict, parts: list[str] | None = None, hidden: boo
                     fails[part].append(f"{label}: the dict has no key {key!r}")
                 elif not _eq(key, got[key], want_all[key]):
                     why = _values_why(f) if key == "values" else f"it is the {WHERE[key]}"
-                    want = want_all[key]
-                    shown = (f"{want[:6]}{'...' if len(want) > 6 else ''}" if isinstance(want, list) else hexs(want))
-                    gshown = got[key][:6] if isinstance(got[key], list) else hexs(got[key])
-                    fails[part].append(f"{label}: {key} should be {shown}, you returned {gshown}; {why}")
+                    fails[part].append(f"{label}: {key} should be {hexs(want_all[key])}, you returned "
+                                       f"{hexs(got[key])}; {why}")
     return [verdict(p, fails[p.name], counts[p.name]) for p in PARTS if parts is None or p.name in parts]
 
 

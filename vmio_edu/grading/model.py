@@ -112,15 +112,19 @@ def plugged(module: Any, name: str, fn: Callable) -> Iterator[Callable]:
             setattr(mod, attr, original)
 
 
-def replace_in_objects(roots: list[Any], original: Callable, replacement: Callable, depth: int = 8) -> int:
-    """Point every attribute (of dataclass-like objects reachable from `roots`) that holds `original` at
-    `replacement`: callbacks a device captured when it was built (port lists, end functions). Returns how
-    many slots were changed."""
+_ATTR = object()  # marks an attribute slot in the undo list
+
+
+def replace_in_objects(roots: list[Any], original: Callable, replacement: Callable,
+                       depth: int = 8) -> list[tuple[Any, Any, Callable]]:
+    """Point every slot (attributes of plain objects, list items, dict values reachable from `roots`) that
+    holds `original` at `replacement`: callbacks a device captured when it was built (port lists, end
+    functions). Returns what was changed, for `restore_objects`: some of these objects are shared with
+    module-level tables (QEMU's static const port lists), so the change must not outlive the run."""
     seen: set[int] = set()
-    changed = 0
+    changed: list[tuple[Any, Any, Callable]] = []
 
     def visit(obj: Any, d: int) -> None:
-        nonlocal changed
         if d < 0 or id(obj) in seen or isinstance(obj, (str, bytes, bytearray, memoryview, int, float)):
             return
         seen.add(id(obj))
@@ -128,7 +132,7 @@ def replace_in_objects(roots: list[Any], original: Callable, replacement: Callab
             for i, v in enumerate(obj):
                 if v is original and isinstance(obj, list):
                     obj[i] = replacement
-                    changed += 1
+                    changed.append((obj, i, original))
                 else:
                     visit(v, d - 1)
             return
@@ -136,7 +140,7 @@ def replace_in_objects(roots: list[Any], original: Callable, replacement: Callab
             for k, v in list(obj.items()):
                 if v is original:
                     obj[k] = replacement
-                    changed += 1
+                    changed.append((obj, k, original))
                 else:
                     visit(v, d - 1)
             return
@@ -146,13 +150,21 @@ def replace_in_objects(roots: list[Any], original: Callable, replacement: Callab
         for k, v in list(attrs.items()):
             if v is original:
                 setattr(obj, k, replacement)
-                changed += 1
+                changed.append((obj, (_ATTR, k), original))
             else:
                 visit(v, d - 1)
 
     for r in roots:
         visit(r, depth)
     return changed
+
+
+def restore_objects(changed: list[tuple[Any, Any, Callable]]) -> None:
+    for obj, key, original in reversed(changed):
+        if isinstance(key, tuple) and key and key[0] is _ATTR:
+            setattr(obj, key[1], original)
+        else:
+            obj[key] = original
 
 
 @contextlib.contextmanager
@@ -257,10 +269,11 @@ def run_default_guest(op: str, lba: int, sectors: int, seed: int = 0, record: bo
                 if tp.name in watch:
                     calls.append((len(m.trace.events) - 1, ctx.name, [f.tp.name for f in ctx.stack]))
             m.trace.on_enter = on_enter
-        with m:
+        with m, contextlib.ExitStack() as undo:
             for original, replacement in replaced:
-                replace_in_objects([m.ide, m.state.address_space_io, m.state.address_space_memory, m.state],
-                                   original, replacement)
+                changed = replace_in_objects([m.ide, m.state.address_space_io, m.state.address_space_memory,
+                                              m.state], original, replacement)
+                undo.callback(restore_objects, changed)
             try:
                 m.run()
                 run.ok = bool(m.halted)

@@ -76,7 +76,8 @@ Write the function `{ex.answer}` in the answer cell, run the self-check for feed
               _nbg(f"{n}_background", locked=True)),
         _cell("code", ex.solution.rstrip("\n"), f"{n}-solution", "solution", _nbg(f"{n}_solution", solution=True)),
         _cell("markdown", "## Self-check\n\nRun this for feedback on your own cases (the graded tests below "
-              "also try hidden cases).", f"{n}-selfcheck-md", "selfcheck-intro", _nbg(f"{n}_selfcheck_md", locked=True)),
+              "also try hidden cases).", f"{n}-selfcheck-md", "selfcheck-intro",
+              _nbg(f"{n}_selfcheck_md", locked=True)),
         _cell("code", f'_ = grading.self_check("{n}", {ex.answer}, SEED)', f"{n}-selfcheck", "selfcheck",
               _nbg(f"{n}_selfcheck", locked=True)),
         _cell("markdown", "## Graded tests\n\nOne cell per part. A cell that runs without an error has passed on "

@@ -149,6 +149,14 @@ def _kill(proc: subprocess.Popen) -> None:
         pass
 
 
+def _nbgrader_student(path: str) -> str | None:
+    """The student id in an nbgrader course path: .../submitted/<student>/<assignment>/<notebook>.ipynb."""
+    parts = os.path.normpath(os.path.abspath(path)).split(os.sep)
+    if len(parts) >= 4 and parts[-4] in ("submitted", "autograded", "feedback"):
+        return parts[-3] or None
+    return None
+
+
 def grade_notebook(path: str, seed: int | None = None, timeout: float = DEFAULT_TIMEOUT,
                    memory_mb: int = DEFAULT_MEMORY_MB, parts: list[str] | None = None) -> GradeReport:
     """Grade a submitted exercise notebook. Raises NotebookError for a notebook it cannot grade at all."""
@@ -167,6 +175,9 @@ def grade_notebook(path: str, seed: int | None = None, timeout: float = DEFAULT_
         source = "given on the command line"
     else:
         seed, source = submitted_seed(nb)
+        student = _nbgrader_student(path)
+        if seed is None and student:
+            seed, source = seed_for_user(student), f"from the nbgrader student id {student!r}"
         if seed is None:
             seed, source = seed_for_user(), "not found in the notebook: the grader's own default"
     wanted = ex.part_names if parts is None else parts

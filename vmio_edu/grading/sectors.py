@@ -63,7 +63,8 @@ def problem(p: dict) -> str:
     rows = "\n".join(f"| {i + 1} | {c['regs']['nsector']:#04x} | {c['regs']['sector']:#04x} | {c['regs']['lcyl']:#04x} "
                      f"| {c['regs']['hcyl']:#04x} | {c['regs']['select']:#04x} |" for i, c in enumerate(p["cases"]))
     m = p["model"]
-    return f"""**Your writes** (seed {p['seed']}). Before `WRITE SECTORS` (0x30), the guest's driver loaded the task file:
+    return f"""**Your writes** (seed {p['seed']}). Before `WRITE SECTORS` (0x30), the guest's driver loaded the
+task file:
 
 | # | 0x1f2 nsector | 0x1f3 sector | 0x1f4 lcyl | 0x1f5 hcyl | 0x1f6 select |
 |---|---|---|---|---|---|
@@ -178,7 +179,8 @@ def check(answer: Any, params: dict, parts: list[str] | None = None, hidden: boo
                 got = f"your function raised {e}"
             if not isinstance(got, dict):
                 for k in fails:
-                    fails[k].append(f"{label}: {got if isinstance(got, str) else 'expected a dict, got ' + type(got).__name__}")
+                    why = got if isinstance(got, str) else f"expected a dict, got {type(got).__name__}"
+                    fails[k].append(f"{label}: {why}")
                 continue
             _compare(got, oracle(c["lba"], c["nsector"]), fails, label, c["regs"])
     out = []

@@ -1,0 +1,1 @@
+"""virt/ (Linux v3.7): the architecture-independent half of KVM."""
