@@ -6,11 +6,10 @@ goes through two Python wrappers. The CPU model calls the C library directly thr
 `uclib` handle, with argument buffers allocated once. Everything else (mapping memory, descriptor-table
 registers, MSRs) still goes through the `Uc` object.
 
-It also knows one quirk of Unicorn's x86 core: when an exception is handed to a UC_HOOK_INTR callback
-instead of being delivered, QEMU's double-fault bookkeeping (`env->old_exception`) is never reset, so
-the *next* contributory fault is reported as #DF. `ExceptionState` finds that field (and
-`env->error_code`) inside a saved CPU context once per process, so the CPU can read the error code and
-reset the bookkeeping after it has delivered the exception itself, as real hardware would.
+It also knows one quirk of Unicorn's x86 core: QEMU's double-fault bookkeeping (`env->old_exception`)
+is never reset, because Unicorn never delivers events, so a later contributory fault is reported as #DF
+(or lost). `ExceptionState` finds that field (and `env->error_code`) inside a saved CPU context once per
+process, so the CPU can read error codes and reset the bookkeeping, as real hardware would.
 """
 from __future__ import annotations
 
@@ -64,11 +63,10 @@ class FastUc:
             ptrs = (ctypes.c_void_p * n)(*[ctypes.addressof(vals) + 8 * i for i in range(n)])
             b = self._batch[key] = (ids, vals, ptrs, n)
         ids, vals, ptrs, n = b
-        for i in range(n):
-            vals[i] = 0  # 16/32-bit registers only fill their low bytes
+        ctypes.memset(vals, 0, 8 * n)  # 16/32-bit registers only fill their low bytes
         if uclib.uc_reg_read_batch(self.h, ids, ptrs, n) != UC_ERR_OK:
             raise UcError(uclib.uc_errno(self.h))
-        return list(vals)
+        return vals[:]
 
     # -- running ------------------------------------------------------------------------------------
     def start(self, begin: int, until: int, count: int) -> int:
@@ -127,10 +125,12 @@ class ExceptionState:
     Unicorn leaves QEMU's double-fault bookkeeping (`env->old_exception`) set after events it never
     delivers: an exception handed to a UC_HOOK_INTR callback, and even internal page-walk faults around
     `uc_emu_stop`. After two such stops a guest #DE is reported as #DF, or silently swallowed as a
-    "triple fault". A real CPU clears that state once an event is delivered, so the model resets it to -1
-    before every `uc_emu_start`. The two field offsets are found once per process with a probe: a
-    protected-mode `mov ds, ax` with a selector past the GDT limit raises #GP with error code
-    selector & ~3, which sets both fields.
+    "triple fault". A real CPU clears that state once an event is delivered. The CPU model resets it to -1
+    after delivering an exception itself, and whenever Unicorn reports a #DF or stops without a reason
+    (then the faulting instruction simply runs again): Unicorn never delivers events, so neither can be
+    genuine. The two field offsets are found once per process with a probe: a protected-mode
+    `mov ds, ax` with a selector past the GDT limit raises #GP with error code selector & ~3, which sets
+    both fields.
     """
 
     _offsets: tuple[int, int] | None = None

@@ -108,6 +108,7 @@ class X86Cpu:
         self.slots: dict[int, tuple[int, int, int]] = {}  # slot -> (gpa, size, host address): guest RAM
         self.mmio_gfns: set[int] = set()  # guest pages KVM's MMU has marked as MMIO (EPT misconfig)
         self.kinds: dict[int, int] = {}   # linear address -> KIND_*
+        self._io_cache: dict[int, object] = {}  # linear address -> decoded IoInsn (dropped with `kinds`)
         self.code_sites: dict[int, set[int]] = {}  # guest-physical page -> linear addresses in `kinds`
         self.mmio_access: MmioAccess | None = None
         self.last_event = ""              # the last event delivered, for views
@@ -121,6 +122,7 @@ class X86Cpu:
         self._lin_pages: dict[int, int] = {}
         self._seg_cache: dict[tuple, tuple[int, int]] = {}
         self._paging: Paging | None = None
+        self._paging_key: tuple = ()
         self._efer = 0
         self._sregs = _reset_sregs()
         # guest state as saved at the last exit (the VMCS holds RIP/RSP/RFLAGS)
@@ -159,6 +161,7 @@ class X86Cpu:
         for gpa, size, hva in self.slots.values():
             self.uc.mem_map_ptr(gpa, size, UC_PROT_ALL, hva)
         self.kinds.clear()
+        self._io_cache.clear()
         self.code_sites.clear()
         self._watched_pages.clear()
         self._full_load = True  # the new engine knows nothing: load every register at the next entry
@@ -232,16 +235,20 @@ class X86Cpu:
 
     def _code_written(self, handle, access, addr, size, value, _ud) -> None:
         """The guest wrote into a page it runs code from: forget what we knew about those bytes."""
-        for a in self.code_sites.pop(addr & ~0xFFF, ()):
-            self.kinds.pop(a, None)
+        self._forget_page(addr & ~0xFFF)
         if (addr + size - 1) & ~0xFFF != addr & ~0xFFF:
-            for a in self.code_sites.pop((addr + size - 1) & ~0xFFF, ()):
-                self.kinds.pop(a, None)
+            self._forget_page((addr + size - 1) & ~0xFFF)
+
+    def _forget_page(self, phys_page: int) -> None:
+        for a in self.code_sites.pop(phys_page, ()):
+            self.kinds.pop(a, None)
+            self._io_cache.pop(a, None)
 
     def flush_code_cache(self) -> None:
         """Drop every translated block and classification (after a VMM rewrote guest code or state)."""
         uclib.uc_ctl(self.fuc.h, _UC_TB_FLUSH_WRITE)
         self.kinds.clear()
+        self._io_cache.clear()
         self.code_sites.clear()
         self._lin_pages.clear()
         self._seg_cache.clear()
@@ -285,14 +292,26 @@ class X86Cpu:
         if not self.fuc.mem_write(gpa, data):
             return False
         for page in range(gpa & ~0xFFF, gpa + len(data), PAGE):
-            for a in self.code_sites.pop(page, ()):
-                self.kinds.pop(a, None)
+            if page in self.code_sites:
+                self._forget_page(page)
         return True
 
     def paging(self) -> Paging:
         if self._paging is None:
             self._paging = Paging(self.cr0, self.cr3, self.cr4, self._read_efer())
         return self._paging
+
+    def _sync_paging(self, live: bool = False) -> None:
+        """Forget cached translations (our small TLB) when CR0, CR3 or CR4 changed since they were made.
+        Like a real TLB it is not flushed by page-table edits alone (a guest would need INVLPG)."""
+        if live:
+            self.cr0, self.cr3, self.cr4 = self.fuc.read_batch([X.UC_X86_REG_CR0, X.UC_X86_REG_CR3,
+                                                                X.UC_X86_REG_CR4])
+        key = (self.cr0, self.cr3, self.cr4)
+        if key != self._paging_key:
+            self._paging_key = key
+            self._paging = None
+            self._lin_pages.clear()
 
     def _read_efer(self) -> int:
         try:
@@ -321,7 +340,7 @@ class X86Cpu:
         out = b""
         while n > 0:
             k = min(n, PAGE - (addr & 0xFFF))
-            gpa = self.linear_to_phys(addr)
+            gpa = self._phys_page(addr & ~0xFFF) | (addr & 0xFFF)
             data = self.read_phys(gpa, k)
             if data is None:
                 raise GuestFault(f"read of {k} bytes at guest-physical {gpa:#x} (linear {addr:#x}): not RAM")
@@ -332,7 +351,7 @@ class X86Cpu:
     def write_linear(self, addr: int, data: bytes) -> None:
         while data:
             k = min(len(data), PAGE - (addr & 0xFFF))
-            gpa = self.linear_to_phys(addr)
+            gpa = self._phys_page(addr & ~0xFFF) | (addr & 0xFFF)
             if not self.write_phys(gpa, data[:k]):
                 raise GuestFault(f"write of {k} bytes at guest-physical {gpa:#x} (linear {addr:#x}): not RAM")
             addr, data = addr + k, data[k:]
@@ -461,10 +480,11 @@ class X86Cpu:
         """Load what KVM changed since the last exit: dirty GPRs, and RIP/RSP/RFLAGS from the VMCS."""
         v, f, full = self.vmcs, self.fuc, self._full_load
         self._full_load = False
-        for i in self._gpr_slots:
-            if i < 16 and i != VCPU_REGS_RSP and (full or dirty >> i & 1):
-                f.write(self._gpr_ids[i], gprs[i])
-                self.gprs[i] = gprs[i]
+        if full or dirty & 0xFFEF:
+            for i in self._gpr_slots:
+                if i < 16 and i != VCPU_REGS_RSP and (full or dirty >> i & 1):
+                    f.write(self._gpr_ids[i], gprs[i])
+                    self.gprs[i] = gprs[i]
         if full or v.GUEST_RSP != self.gprs[VCPU_REGS_RSP]:
             f.write(self._sp_id, v.GUEST_RSP)
             self.gprs[VCPU_REGS_RSP] = v.GUEST_RSP
@@ -484,12 +504,12 @@ class X86Cpu:
         rest = vals[len(self._gpr_slots):]
         self._rflags, cs, ss, ds, es, self.cr0, self.cr3, self.cr4 = rest
         self.sel["cs"], self.sel["ss"], self.sel["ds"], self.sel["es"] = cs, ss, ds, es
-        self._paging = None
+        self._sync_paging()
         v = self.vmcs
         v.GUEST_RIP, v.GUEST_RSP, v.GUEST_RFLAGS = g[VCPU_REGS_RIP], g[VCPU_REGS_RSP], self._rflags
         v.GUEST_CR0, v.GUEST_CR3, v.GUEST_CR4 = self.cr0, self.cr3, self.cr4
         v.GUEST_CS_SELECTOR = cs
-        v.GUEST_CS_BASE = cs << 4 if not self.cr0 & CR0_PE else self.segment_base("cs")
+        v.GUEST_CS_BASE = cs << 4 if not self.cr0 & CR0_PE else 0 if self.uc_mode == 64 else self.segment_base("cs")
         return g
 
     def _begin(self) -> int:
@@ -520,10 +540,10 @@ class X86Cpu:
         if st.watch and not blocking and self.fuc.read(self._flags_id) & EFLAGS_IF:
             return self._exit(V.EXIT_REASON_PENDING_INTERRUPT)
 
+        retries = 0
         while True:
             before = st.n
             count = max(1, min(self.slice_insns, self.budget_left + 1))
-            self._exc.reset()
             err = self.fuc.start(self._begin(), UNTIL, count)
             self.budget_left -= max(0, st.n - before - (1 if st.stop else 0))
             if st.error is not None:
@@ -531,9 +551,19 @@ class X86Cpu:
                 raise e
             if st.stop:
                 return self._exit_on_stop()
+            if err == UCC.UC_ERR_OK and st.intr == 8 and st.intr_eip == self.fuc.read(self._ip_id) \
+                    and self._exc.ctx is not None and retries < 3:
+                # Unicorn never delivers events, so a #DF from it is stale double-fault bookkeeping
+                # (see ucapi.ExceptionState): clear it and let the faulting instruction raise again.
+                retries += 1
+                st.intr = -1
+                self._exc.reset()
+                self._sync_ip()  # resume at the faulting instruction, not at the entry RIP
+                continue
             if err == UCC.UC_ERR_OK and st.intr >= 0:
                 if not self._guest_exception():
                     return self._exit(V.EXIT_REASON_TRIPLE_FAULT)
+                retries = 0
                 continue
             if err in (UCC.UC_ERR_READ_UNMAPPED, UCC.UC_ERR_WRITE_UNMAPPED, UCC.UC_ERR_FETCH_UNMAPPED) \
                     and st.mmio is not None:
@@ -541,6 +571,13 @@ class X86Cpu:
             if err == UCC.UC_ERR_INSN_INVALID:  # KVM intercepts #UD (exception bitmap)
                 v.VM_EXIT_INTR_INFO = 6 | V.INTR_TYPE_HARD_EXCEPTION | V.INTR_INFO_VALID_MASK
                 return self._exit(V.EXIT_REASON_EXCEPTION_NMI)
+            if err == UCC.UC_ERR_OK and st.n - before < count and self._exc.ctx is not None and retries < 3:
+                # QEMU's "triple fault" on that stale bookkeeping stops Unicorn without a word: clear it
+                # and run the instruction again.
+                retries += 1
+                self._exc.reset()
+                self._sync_ip()
+                continue
             if err == UCC.UC_ERR_OK and st.n - before < count:
                 self.save_guest_state()
                 raise GuestFault(f"Unicorn stopped for no reason it reports, at {self.where()}",
@@ -577,7 +614,9 @@ class X86Cpu:
         if kind == KIND_HLT:
             return self._exit(V.EXIT_REASON_HLT, 0, size)
         g = self._exit(V.EXIT_REASON_IO_INSTRUCTION, 0, size)
-        io = decode_io(self.read_code(addr, size), self.code_bits())
+        io = self._io_cache.get(addr)
+        if io is None or io.length != size:
+            io = self._io_cache[addr] = decode_io(self.read_code(addr, size), self.code_bits())
         port = io.port if io.imm else g[2] & 0xFFFF  # DX
         self.vmcs.EXIT_QUALIFICATION = V.io_exit_qualification(io.size, io.is_in, io.string, io.rep, io.imm, port)
         self.vmcs.VM_EXIT_INSTRUCTION_LEN = io.length
@@ -597,6 +636,7 @@ class X86Cpu:
 
     # -- events -------------------------------------------------------------------------------------------
     def _inject(self, info: int) -> bool:
+        self._sync_paging(live=True)
         vector, itype = info & V.INTR_INFO_VECTOR_MASK, info & V.INTR_INFO_INTR_TYPE_MASK
         kind = EXT_INTR if itype == V.INTR_TYPE_EXT_INTR else SOFT_INTR if itype == V.INTR_TYPE_SOFT_INTR \
             else HW_EXCEPTION
@@ -610,6 +650,7 @@ class X86Cpu:
         st = self._hs
         vector, eip_then = st.intr, st.intr_eip
         st.intr = -1
+        self._sync_paging(live=True)
         eip_now = self.fuc.read(self._ip_id)
         if eip_now != eip_then:  # Unicorn moved EIP past an `int n`: a software interrupt
             kind, err = SOFT_INTR, None
@@ -735,7 +776,8 @@ class X86Cpu:
         self._full_load = True  # segment loads may have touched nothing else, but be sure
         cs, ss, ds, es, self.cr0, self.cr3, self.cr4 = self.fuc.read_batch(self._exit_batch[-7:])
         self.sel.update(cs=cs, ss=ss, ds=ds, es=es)
-        self._paging = None
+        self._paging_key = ()
+        self._sync_paging()
 
     def get_sregs(self) -> kvm_sregs:
         s = _copy(self._sregs)

@@ -92,7 +92,13 @@ def kvm_handle_internal_error(cpu: CPUState, run: K.kvm_run, reason: str = "") -
     """KVM could not emulate something: QEMU prints the suberror and stops the VM."""
     sub = run.u.internal.suberror
     what = "emulation failure" if sub == K.KVM_INTERNAL_ERROR_EMULATION else f"suberror {sub}"
+    reason = reason or _engine_detail(cpu)
     raise GuestFault(f"KVM internal error ({what}){': ' + reason if reason else ''}")
+
+
+def _engine_detail(cpu: CPUState) -> str:
+    """The emulated kernel explains its last SHUTDOWN/INTERNAL_ERROR (the real one can't)."""
+    return getattr(cpu.kvm_fd, "exit_detail", "") or ""
 
 
 @tracepoint("qemu-cpu", args=())
@@ -128,8 +134,9 @@ def kvm_cpu_exec(cpu: CPUState) -> int:
             ret = EXCP_HLT  # only without the in-kernel irqchip (target-i386/kvm.c kvm_handle_halt)
         elif reason == K.KVM_EXIT_SHUTDOWN:
             # QEMU 1.6.1 calls qemu_system_reset_request() here; a learner wants to know why instead.
+            detail = _engine_detail(cpu)
             raise GuestFault("triple fault (KVM_EXIT_SHUTDOWN): the guest hit an exception it could not "
-                             "handle; real QEMU would reset the machine")
+                             "handle; real QEMU would reset the machine" + (f". {detail}" if detail else ""))
         elif reason == K.KVM_EXIT_INTERNAL_ERROR:
             ret = kvm_handle_internal_error(cpu, run)
         else:

@@ -6,14 +6,18 @@
     dbg.break_at("bdrv_aio_writev")
     DebuggerPanel(dbg)              # Continue runs to the breakpoint; Step, Next, Finish, Back move on
 
-Threading rule (ipykernel 7 drops widget updates sent from other threads): the panel is only updated on
-the thread that created it, the kernel thread. A button callback runs there, calls the debugger, which
-blocks until the model has parked, and only then reads the new `Stop` and updates the widgets. The model
-threads never touch a widget, and nothing here changes the model: the panel reads stops, views and the
-recorded trace, and issues debugger commands.
+Threading rule (ipykernel 7 loses widget updates sent from other threads): the panel is only updated on
+the thread that created it, the kernel's main thread. JupyterLab 4.6 with ipykernel 7 sends widget comm
+messages over a kernel *subshell* (setting `commsOverSubshells`, default "perCommTarget"), so a button
+callback may arrive on a subshell thread; the panel then hands the work to the main thread's event loop
+(`call_soon_threadsafe`). There the command calls the debugger, which blocks until the model has parked,
+and only then the new `Stop` is read and the widgets updated. Commands from several clicks run one after
+another. The model threads never touch a widget, and nothing here changes the model: the panel reads
+stops, views and the recorded trace, and issues debugger commands.
 """
 from __future__ import annotations
 
+import asyncio
 import threading
 import traceback
 from typing import Any, Callable
@@ -48,6 +52,10 @@ class DebuggerPanel(W.VBox):
         self.dbg = dbg
         self.window = window
         self._owner = threading.get_ident()  # the kernel thread: the only one allowed to update widgets
+        try:  # its event loop (ipykernel runs cells inside it), to hand work over from subshell threads
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
         self.stop = getattr(dbg, "stop", None)
         self._timeline_len = -1
 
@@ -60,7 +68,7 @@ class DebuggerPanel(W.VBox):
                                 ("Back", "undo", "the previous trace point (time travel)")):
             b = W.Button(description=name, icon=icon, tooltip=tip, layout=W.Layout(width="auto"))
             b.add_class(f"vmio-btn-{name.lower()}")
-            b.on_click(self._make_handler(name.lower()))
+            b.on_click(self._handler(getattr(self, "cont" if name == "Continue" else name.lower())))
             self.buttons[name.lower()] = b
         self.status = W.HTML(R.stop_header(self.stop))
         self.status.add_class("vmio-status")
@@ -73,15 +81,16 @@ class DebuggerPanel(W.VBox):
         self.layer_pick = W.Dropdown(options=list(self.choices), value=first, description="layer",
                                      layout=W.Layout(width="260px"))
         self.function_pick = W.Select(options=self.choices[first], rows=8, layout=W.Layout(width="420px"))
-        self.layer_pick.observe(self._on_layer, names="value")
+        self.layer_pick.observe(lambda change: self._on_kernel_thread(lambda: self._on_layer(change)),
+                                names="value")
         self.add_function_bp = W.Button(description="Break at function", icon="stop-circle",
                                         layout=W.Layout(width="auto"))
-        self.add_function_bp.on_click(lambda _b: self._guard(self._add_function_breakpoint))
+        self.add_function_bp.on_click(self._handler(lambda: self._guard(self._add_function_breakpoint)))
         self.add_layer_bp = W.Button(description="Break on layer", layout=W.Layout(width="auto"))
-        self.add_layer_bp.on_click(lambda _b: self._guard(self._add_layer_breakpoint))
+        self.add_layer_bp.on_click(self._handler(lambda: self._guard(self._add_layer_breakpoint)))
         self.bp_list = W.Select(options=[], rows=5, description="set", layout=W.Layout(width="320px"))
         self.del_bp = W.Button(description="Delete", icon="trash", layout=W.Layout(width="auto"))
-        self.del_bp.on_click(lambda _b: self._guard(self._delete_breakpoint))
+        self.del_bp.on_click(self._handler(lambda: self._guard(self._delete_breakpoint)))
         picker = W.HBox([W.VBox([self.layer_pick, self.function_pick]),
                          W.VBox([self.add_function_bp, self.add_layer_bp]),
                          W.VBox([self.bp_list, self.del_bp])])
@@ -89,7 +98,7 @@ class DebuggerPanel(W.VBox):
 
         self.backtrace = W.HTML(R.backtrace_html([]))
         self.backtrace.add_class("vmio-backtrace-pane")
-        self.timeline = TimelineWidget(on_goto=self.goto)
+        self.timeline = TimelineWidget(on_goto=lambda i: self._on_kernel_thread(lambda: self.goto(i)))
         self.kvm_run_hex = HexWidget()
         self.views = W.Tab()
         self.views.add_class("vmio-views")
@@ -124,9 +133,19 @@ class DebuggerPanel(W.VBox):
     def goto(self, index: int) -> Any:
         return self._command(lambda: self.dbg.goto(index))
 
-    def _make_handler(self, name: str) -> Callable:
-        method = getattr(self, "cont" if name == "continue" else name)
-        return lambda _button: method()
+    def _handler(self, work: Callable[[], Any]) -> Callable:
+        """A widget callback that runs `work` on the kernel thread."""
+        return lambda *_ignored: self._on_kernel_thread(work)
+
+    def _on_kernel_thread(self, work: Callable[[], Any]) -> None:
+        """Run `work` now if we are on the kernel thread, else queue it on the kernel thread's event loop
+        (a comm message that arrived on an ipykernel 7 subshell thread)."""
+        if threading.get_ident() == self._owner:
+            work()
+        elif self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(work)
+        else:
+            self._check_thread()  # raises with the reason
 
     def _command(self, call: Callable[[], Any]) -> Any:
         self._check_thread()

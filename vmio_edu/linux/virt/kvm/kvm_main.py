@@ -18,15 +18,15 @@ import ctypes
 import errno
 from typing import Any
 
-from ....cpu.x86 import DEFAULT_MAX_INSNS, X86Cpu
-from ....trace.tracepoint import tracepoint
-from ...arch.x86.include.asm.kvm_host import KVM_REQ_UNHALT, NR_VCPU_REGS, VCPU_REGS_RIP
-from ...arch.x86.kvm import vmx as _vmx  # noqa: F401 - registers kvm_x86_ops (vmx_init)
-from ...arch.x86.kvm import x86
-from ...arch.x86.kvm.emulate import x86_emulate_ctxt
-from ...include.linux.kvm_host import (kvm, kvm_io_range, kvm_memory_slot, kvm_vcpu,
-                                       irqchip_in_kernel, kvm_make_request)
-from ...include.uapi.linux import kvm as K
+from vmio_edu.cpu.x86 import DEFAULT_MAX_INSNS, X86Cpu
+from vmio_edu.linux.arch.x86.include.asm.kvm_host import KVM_REQ_UNHALT, NR_VCPU_REGS, VCPU_REGS_RIP
+from vmio_edu.linux.arch.x86.kvm import vmx as _vmx  # registers kvm_x86_ops, as vmx_init() does
+from vmio_edu.linux.arch.x86.kvm import x86
+from vmio_edu.linux.arch.x86.kvm.emulate import x86_emulate_ctxt
+from vmio_edu.linux.include.linux.kvm_host import (irqchip_in_kernel, kvm, kvm_io_range, kvm_make_request,
+                                                   kvm_memory_slot, kvm_vcpu)
+from vmio_edu.linux.include.uapi.linux import kvm as K
+from vmio_edu.trace.tracepoint import tracepoint
 
 KVM_API_VERSION = 12
 PAGE_SIZE = 4096
@@ -202,8 +202,6 @@ def kvm_vm_ioctl(k: kvm, filp: KvmVmFile, ioctl: int, arg: Any = 0) -> Any:
         return f
     if ioctl == K.KVM_SET_USER_MEMORY_REGION:
         return kvm_vm_ioctl_set_memory_region(k, arg)
-    if ioctl == K.KVM_CREATE_IRQCHIP:
-        return kvm_arch_vm_ioctl_create_irqchip(k)
     if ioctl in (K.KVM_IRQ_LINE, K.KVM_IRQ_LINE_STATUS):
         event = K.kvm_irq_level(arg.irq, arg.level)
         r = x86.kvm_vm_ioctl_irq_line(k, event)
@@ -212,13 +210,7 @@ def kvm_vm_ioctl(k: kvm, filp: KvmVmFile, ioctl: int, arg: Any = 0) -> Any:
         if ioctl == K.KVM_IRQ_LINE_STATUS:
             arg.irq = event.irq  # copy_to_user: `status` shares the union with `irq`
         return 0
-    if ioctl == K.KVM_SET_TSS_ADDR:
-        k.arch.tss_addr = int(arg)
-        return 0
-    if ioctl == K.KVM_SET_IDENTITY_MAP_ADDR:
-        k.arch.ept_identity_map_addr = arg.value if hasattr(arg, "value") else int(arg)
-        return 0
-    raise _err(errno.ENOTTY, f"VM ioctl {ioctl:#x} is not modelled")
+    return kvm_arch_vm_ioctl(k, ioctl, arg)
 
 
 @tracepoint("kvm", args=("id",))
@@ -278,20 +270,30 @@ def kvm_vm_ioctl_set_memory_region(k: kvm, mem: K.kvm_userspace_memory_region) -
     return 0
 
 
-@tracepoint("kvm", args=())
-def kvm_arch_vm_ioctl_create_irqchip(k: kvm) -> int:
-    """KVM_CREATE_IRQCHIP: the PIC pair on the PIO bus, the IOAPIC, and the default GSI routing."""
-    from ...arch.x86.kvm.i8259 import kvm_create_pic
-    from .ioapic import kvm_ioapic
-    from .irq_comm import kvm_setup_default_irq_routing
-    if irqchip_in_kernel(k):
-        raise _err(errno.EEXIST, "the irqchip exists already")
-    if k.vcpus:
-        raise _err(errno.EINVAL, "KVM_CREATE_IRQCHIP after KVM_CREATE_VCPU")
-    k.arch.vpic = kvm_create_pic(k)
-    k.arch.vioapic = kvm_ioapic()
-    kvm_setup_default_irq_routing(k)
-    return 0
+@tracepoint("kvm", args=("ioctl",))
+def kvm_arch_vm_ioctl(k: kvm, ioctl: int, arg: Any = 0) -> int:
+    """The x86 VM ioctls (arch/x86/kvm/x86.c). KVM_CREATE_IRQCHIP creates the PIC pair on the PIO bus,
+    the IOAPIC and the default GSI routing; the TSS and identity-map addresses are only stored (VMX
+    needs them for real mode without "unrestricted guest", which the model does not emulate)."""
+    from vmio_edu.linux.arch.x86.kvm.i8259 import kvm_create_pic
+    from vmio_edu.linux.virt.kvm.ioapic import kvm_ioapic
+    from vmio_edu.linux.virt.kvm.irq_comm import kvm_setup_default_irq_routing
+    if ioctl == K.KVM_CREATE_IRQCHIP:
+        if irqchip_in_kernel(k):
+            raise _err(errno.EEXIST, "the irqchip exists already")
+        if k.vcpus:
+            raise _err(errno.EINVAL, "KVM_CREATE_IRQCHIP after KVM_CREATE_VCPU")
+        k.arch.vpic = kvm_create_pic(k)
+        k.arch.vioapic = kvm_ioapic()
+        kvm_setup_default_irq_routing(k)
+        return 0
+    if ioctl == K.KVM_SET_TSS_ADDR:
+        k.arch.tss_addr = int(arg)
+        return 0
+    if ioctl == K.KVM_SET_IDENTITY_MAP_ADDR:
+        k.arch.ept_identity_map_addr = arg.value if hasattr(arg, "value") else int(arg)
+        return 0
+    raise _err(errno.ENOTTY, f"VM ioctl {ioctl:#x} is not modelled")
 
 
 # ==========================================================================================================

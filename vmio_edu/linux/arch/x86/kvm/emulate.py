@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vmio_edu.cpu.decode import DecodeError, IoInsn, decode_io, disasm
+from vmio_edu.linux.arch.x86.include.asm.kvm_host import (VCPU_REGS_RAX, VCPU_REGS_RCX, VCPU_REGS_RDI,
+                                                          VCPU_REGS_RDX, VCPU_REGS_RSI)
 from vmio_edu.trace.tracepoint import tracepoint
-from vmio_edu.linux.arch.x86.include.asm.kvm_host import VCPU_REGS_RAX, VCPU_REGS_RCX, VCPU_REGS_RDI, VCPU_REGS_RDX, VCPU_REGS_RSI
 
 # return codes of the emulator's callbacks (kvm_emulate.h)
 X86EMUL_CONTINUE = 0

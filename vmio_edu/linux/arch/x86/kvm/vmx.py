@@ -24,10 +24,11 @@ from types import SimpleNamespace
 from typing import Any, Callable
 
 from vmio_edu.cpu import vmcs as V
-from vmio_edu.trace.tracepoint import emit, tracepoint
+from vmio_edu.linux.arch.x86.include.asm.kvm_host import (EMULATE_DONE, EMULTYPE_TRAP_UD, KVM_REQ_EVENT,
+                                                          KVM_X86_SHADOW_INT_MOV_SS, KVM_X86_SHADOW_INT_STI,
+                                                          VCPU_REGS_RIP, VCPU_REGS_RSP)
 from vmio_edu.linux.include.uapi.linux import kvm as K
-from vmio_edu.linux.arch.x86.include.asm.kvm_host import (EMULATE_DONE, EMULTYPE_TRAP_UD, KVM_REQ_EVENT, KVM_X86_SHADOW_INT_MOV_SS,
-                                    KVM_X86_SHADOW_INT_STI, VCPU_REGS_RIP, VCPU_REGS_RSP)
+from vmio_edu.trace.tracepoint import emit, tracepoint
 from . import x86
 from .kvm_cache_regs import kvm_rip_read, kvm_rip_write
 from .mmu import handle_mmio_page_fault_common, kvm_mmu_page_fault
