@@ -111,6 +111,8 @@ class Machine:
              ATA command byte as an int).
     record:  keep the full trace (every trace point), in `self.trace`.
     latency: how many VM exits the guest gets between starting an I/O and its completion landing.
+    max_exits, max_instructions (emulated engine, per KVM_RUN), max_spin_seconds (real engine): budgets
+             that stop a guest which never halts with a clear BudgetExceeded.
     """
 
     def __init__(self, guest: Any = None, *, image: str | os.PathLike | None = None, engine: str = "unicorn",
@@ -118,7 +120,7 @@ class Machine:
                  mode: int | None = None, load: int = 0x1000, entry: int | None = None,
                  ram_size: int = 2 << 20, max_exits: int = 1_000_000, latency: int = 1, record: bool = False,
                  image_size: int = DEFAULT_IMAGE_SIZE, readonly: bool = False,
-                 max_spin_seconds: float = 20.0) -> None:
+                 max_spin_seconds: float = 20.0, max_instructions: int = 50_000_000) -> None:
         from .guest import boot_state, default_guest, load_code
         from .qemu.block import bdrv_open
         from .qemu.cpus import qemu_kvm_cpu_thread_fn
@@ -153,6 +155,8 @@ class Machine:
         self.engine = self.state.kvm_state.engine
         if self.engine == "kvm":
             self._limit_real_spins(max_spin_seconds)
+        else:  # the emulated CPU counts instructions per KVM_RUN
+            self.cpu.kvm_fd.max_insns = max_instructions
         self._closed = False
 
         if guest is None:

@@ -84,3 +84,11 @@ def test_machine_is_closable_after_a_failure():
     m.close()
     m.close()
     assert all(not t.thread.is_alive() for t in m.sched.threads)
+
+
+def test_guest_spinning_without_exits_hits_the_instruction_budget():
+    code = assemble("l: jmp l", mode=16)
+    with Machine(code, mode=16, max_instructions=100_000) as m:
+        with pytest.raises((BudgetExceeded, GuestFault)) as e:
+            m.run()
+    assert "budget" in str(e.value) or "instruction" in str(e.value)
