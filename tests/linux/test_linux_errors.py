@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from linux_harness import HANDLER_AT, Vm, addr_after, assemble
+from vmm_harness import HANDLER_AT, Vm, addr_after, assemble
 from vmio_edu.cpu import vmcs as V
 from vmio_edu.errors import BudgetExceeded
 from vmio_edu.linux.arch.x86.kvm.vmx import kvm_vmx_exit_handlers

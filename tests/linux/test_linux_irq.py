@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from linux_harness import Vm, addr_after, assemble
+from vmm_harness import Vm, addr_after, assemble
 from test_linux_pio import PIC_INIT
 from vmio_edu.cpu import vmcs as V
 from vmio_edu.linux.include.uapi.linux import kvm as K

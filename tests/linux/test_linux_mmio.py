@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import struct
 
-from linux_harness import Vm, addr_after
+from vmm_harness import Vm, addr_after
 from vmio_edu.cpu import vmcs as V
 from vmio_edu.linux.include.uapi.linux import kvm as K
 

@@ -11,7 +11,7 @@ import struct
 
 import pytest
 
-from linux_harness import DONE, Vm, addr_after, pattern, words
+from vmm_harness import DONE, Vm, addr_after, pattern, words
 from vmio_edu.cpu import vmcs as V
 from vmio_edu.linux.include.uapi.linux import kvm as K
 

@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from linux_harness import HANDLER_AT, Vm, assemble
+from vmm_harness import HANDLER_AT, Vm, assemble
 from test_linux_pio import PIC_INIT
 from vmio_edu.linux.include.uapi.linux import kvm as K
 

@@ -1,4 +1,4 @@
-"""A bare VMM for the kernel-model tests: one RAM slot, one vCPU, keystone code, a KVM_RUN loop.
+"""A bare VMM for the engine tests (kernel model and real KVM): one RAM slot, one vCPU, keystone code, a KVM_RUN loop.
 
 It drives either engine through the `vmio_edu.devkvm` contract only (ioctl + mmap), so the emulated engine
 (`open_emulated_kvm`) and the real /dev/kvm can run the very same programs and be compared exit by exit.
