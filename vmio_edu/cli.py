@@ -98,32 +98,22 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
 
 def _trace_break(m: Any, args: argparse.Namespace) -> int:
-    from .trace.backtrace import backtrace, format_backtrace
-    from .trace.tracepoint import by_name
+    """`--break FUNCTION`: run under the debugger to the first call of FUNCTION, print where and the
+    backtrace."""
+    from .trace.backtrace import format_backtrace
 
-    if not by_name(args.brk):
-        raise VmioError(f"no modelled function is called {args.brk!r} (try e.g. bdrv_aio_writev, "
-                        "ide_sector_write, paio_submit, kvm_handle_io)")
-    hit: dict = {}
-
-    def on_enter(tp, _args, ctx):
-        if tp.name == args.brk and not hit:
-            hit["stop"] = {"function": tp.name, "layer": tp.layer, "thread": ctx.name,
-                           "index": len(m.trace.events) - 1, "file": tp.source.file if tp.source else "",
-                           "line": tp.source.line if tp.source else None}
-            hit["bt"] = backtrace(ctx.stack, ctx.name)
-            m.sched.park(hit["stop"])
-
-    m.trace.on_enter = on_enter
-    m.run()
-    if not hit:
+    dbg = m.debugger()
+    dbg.break_at(args.brk)  # VmioError naming the problem for an unknown function
+    stop = dbg.cont()
+    if stop.reason != "breakpoint":
         raise VmioError(f"{args.brk} was not reached: the guest halted first")
+    s = {"function": stop.function, "layer": stop.layer, "thread": stop.thread, "index": stop.index,
+         "file": stop.file, "line": stop.line}
     if args.format == "json":
-        print(json.dumps({"stop": hit["stop"], "backtrace": [f.to_json() for f in hit["bt"]]}, indent=1))
+        print(json.dumps({"stop": s, "backtrace": [f.to_json() for f in stop.backtrace]}, indent=1))
     else:
-        s = hit["stop"]
         print(f"Stopped at {s['function']} ({s['layer']}, thread {s['thread']}), trace index {s['index']}")
-        print(format_backtrace(hit["bt"]))
+        print(format_backtrace(stop.backtrace))
     return 0
 
 

@@ -16,12 +16,15 @@ import random
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import GuestFault, ImageError, VmioError
 from .linux.include.uapi.linux import kvm as K
 from .trace.recorder import Recorder
 from .trace.sched import Parked, Scheduler
+
+if TYPE_CHECKING:
+    from .trace.debugger import Debugger
 
 SECTOR = 512
 DEFAULT_IMAGE_SIZE = 1 << 20  # 2048 sectors
@@ -121,6 +124,7 @@ class Machine:
                  ram_size: int = 2 << 20, max_exits: int = 1_000_000, latency: int = 1, record: bool = False,
                  image_size: int = DEFAULT_IMAGE_SIZE, readonly: bool = False,
                  max_spin_seconds: float = 20.0, max_instructions: int = 50_000_000) -> None:
+        config = {k: v for k, v in locals().items() if k != "self"}  # first: only the parameters
         from .guest import boot_state, default_guest, load_code
         from .qemu.block import bdrv_open
         from .qemu.cpus import qemu_kvm_cpu_thread_fn
@@ -128,6 +132,9 @@ class Machine:
         from .qemu.state import QemuState
         from .qemu.vl import main_loop
 
+        # How this machine was made: the debugger's time travel builds a fresh one from it.
+        self._config = config
+        self._debugger = None
         self._closed = True
         self._tmpdir = None
         if image is None:
@@ -209,7 +216,10 @@ class Machine:
     def run(self) -> Parked:
         """Run until the guest halts for good (or a debugger stop / error). Errors are raised."""
         self._check_open()
-        parked = self.sched.resume()
+        return self._finish_run(self.sched.resume())
+
+    def _finish_run(self, parked: Parked) -> Parked:
+        """What `run` does once the baton is back: raise errors, note the final HLT."""
         self.last = parked
         if parked.reason == "error":
             err = parked.detail
@@ -259,12 +269,36 @@ class Machine:
         n = self.sectors or 256
         return {self.lba + i: self.pattern[i * SECTOR:(i + 1) * SECTOR] for i in range(n)}
 
+    # -- debugging -----------------------------------------------------------------------------------
+    def debugger(self) -> "Debugger":
+        """The debugger of this machine (`vmio_edu.trace.debugger.Debugger`), made on first call.
+
+        Call it before running the machine: time travel replays the run from the start. This object stays
+        the caller's handle through `back()`/`goto()`: the replayed machine is swapped in behind it.
+        """
+        if self._debugger is None:
+            from .trace.debugger import Debugger
+            self._debugger = Debugger(self)
+        return self._debugger
+
+    def _take_over(self, other: "Machine") -> None:
+        """Become `other`, a machine built from the same configuration (the debugger's replay), so that
+        every reference to this object sees the replayed state. `other` is left empty and closed."""
+        keep = {k: self.__dict__[k] for k in ("_debugger", "_tmpdir") if k in self.__dict__}
+        self.__dict__.clear()
+        self.__dict__.update(other.__dict__)
+        self.__dict__.update(keep)
+        other.__dict__.clear()
+        other.__dict__.update(_closed=True, _tmpdir=None)
+
     # -- closing -------------------------------------------------------------------------------------
     def close(self) -> None:
         """Stop every thread, close the image and the KVM file descriptors, free RAM. Safe to repeat."""
         if self._closed:
             return
         self._closed = True
+        if self._debugger is not None:  # the copy of the image it kept for time travel goes too
+            self._debugger._finalizer()
         self.state.shutdown_requested = True
         self.sched.close()
         from .qemu.block import bdrv_close

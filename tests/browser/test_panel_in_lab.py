@@ -1,7 +1,8 @@
 """A real browser: JupyterLab (headless, 127.0.0.1) with Debian's Chromium driven by Playwright.
 
 It opens the tour, runs it, clicks Step several times on the panel, and checks that the backtrace pane
-shows the function the same commands reach when run here in Python. A screenshot goes to test-output/.
+shows the frames the same commands reach when run here in Python; then Back, which replays. Screenshots go
+to test-output/ (browser-panel.png: the panel; browser-failed.png: the page when a wait timed out).
 """
 import contextlib
 import io
@@ -52,6 +53,7 @@ def test_tour_in_jupyterlab_step_updates_backtrace():
     assert "ide_set_irq" in last_frames  # still inside the interrupt the tour stopped at
 
     OUT.mkdir(exist_ok=True)
+    (OUT / "browser-failed.png").unlink(missing_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="vmio-lab-"))
     root = tmp / "root"
     root.mkdir()
@@ -75,33 +77,46 @@ def test_tour_in_jupyterlab_step_updates_backtrace():
 
             panel = page.locator(".vmio-panel").first
             panel.scroll_into_view_if_needed()
-            status = panel.locator(".vmio-status")
             page.wait_for_function(
                 "() => document.querySelector('.vmio-panel .vmio-status').innerText.includes('ide_set_irq')")
             step = panel.locator(".vmio-btn-step")
             for index, fn, _ in expected:
                 step.click()
                 # the header shows the new position once the kernel has stepped and updated the widgets
-                try:
-                    page.wait_for_function(
-                        "([i]) => document.querySelector('.vmio-panel .vmio-status').innerText.includes('#' + i + ' ')",
-                        arg=[index], timeout=T)
-                except Exception:
-                    page.screenshot(path=str(OUT / "browser-failed.png"))
-                    raise AssertionError(f"expected #{index} {fn}; the panel shows {status.inner_text()!r}, "
-                                         f"message {panel.locator('.vmio-error').all_inner_texts()}")
-                assert fn in status.inner_text()
+                wait_status(page, index, fn)
             pane = panel.locator(".vmio-backtrace-pane")
             shown = pane.locator("tr.vmio-frame").evaluate_all("rows => rows.map(r => r.dataset.function)")
             assert shown == last_frames
             assert shown[0] == last_fn and "ide_set_irq" in shown
+            # Back: time travel to the stop before (the kernel replays the run)
+            prev_index, prev_fn, prev_frames = expected[-2]
+            panel.locator(".vmio-btn-back").click()
+            wait_status(page, prev_index, prev_fn)
+            shown = pane.locator("tr.vmio-frame").evaluate_all("rows => rows.map(r => r.dataset.function)")
+            assert shown == prev_frames
             assert page.locator(".vmio-panel .vmio-timeline svg").count() == 1
-            page.wait_for_timeout(500)
+            page.set_viewport_size({"width": 1400, "height": 2200})  # the whole panel in one picture
+            page.wait_for_timeout(1000)
+            panel.scroll_into_view_if_needed()
             panel.screenshot(path=str(OUT / "browser-panel.png"))
             page.screenshot(path=str(OUT / "browser-lab.png"))
             browser.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def wait_status(page, index: int, fn: str) -> None:
+    """Wait until the panel's header shows stop #index (the kernel has run the command and updated it)."""
+    status = page.locator(".vmio-panel .vmio-status").first
+    try:
+        page.wait_for_function(
+            "([i]) => document.querySelector('.vmio-panel .vmio-status').innerText.includes('#' + i + ' ')",
+            arg=[index], timeout=T)
+    except Exception:
+        page.screenshot(path=str(OUT / "browser-failed.png"))
+        raise AssertionError(f"expected #{index} {fn}; the panel shows {status.inner_text()!r}, errors "
+                             f"{page.locator('.vmio-panel .vmio-error').all_inner_texts()}") from None
+    assert fn in status.inner_text()
 
 
 def wait_kernel_idle(page) -> None:

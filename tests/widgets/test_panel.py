@@ -64,14 +64,36 @@ def test_step_changes_the_backtrace_and_back_goes_back(panel):
     assert frames_shown(panel)[0] == "bdrv_aio_writev"
 
 
-def test_next_and_finish(panel):
+def test_next_steps_over_callees(panel):
     panel.dbg.break_at("ide_sector_write")
     panel.buttons["continue"].click()
-    depth = len(panel.stop.backtrace)
-    panel.buttons["next"].click()  # over ide_get_sector etc., stays in ide_sector_write's level or above
-    assert len(panel.stop.backtrace) <= depth
+    i0, depth = panel.stop.index, panel.stop.depth
+    panel.buttons["next"].click()
+    # ide_sector_write's callees (ide_get_sector, bdrv_aio_writev, ...) are deeper: skipped
+    assert panel.stop.index > i0 + 2
+    assert panel.stop.depth <= depth and panel.stop.thread == "vcpu0"
+    skipped = [panel.dbg.events[i] for i in range(i0 + 1, panel.stop.index)]
+    assert any(e[0] == 0 and e[3] > depth for e in skipped)
+    assert frames_shown(panel)[0] == panel.stop.function
+
+
+def test_finish_returns_from_the_function(panel):
+    panel.dbg.break_at("bdrv_aio_writev")
+    panel.buttons["continue"].click()
     panel.buttons["finish"].click()
-    assert len(panel.stop.backtrace) < depth or panel.stop.function != "ide_sector_write"
+    assert panel.stop.kind == "leave" and panel.stop.function == "bdrv_aio_writev"
+    assert "returning from" in panel.status.value
+    assert frames_shown(panel)[:2] == ["bdrv_aio_writev", "ide_sector_write"]
+
+
+def test_continue_to_the_halt_and_errors_are_shown(panel):
+    panel.buttons["continue"].click()
+    assert panel.stop.reason == "halted"
+    assert "halted" in panel.status.value and "no frames" in panel.backtrace.value
+    panel.goto(10 ** 9)
+    assert "out of range" in panel.message.value and panel.stop.reason == "halted"
+    panel.buttons["back"].click()
+    assert panel.message.value == "" and panel.stop.function is not None
 
 
 def test_timeline_click_goes_there(panel):
@@ -91,15 +113,37 @@ def test_timeline_click_goes_there(panel):
 
 
 def test_views_are_shown_as_tabs(panel):
+    from vmio_edu.trace.views import VIEW_NAMES
+    from vmio_edu.widgets.render import view_title
+
     panel.dbg.break_at("bdrv_aio_writev")
     panel.buttons["continue"].click()
-    titles = panel.views.titles
-    assert len(titles) == len(panel.stop.views) > 0
-    assert "kvm_run" in titles and "IDE" in titles
+    assert panel.view_pick.options == tuple(view_title(n) for n in VIEW_NAMES)
+    assert "kvm_run" in panel.view_pick.options and "IDE" in panel.view_pick.options
     regions = panel.kvm_run_hex.regions
-    assert regions and any(f["name"] == "exit_reason" for f in regions[0]["fields"])
-    ide = panel.views.children[titles.index("IDE")].value
-    assert "vmio-ide-status" in ide
+    assert {f["name"]: f["value"] for f in regions[0]["fields"]}["exit_reason"] == "2"
+    assert "vmio-ide-status" in panel.view_panes["ide"].value
+    assert "0 sectors changed" in panel.view_panes["disk"].value
+    assert "rep outsw" in panel.view_panes["registers"].value
+    assert "vmio-error" not in "".join(p.value for p in panel.view_panes.values())
+    # after the pwrite has returned, the Disk tab shows the sector's diff
+    panel.dbg.break_at("sys_pwrite64")
+    panel.buttons["continue"].click()
+    panel.buttons["finish"].click()
+    assert "1 sector changed: 4" in panel.view_panes["disk"].value
+
+
+def test_deleting_a_breakpoint_from_the_list(panel):
+    pick(panel, "qemu-ide", "ide_sector_write")
+    panel.add_function_bp.click()
+    pick(panel, "host")
+    panel.add_layer_bp.click()
+    assert [label for label, _ in panel.bp_list.options] == ["1: ide_sector_write layer=qemu-ide", "2: layer=host"]
+    panel.bp_list.value = panel.bp_list.options[0][1]
+    panel.del_bp.click()
+    assert [label for label, _ in panel.bp_list.options] == ["2: layer=host"]
+    panel.buttons["continue"].click()
+    assert panel.stop.function == "sys_pwrite64"  # ide_sector_write no longer stops it
 
 
 def test_errors_are_shown_not_raised(panel):
@@ -132,3 +176,69 @@ def test_refresh_reads_only(panel):
     panel.refresh()
     assert panel.stop is stop and panel.stop.index == stop.index
     assert len(panel.timeline.data["segments"]) == n
+
+
+def test_a_click_from_a_subshell_thread_runs_on_the_kernel_thread():
+    """JupyterLab 4.6 + ipykernel 7 deliver widget messages on a subshell thread: the panel must hand the
+    command to the kernel's event loop and update the widgets there."""
+    import asyncio
+
+    m = Machine(op="write", lba=4, sectors=1)
+    ran_on = []
+
+    async def kernel():
+        p = DebuggerPanel(m.debugger())  # created inside the running loop, as in a notebook cell
+        p.dbg.break_at("bdrv_aio_writev")
+        original = p._command
+
+        def spy(call):
+            ran_on.append(threading.get_ident())
+            return original(call)
+
+        p._command = spy
+        t = threading.Thread(target=p.buttons["continue"].click)  # the subshell delivering the click
+        t.start()
+        t.join()
+        assert p.stop is None or p.stop.function != "bdrv_aio_writev"  # not run on the subshell thread
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if ran_on:
+                break
+        return p
+
+    p = asyncio.run(kernel())
+    try:
+        assert ran_on == [threading.get_ident()]
+        assert p.stop.function == "bdrv_aio_writev"
+        assert 'data-function="bdrv_aio_writev"' in p.backtrace.value
+    finally:
+        p.close()
+        m.close()
+
+
+@pytest.mark.kvm
+def test_panel_on_the_real_kvm_engine(need_kvm):
+    m = Machine(op="write", lba=4, sectors=1, engine="kvm")
+    p = DebuggerPanel(m.debugger())
+    try:
+        pick(p, "qemu-block", "bdrv_aio_writev")
+        p.add_function_bp.click()
+        p.buttons["continue"].click()
+        assert frames_shown(p)[:2] == ["bdrv_aio_writev", "ide_sector_write"]
+        assert "real KVM" in p.view_panes["vmcs"].value  # the VMCS is opaque: derived from kvm_run
+        assert "vmio-error" not in "".join(x.value for x in p.view_panes.values())
+        i0 = p.stop.index
+        p.buttons["step"].click()
+        p.buttons["back"].click()
+        assert p.stop.index == i0 and frames_shown(p)[0] == "bdrv_aio_writev"
+    finally:
+        p.close()
+        m.close()
+
+
+def test_debugger_panel_shortcut():
+    from vmio_edu import Machine
+    from vmio_edu.widgets import DebuggerPanel
+    with Machine(op="write") as m:
+        p = m.debugger().panel()
+        assert isinstance(p, DebuggerPanel)

@@ -7,29 +7,22 @@ from vmio_edu import Machine
 from vmio_edu.trace.backtrace import backtrace
 from vmio_edu.trace.tracepoint import LAYERS, REGISTRY
 from vmio_edu.widgets import render as R
-from vmio_edu.widgets.panel import _load_all_tracepoints
 
 
 @pytest.fixture(scope="module")
 def run():
-    """A recorded one-sector write, with the backtrace seen at bdrv_aio_writev."""
-    m = Machine(op="write", lba=4, sectors=1, record=True)
-    hit = {}
-
-    def on_enter(tp, args, ctx):
-        if tp.name == "bdrv_aio_writev" and not hit:
-            hit["bt"] = backtrace(ctx.stack, ctx.name)
-            hit["index"] = len(m.trace.events) - 1
-
-    m.trace.on_enter = on_enter
-    m.run()
-    yield m, hit
+    """A one-sector write stopped at bdrv_aio_writev: the machine, the stop and the trace so far."""
+    m = Machine(op="write", lba=4, sectors=1)
+    dbg = m.debugger()
+    dbg.break_at("bdrv_aio_writev")
+    stop = dbg.cont()
+    yield m, dbg, stop
     m.close()
 
 
 def test_backtrace_html_lists_frames_innermost_first_with_real_lines(run):
-    _, hit = run
-    bt = hit["bt"]
+    _, _, stop = run
+    bt = stop.backtrace
     page = R.backtrace_html(bt)
     names = re.findall(r'data-function="([^"]+)"', page)
     assert names == [f.function for f in bt]
@@ -38,21 +31,13 @@ def test_backtrace_html_lists_frames_innermost_first_with_real_lines(run):
     assert names.index("ide_sector_write") < names.index("kvm_cpu_exec")
 
 
-def test_backtrace_text_is_gdb_like(run):
-    _, hit = run
-    text = R.backtrace_text(hit["bt"]).splitlines()
-    assert text[0].startswith("#0  bdrv_aio_writev (sector_num=4")
-    assert text[1].startswith("#1  ide_sector_write") and text[1].endswith("at hw/ide/core.c:798")
-
-
 def test_backtrace_html_escapes_and_handles_no_frames():
     assert "no frames" in R.backtrace_html([])
     assert "&lt;b&gt;" in R.esc("<b>")
 
 
 def test_breakpoint_choices_group_real_names_by_layer_in_path_order():
-    _load_all_tracepoints()
-    groups = R.breakpoint_choices(REGISTRY)
+    groups = R.breakpoint_choices(R.all_tracepoints())
     assert list(groups) == [la for la in LAYERS if la in groups]
     block = dict((name, label) for label, name in groups["qemu-block"])
     assert "bdrv_aio_writev" in block and block["bdrv_aio_writev"].endswith("block.c:" + str(
@@ -68,22 +53,17 @@ def test_breakpoint_choices_group_real_names_by_layer_in_path_order():
     assert offered == {(tp.layer, tp.name) for tp in REGISTRY}
 
 
-def test_breakpoint_label_reads_objects_dicts_and_strings():
-    class BP:
-        number, function, layer, condition = 2, "ide_set_irq", None, None
-
-    def only_lba_4(stop):
-        return True
-
-    assert R.breakpoint_label(BP()) == "2: ide_set_irq"
-    assert R.breakpoint_label({"layer": "host", "condition": only_lba_4}) == "layer=host if only_lba_4"
-    assert R.breakpoint_label("bdrv_aio_writev") == "bdrv_aio_writev"
+@pytest.fixture(scope="module")
+def full_trace():
+    """The whole recorded run of a one-sector write, to its halt."""
+    with Machine(op="write", lba=4, sectors=1, record=True) as m:
+        m.run()
+        return list(m.trace.events)
 
 
-def test_timeline_lanes_and_segments_cover_every_entry(run):
-    m, hit = run
-    events = m.trace.events
-    d = R.timeline_data(events, REGISTRY, hit["index"])
+def test_timeline_lanes_and_segments_cover_every_entry(full_trace):
+    events = full_trace
+    d = R.timeline_data(events, REGISTRY, 100)
     entries = [(i, REGISTRY[e[1]].layer, e[2]) for i, e in enumerate(events) if e[0] == 0]
     lanes = [(ln["layer"], ln["thread"]) for ln in d["lanes"]]
     assert set(lanes) == {(la, th) for _, la, th in entries}
@@ -99,20 +79,25 @@ def test_timeline_lanes_and_segments_cover_every_entry(run):
         ev = events[start]
         assert ev[0] == 0 and (REGISTRY[ev[1]].layer, ev[2]) == lanes[lane] and REGISTRY[ev[1]].name == fn
         assert start <= end
-    assert d["length"] == len(events) and d["index"] == hit["index"]
+    assert d["length"] == len(events) and d["index"] == 100
 
 
 def test_timeline_detail_is_the_window_around_the_position(run):
-    m, hit = run
-    events = m.trace.events
-    d = R.timeline_data(events, REGISTRY, hit["index"])
-    det = R.timeline_detail(events, REGISTRY, hit["index"], d["lanes"], window=20)
+    _, dbg, stop = run
+    events = dbg.events
+    i0 = stop.index
+    d = R.timeline_data(events, REGISTRY, i0)
+    det = R.timeline_detail(events, REGISTRY, i0, d["lanes"], window=20)
     idx = [x[1] for x in det]
-    assert hit["index"] in idx and all(abs(i - hit["index"]) <= 20 for i in idx)
-    assert [x[2] for x in det if x[1] == hit["index"]] == ["bdrv_aio_writev"]
-    expected = [i for i in range(hit["index"] - 20, hit["index"] + 21) if events[i][0] == 0]
+    assert i0 in idx and all(abs(i - i0) <= 20 for i in idx)
+    assert [x[2] for x in det if x[1] == i0] == ["bdrv_aio_writev"]
+    expected = [i for i in range(i0 - 20, min(len(events), i0 + 21)) if events[i][0] == 0]
     assert idx == expected
-    assert R.timeline_detail(events, REGISTRY, None, d["lanes"]) == []
+    assert R.timeline_detail(events, REGISTRY, -1, d["lanes"]) == []
+    # at a return, the current event is in the strip, labelled as one
+    leave = next(i for i in range(i0 - 20, i0) if events[i][0] == 1)
+    det = R.timeline_detail(events, REGISTRY, leave, d["lanes"], window=5)
+    assert [x[2] for x in det if x[1] == leave] == [REGISTRY[events[leave][1]].name + " (return)"]
 
 
 @pytest.mark.parametrize("status, on", [
@@ -161,9 +146,82 @@ def test_hex_region_fields_overlay_kvm_run_layout():
     assert vals["io.port"] == "496 (0x1f0)" and vals["exit_reason"] == "2"
 
 
+def test_kvm_run_regions_from_the_real_view(run):
+    _, _, stop = run
+    view = stop.views["kvm_run"]
+    head, pio = R.kvm_run_regions(view)
+    fields = {f["name"]: f for f in head["fields"]}
+    assert fields["exit_reason"]["value"] == "2"  # KVM_EXIT_IO: the guest's last outw
+    assert fields["io.port"]["value"] == "496 (0x1f0)" and fields["io.direction"]["value"] == "1"
+    assert bytes.fromhex(head["hex"])[34:36] == (0x1F0).to_bytes(2, "little")
+    assert pio["base"] == 4096 and [f["name"] for f in pio["fields"]] == ["data[0]"]
+    # the PIO page holds the word the guest sent last: the sector's last two bytes
+    m = run[0]
+    assert bytes.fromhex(pio["hex"]) == m.expected_sectors()[4][-2:]
+    page = R.view_html("kvm_run", view)
+    assert "exit_reason <b>IO</b>" in page and "PIO data page" in page
+
+
+def test_register_and_vmcs_views(run):
+    _, _, stop = run
+    regs = R.view_html("registers", stop.views["registers"])
+    current = [ln for ln in R.disassembly_text(stop.views["registers"]["disassembly"]).splitlines()
+               if ln.startswith("=>")]
+    assert len(current) == 1 and "rep outsw" in current[0]  # the guest is parked on its rep outsw
+    assert "rep outsw" in regs and "rip" in regs
+    vmcs = R.view_html("vmcs", stop.views["vmcs"])
+    assert "EXIT_REASON_IO_INSTRUCTION" in vmcs and "string instruction" in vmcs and "port number" in vmcs
+
+
+def test_ide_view_shows_status_bits_and_buffer_position(run):
+    _, _, stop = run
+    view = stop.views["ide"]
+    page = R.view_html("ide", view)
+    on = set(re.findall(r'vmio-bit on"[^>]*>(\w+)<', page))
+    assert on == {n for n, v in view["status_bits"].items() if v}
+    assert on == {"BSY", "DRDY", "DSC"}  # the sector is full and handed to the block layer
+    assert "WIN_WRITE" in page and "io_buffer position 512 of 512" in page
+
+
+def test_buffer_position_html():
+    page = R.buffer_position_html(128, 512, 512)
+    assert "position 128 of 512 (384 bytes to go)" in page
+    assert "width:25.0%" in page and "width:75.0%" in page
+
+
+def test_disk_view_diff_after_the_write():
+    m = Machine(op="write", lba=4, sectors=1)
+    dbg = m.debugger()
+    dbg.break_at("sys_pwrite64")
+    stop = dbg.cont()
+    assert "0 sectors changed" in R.view_html("disk", stop.views["disk"])
+    stop = dbg.finish()  # the pwrite returns
+    page = R.view_html("disk", stop.views["disk"])
+    m.close()
+    assert "1 sector changed: 4" in page and "<b>sector 4</b>" in page
+    assert f"{4 * 512:07x}" in page
+
+
 def test_value_html_tables_and_hexdump():
     page = R.value_html({"regs": {"rip": 0x1125}, "iov": [{"base": 0x10, "len": 512}, {"base": 0x20, "len": 8}]})
     assert "rip" in page and "4389 (0x1125)" in page
-    assert page.count("<tr>") >= 3 and "<th>base</th>" in page
+    assert page.count("<tr>") >= 3 and ">base</th>" in page
     dump = R.hexdump(bytes(range(32)), base=4096)
     assert dump.splitlines()[1].startswith("01010  10 11 12")
+    assert "00000  00 01 02" in R.value_html({"bytes": bytes(range(40)).hex()})
+    plain = R.value_html({"name": "ab" * 20})  # only byte-ish keys become dumps
+    assert "ab" * 20 in plain and "<pre" not in plain
+
+
+def test_stop_header_for_start_enter_leave_and_halt(run):
+    from vmio_edu.trace.debugger import Stop
+
+    _, dbg, stop = run
+    page = R.stop_header(stop)
+    assert f"#{stop.index} <b" in page and "bdrv_aio_writev" in page and "(breakpoint 1)" in page
+    assert "block.c:" in page and "on thread <b>vcpu0</b>" in page
+    assert "not started" in R.stop_header(None) and "not started" in R.stop_header(Stop("start", -1))
+    leave = R.stop_header(Stop("finish", 7, "leave", "bdrv_aio_writev", "qemu-block", "vcpu0"))
+    assert "#7 returning from <b" in leave and "(finish)" in leave
+    halted = R.stop_header(Stop("halted", 99, message="the guest halted"))
+    assert "#99 <b>halted</b>" in halted and "the guest halted" in halted

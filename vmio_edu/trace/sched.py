@@ -193,6 +193,12 @@ class Scheduler:
             self._give(nxt, None)
             return self._wait_controller()
 
+    def wait_parked(self) -> Parked:
+        """Wait again for the baton to come back (after a KeyboardInterrupt escaped `resume` between two
+        waits: the model may still be running). Set `park_requested` first to make it stop soon."""
+        with self._cv:
+            return self._wait_controller()
+
     def _wait_controller(self) -> Parked:
         while self._turn != CONTROLLER:
             try:

@@ -173,6 +173,12 @@ def _traced_gen(tp: TracePoint, gen, picked: tuple):
     try:
         ctx.hooks.enter(tp, picked, ctx)
         result = yield from gen
+    except GeneratorExit:
+        # The coroutine was abandoned (its machine closed) and the garbage collector is closing it, on
+        # whatever thread runs then: not a return of the function, so nothing to report there.
+        if stack and stack[-1].tp is tp:
+            stack.pop()
+        raise
     except BaseException as e:
         _leave(tp, e, stack)
         raise

@@ -28,14 +28,15 @@ function render({ model, el }) {
       });
       const cells = [];
       const pre = document.createElement("div");
-      for (let row = 0; row < bytes.length; row += 16) {
+      const W = reg.width || 16;
+      for (let row = 0; row < bytes.length; row += W) {
         const line = document.createElement("div");
         line.style.whiteSpace = "pre";
         const off = document.createElement("span");
         off.style.color = "#888";
         off.textContent = (reg.base + row).toString(16).padStart(5, "0") + "  ";
         line.appendChild(off);
-        for (let j = row; j < Math.min(row + 16, bytes.length); j++) {
+        for (let j = row; j < Math.min(row + W, bytes.length); j++) {
           const c = document.createElement("span");
           c.textContent = bytes[j];
           c.style.padding = "0 2px";

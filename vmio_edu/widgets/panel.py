@@ -19,68 +19,84 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import traceback
 from typing import Any, Callable
 
 import ipywidgets as W
 
 from ..trace.tracepoint import REGISTRY
+from ..trace.views import VIEW_NAMES
 from . import render as R
 from .anywidgets import HexWidget, TimelineWidget
 
-
-def _load_all_tracepoints() -> None:
-    """Import every modelled module so REGISTRY lists all real functions (the picker shows them all)."""
-    import importlib
-    import pkgutil
-
-    import vmio_edu
-
-    for mod in pkgutil.walk_packages(vmio_edu.__path__, "vmio_edu."):
-        if mod.name.startswith(("vmio_edu.widgets", "vmio_edu.grading", "vmio_edu.cli")):
-            continue
-        try:
-            importlib.import_module(mod.name)
-        except Exception:  # noqa: BLE001 - an optional engine (e.g. no ctypes KVM) must not hide the rest
-            pass
+BUTTONS = (("Step", "arrow-down", "the next trace point entry or exit, on any thread"),
+           ("Next", "arrow-right", "the next entry or exit at this depth or shallower, not deeper"),
+           ("Finish", "arrow-up", "until this function returns"),
+           ("Continue", "play", "until a breakpoint is hit or the guest halts"),
+           ("Back", "undo", "the previous entry or exit (time travel: replays the run)"))
 
 
 class DebuggerPanel(W.VBox):
-    """A JupyterLab panel over a vmio-edu debugger. Display it as a cell's last expression."""
+    """A JupyterLab panel over a `vmio_edu.trace.debugger.Debugger`. Display it as a cell's last expression.
+
+    Each button has a method of the same name (`cont` for Continue); they return the new `Stop`.
+    """
 
     def __init__(self, dbg: Any, *, window: int = 60) -> None:
         self.dbg = dbg
-        self.window = window
+        self.window = window  # events either side of the position in the timeline's zoom strip
         self._owner = threading.get_ident()  # the kernel thread: the only one allowed to update widgets
         try:  # its event loop (ipykernel runs cells inside it), to hand work over from subshell threads
             self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             self._loop = None
-        self.stop = getattr(dbg, "stop", None)
-        self._timeline_len = -1
+        self.stop = dbg.stop
+        self._timeline_key: tuple | None = None
 
-        # controls
         self.buttons: dict[str, W.Button] = {}
-        for name, icon, tip in (("Step", "arrow-down", "the next trace point on any thread"),
-                                ("Next", "arrow-right", "the next trace point in this function, not deeper"),
-                                ("Finish", "arrow-up", "until this function returns"),
-                                ("Continue", "play", "until a breakpoint or the guest halts"),
-                                ("Back", "undo", "the previous trace point (time travel)")):
+        for name, icon, tip in BUTTONS:
             b = W.Button(description=name, icon=icon, tooltip=tip, layout=W.Layout(width="auto"))
             b.add_class(f"vmio-btn-{name.lower()}")
             b.on_click(self._handler(getattr(self, "cont" if name == "Continue" else name.lower())))
             self.buttons[name.lower()] = b
-        self.status = W.HTML(R.stop_header(self.stop))
+        self.status = W.HTML()
         self.status.add_class("vmio-status")
-        self.message = W.HTML("")
+        self.message = W.HTML()
 
-        # breakpoint picker: a layer, then a real function in it
-        _load_all_tracepoints()
-        self.choices = R.breakpoint_choices(REGISTRY)
+        self.timeline = TimelineWidget(on_goto=lambda i: self._on_kernel_thread(lambda: self.goto(i)))
+        self.backtrace = W.HTML()
+        self.backtrace.add_class("vmio-backtrace-pane")
+        self.kvm_run_hex = HexWidget()
+        self.view_panes = {name: W.HTML() for name in VIEW_NAMES}
+        # A row of toggle buttons (they wrap) over a Stack: twelve views fit where tabs would be cut short.
+        # jslink switches the view in the browser alone, with no message to the kernel.
+        self.view_pick = W.ToggleButtons(options=[R.view_title(n) for n in VIEW_NAMES],
+                                         style={"button_width": "auto"})
+        self.view_pick.add_class("vmio-view-pick")
+        self.view_stack = W.Stack([W.VBox([self.kvm_run_hex, pane]) if name == "kvm_run" else pane
+                                   for name, pane in self.view_panes.items()], selected_index=0)
+        W.jslink((self.view_pick, "index"), (self.view_stack, "selected_index"))
+        self.views = W.VBox([self.view_pick, self.view_stack],
+                            layout=W.Layout(flex="1 1 50%", min_width="360px", overflow="auto"))
+        self.views.add_class("vmio-views")
+        left = W.VBox([W.HTML("<b>Backtrace</b> (innermost first)"), self.backtrace],
+                      layout=W.Layout(flex="1 1 50%", min_width="420px", max_height="600px", overflow="auto"))
+
+        super().__init__([
+            W.HBox(list(self.buttons.values())), self.status, self.message,
+            W.HTML("<b>Timeline</b>: the recorded trace, layers × threads (click to go there)"), self.timeline,
+            W.HBox([left, self.views], layout=W.Layout(width="100%")),
+            self._breakpoint_picker(),
+        ])
+        self.add_class("vmio-panel")
+        self.refresh()
+
+    def _breakpoint_picker(self) -> W.Widget:
+        """A layer, then a real function in it (REGISTRY, every modelled module imported); the set ones."""
+        self.choices = R.breakpoint_choices(R.all_tracepoints())
         first = next(iter(self.choices))
         self.layer_pick = W.Dropdown(options=list(self.choices), value=first, description="layer",
                                      layout=W.Layout(width="260px"))
-        self.function_pick = W.Select(options=self.choices[first], rows=8, layout=W.Layout(width="420px"))
+        self.function_pick = W.Select(options=self.choices[first], rows=6, layout=W.Layout(width="400px"))
         self.layer_pick.observe(lambda change: self._on_kernel_thread(lambda: self._on_layer(change)),
                                 names="value")
         self.add_function_bp = W.Button(description="Break at function", icon="stop-circle",
@@ -88,31 +104,13 @@ class DebuggerPanel(W.VBox):
         self.add_function_bp.on_click(self._handler(lambda: self._guard(self._add_function_breakpoint)))
         self.add_layer_bp = W.Button(description="Break on layer", layout=W.Layout(width="auto"))
         self.add_layer_bp.on_click(self._handler(lambda: self._guard(self._add_layer_breakpoint)))
-        self.bp_list = W.Select(options=[], rows=5, description="set", layout=W.Layout(width="320px"))
+        self.bp_list = W.Select(options=[], rows=4, layout=W.Layout(width="260px"))
         self.del_bp = W.Button(description="Delete", icon="trash", layout=W.Layout(width="auto"))
         self.del_bp.on_click(self._handler(lambda: self._guard(self._delete_breakpoint)))
-        picker = W.HBox([W.VBox([self.layer_pick, self.function_pick]),
-                         W.VBox([self.add_function_bp, self.add_layer_bp]),
-                         W.VBox([self.bp_list, self.del_bp])])
+        picker = W.HBox([W.HTML("<b>Breakpoints</b>"), W.VBox([self.layer_pick, self.function_pick]),
+                         W.VBox([self.add_function_bp, self.add_layer_bp]), W.VBox([self.bp_list, self.del_bp])])
         picker.add_class("vmio-picker")
-
-        self.backtrace = W.HTML(R.backtrace_html([]))
-        self.backtrace.add_class("vmio-backtrace-pane")
-        self.timeline = TimelineWidget(on_goto=lambda i: self._on_kernel_thread(lambda: self.goto(i)))
-        self.kvm_run_hex = HexWidget()
-        self.views = W.Tab()
-        self.views.add_class("vmio-views")
-
-        super().__init__([
-            W.HBox(list(self.buttons.values())), self.status, self.message,
-            W.Accordion([picker], titles=("Breakpoints",), selected_index=None),
-            W.HTML("<b>Backtrace</b> (innermost first)"), self.backtrace,
-            W.HTML("<b>Timeline</b>: layers × threads"), self.timeline,
-            W.HTML("<b>Views</b>"), self.views,
-        ])
-        self.add_class("vmio-panel")
-        self._show_breakpoints()
-        self.refresh()
+        return picker
 
     # -- commands (kernel thread) -------------------------------------------------------------------------
     def step(self) -> Any:
@@ -148,22 +146,24 @@ class DebuggerPanel(W.VBox):
             self._check_thread()  # raises with the reason
 
     def _command(self, call: Callable[[], Any]) -> Any:
+        """Run one debugger command (it blocks until the model has parked), then show the new stop.
+        An error is shown in the panel, as gdb prints one and stays at the prompt."""
         self._check_thread()
         for b in self.buttons.values():
             b.disabled = True
         try:
-            stop = call()  # blocks until the model has parked
-        except Exception as e:  # noqa: BLE001 - show it in the panel, as gdb prints an error and stays
-            self.message.value = f'<pre class="vmio-error" style="color:#b00">{R.esc(_brief(e))}</pre>'
+            self.stop = call()
+        except Exception as e:  # noqa: BLE001
+            self._error(e)
+            self.stop = self.dbg.stop
+            self.refresh()
             return None
         finally:
             for b in self.buttons.values():
                 b.disabled = False
         self.message.value = ""
-        if stop is not None:
-            self.stop = stop
         self.refresh()
-        return stop
+        return self.stop
 
     def _guard(self, fn: Callable[[], None]) -> None:
         self._check_thread()
@@ -171,31 +171,31 @@ class DebuggerPanel(W.VBox):
             fn()
             self.message.value = ""
         except Exception as e:  # noqa: BLE001
-            self.message.value = f'<pre class="vmio-error" style="color:#b00">{R.esc(_brief(e))}</pre>'
+            self._error(e)
         self._show_breakpoints()
+
+    def _error(self, e: BaseException) -> None:
+        self.message.value = f'<pre class="vmio-error" style="color:#b00">{R.esc(type(e).__name__)}: {R.esc(e)}</pre>'
 
     # -- breakpoints ----------------------------------------------------------------------------------------
     def _on_layer(self, change: dict) -> None:
         self.function_pick.options = self.choices[change["new"]]
 
     def _add_function_breakpoint(self) -> None:
-        name = self.function_pick.value
-        if name is None:
+        if self.function_pick.value is None:
             raise ValueError("pick a function first")
-        self.dbg.break_at(name)
+        self.dbg.break_at(self.function_pick.value, layer=self.layer_pick.value)
 
     def _add_layer_breakpoint(self) -> None:
         self.dbg.break_at(layer=self.layer_pick.value)
 
     def _delete_breakpoint(self) -> None:
-        bp = self.bp_list.value
-        if bp is None:
+        if self.bp_list.value is None:
             raise ValueError("pick a breakpoint to delete")
-        self.dbg.delete(bp)
+        self.dbg.delete(self.bp_list.value)
 
     def _show_breakpoints(self) -> None:
-        bps = list(getattr(self.dbg, "breakpoints", []) or [])
-        self.bp_list.options = [(R.breakpoint_label(bp), bp) for bp in bps]
+        self.bp_list.options = [(str(bp), bp) for bp in self.dbg.breakpoints]
 
     # -- reading the parked state -------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -203,52 +203,32 @@ class DebuggerPanel(W.VBox):
         self._check_thread()
         stop = self.stop
         self.status.value = R.stop_header(stop)
-        self.backtrace.value = R.backtrace_html(getattr(stop, "backtrace", None) or [])
-        self._refresh_timeline(getattr(stop, "index", None))
-        self._refresh_views(getattr(stop, "views", None) or {})
+        self._show_breakpoints()
+        self.backtrace.value = R.backtrace_html(stop.backtrace)
+        self._refresh_timeline(stop.index)
+        self._refresh_views(stop)
 
-    def _refresh_timeline(self, index: int | None) -> None:
-        events = _events(self.dbg)
-        if len(events) != self._timeline_len:
+    def _refresh_timeline(self, index: int) -> None:
+        events = self.dbg.events
+        key = (len(events), events[-1] if events else None)
+        if key != self._timeline_key:  # the trace grew (or a replay rewrote its end)
             self.timeline.data = R.timeline_data(events, REGISTRY, index)
-            self._timeline_len = len(events)
+            self._timeline_key = key
         self.timeline.detail = R.timeline_detail(events, REGISTRY, index, self.timeline.data["lanes"],
                                                  self.window)
-        self.timeline.index = -1 if index is None else int(index)
+        self.timeline.index = index
 
-    def _refresh_views(self, views: dict) -> None:
-        children, titles = [], []
-        for name, view in views.items():
-            body = W.HTML(R.view_html(name, view))
-            if name == "kvm_run":
-                self.kvm_run_hex.regions = R.kvm_run_regions(view)
-                body = W.VBox([self.kvm_run_hex, body])
-            children.append(body)
-            titles.append(R.view_title(name))
-        old = list(self.views.children)
-        self.views.children = children
-        self.views.titles = tuple(titles)
-        for w in old:
-            if w is not self.kvm_run_hex and w not in children:
-                w.close()
+    def _refresh_views(self, stop: Any) -> None:
+        for name, pane in self.view_panes.items():
+            try:
+                view = stop.views[name]
+                pane.value = R.view_html(name, view)
+                if name == "kvm_run":
+                    self.kvm_run_hex.regions = R.kvm_run_regions(view)
+            except Exception as e:  # noqa: BLE001 - one view failing must not hide the others
+                pane.value = f'<pre class="vmio-error" style="color:#b00">{R.esc(type(e).__name__)}: {R.esc(e)}</pre>'
 
     def _check_thread(self) -> None:
         if threading.get_ident() != self._owner:
             raise RuntimeError("DebuggerPanel is updated only on the kernel thread that created it "
                                "(widget updates from other threads are lost on ipykernel 7)")
-
-
-def _events(dbg: Any) -> list:
-    for path in (("events",), ("trace", "events"), ("recorder", "events"), ("machine", "trace", "events")):
-        obj = dbg
-        for p in path:
-            obj = getattr(obj, p, None)
-        if obj is not None:
-            return obj
-    return []
-
-
-def _brief(e: BaseException) -> str:
-    last = traceback.extract_tb(e.__traceback__)[-1:] if e.__traceback__ else []
-    where = f"  ({last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno})" if last else ""
-    return f"{type(e).__name__}: {e}{where}"

@@ -10,7 +10,7 @@ import html
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ..trace.tracepoint import LAYERS
+from ..trace.tracepoint import LAYERS, REGISTRY
 
 # Layer colours, in path order (the timeline, the backtrace and the picker share them).
 LAYER_COLOURS = {
@@ -43,54 +43,73 @@ def layer_badge(layer: str) -> str:
 
 # -- the stop and its backtrace -------------------------------------------------------------------------
 def stop_header(stop: Any) -> str:
-    """One line: where the debugger stopped (or why it could not go on)."""
-    if stop is None:
-        return '<div class="vmio-stop">not started: press Continue or Step</div>'
-    fn = getattr(stop, "function", None)
-    index = getattr(stop, "index", None)
-    reason = getattr(stop, "reason", None)
-    if fn is None:
-        text = esc(reason or "the guest halted")
-        return f'<div class="vmio-stop"><b>{text}</b> at trace index {esc(index)}</div>'
-    where = ""
-    bt = getattr(stop, "backtrace", None) or []
-    if bt and getattr(bt[0], "file", ""):
-        where = f" at <code>{esc(bt[0].file)}:{esc(bt[0].line)}</code>"
-    why = f' <i>({esc(reason)})</i>' if reason else ""
-    return (f'<div class="vmio-stop">#{esc(index)} <b class="vmio-stop-fn">{esc(fn)}</b> '
-            f'{layer_badge(stop.layer)} on thread <b>{esc(stop.thread)}</b>{where}{why}</div>')
+    """One line: where the debugger stopped and why (a `Stop` of vmio_edu.trace.debugger, or None)."""
+    if stop is None or (stop.function is None and stop.reason == "start"):
+        return '<div class="vmio-stop">not started: press Continue (to a breakpoint) or Step</div>'
+    msg = f' <span class="vmio-stop-msg" style="color:#b00">{esc(stop.message)}</span>' if stop.message else ""
+    if stop.function is None:
+        return (f'<div class="vmio-stop">#{esc(stop.index)} <b>{esc(stop.reason)}</b>'
+                f'{msg or " (the end of the recorded run)"}</div>')
+    verb = {"leave": "returning from ", "event": "event "}.get(stop.kind or "", "")
+    where = f" at <code>{esc(stop.file)}:{esc(stop.line)}</code>" if stop.file else ""
+    why = esc(stop.reason) + (f" {esc(stop.breakpoint.number)}" if stop.breakpoint is not None else "")
+    return (f'<div class="vmio-stop">#{esc(stop.index)} {verb}<b class="vmio-stop-fn">{esc(stop.function)}</b> '
+            f'{layer_badge(stop.layer)} on thread <b>{esc(stop.thread)}</b>{where} '
+            f'<i style="color:#666">({why})</i>{msg}</div>')
 
 
-def frame_text(f: Any) -> str:
-    """gdb's line for one frame: `#2  ide_data_writew (addr=496, val=...) at hw/ide/core.c:1907`."""
-    args = ", ".join(f"{k}={v}" for k, v in (f.args or {}).items())
-    where = f" at {f.file}:{f.line}" if getattr(f, "file", "") else ""
-    return f"#{getattr(f, 'level', 0):<2} {f.function} ({args}){where}"
-
-
-def backtrace_text(frames: Sequence[Any]) -> str:
-    return "\n".join(frame_text(f) for f in frames)
+_TD = ' style="padding:0 10px 0 0;white-space:nowrap;line-height:1.3"'
 
 
 def backtrace_html(frames: Sequence[Any]) -> str:
-    """The backtrace as a table, innermost frame first, each with its real file:line, layer and thread."""
+    """The backtrace as a table, innermost frame first, each with its real file:line and layer.
+
+    The thread is named once when all frames share it (a thread's stack), per frame otherwise.
+    """
     if not frames:
         return '<div class="vmio-backtrace"><i>no frames (not stopped inside a traced function)</i></div>'
+    threads = {f.thread for f in frames}
+    per_frame_thread = len(threads) > 1
     rows = []
-    for i, f in enumerate(frames):
-        level = getattr(f, "level", i)
+    for f in frames:
         args = ", ".join(f"{esc(k)}={esc(v)}" for k, v in (f.args or {}).items())
-        where = f"{esc(f.file)}:{esc(f.line)}" if getattr(f, "file", "") else "?"
+        where = f"{esc(f.file)}:{esc(f.line)}" if f.file else "?"
+        colour = LAYER_COLOURS.get(f.layer, "#999")
+        thread = f"<td{_TD}>{esc(f.thread)}</td>" if per_frame_thread else ""
         rows.append(
-            f'<tr class="vmio-frame" data-function="{esc(f.function)}"><td>#{level}</td>'
-            f'<td><b>{esc(f.function)}</b> <span style="color:#666">({args})</span></td>'
-            f'<td><code>{where}</code></td><td>{layer_badge(f.layer)}</td><td>{esc(f.thread)}</td></tr>')
-    return ('<div class="vmio-backtrace"><table style="border-collapse:collapse;font-size:90%">'
-            '<tr><th>#</th><th>function (args)</th><th>file:line</th><th>layer</th><th>thread</th></tr>'
-            + "".join(rows) + "</table></div>")
+            f'<tr class="vmio-frame" data-function="{esc(f.function)}" data-layer="{esc(f.layer)}">'
+            f'<td{_TD}>#{f.level}</td><td style="padding:0 10px 0 0"><b>{esc(f.function)}</b> '
+            f'<span style="color:#666">({args})</span></td>'
+            f'<td{_TD}><code>{where}</code></td><td{_TD}><span style="color:{colour}">{esc(f.layer)}</span></td>'
+            f'{thread}</tr>')
+    cols = ("#", "function (args)", "file:line", "layer") + (("thread",) if per_frame_thread else ())
+    head = "".join(f'<th{_TD} align="left">{h}</th>' for h in cols)
+    title = "" if per_frame_thread else f'<div>thread <b>{esc(next(iter(threads)))}</b></div>'
+    return (f'<div class="vmio-backtrace">{title}<table style="border-collapse:collapse;font-size:90%;'
+            f'line-height:1.25"><tr>{head}</tr>' + "".join(rows) + "</table></div>")
 
 
 # -- the breakpoint picker --------------------------------------------------------------------------------
+def all_tracepoints() -> list:
+    """REGISTRY with every modelled module imported, so the picker lists every real function.
+
+    Trace points register when their module is imported; a machine imports only what it uses.
+    """
+    import importlib
+    import pkgutil
+
+    import vmio_edu
+
+    for mod in pkgutil.walk_packages(vmio_edu.__path__, "vmio_edu."):
+        if mod.name.startswith(("vmio_edu.widgets", "vmio_edu.grading", "vmio_edu.cli")):
+            continue
+        try:
+            importlib.import_module(mod.name)
+        except Exception:  # noqa: BLE001 - an optional engine (no usable ctypes KVM) must not hide the rest
+            pass
+    return REGISTRY
+
+
 def breakpoint_choices(registry: Iterable[Any]) -> dict[str, list[tuple[str, str]]]:
     """Real function names grouped by layer, in path order: layer → [(label, name)], sorted by name.
 
@@ -99,26 +118,10 @@ def breakpoint_choices(registry: Iterable[Any]) -> dict[str, list[tuple[str, str
     """
     groups: dict[str, dict[str, str]] = {layer: {} for layer in LAYERS}
     for tp in registry:
-        where = f"  {tp.source.file}:{tp.source.line}" if getattr(tp, "source", None) else ""
+        where = f"  {tp.source}" if tp.source else ""
         groups.setdefault(tp.layer, {})[tp.name] = f"{tp.name}{where}"
     return {layer: sorted(((label, name) for name, label in fns.items()), key=lambda x: x[1])
             for layer, fns in groups.items() if fns}
-
-
-def breakpoint_label(bp: Any) -> str:
-    """How a breakpoint reads in the list, whether the debugger gives objects, dicts or strings."""
-    if isinstance(bp, str):
-        return bp
-    get = bp.get if isinstance(bp, Mapping) else (lambda k, d=None: getattr(bp, k, d))
-    parts = []
-    if get("function"):
-        parts.append(str(get("function")))
-    if get("layer"):
-        parts.append(f"layer={get('layer')}")
-    if get("condition") is not None:
-        parts.append("if " + getattr(get("condition"), "__name__", "condition"))
-    num = get("number", get("id"))
-    return (f"{num}: " if num is not None else "") + (" ".join(parts) or str(bp))
 
 
 # -- the swimlane timeline --------------------------------------------------------------------------------
@@ -163,16 +166,20 @@ def timeline_data(events: Sequence[tuple], registry: Sequence[Any], index: int |
 
 def timeline_detail(events: Sequence[tuple], registry: Sequence[Any], index: int | None,
                     lanes: Sequence[Mapping], window: int = 60) -> list[list]:
-    """Entries within `window` events of `index`: `[lane, event index, function, depth]` for the zoom strip."""
+    """Entries within `window` events of `index`, for the zoom strip: `[lane, event index, label, depth]`.
+
+    The event at `index` itself is included whatever its kind (a return is labelled `fn (return)`)."""
     if index is None or index < 0:
         return []
     lane_of = {(ln["layer"], ln["thread"]): k for k, ln in enumerate(lanes)}
     out = []
     for i in range(max(0, index - window), min(len(events), index + window + 1)):
-        ev = events[i]
-        if ev[0] == 0:
-            tp = registry[ev[1]]
-            out.append([lane_of.get((tp.layer, ev[2]), 0), i, tp.name, ev[3]])
+        kind, what, thread, depth, _ = events[i]
+        if kind == 2 or (kind == 1 and i != index):
+            continue
+        tp = registry[what]
+        label = tp.name if kind == 0 else f"{tp.name} (return)"
+        out.append([lane_of.get((tp.layer, thread), 0), i, label, depth])
     return out
 
 
@@ -188,20 +195,43 @@ def _thread_rank(thread: str) -> tuple:
 
 
 # -- views ------------------------------------------------------------------------------------------------
+# `stop.views` (vmio_edu.trace.views) maps each name to plain data; these turn one view into HTML.
+VIEW_TITLES = {"registers": "CPU", "vmcs": "VMCS", "kvm_run": "kvm_run", "ide": "IDE", "qiov": "QEMUIOVector",
+               "coroutines": "Coroutines", "thread_pool": "Thread pool", "aio": "AioContext", "disk": "Disk",
+               "threads": "Threads", "block": "Block", "exits": "Exits"}
 FIELD_COLOURS = ("#ffd6a5", "#caffbf", "#9bf6ff", "#bdb2ff", "#ffc6ff", "#fdffb6", "#a0c4ff", "#ffadad",
                  "#d0f4de", "#e4c1f9", "#fcf6bd")
+_HEX_KEYS = {"bytes", "before", "after", "data", "next_bytes"}
+_PRE = "margin:0;white-space:pre;overflow-x:auto;font-size:90%"
 
 
-def value_html(v: Any, depth: int = 0) -> str:
-    """Any plain-data value as HTML: dicts as key/value tables, lists of dicts as tables, bytes as hex."""
+def view_title(name: str) -> str:
+    return VIEW_TITLES.get(name, name)
+
+
+def view_html(name: str, view: Any) -> str:
+    """One view as HTML: registers with the disassembly, VMCS with the qualification decoded, kvm_run's
+    fields, IDE status bits and buffer position, disk sectors as a diff; the rest as tables."""
+    special = {"registers": registers_html, "vmcs": vmcs_html, "kvm_run": kvm_run_html, "ide": ide_html,
+               "disk": disk_html}.get(name)
+    body = special(view) if special else value_html(view)
+    return f'<div class="vmio-view vmio-view-{esc(name)}">{body}</div>'
+
+
+def value_html(v: Any, key: str = "") -> str:
+    """Any plain-data value as HTML: dicts as key/value tables, lists of dicts as tables, hex byte strings
+    (keys like `bytes`, `before`, `after`) as a hex dump."""
     if isinstance(v, Mapping):
         if not v:
             return "<i>empty</i>"
-        rows = "".join(f'<tr><th style="text-align:left;padding-right:8px">{esc(k)}</th>'
-                       f"<td>{value_html(x, depth + 1)}</td></tr>" for k, x in v.items())
+        rows = "".join(f'<tr><th style="text-align:left;padding:0 8px 0 0;vertical-align:top;line-height:1.3">'
+                       f'{esc(k)}</th><td style="padding:0;line-height:1.3">{value_html(x, str(k))}</td></tr>'
+                       for k, x in v.items())
         return f'<table class="vmio-kv" style="border-collapse:collapse">{rows}</table>'
-    if isinstance(v, (bytes, bytearray, memoryview)):
-        return f"<pre style='margin:0'>{esc(hexdump(bytes(v)))}</pre>" if len(v) > 16 else f"<code>{esc(show(v))}</code>"
+    if isinstance(v, str) and key in _HEX_KEYS and len(v) > 32 and _is_hex(v):
+        data = bytes.fromhex(v)
+        more = f"\n… {len(data) - 256} more bytes" if len(data) > 256 else ""
+        return f'<pre style="{_PRE}">{esc(hexdump(data[:256]))}{more}</pre>'
     if isinstance(v, (list, tuple)):
         if not v:
             return "<i>none</i>"
@@ -209,17 +239,17 @@ def value_html(v: Any, depth: int = 0) -> str:
             cols: list[str] = []
             for x in v:
                 cols += [k for k in x if k not in cols]
-            head = "".join(f"<th>{esc(c)}</th>" for c in cols)
-            body = "".join("<tr>" + "".join(f"<td>{value_html(x.get(c, ''), depth + 1)}</td>" for c in cols)
+            head = "".join(f"<th{_TD}>{esc(c)}</th>" for c in cols)
+            body = "".join("<tr>" + "".join(f"<td{_TD}>{value_html(x.get(c, ''), c)}</td>" for c in cols)
                            + "</tr>" for x in v)
             return f'<table class="vmio-rows" style="border-collapse:collapse"><tr>{head}</tr>{body}</table>'
-        if len(v) > 64:
-            return esc(", ".join(show(x) for x in v[:64])) + f" … ({len(v)} items)"
-        return esc(", ".join(show(x) for x in v))
-    if hasattr(v, "__dataclass_fields__"):
-        from dataclasses import asdict
-        return value_html(asdict(v), depth)
+        more = f" … ({len(v)} items)" if len(v) > 64 else ""
+        return esc(", ".join(show(x) for x in v[:64])) + more
     return esc(show(v))
+
+
+def _is_hex(s: str) -> bool:
+    return len(s) % 2 == 0 and all(c in "0123456789abcdefABCDEF" for c in s)
 
 
 def hexdump(data: bytes, base: int = 0, width: int = 16) -> str:
@@ -231,22 +261,113 @@ def hexdump(data: bytes, base: int = 0, width: int = 16) -> str:
     return "\n".join(lines)
 
 
-def view_title(name: str) -> str:
-    return {"registers": "CPU", "cpu": "CPU", "vmcs": "VMCS", "kvm_run": "kvm_run", "ide": "IDE",
-            "qiov": "QEMUIOVector", "iov": "QEMUIOVector", "coroutines": "Coroutines",
-            "thread_pool": "Thread pool", "threadpool": "Thread pool", "disk": "Disk"}.get(name, name)
+def row_table(values: Mapping) -> str:
+    """A flat mapping as one row of names over one row of values (a register file on one line)."""
+    head = "".join(f'<th{_TD} align="left">{esc(k)}</th>' for k in values)
+    body = "".join(f"<td{_TD}><code>{esc(v if not isinstance(v, int) or isinstance(v, bool) else hex(v))}</code></td>"
+                   for v in values.values())
+    return f'<table class="vmio-row" style="border-collapse:collapse"><tr>{head}</tr><tr>{body}</tr></table>'
 
 
-def view_html(name: str, view: Any) -> str:
-    """One view as HTML. IDE status bits are decoded and disk sectors shown as a diff; the rest is generic."""
-    special = {"ide": ide_html, "disk": disk_html}.get(name)
-    body = special(view) if special else value_html(view)
-    return f'<div class="vmio-view vmio-view-{esc(name)}">{body}</div>'
+def _details(summary: str, body: str) -> str:
+    return f"<details><summary>{esc(summary)}</summary>{body}</details>"
 
 
-# IDE status register bits (hw/ide/internal.h); the model keeps the same table.
+# registers -------------------------------------------------------------------------------------------------
+def disassembly_text(dis: Mapping) -> str:
+    """gdb's `x/i` style listing; the instruction at RIP is marked `=>`."""
+    rows = []
+    for r in dis.get("rows", []):
+        mark = "=>" if r.get("current") else "  "
+        rows.append(f"{mark} {r['address']:#07x}  {r['bytes']:<16} {r['mnemonic']} {r['op_str']}".rstrip())
+    if dis.get("note"):
+        rows.append(dis["note"])
+    return "\n".join(rows)
+
+
+def registers_html(view: Mapping) -> str:
+    regs = view.get("regs", {})
+    cells = [f"<td{_TD}><b>{esc(n)}</b></td><td{_TD}><code>{v:#018x}</code></td>" for n, v in regs.items()]
+    grid = "".join("<tr>" + "".join(cells[i:i + 2]) + "</tr>" for i in range(0, len(cells), 2))
+    fl = view.get("rflags", {})
+    dis = view.get("disassembly", {})
+    return (f'<div>{esc(view.get("engine", ""))} engine, {esc(view.get("mode", "?"))}-bit mode; '
+            f'RFLAGS {fl.get("value", 0):#x} [{esc(" ".join(fl.get("set", [])))}]</div>'
+            f'<table class="vmio-regs">{grid}</table>'
+            f'<div><b>disassembly</b></div><pre class="vmio-disasm" style="{_PRE}">'
+            f'{esc(disassembly_text(dis))}</pre>'
+            + _details("segments, control registers, descriptor tables",
+                       value_html({k: view[k] for k in ("segments", "control", "tables") if k in view})))
+
+
+# VMCS ------------------------------------------------------------------------------------------------------
+def vmcs_html(view: Mapping) -> str:
+    q = view.get("exit_qualification")
+    head = (f'<div>exit reason <b>{esc(view.get("exit_reason_name"))}</b> ({esc(view.get("exit_reason"))})'
+            + (f", EXIT_QUALIFICATION <code>{q:#x}</code>" if isinstance(q, int) else "")
+            + (f', instruction length {esc(view["instruction_length"])}' if "instruction_length" in view else "")
+            + "</div>")
+    note = f'<div style="color:#666">{esc(view["note"])}</div>' if view.get("note") else ""
+    decoded = value_html(view.get("exit_qualification_decoded") or [])
+    rest = {k: v for k, v in view.items() if k not in ("exit_qualification_decoded", "note")}
+    return head + note + "<div><b>exit qualification, bit by bit</b></div>" + decoded + _details(
+        "all fields", value_html(rest))
+
+
+# kvm_run ---------------------------------------------------------------------------------------------------
+def kvm_run_html(view: Mapping) -> str:
+    parts = [f'<div>exit_reason <b>{esc(view.get("exit_reason_name"))}</b> ({esc(view.get("exit_reason"))})'
+             " — the bytes with their fields are shown above</div>"]
+    for k in ("io", "mmio"):
+        if k in view:
+            parts.append(f"<div><b>{k}</b></div>" + row_table(view[k]))
+    pio = view.get("pio")
+    if pio:
+        note = " (truncated)" if pio.get("truncated") else ""
+        parts.append(f'<div><b>PIO data page</b> at offset {esc(pio["data_offset"])}: {esc(pio["count"])} × '
+                     f'{esc(pio["size"])} bytes{note}</div>')
+    return "".join(parts)
+
+
+def hex_region(title: str, data: bytes, base: int, fields: Sequence[tuple[str, int, int, Any]],
+               width: int = 8) -> dict:
+    """One region for the hex widget: bytes from `base` in rows of `width`, and `(name, offset, size, value)`
+    fields over them (8 a row suits kvm_run, whose u64 fields are 8-byte aligned)."""
+    return {"title": title, "base": base, "hex": bytes(data).hex(), "width": width,
+            "fields": [{"name": n, "offset": o, "size": s, "value": show(v),
+                        "colour": FIELD_COLOURS[k % len(FIELD_COLOURS)]}
+                       for k, (n, o, s, v) in enumerate(fields)]}
+
+
+def field_at(region: Mapping, offset: int) -> str | None:
+    """The name of the field covering byte `offset` of a region (what the hex view highlights on hover)."""
+    for f in region["fields"]:
+        if f["offset"] <= offset < f["offset"] + f["size"]:
+            return f["name"]
+    return None
+
+
+def kvm_run_regions(view: Mapping) -> list[dict]:
+    """The kvm_run view as hex-widget regions: the head of `struct kvm_run` with its fields, and the
+    used part of the PIO page with one field per element."""
+    head = bytes.fromhex(view.get("bytes", ""))
+    if not head:
+        return []
+    fields = [(f["name"], f["offset"], f["size"], f["value"]) for f in view.get("fields", [])]
+    regions = [hex_region(f"struct kvm_run (first {len(head)} bytes)", head, 0, fields)]
+    pio = view.get("pio")
+    if pio:
+        data, size, off = bytes.fromhex(pio["bytes"]), pio["size"] or 1, pio["data_offset"]
+        shown = data[:512]
+        elems = [(f"data[{i}]", off + i * size, size, int.from_bytes(shown[i * size:(i + 1) * size], "little"))
+                 for i in range(len(shown) // size)]
+        regions.append(hex_region(f"PIO page at data_offset {off}", shown, off, elems, width=16))
+    return regions
+
+
+# IDE -------------------------------------------------------------------------------------------------------
 try:
-    from ..qemu.hw.ide.internal import STATUS_BITS
+    from ..qemu.hw.ide.internal import STATUS_BITS  # (name, mask), BSY first, as hw/ide/internal.h
 except ImportError:  # pragma: no cover - the IDE model is part of the package
     STATUS_BITS = (("BSY", 0x80), ("DRDY", 0x40), ("DF", 0x20), ("DSC", 0x10), ("DRQ", 0x08),
                    ("CORR", 0x04), ("IDX", 0x02), ("ERR", 0x01))
@@ -259,27 +380,47 @@ def ide_status_bits(status: int) -> list[tuple[str, bool]]:
 
 def ide_status_html(status: int) -> str:
     cells = "".join(
-        f'<span class="vmio-bit {"on" if on else "off"}" style="display:inline-block;min-width:34px;'
-        f'text-align:center;margin-right:2px;border:1px solid #999;'
+        f'<span class="vmio-bit {"on" if on else "off"}" title="bit {mask.bit_length() - 1}" '
+        f'style="display:inline-block;min-width:38px;text-align:center;margin-right:2px;border:1px solid #999;'
         f'background:{"#2a9d8f;color:#fff" if on else "#eee;color:#999"}">{name}</span>'
-        for name, on in ide_status_bits(status))
-    return f'<div class="vmio-ide-status">status 0x{status:02x} {cells}</div>'
+        for (name, on), (_, mask) in zip(ide_status_bits(status), STATUS_BITS))
+    return f'<div class="vmio-ide-status">status <code>0x{status:02x}</code> {cells}</div>'
 
 
-def ide_html(view: Any) -> str:
-    status = _get(view, "status")
-    if isinstance(status, Mapping):  # a view that already decoded it
-        status = status.get("value", status.get("raw"))
-    top = ide_status_html(status) if isinstance(status, int) else ""
-    return top + value_html(view)
+def buffer_position_html(data_ptr: int, data_end: int, length: int) -> str:
+    """Where the PIO window is in io_buffer: done | still to transfer | outside the window."""
+    length = max(length, data_end, 1)
+    done, todo = data_ptr / length * 100, max(0, data_end - data_ptr) / length * 100
+    return (f'<div class="vmio-ide-buffer">io_buffer position {data_ptr} of {data_end} '
+            f'({max(0, data_end - data_ptr)} bytes to go)'
+            f'<div style="display:flex;width:100%;max-width:420px;height:10px;border:1px solid #999">'
+            f'<div style="width:{done:.1f}%;background:#2a9d8f"></div>'
+            f'<div style="width:{todo:.1f}%;background:#ffd166"></div></div></div>')
 
 
-def _get(view: Any, key: str, default: Any = None) -> Any:
-    if isinstance(view, Mapping):
-        return view.get(key, default)
-    return getattr(view, key, default)
+def ide_html(view: Mapping) -> str:
+    drive = view.get("drive", {})
+    cmd = drive.get("command") or {}
+    buf = view.get("io_buffer", {})
+    parts = [ide_status_html(view.get("status", 0))]
+    if cmd:
+        parts.append(f'<div>command <b>{esc(cmd.get("name"))}</b> (<code>{cmd.get("opcode", 0):#04x}</code>), '
+                     f'{esc(drive.get("addressing", ""))} sector {esc(drive.get("sector_num", ""))}, '
+                     f'end_transfer_func {esc(drive.get("end_transfer_func"))}</div>')
+    if buf:
+        parts.append(buffer_position_html(buf.get("data_ptr", 0), buf.get("data_end", 0), buf.get("length", 0)))
+    bus = view.get("bus", {})
+    if bus:
+        parts.append(f'<div>IRQ line {esc(bus.get("irq_level"))}, nIEN {esc(show(bus.get("nIEN")))}</div>')
+    regs = drive.get("registers", {})
+    parts.append("<div><b>task file</b></div>" + row_table({k: v for k, v in regs.items() if not k.startswith("hob_")})
+                 + row_table({k: v for k, v in regs.items() if k.startswith("hob_")}))
+    parts.append(_details("the PIO buffer bytes", value_html(buf.get("bytes", ""), "bytes")))
+    parts.append(_details("everything", value_html(view)))
+    return "".join(parts)
 
 
+# disk ------------------------------------------------------------------------------------------------------
 def sector_diff_rows(before: bytes, after: bytes, width: int = 16) -> list[dict]:
     """Rows of a sector's bytes, before and after, with the offsets that changed: only rows with a change."""
     rows = []
@@ -297,67 +438,21 @@ def sector_diff_html(lba: int, before: bytes, after: bytes, max_rows: int = 8) -
     if not rows:
         return f'<div class="vmio-sector">sector {lba}: unchanged</div>'
     out = [f'<div class="vmio-sector"><b>sector {lba}</b>: {sum(len(r["changed"]) for r in rows)} bytes '
-           f'changed<pre style="margin:0">']
+           f'changed (− before, + now)<pre style="{_PRE}">']
     for r in rows[:max_rows]:
-        after_cells = []
-        for i, byte in enumerate(r["after"].split(" ")):
-            after_cells.append(f'<span style="background:#ffd166">{byte}</span>' if i in r["changed"] else byte)
-        out.append(f'{lba * 512 + r["offset"]:07x} - {esc(r["before"])}\n'
+        after_cells = [f'<span style="background:#ffd166">{b}</span>' if i in r["changed"] else b
+                       for i, b in enumerate(r["after"].split(" "))]
+        out.append(f'{lba * 512 + r["offset"]:07x} − {esc(r["before"])}\n'
                    f'{"":7} + {" ".join(after_cells)}\n')
     if len(rows) > max_rows:
         out.append(f"… {len(rows) - max_rows} more rows\n")
     return "".join(out) + "</pre></div>"
 
 
-def disk_html(view: Any) -> str:
-    sectors = _get(view, "sectors")
-    if isinstance(sectors, list) and sectors and all(isinstance(s, Mapping) and "before" in s for s in sectors):
-        rest = {k: v for k, v in view.items() if k != "sectors"} if isinstance(view, Mapping) else {}
-        return value_html(rest) + "".join(
-            sector_diff_html(s.get("lba", s.get("sector", 0)), _bytes(s["before"]), _bytes(s["after"]))
-            for s in sectors)
-    return value_html(view)
-
-
-def _bytes(v: Any) -> bytes:
-    if isinstance(v, str):
-        return bytes.fromhex(v)
-    return bytes(v or b"")
-
-
-# -- kvm_run hex overlay ------------------------------------------------------------------------------------
-def hex_region(title: str, data: bytes, base: int, fields: Sequence[tuple[str, int, int, Any]]) -> dict:
-    """One region for the hex widget: bytes from `base`, and `(name, offset, size, value)` fields over them."""
-    return {"title": title, "base": base, "hex": bytes(data).hex(),
-            "fields": [{"name": n, "offset": o, "size": s, "value": show(v),
-                        "colour": FIELD_COLOURS[k % len(FIELD_COLOURS)]}
-                       for k, (n, o, s, v) in enumerate(fields)]}
-
-
-def field_at(region: Mapping, offset: int) -> str | None:
-    """The name of the field covering byte `offset` of a region (what the hex view highlights on hover)."""
-    for f in region["fields"]:
-        if f["offset"] <= offset < f["offset"] + f["size"]:
-            return f["name"]
-    return None
-
-
-def kvm_run_regions(view: Any) -> list[dict]:
-    """The kvm_run header (exit_reason, the io union) and the used part of the PIO page, as hex regions."""
-    from ..linux.include.uapi.linux.kvm import KVM_RUN_FIELDS
-
-    raw = _bytes(_get(view, "bytes", b""))
-    if not raw:
-        return []
-    head = raw[:48]
-    fields = [(n, o, s, int.from_bytes(head[o:o + s], "little")) for n, o, s in KVM_RUN_FIELDS if o + s <= len(head)]
-    regions = [hex_region("struct kvm_run (first 48 bytes)", head, 0, fields)]
-    pio = _get(view, "pio")
-    if pio is not None:
-        data_offset = _get(pio, "data_offset", 4096)
-        data = _bytes(_get(pio, "bytes", b""))
-        size = _get(pio, "size", 1) or 1
-        elems = [(f"data[{i}]", data_offset + i * size, size, int.from_bytes(data[i * size:(i + 1) * size], "little"))
-                 for i in range(min(len(data) // size, 64))]
-        regions.append(hex_region(f"PIO page at data_offset {data_offset}", data[:1024], data_offset, elems))
-    return regions
+def disk_html(view: Mapping) -> str:
+    n = view.get("sectors_changed_count", 0)
+    head = (f'<div>{n} sector{"" if n == 1 else "s"} changed'
+            + (f': {esc(", ".join(map(str, view.get("sectors_changed", []))))}' if n else "")
+            + f' <span style="color:#666">({esc(view.get("note", ""))})</span></div>')
+    return head + "".join(sector_diff_html(s["lba"], bytes.fromhex(s["before"]), bytes.fromhex(s["after"]))
+                          for s in view.get("sectors", []))

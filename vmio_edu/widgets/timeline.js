@@ -2,7 +2,7 @@
 // Top: the whole trace (segments of consecutive entries in one lane). Bottom: a zoom on the events around
 // the current position, one box per function entry. A click on either asks the kernel to goto there.
 const NS = "http://www.w3.org/2000/svg";
-const LABEL_W = 170, LANE_H = 16, DETAIL_LANE_H = 18, PAD = 4;
+const LABEL_W = 170, LANE_H = 12, DETAIL_LANE_H = 14, PAD = 4;
 
 function svgEl(tag, attrs, parent) {
   const e = document.createElementNS(NS, tag);
@@ -15,7 +15,7 @@ function render({ model, el }) {
   const root = document.createElement("div");
   root.className = "vmio-timeline";
   root.style.fontFamily = "var(--jp-ui-font-family, sans-serif)";
-  root.style.fontSize = "11px";
+  root.style.fontSize = "10px";
   el.appendChild(root);
 
   function draw() {
@@ -36,7 +36,7 @@ function render({ model, el }) {
     lanes.forEach((ln, k) => {
       for (const [y0, h] of [[k * LANE_H, LANE_H], [overH + 14 + 2 * PAD + k * DETAIL_LANE_H, DETAIL_LANE_H]]) {
         svgEl("rect", { x: LABEL_W, y: y0, width: plotW, height: h - 1, fill: k % 2 ? "#f6f6f6" : "#fcfcfc" }, svg);
-        const t = svgEl("text", { x: LABEL_W - 4, y: y0 + h - 5, "text-anchor": "end", fill: ln.colour }, svg);
+        const t = svgEl("text", { x: LABEL_W - 4, y: y0 + h - 2, "text-anchor": "end", fill: ln.colour }, svg);
         t.textContent = ln.layer + " \u00b7 " + ln.thread;
       }
     });
@@ -79,8 +79,9 @@ function render({ model, el }) {
                         stroke: "#d00", "stroke-width": 1 }, svg);
         const cur = detail.find((d) => d[1] === index);
         if (cur) {
-          const lbl = svgEl("text", { x: Math.min(dx(index) + boxW + 3, width - 150), y: dy + cur[0] * DETAIL_LANE_H + 12,
-                                      fill: "#000", "font-weight": "bold" }, svg);
+          const right = dx(index) + boxW + 3 < width - 160;  // room on the right of the box, else on its left
+          const lbl = svgEl("text", { x: right ? dx(index) + boxW + 3 : dx(index) - 3, y: dy + cur[0] * DETAIL_LANE_H + 11,
+                                      "text-anchor": right ? "start" : "end", fill: "#000", "font-weight": "bold" }, svg);
           lbl.textContent = cur[2];
         }
       }

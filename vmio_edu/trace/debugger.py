@@ -1,0 +1,654 @@
+"""The debugger: breakpoints, step / next / finish / continue, and time travel, over a `Machine`.
+
+    from vmio_edu import Machine
+    m = Machine()
+    dbg = m.debugger()                 # before m.run(): time travel replays from the start
+    dbg.break_at("ide_sector_write")   # by function; or layer="qemu-block"; condition=lambda stop: ...
+    stop = dbg.cont()                  # to a breakpoint, or to the end (stop.reason == "halted")
+    stop.function, stop.layer, stop.thread, stop.index, stop.backtrace, stop.views
+    dbg.step(); dbg.next(); dbg.finish(); dbg.back(); dbg.goto(i)
+
+How it works. The model's threads report every trace point entry, exit and point event to the hooks the
+debugger attaches (on the model thread that runs). The hooks append the event to the recorded trace and
+decide whether to stop; stopping is `sched.park()`: the model thread hands the baton to the caller's
+thread and waits, so every other model thread is stopped too (all-stop). `stop.index` is the position of
+the event in the recorded trace (`dbg.events`). A Stop at index i is the state right after event i was
+recorded (for an entry: the frame is pushed, its body not yet run; for an exit: the body has run, the frame
+is not yet popped). Index -1 is the machine before it ran; the "halted" stop has index len(events).
+
+Commands (each returns a `Stop` and makes it `dbg.stop`):
+  step    the next trace point entry or exit, on any thread
+  next    the next entry or exit at the same or a shallower depth on the same stack (a coroutine has a
+          stack of its own, so `next` follows it from the vCPU thread to the main loop)
+  finish  until the current frame returns (at an exit: until the caller returns)
+  cont    until a breakpoint is hit or the guest halts
+  goto(i), back()   time travel: the exact state at index i (back: the previous entry or exit)
+A breakpoint hit stops `step`/`next`/`finish` too, as in gdb. Ctrl-C during any of them parks the model
+at its next trace point and returns a Stop with reason "interrupted"; a condition that raises returns a
+Stop with reason "condition-error" and the message. The machine stays usable after both.
+
+Time travel is deterministic replay: `goto(i)` before the current position closes the machine, puts the
+image back as it was when the debugger was created, builds a fresh machine from the same configuration
+and runs it silently to index i. `Machine` is a stable facade: the replayed machine is swapped in behind
+the caller's object (`Machine._take_over`), so `m` (and `dbg.machine`, which *is* `m`) always shows the
+current state. Objects taken out of it earlier (`ide = m.ide`) belong to the old machine: read them again.
+Changes made to the machine by hand at a stop are not replayed. `_replay_to(i)` is the seam where
+checkpoints come in: restore the nearest checkpoint at or before i, then run silently from there.
+
+Real KVM: a KVM_RUN that takes more than 2-4 ms is kicked by a watchdog (vmio_edu.kvm.kick) and the
+machine normally returns to QEMU's loop on each kick, which makes the trace depend on timing. The debugger
+lets the kicks stay inside the engine (`spin_kick_limit`), so the trace is the same on every run and
+replay lands on the same event.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import shutil
+import tempfile
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..errors import VmioError
+from .backtrace import BtFrame, backtrace, show_value
+from .recorder import ENTER, LEAVE, POINT, Recorder
+from .tracepoint import LAYERS, REGISTRY, ThreadContext, TracePoint, by_name
+from .views import Views
+
+if TYPE_CHECKING:
+    from ..machine import Machine
+
+KIND_NAMES = {ENTER: "enter", LEAVE: "leave", POINT: "event"}
+# Real engine: kicks of a spinning KVM_RUN kept inside the engine before it returns to QEMU's loop.
+KVM_SPIN_KICKS = 64
+
+# modes of a run
+_CONT, _STEP, _NEXT, _FINISH, _SILENT = "cont", "step", "next", "finish", "silent"
+
+
+# ==========================================================================================================
+# Breakpoints and stops
+# ==========================================================================================================
+@dataclass(eq=False)
+class Breakpoint:
+    """Stop on entry to `function` (any layer, or only `layer`), to any function of `layer`, or, with only
+    a condition, to any function. `condition(stop) -> bool` decides at each hit (it may read stop.views)."""
+
+    number: int
+    function: str | None = None
+    layer: str | None = None
+    condition: Callable[["Stop"], bool] | None = None
+    enabled: bool = True
+    hits: int = 0
+
+    def matches(self, tp: TracePoint) -> bool:
+        return (self.enabled and (self.function is None or tp.name == self.function)
+                and (self.layer is None or tp.layer == self.layer))
+
+    def to_json(self) -> dict:
+        return {"number": self.number, "function": self.function, "layer": self.layer,
+                "condition": getattr(self.condition, "__name__", "condition") if self.condition else None,
+                "enabled": self.enabled, "hits": self.hits}
+
+    def __str__(self) -> str:
+        parts = [self.function or ""] + ([f"layer={self.layer}"] if self.layer else [])
+        if self.condition is not None:
+            parts.append("if " + getattr(self.condition, "__name__", "condition"))
+        return f"{self.number}: " + " ".join(p for p in parts if p)
+
+
+@dataclass(eq=False)
+class Stop:
+    """Where the debugger stopped, and why.
+
+    reason:   "breakpoint", "step", "next", "finish", "goto", "back", "halted", "interrupted",
+              "condition-error", "start" (before the first command), "error" (the model failed)
+    index:    the position of the event in the recorded trace (-1: not started; len(events): halted)
+    kind:     "enter", "leave" or "event" (a point event, reached by goto); None at start / halted
+    function, layer, thread, depth: the trace point and where it ran (depth: frames on its stack)
+    args:     the declared arguments at an entry, the fields of a point event; result: the value at an exit
+    backtrace: frames, innermost first (`BtFrame`: .function .args .file .line .layer .thread)
+    breakpoint: the Breakpoint hit, if any; message: why it stopped, in words (errors, interrupts)
+    views:    the state views (vmio_edu.trace.views), computed when read
+    """
+
+    reason: str
+    index: int
+    kind: str | None = None
+    function: str | None = None
+    layer: str | None = None
+    thread: str | None = None
+    depth: int = 0
+    args: dict = field(default_factory=dict)
+    result: Any = None
+    backtrace: list[BtFrame] = field(default_factory=list)
+    breakpoint: Breakpoint | None = None
+    message: str | None = None
+    _views: Views | None = field(default=None, repr=False)
+    _stack: Any = field(default=None, repr=False)  # identity of the stack it stopped on (next/finish)
+
+    @property
+    def views(self) -> Views:
+        if self._views is None:
+            raise VmioError("this stop has no views")
+        return self._views
+
+    @property
+    def file(self) -> str:
+        return self.backtrace[0].file if self.backtrace else ""
+
+    @property
+    def line(self) -> int | None:
+        return self.backtrace[0].line if self.backtrace else None
+
+    def to_json(self, views: bool | tuple | list = False) -> dict:
+        """Plain data; `views=True` adds every view, or give a list of view names."""
+        out = {"reason": self.reason, "index": self.index, "kind": self.kind, "function": self.function,
+               "layer": self.layer, "thread": self.thread, "depth": self.depth, "file": self.file,
+               "line": self.line, "args": dict(self.args), "result": self.result,
+               "breakpoint": self.breakpoint.number if self.breakpoint else None, "message": self.message,
+               "backtrace": [f.to_json() for f in self.backtrace]}
+        if views:
+            out["views"] = self.views.to_json(None if views is True else list(views))
+        return out
+
+    def __str__(self) -> str:
+        if self.function is None:
+            return f"[{self.index}] {self.reason}" + (f": {self.message}" if self.message else "")
+        where = f" at {self.file}:{self.line}" if self.file else ""
+        return (f"[{self.index}] {self.reason}: {self.kind} {self.function} ({self.layer}, thread "
+                f"{self.thread}){where}" + (f" - {self.message}" if self.message else ""))
+
+
+# ==========================================================================================================
+# The hooks attached to one machine's threads
+# ==========================================================================================================
+class _Hooks:
+    """Record each event, then let the debugger decide whether to stop (on the model thread)."""
+
+    def __init__(self, dbg: "Debugger", sched: Any) -> None:
+        self.dbg, self.sched = dbg, sched
+        self.rec = Recorder()
+
+    def enter(self, tp: TracePoint, args: tuple, ctx: ThreadContext) -> None:
+        if self.sched.closing:
+            return
+        self.rec.enter(tp, args, ctx)
+        self.dbg._on_event(self, ENTER, tp, tp.name, tp.layer, args, ctx)
+
+    def leave(self, tp: TracePoint, result: Any, ctx: ThreadContext) -> None:
+        if self.sched.closing:
+            return
+        self.rec.leave(tp, result, ctx)
+        self.dbg._on_event(self, LEAVE, tp, tp.name, tp.layer, result, ctx)
+
+    def event(self, name: str, layer: str, fields: dict, ctx: ThreadContext) -> None:
+        if self.sched.closing:
+            return
+        self.rec.event(name, layer, fields, ctx)
+        self.dbg._on_event(self, POINT, None, name, layer, fields, ctx)
+
+
+# ==========================================================================================================
+# The debugger
+# ==========================================================================================================
+class Debugger:
+    """See the module docstring. Make one with `Machine.debugger()`."""
+
+    def __init__(self, machine: "Machine") -> None:
+        m = machine
+        m._check_open()
+        if m.last is not None or m.sched.ticks or (m.trace is not None and m.trace.events):
+            raise VmioError("create the debugger before running the machine (m.debugger() first, then "
+                            "dbg.cont()): time travel replays the run from its start")
+        self.machine = m
+        self._config = dict(m._config, engine=m.engine, image=m.image_path, record=False)
+        self._dir = tempfile.mkdtemp(prefix="vmio-edu-dbg-")
+        self._pristine = os.path.join(self._dir, "pristine.img")
+        try:
+            shutil.copyfile(m.image_path, self._pristine)
+        except OSError as e:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            from ..errors import ImageError
+            raise ImageError(f"cannot keep a copy of the disk image {m.image_path!r} for time travel: "
+                             f"{e.strerror}") from e
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self._dir, True)
+        self._history: list[tuple] = []  # the longest known trace (the future too, after a goto back)
+        self._complete = False  # the history reaches the halt
+        self._diverged_at: int | None = None
+        self._breakpoints: list[Breakpoint] = []
+        self._bp_numbers = 0
+        self._bp_any = False
+        self._bp_names: set[str] = set()
+        self._bp_layers: set[str] = set()
+        self._gen = 0  # bumped whenever the model moves: stops of older generations are stale
+        self._mode: str | None = None
+        self._reason = ""
+        self._target = -1
+        self._target_stack: Any = None
+        self._target_depth = 0
+        self._target_thread: str | None = None
+        self._hooks: _Hooks | None = None
+        self._attach()
+        self.stop: Stop = self._plain_stop("start", -1)
+
+    # -- breakpoints ------------------------------------------------------------------------------------
+    def break_at(self, function: str | None = None, *, layer: str | None = None,
+                 condition: Callable[[Stop], bool] | None = None) -> Breakpoint:
+        """Add a breakpoint on entry to `function`, to any function of `layer`, or (condition only) to
+        any function where `condition(stop)` is true."""
+        if layer is not None and layer not in LAYERS:
+            raise VmioError(f"unknown layer {layer!r}: choose one of {', '.join(LAYERS)}")
+        if function is not None:
+            if not isinstance(function, str):
+                raise VmioError(f"break_at takes a function name, not {type(function).__name__}")
+            if not by_name(function, layer):
+                near = difflib.get_close_matches(function, sorted({tp.name for tp in REGISTRY}), n=3)
+                hint = f" (did you mean {', '.join(near)}?)" if near else \
+                    " (try e.g. bdrv_aio_writev, ide_sector_write, paio_submit, kvm_handle_io)"
+                where = f" in layer {layer}" if layer else ""
+                raise VmioError(f"no modelled function is called {function!r}{where}{hint}")
+        if function is None and layer is None and condition is None:
+            raise VmioError("break_at needs a function, a layer or a condition")
+        if condition is not None and not callable(condition):
+            raise VmioError("condition must be a callable taking the Stop and returning a bool")
+        self._bp_numbers += 1
+        bp = Breakpoint(self._bp_numbers, function, layer, condition)
+        self._breakpoints.append(bp)
+        self._index_breakpoints()
+        return bp
+
+    def delete(self, bp: "Breakpoint | int") -> None:
+        """Remove a breakpoint (the object or its number)."""
+        for b in self._breakpoints:
+            if b is bp or b.number == bp:
+                self._breakpoints.remove(b)
+                self._index_breakpoints()
+                return
+        raise VmioError(f"no breakpoint {bp}")
+
+    def clear(self) -> None:
+        """Remove every breakpoint."""
+        self._breakpoints.clear()
+        self._index_breakpoints()
+
+    @property
+    def breakpoints(self) -> list[Breakpoint]:
+        return list(self._breakpoints)
+
+    def _index_breakpoints(self) -> None:
+        live = [b for b in self._breakpoints if b.enabled]
+        self._bp_any = any(b.function is None and b.layer is None for b in live)
+        self._bp_names = {b.function for b in live if b.function is not None}
+        self._bp_layers = {b.layer for b in live if b.function is None and b.layer is not None}
+
+    # -- the trace ----------------------------------------------------------------------------------------
+    @property
+    def events(self) -> list[tuple]:
+        """The recorded trace as far as it is known (after a goto back, the future seen before too).
+        Events are the recorder's tuples (kind, trace point id or name, thread, depth, payload)."""
+        return self._history
+
+    @property
+    def trace(self) -> Recorder:
+        """The recorder of the current machine: the events up to where the machine is now."""
+        return self._hooks.rec
+
+    @property
+    def index(self) -> int:
+        return self.stop.index
+
+    # -- commands ---------------------------------------------------------------------------------------
+    def cont(self) -> Stop:
+        """Run to the next breakpoint hit, or until the guest halts."""
+        return self._go(_CONT, "breakpoint")
+
+    def step(self) -> Stop:
+        """The next trace point entry or exit, on any thread."""
+        return self._go(_STEP, "step")
+
+    def next(self) -> Stop:
+        """The next entry or exit at the same or a shallower depth, on the same stack."""
+        s = self.stop
+        if s._stack is None:
+            return self._go(_STEP, "next")
+        # At an entry or exit, the stopped frame's depth; at a point event inside a frame, one deeper
+        # (like a line of that function: its next callee or its return).
+        depth = s.depth + 1 if s.kind not in ("enter", "leave") else s.depth
+        return self._go(_NEXT, "next", stack=s._stack, depth=depth)
+
+    def finish(self) -> Stop:
+        """Until the current frame returns (at an exit: until its caller returns)."""
+        s = self.stop
+        if s._stack is None:
+            return self._go(_STEP, "finish")
+        depth = s.depth - 1 if s.kind == "leave" else s.depth
+        if depth <= 0:  # the outermost frame of its thread or coroutine: nothing to return to
+            return self._go(_STEP, "finish")
+        return self._go(_FINISH, "finish", stack=s._stack, depth=depth)
+
+    def goto(self, index: int) -> Stop:
+        """The exact state at `index` of the trace (-1: before the first event; len(events) when the run
+        is complete: the halted state). Forward from here it runs on; backward it replays."""
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise VmioError(f"goto takes a trace index (an int), not {index!r}")
+        n = len(self._history)
+        if index < -1 or (self._complete and index > n):
+            top = f"{n} (halted)" if self._complete else "the end of the run"
+            raise VmioError(f"trace index {index} is out of range: -1 (start) .. {top}")
+        return self._goto(index, "goto")
+
+    def back(self) -> Stop:
+        """The previous trace point entry or exit (time travel)."""
+        i = min(self.stop.index, len(self._history))
+        j = i - 1
+        while j >= 0 and self._history[j][0] == POINT:
+            j -= 1
+        return self._goto(max(j, -1), "back")  # before the first event: the start
+
+    def close(self) -> None:
+        """Close the machine and drop the copy of the image kept for time travel (closing the machine
+        does both too)."""
+        self.machine.close()
+        self._finalizer()
+
+    def __enter__(self) -> "Debugger":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- state checks (tests, and the checkpoint work to come) --------------------------------------------
+    def panel(self):
+        """The JupyterLab debugger panel for this debugger (vmio_edu.widgets.DebuggerPanel)."""
+        from ..widgets import DebuggerPanel
+        return DebuggerPanel(self)
+
+    def state_digest(self) -> dict:
+        """A summary of the whole state, equal for equal states: registers, guest RAM, kvm_run, device,
+        block, thread-pool, coroutine and thread state, the exits so far and the image bytes."""
+        import hashlib
+
+        from . import views as V
+
+        m = self.machine
+        with V._Quiet():
+            return {
+                "index": self.stop.index,
+                "regs": V.peek_regs(m),
+                "ram_sha256": hashlib.sha256(bytes(m.ram)).hexdigest(),
+                "kvm_run": V.kvm_run_view(m),
+                "ide": V.ide_view(m),
+                "thread_pool": _without_fds(V.thread_pool_view(m)),
+                "aio": _without_fds(V.aio_view(m)),
+                "coroutines": V.coroutines_view(m),
+                "threads": V.threads_view(m),
+                "block": _without_fds(V.block_view(m)),
+                "exits": [x.to_json() for x in m.exits],
+                "image_sha256": V.file_sha256(m.image_path),
+            }
+
+    # ======================================================================================================
+    # Internals
+    # ======================================================================================================
+    def _attach(self) -> None:
+        m = self.machine
+        if m.engine == "kvm" and hasattr(m.cpu.kvm_fd, "spin_kick_limit"):
+            m.cpu.kvm_fd.spin_kick_limit = KVM_SPIN_KICKS
+        self._hooks = _Hooks(self, m.sched)
+        m.trace = self._hooks.rec
+        m.sched.attach(hooks=self._hooks)
+
+    def _views_here(self) -> Views:
+        """Views of the machine as it is now, valid while it stays here (same generation, no new event)."""
+        gen, pos = self._gen, self._position()
+        return Views(lambda: self.machine, self._pristine,
+                     lambda: self._gen == gen and self._position() == pos)
+
+    def _position(self) -> int:
+        return len(self._hooks.rec.events) if self._hooks is not None else -1
+
+    def _plain_stop(self, reason: str, index: int, message: str | None = None) -> Stop:
+        return Stop(reason, index, message=message,
+                    _views=self._views_here())
+
+    def _make_stop(self, reason: str, index: int, kind: int, name: str, layer: str, payload: Any,
+                   tp: TracePoint | None, ctx: ThreadContext, bp: Breakpoint | None = None,
+                   message: str | None = None) -> Stop:
+        if kind == ENTER and tp is not None:
+            args, result = {n: show_value(v) for n, v in zip(tp.argnames, payload)}, None
+        elif kind == LEAVE:
+            args, result = {}, show_value(payload) if not isinstance(payload, BaseException) else repr(payload)
+        else:
+            args = {k: v for k, v in (payload or {}).items() if isinstance(v, (int, str, bool))}
+            result = None
+        return Stop(reason, index, KIND_NAMES[kind], name, layer, ctx.name, len(ctx.stack), args, result,
+                    backtrace(ctx.stack, ctx.name), bp, message,
+                    _views=self._views_here(),
+                    _stack=ctx.stack)
+
+    # -- on the model thread --------------------------------------------------------------------------------
+    def _on_event(self, hooks: _Hooks, kind: int, tp: TracePoint | None, name: str, layer: str, payload: Any,
+                  ctx: ThreadContext) -> None:
+        if hooks is not self._hooks:
+            return  # a machine being closed
+        events = hooks.rec.events
+        i = len(events) - 1
+        ev = events[i]
+        h = self._history
+        if i < len(h):
+            if h[i][:4] != ev[:4]:  # not the run seen before (the machine was changed by hand?)
+                del h[i:]
+                h.append(ev)
+                self._complete = False
+                if self._diverged_at is None:
+                    self._diverged_at = i
+        else:
+            h.append(ev)
+
+        sched = hooks.sched
+        mode = self._mode
+        stop: Stop | None = None
+        if sched.park_requested:  # Ctrl-C, or vm_stop
+            sched.park_requested = False
+            stop = self._make_stop("interrupted", i, kind, name, layer, payload, tp, ctx,
+                                   message="interrupted (Ctrl-C)")
+        elif mode == _SILENT:
+            if i >= self._target:
+                stop = self._make_stop(self._reason, i, kind, name, layer, payload, tp, ctx)
+        elif kind != POINT:
+            if kind == ENTER and (self._bp_any or name in self._bp_names or layer in self._bp_layers):
+                stop = self._check_breakpoints(i, kind, name, layer, payload, tp, ctx)
+            if stop is None:
+                if mode == _STEP:
+                    stop = self._make_stop(self._reason, i, kind, name, layer, payload, tp, ctx)
+                elif mode in (_NEXT, _FINISH):
+                    target = self._target_stack
+                    if ctx.stack is target:
+                        self._target_thread = ctx.name
+                        hit = (mode == _NEXT or kind == LEAVE) and len(ctx.stack) <= self._target_depth
+                    else:
+                        # A coroutine that returned from its entry function: go on in whoever entered it
+                        # (the next event on the thread that ran it last), as gdb returns to the caller.
+                        hit = not target and ctx.name == self._target_thread
+                    if hit:
+                        stop = self._make_stop(self._reason, i, kind, name, layer, payload, tp, ctx)
+        if stop is not None:
+            sched.park(stop)
+
+    def _check_breakpoints(self, i: int, kind: int, name: str, layer: str, payload: Any, tp: TracePoint,
+                           ctx: ThreadContext) -> Stop | None:
+        for bp in self._breakpoints:
+            if not bp.matches(tp):
+                continue
+            stop = self._make_stop("breakpoint", i, kind, name, layer, payload, tp, ctx, bp=bp)
+            if bp.condition is not None:
+                hooks, ctx.hooks = ctx.hooks, None  # nothing the condition calls becomes a trace event
+                try:
+                    ok = bool(bp.condition(stop))
+                except Exception as e:  # noqa: BLE001 - reported in the Stop, the model carries on
+                    stop.reason = "condition-error"
+                    stop.message = (f"the condition of breakpoint {bp.number} raised "
+                                    f"{type(e).__name__}: {e}")
+                    return stop
+                finally:
+                    ctx.hooks = hooks
+                if not ok:
+                    continue
+            bp.hits += 1
+            return stop
+        return None
+
+    # -- on the caller's thread -------------------------------------------------------------------------------
+    def _go(self, mode: str, reason: str, stack: Any = None, depth: int = 0, target: int = -1) -> Stop:
+        m = self.machine
+        m._check_open()
+        if self.stop.reason == "halted":
+            return self.stop
+        if self.stop.reason == "error" or m.sched.error is not None:
+            raise VmioError("the model failed at this point (see the error); go back with dbg.back() or "
+                            "dbg.goto(i) to a point before it")
+        self._mode, self._reason = mode, reason
+        self._target_stack, self._target_depth, self._target = stack, depth, target
+        self._target_thread = self.stop.thread
+        self._gen += 1
+        sched = m.sched
+        try:
+            try:
+                parked = sched.resume()
+            except KeyboardInterrupt:
+                parked = self._wait_after_interrupt(sched)
+        finally:
+            self._mode, self._target_stack = None, None
+        sched.park_requested = False
+        try:
+            m._finish_run(parked)
+        except VmioError as e:
+            self.stop = self._plain_stop("error", len(self._hooks.rec.events) - 1, f"{type(e).__name__}: {e}")
+            raise
+        if parked.reason == "idle":
+            self._complete = True
+            self.stop = self._plain_stop("halted", len(self._hooks.rec.events), "the guest halted")
+        elif parked.reason == "stop" and isinstance(parked.detail, Stop):
+            self.stop = parked.detail
+        else:  # parked at a vCPU tick (Ctrl-C seen by the scheduler first)
+            self.stop = self._stop_at_tick(parked)
+        return self.stop
+
+    def _wait_after_interrupt(self, sched: Any) -> Any:
+        """Ctrl-C landed outside the scheduler's own wait: ask the model to park, and wait for it."""
+        while True:
+            sched.park_requested = True
+            try:
+                return sched.wait_parked()
+            except KeyboardInterrupt:
+                continue
+
+    def _stop_at_tick(self, parked: Any) -> Stop:
+        sched = self.machine.sched
+        t = sched._parked or (sched._by_name(parked.thread) if parked.thread else None)
+        i = len(self._hooks.rec.events) - 1
+        if t is None:
+            return self._plain_stop("interrupted", i, "interrupted (Ctrl-C)")
+        ctx = t.ctx
+        top = ctx.stack[-1] if ctx.stack else None
+        return Stop("interrupted", i, "event", top.tp.name if top else None, top.tp.layer if top else None,
+                    t.name, len(ctx.stack), {}, None, backtrace(ctx.stack, t.name), None,
+                    "interrupted (Ctrl-C) while the vCPU was about to re-enter KVM_RUN",
+                    _views=self._views_here(),
+                    _stack=ctx.stack)
+
+    # -- time travel ------------------------------------------------------------------------------------------
+    def _goto(self, index: int, reason: str) -> Stop:
+        cur = self.stop.index
+        if index == cur and self.stop.reason not in ("error",):
+            return self.stop
+        forward_ok = (index > cur and self.stop.reason not in ("halted", "error")
+                      and self.machine.sched.error is None and not self.machine._closed)
+        if forward_ok:
+            return self._run_silently_to(index, reason)
+        return self._replay_to(index, reason)
+
+    def _replay_to(self, index: int, reason: str) -> Stop:
+        """The state at `index`, rebuilt: restore the nearest saved state at or before it, then run
+        silently. Today the only saved state is the start (a fresh machine, index -1); checkpoints slot
+        in at `_restore_nearest_checkpoint`."""
+        at = self._restore_nearest_checkpoint(index)
+        if index == at:
+            self.stop = self._plain_stop("start" if at < 0 else reason, at)
+            return self.stop
+        return self._run_silently_to(index, reason)
+
+    def _restore_nearest_checkpoint(self, index: int) -> int:
+        """Put the machine in the saved state nearest at or before `index`; returns that state's index."""
+        self._fresh_machine()
+        return -1
+
+    def _run_silently_to(self, index: int, reason: str) -> Stop:
+        before = self._diverged_at
+        stop = self._go(_SILENT, reason, target=index)
+        if self._diverged_at is not None and self._diverged_at != before and self._diverged_at <= index:
+            stop.message = (f"the replay differs from the recorded run from index {self._diverged_at} on "
+                            "(was the machine changed by hand at a stop?); the trace now follows the replay")
+        return stop
+
+    def _fresh_machine(self) -> None:
+        """Close the current machine, put the image back as it was at the start, and swap a new machine
+        built from the same configuration in behind the caller's `Machine` object."""
+        from ..machine import Machine
+
+        m = self.machine
+        tmpdir = m._tmpdir
+        m._tmpdir = None  # the image lives there: keep it through the close
+        m._debugger = None  # and keep our copy of the image: this close is not the end
+        self._hooks = None
+        self._gen += 1
+        try:
+            m.close()
+        finally:
+            m._tmpdir, m._debugger = tmpdir, self
+        self._restore_image()
+        try:
+            new = Machine(**self._config)
+        except Exception:
+            m._tmpdir = tmpdir
+            raise
+        m._take_over(new)
+        m._tmpdir = tmpdir
+        self._attach()
+        self.stop = self._plain_stop("start", -1)
+
+    def _restore_image(self) -> None:
+        path = self._config["image"]
+        try:
+            if os.path.getsize(path) == os.path.getsize(self._pristine) and \
+                    not _files_differ(path, self._pristine):
+                return
+            shutil.copyfile(self._pristine, path)
+        except OSError as e:
+            from ..errors import ImageError
+            raise ImageError(f"cannot put the disk image {path!r} back as it was for the replay: "
+                             f"{e.strerror}") from e
+
+
+def _files_differ(a: str, b: str, chunk: int = 1 << 20) -> bool:
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            x, y = fa.read(chunk), fb.read(chunk)
+            if x != y:
+                return True
+            if not x:
+                return False
+
+
+_FD_KEYS = {"fd", "aio_fildes", "rfd", "wfd"}
+
+
+def _without_fds(v: Any) -> Any:
+    """A view without host file descriptor numbers (they depend on what else the process has open)."""
+    if isinstance(v, dict):
+        return {k: _without_fds(x) for k, x in v.items() if k not in _FD_KEYS}
+    if isinstance(v, list):
+        return [_without_fds(x) for x in v]
+    return v
