@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import inspect
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from ..trace.tracepoint import Frame, current_context
+from ..trace.tracepoint import traced
 from .base import describe_exception
 
 
@@ -32,64 +31,10 @@ def traced_as(original: Callable, fn: Callable) -> Callable:
     tp = getattr(original, "tracepoint", None)
     if tp is None:
         return fn
-    names, pos = tp.argnames, tp.argpos
-
-    def pick(a: tuple, kw: dict) -> tuple:
-        return tuple(a[i] if i < len(a) else kw.get(n) for i, n in zip(pos, names))
-
-    if inspect.isgeneratorfunction(fn):  # a coroutine_fn: traced across its yields, like @tracepoint does
-        def student_gen(*a: Any, **kw: Any) -> Any:
-            gen = fn(*a, **kw)
-            ctx = current_context()
-            if ctx is None or ctx.hooks is None:
-                return (yield from gen)
-            stack = ctx.stack  # the coroutine's own stack while it runs
-            stack.append(Frame(tp, pick(a, kw)))
-            try:
-                ctx.hooks.enter(tp, stack[-1].args, ctx)
-                result = yield from gen
-            except BaseException as e:
-                _leave(tp, e, stack)
-                raise
-            _leave(tp, result, stack)
-            return result
-
-        student_gen.__name__ = tp.name
-        student_gen.__wrapped__ = fn
-        student_gen.tracepoint = tp
-        student_gen.student = True
-        return student_gen
-
-    def student_wrapper(*a: Any, **kw: Any) -> Any:
-        ctx = current_context()
-        if ctx is None or ctx.hooks is None:
-            return fn(*a, **kw)
-        stack = ctx.stack
-        stack.append(Frame(tp, pick(a, kw)))
-        try:
-            ctx.hooks.enter(tp, stack[-1].args, ctx)
-            result = fn(*a, **kw)
-        except BaseException as e:
-            _leave(tp, e, stack)
-            raise
-        _leave(tp, result, stack)
-        return result
-
-    student_wrapper.__name__ = tp.name
-    student_wrapper.__wrapped__ = fn
-    student_wrapper.tracepoint = tp
-    student_wrapper.student = True
-    return student_wrapper
-
-
-def _leave(tp: Any, result: Any, stack: list) -> None:
-    ctx = current_context()
-    try:
-        if ctx is not None and ctx.hooks is not None:
-            ctx.hooks.leave(tp, result, ctx)
-    finally:
-        if stack and stack[-1].tp is tp:
-            stack.pop()
+    wrapper = traced(tp, fn)
+    wrapper.__name__ = tp.name
+    wrapper.student = True
+    return wrapper
 
 
 @contextlib.contextmanager
