@@ -42,6 +42,24 @@ class Paging:
         return bool(self.cr0 & CR0_PG and self.cr0 & CR0_PE)
 
 
+# The levels of the 8-byte-entry walks: (index shift, name, frame mask if the level may map a large page).
+_LONG_MODE_LEVELS = ((39, "PML4 entry", None), (30, "PDPT entry", 0x000F_FFFF_C000_0000),
+                     (21, "page-directory entry", 0x000F_FFFF_FFE0_0000), (12, "page-table entry", None))
+_PAE_LEVELS = ((30, "PDPT entry", None),) + _LONG_MODE_LEVELS[2:]  # PAE PDPTEs map no 1 GiB pages
+
+
+def _walk_wide(table: int, linear: int, levels: tuple, entry: Callable[[int, bool], int]) -> int:
+    """Walk 512-entry tables of 8-byte entries from `table` (4-level and PAE paging)."""
+    for shift, what, large_mask in levels:
+        e = entry(table + ((linear >> shift) & 0x1FF) * 8, True)
+        if not e & PTE_P:
+            raise PageFault(linear, f"{what} not present")
+        if large_mask is not None and e & PTE_PS:
+            return (e & large_mask) | (linear & ((1 << shift) - 1))
+        table = e & ADDR_MASK
+    return table | (linear & 0xFFF)
+
+
 def translate(p: Paging, linear: int, read_phys: Callable[[int, int], bytes]) -> int:
     """The guest-physical address of `linear`; raises PageFault when a level is not present."""
     if not p.enabled:
@@ -52,38 +70,10 @@ def translate(p: Paging, linear: int, read_phys: Callable[[int, int], bytes]) ->
         return struct.unpack("<Q" if wide else "<I", raw)[0]
 
     if p.efer & EFER_LMA:  # 4-level paging
-        e = entry((p.cr3 & ADDR_MASK) + ((linear >> 39) & 0x1FF) * 8, True)
-        if not e & PTE_P:
-            raise PageFault(linear, "PML4 entry not present")
-        e = entry((e & ADDR_MASK) + ((linear >> 30) & 0x1FF) * 8, True)
-        if not e & PTE_P:
-            raise PageFault(linear, "PDPT entry not present")
-        if e & PTE_PS:
-            return (e & 0x000F_FFFF_C000_0000) | (linear & 0x3FFF_FFFF)
-        e = entry((e & ADDR_MASK) + ((linear >> 21) & 0x1FF) * 8, True)
-        if not e & PTE_P:
-            raise PageFault(linear, "page-directory entry not present")
-        if e & PTE_PS:
-            return (e & 0x000F_FFFF_FFE0_0000) | (linear & 0x1F_FFFF)
-        e = entry((e & ADDR_MASK) + ((linear >> 12) & 0x1FF) * 8, True)
-        if not e & PTE_P:
-            raise PageFault(linear, "page-table entry not present")
-        return (e & ADDR_MASK) | (linear & 0xFFF)
-
+        return _walk_wide(p.cr3 & ADDR_MASK, linear, _LONG_MODE_LEVELS, entry)
     linear &= 0xFFFF_FFFF
     if p.cr4 & CR4_PAE:  # PAE: 4 PDPTEs at CR3
-        e = entry((p.cr3 & 0xFFFF_FFE0) + (linear >> 30) * 8, True)
-        if not e & PTE_P:
-            raise PageFault(linear, "PDPT entry not present")
-        e = entry((e & ADDR_MASK) + ((linear >> 21) & 0x1FF) * 8, True)
-        if not e & PTE_P:
-            raise PageFault(linear, "page-directory entry not present")
-        if e & PTE_PS:
-            return (e & 0x000F_FFFF_FFE0_0000) | (linear & 0x1F_FFFF)
-        e = entry((e & ADDR_MASK) + ((linear >> 12) & 0x1FF) * 8, True)
-        if not e & PTE_P:
-            raise PageFault(linear, "page-table entry not present")
-        return (e & ADDR_MASK) | (linear & 0xFFF)
+        return _walk_wide(p.cr3 & 0xFFFF_FFE0, linear, _PAE_LEVELS, entry)
 
     e = entry((p.cr3 & 0xFFFF_F000) + (linear >> 22) * 4, False)  # 32-bit paging
     if not e & PTE_P:
