@@ -12,12 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..linux.arch.x86.include.asm.kvm_host import KVM_PIO_PAGE_OFFSET
+from ..linux.arch.x86.include.asm.page_types import PAGE_SIZE
 from ..linux.include.uapi.linux import kvm as K
 from .base import Exercise, Part, PartResult, StudentError, call, fail_all, not_callable, rng, verdict
 from .model import ModelUnavailable, image_problems, run_default_guest
 
 NAME = "handle_io"
-DATA_OFFSET = K.KVM_PIO_PAGE_OFFSET * K.PAGE_SIZE
+DATA_OFFSET = KVM_PIO_PAGE_OFFSET * PAGE_SIZE
 PORT_FUNCS = {("out", 1): "cpu_outb", ("out", 2): "cpu_outw", ("out", 4): "cpu_outl",
               ("in", 1): "cpu_inb", ("in", 2): "cpu_inw", ("in", 4): "cpu_inl"}
 
@@ -167,7 +169,7 @@ def _restore(saved) -> None:
 
 def run_unit(answer: Any, c: dict) -> str | None:
     """None if the student's function handled the exit right, else what went wrong."""
-    mem = bytearray(2 * K.PAGE_SIZE)
+    mem = bytearray(2 * PAGE_SIZE)
     size, count, port = c["size"], c["count"], c["port"]
     d = K.KVM_EXIT_IO_OUT if c["direction"] == "out" else K.KVM_EXIT_IO_IN
     if c["direction"] == "out":

@@ -10,12 +10,14 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
+from ..linux.arch.x86.include.asm.kvm_host import KVM_PIO_PAGE_OFFSET
+from ..linux.arch.x86.include.asm.page_types import PAGE_SIZE
 from ..linux.include.uapi.linux import kvm as K
 from .base import Exercise, Part, PartResult, StudentError, call, fail_all, hexs, not_callable, rng, verdict
 
 NAME = "kvm_run"
-MMAP_SIZE = 2 * K.PAGE_SIZE
-DATA_OFFSET = K.KVM_PIO_PAGE_OFFSET * K.PAGE_SIZE
+MMAP_SIZE = 2 * PAGE_SIZE
+DATA_OFFSET = KVM_PIO_PAGE_OFFSET * PAGE_SIZE
 IO_PORTS = (0x1F0, 0x1F7, 0x1F2, 0x3F6, 0x80, 0x3F8, 0x70, 0x71, 0x60)
 
 

@@ -25,11 +25,11 @@ from vmio_edu.linux.arch.x86.kvm import x86
 from vmio_edu.linux.arch.x86.kvm.emulate import x86_emulate_ctxt
 from vmio_edu.linux.include.linux.kvm_host import (irqchip_in_kernel, kvm, kvm_io_range, kvm_make_request,
                                                    kvm_memory_slot, kvm_vcpu)
+from vmio_edu.linux.arch.x86.include.asm.page_types import PAGE_SIZE
 from vmio_edu.linux.include.uapi.linux import kvm as K
 from vmio_edu.trace.tracepoint import tracepoint
 
 KVM_API_VERSION = 12
-PAGE_SIZE = 4096
 KVM_COALESCED_MMIO_PAGE_OFFSET = 2
 VCPU_MMAP_PAGES = 3                  # kvm_run, PIO data, coalesced MMIO ring
 KVM_MEMORY_SLOTS = 32

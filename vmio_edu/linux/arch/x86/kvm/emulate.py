@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vmio_edu.cpu.decode import DecodeError, IoInsn, decode_io, disasm
+from vmio_edu.linux.arch.x86.include.asm.page_types import PAGE_SIZE
 from vmio_edu.linux.arch.x86.include.asm.kvm_host import (VCPU_REGS_RAX, VCPU_REGS_RCX, VCPU_REGS_RDI,
                                                           VCPU_REGS_RDX, VCPU_REGS_RSI)
 from vmio_edu.trace.tracepoint import tracepoint
@@ -268,8 +269,8 @@ def pio_in_emulated(ctxt: x86_emulate_ctxt, size: int, port: int) -> tuple[int, 
     rc = ctxt.io_read
     if rc.pos == rc.end:  # refill pio read ahead
         count = address_mask(ctxt, reg_read(ctxt, VCPU_REGS_RCX)) if ctxt.rep_prefix else 1
-        rdi_off = reg_read(ctxt, VCPU_REGS_RDI) & 0xFFF
-        in_page = rdi_off if ctxt.eflags & EFLG_DF else 4096 - rdi_off
+        rdi_off = reg_read(ctxt, VCPU_REGS_RDI) & (PAGE_SIZE - 1)  # offset_in_page()
+        in_page = rdi_off if ctxt.eflags & EFLG_DF else PAGE_SIZE - rdi_off
         n = min(min(in_page, len(rc.data)) // size, count)
         if n == 0:
             n = 1

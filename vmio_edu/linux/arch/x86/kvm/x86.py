@@ -22,6 +22,7 @@ from vmio_edu.linux.arch.x86.include.asm.kvm_host import (
     EMULATE_DO_MMIO, EMULATE_DONE, EMULATE_FAIL, EMULTYPE_NO_DECODE, EMULTYPE_SKIP, EMULTYPE_TRAP_UD,
     KVM_PIO_PAGE_OFFSET, KVM_REQ_EVENT, KVM_REQ_TRIPLE_FAULT, KVM_REQ_UNHALT, VCPU_REGS_RAX, VCPU_REGS_RIP,
     VCPU_REGS_RSP)
+from vmio_edu.linux.arch.x86.include.asm.page_types import PAGE_SIZE
 from vmio_edu.linux.include.linux.kvm_host import (KVM_MMIO_BUS, KVM_PIO_BUS, KVM_USERSPACE_IRQ_SOURCE_ID,
                                                    irqchip_in_kernel, kvm_check_request, kvm_make_request)
 from vmio_edu.linux.include.uapi.linux import kvm as K
@@ -30,7 +31,6 @@ from . import emulate as E
 from .irq import kvm_cpu_get_interrupt, kvm_cpu_has_interrupt
 from .kvm_cache_regs import kvm_register_read, kvm_register_write, kvm_rip_read, kvm_rip_write
 
-PAGE_SIZE = 4096
 X86_EFLAGS_IF = 1 << 9
 X86_EFLAGS_VM = 1 << 17
 UD_VECTOR, DF_VECTOR, GP_VECTOR, PF_VECTOR = 6, 8, 13, 14

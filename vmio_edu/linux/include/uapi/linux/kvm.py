@@ -2,7 +2,8 @@
 
 Both engines use these very structures: the real one passes them to ioctl(2) on /dev/kvm, the emulated one
 hands them to the kernel model. `struct kvm_run` lives in the first page of the vCPU mmap; PIO data lives
-in the second page (KVM_PIO_PAGE_OFFSET = 1, so data_offset = 4096).
+in the second page (the kernel sets data_offset = KVM_PIO_PAGE_OFFSET * PAGE_SIZE = 4096; userspace
+reads it from kvm_run).
 """
 from __future__ import annotations
 
@@ -54,8 +55,6 @@ KVM_EXIT_IO_IN = 0
 KVM_EXIT_IO_OUT = 1
 KVM_INTERNAL_ERROR_EMULATION = 1
 
-KVM_PIO_PAGE_OFFSET = 1  # arch/x86/include/asm/kvm_host.h:41
-PAGE_SIZE = 4096
 KVM_MP_STATE_RUNNABLE = 0
 KVM_MP_STATE_HALTED = 3
 
