@@ -22,6 +22,7 @@ from .errors import GuestFault, ImageError, VmioError
 from .linux.include.uapi.linux import kvm as K
 from .trace.recorder import Recorder
 from .trace.sched import Parked, Scheduler
+from .trace.tracepoint import untraced
 
 if TYPE_CHECKING:
     from .trace.debugger import Debugger
@@ -91,11 +92,8 @@ class ExitRecorder:
 def _get_regs_quietly(cpu: Any, ctx: Any) -> K.kvm_regs:
     """KVM_GET_REGS for the record, hidden from the trace (QEMU itself doesn't do it on every exit)."""
     regs = K.kvm_regs()
-    hooks, ctx.hooks = ctx.hooks, None
-    try:
+    with untraced(ctx):
         cpu.kvm_fd.ioctl(K.KVM_GET_REGS, regs)
-    finally:
-        ctx.hooks = hooks
     return regs
 
 

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..errors import VmioError
 from .backtrace import BtFrame, backtrace, show_value
 from .recorder import ENTER, LEAVE, POINT, Recorder
-from .tracepoint import LAYERS, REGISTRY, ThreadContext, TracePoint, by_name
+from .tracepoint import LAYERS, REGISTRY, ThreadContext, TracePoint, by_name, untraced
 from .views import Views
 
 if TYPE_CHECKING:
@@ -484,16 +484,14 @@ class Debugger:
                 continue
             stop = self._make_stop("breakpoint", i, kind, name, layer, payload, tp, ctx, bp=bp)
             if bp.condition is not None:
-                hooks, ctx.hooks = ctx.hooks, None  # nothing the condition calls becomes a trace event
                 try:
-                    ok = bool(bp.condition(stop))
+                    with untraced(ctx):  # nothing the condition calls becomes a trace event
+                        ok = bool(bp.condition(stop))
                 except Exception as e:  # noqa: BLE001 - reported in the Stop, the model carries on
                     stop.reason = "condition-error"
                     stop.message = (f"the condition of breakpoint {bp.number} raised "
                                     f"{type(e).__name__}: {e}")
                     return stop
-                finally:
-                    ctx.hooks = hooks
                 if not ok:
                     continue
             bp.hits += 1

@@ -11,11 +11,12 @@ stack. A QEMU coroutine has a stack of its own: `qemu_coroutine_enter` swaps it 
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 from .sources import SourceRef, lookup
 
@@ -81,6 +82,20 @@ class ThreadContext:
 
 
 _tls = threading.local()
+
+
+@contextlib.contextmanager
+def untraced(ctx: ThreadContext | None) -> Iterator[None]:
+    """Run a block on a model thread without its calls becoming trace events (a tool looking, not the
+    model acting: the exit recorder's KVM_GET_REGS, a breakpoint condition)."""
+    if ctx is None:
+        yield
+        return
+    hooks, ctx.hooks = ctx.hooks, None
+    try:
+        yield
+    finally:
+        ctx.hooks = hooks
 
 
 def current_context() -> ThreadContext | None:
