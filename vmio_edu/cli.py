@@ -15,9 +15,7 @@ from collections import Counter
 from typing import Any
 
 from .errors import VmioError
-
-LAYER_ORDER = ("guest", "vmx", "kvm", "qemu-cpu", "qemu-memory", "qemu-ide", "qemu-block", "qemu-threadpool",
-               "host")
+from .trace.tracepoint import LAYERS
 
 
 def _int(text: str) -> int:
@@ -121,7 +119,7 @@ def trace_report(m: Any) -> dict:
     """The summary `vmio-edu trace` prints: stages by layer and thread, exits, sectors, the image check."""
     stages: dict[str, dict[str, int]] = {}
     for (layer, thread), n in sorted(m.trace.per_layer_thread().items(),
-                                     key=lambda kv: (LAYER_ORDER.index(kv[0][0]), kv[0][1])):
+                                     key=lambda kv: (LAYERS.index(kv[0][0]), kv[0][1])):
         stages.setdefault(layer, {})[thread] = n
     functions: dict[str, list[str]] = {}
     for layer, _thread, fn in m.trace.stages():
@@ -132,7 +130,7 @@ def trace_report(m: Any) -> dict:
         exits[f"{x.reason} {x.direction} port={x.port:#x}" if x.port is not None else x.reason] += 1
     return {
         "engine": m.engine, "op": m.op, "lba": m.lba, "sectors": m.sectors,
-        "stages": stages, "functions": {k: functions[k] for k in LAYER_ORDER if k in functions},
+        "stages": stages, "functions": {k: functions[k] for k in LAYERS if k in functions},
         "exits": dict(sorted(exits.items())), "exit_total": len(m.exits),
         "trace_events": len(m.trace.events),
         "guest": {k: v.hex() if isinstance(v, (bytes, bytearray)) else v for k, v in m.guest_result().items()},
