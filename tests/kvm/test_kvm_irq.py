@@ -187,11 +187,11 @@ def test_real_scheduler_goes_idle_on_halt_and_irq_line_resumes_the_vcpu():
     try:
         g.load(IRQ_PROGRAM)
         t = sched.spawn("CPU 0/KVM", vcpu_thread, vcpu=True)
-        assert sched.resume(timeout=30).reason == "idle"   # the guest halted: nothing left to run
+        assert sched.resume().reason == "idle"   # the guest halted: nothing left to run
         assert (t.state, t.why) == ("blocked", "halted") and g.vcpu.halted and ports == []
         g.irq_line(14, 1)                                   # wakes the vCPU model thread
         assert t.state == "runnable"
-        assert sched.resume(timeout=30).reason == "idle"
+        assert sched.resume().reason == "idle"
         assert ports == [0x500, 0x501] and t.state == "done"
         runs = [f for name, layer, who, f in events if name == "KVM_RUN"]
         assert all(layer == "kvm" and who == "CPU 0/KVM" for _, layer, who, _ in events)

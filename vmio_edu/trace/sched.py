@@ -108,11 +108,6 @@ class Scheduler:
             t.ctx.hooks = self.hooks
             t.ctx.listeners = list(self.listeners)
 
-    def detach_hooks(self) -> None:
-        self.hooks = None
-        for t in self.threads:
-            t.ctx.hooks = None
-
     # -- model side -----------------------------------------------------------------------------
     def spawn(self, name: str, fn: Callable, *args: Any, vcpu: bool = False) -> ModelThread:
         """Create a model thread (QEMU's qemu_thread_create). It first runs when the rule picks it."""
@@ -181,7 +176,7 @@ class Scheduler:
         self._wait_turn(me)
 
     # -- controller side ------------------------------------------------------------------------
-    def resume(self, timeout: float | None = None) -> Parked:
+    def resume(self) -> Parked:
         """Let the model run until it parks, idles or fails. Ctrl-C (KeyboardInterrupt) parks it."""
         with self._cv:
             if self.error is not None:
