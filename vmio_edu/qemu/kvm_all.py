@@ -7,13 +7,16 @@
 from __future__ import annotations
 
 import ctypes
+import mmap
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import GuestFault
+from ..devkvm import open_dev_kvm
+from ..errors import EngineUnavailable, GuestFault
 from ..linux.include.uapi.linux import kvm as K
 from ..trace.tracepoint import emit, tracepoint
 from .ioport import cpu_inb, cpu_inl, cpu_inw, cpu_outb, cpu_outl, cpu_outw
+from .state import QemuState
 
 EXCP_INTERRUPT = 0x10000  # cpu-defs.h: "async interruption"
 EXCP_HLT = 0x10001
@@ -44,6 +47,34 @@ class CPUState:
     def __post_init__(self) -> None:
         if self.kvm_run is None:
             self.kvm_run = K.kvm_run.from_buffer(self.kvm_run_mem)
+
+
+def ram_address(ram: mmap.mmap) -> int:
+    """The host address of QEMU's RAM block (what KVM_SET_USER_MEMORY_REGION is given)."""
+    return ctypes.addressof(ctypes.c_char.from_buffer(ram))
+
+
+def kvm_init(state: QemuState, engine: str, ram: mmap.mmap) -> str:
+    """Open /dev/kvm, create the VM, give it RAM as slot 0 and create the in-kernel irqchip."""
+    fd, used, note = open_dev_kvm(engine, state.sched)
+    version = fd.ioctl(K.KVM_GET_API_VERSION)
+    if version != 12:
+        raise EngineUnavailable(f"KVM API version {version}, expected 12")
+    vmfd = fd.ioctl(K.KVM_CREATE_VM, 0)
+    region = K.kvm_userspace_memory_region(slot=0, flags=0, guest_phys_addr=0, memory_size=len(ram),
+                                           userspace_addr=ram_address(ram))
+    vmfd.ioctl(K.KVM_SET_USER_MEMORY_REGION, region)
+    vmfd.ioctl(K.KVM_CREATE_IRQCHIP, 0)
+    state.kvm_state = KVMState(fd, vmfd, used, slots=[region])
+    return note
+
+
+def kvm_init_vcpu(state: QemuState, index: int = 0) -> CPUState:
+    """KVM_CREATE_VCPU and mmap its `struct kvm_run` (page 0) and PIO page (page 1)."""
+    s = state.kvm_state
+    vcpufd = s.vmfd.ioctl(K.KVM_CREATE_VCPU, index)
+    size = s.fd.ioctl(K.KVM_GET_VCPU_MMAP_SIZE, 0)
+    return CPUState(index, vcpufd, vcpufd.mmap(size))
 
 
 @tracepoint("qemu-cpu", args=("type",))

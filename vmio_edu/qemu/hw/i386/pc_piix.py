@@ -1,4 +1,4 @@
-"""hw/i386/pc_piix.c + the KVM parts of kvm-all.c's kvm_init (QEMU v1.6.1): build the PC.
+"""hw/i386/pc_piix.c (QEMU v1.6.1): build the PC (KVM itself is set up by kvm_all.kvm_init).
 
 What `qemu-system-x86_64 -enable-kvm -hda disk.img` sets up, reduced to this path: guest RAM (an mmap
 QEMU owns, given to KVM as a memory slot), the in-kernel irqchip, the GSI routing of ISA IRQs to it, the
@@ -6,47 +6,15 @@ PIIX IDE controller on ports 0x1f0-0x1f7/0x3f6 with IRQ 14, the main loop, and o
 """
 from __future__ import annotations
 
-import ctypes
 import mmap
 
-from ....devkvm import open_dev_kvm
-from ....errors import EngineUnavailable
-from ....linux.include.uapi.linux import kvm as K
 from ...exec import AddressSpace
-from ...kvm_all import CPUState, KVMState
+from ...kvm_all import CPUState, kvm_init, kvm_init_vcpu
 from ...memory import MemoryRegion
 from ...state import QemuState
 from ..misc.vmio_echo import vmio_echo_init
 from .kvm.i8259 import kvm_i8259_init
 from .kvm.ioapic import GSIState, pc_gsi_irqs
-
-
-def ram_address(ram: mmap.mmap) -> int:
-    """The host address of QEMU's RAM block (what KVM_SET_USER_MEMORY_REGION is given)."""
-    return ctypes.addressof(ctypes.c_char.from_buffer(ram))
-
-
-def kvm_init(state: QemuState, engine: str, ram: mmap.mmap) -> str:
-    """Open /dev/kvm, create the VM, give it RAM as slot 0 and create the in-kernel irqchip."""
-    fd, used, note = open_dev_kvm(engine, state.sched)
-    version = fd.ioctl(K.KVM_GET_API_VERSION)
-    if version != 12:
-        raise EngineUnavailable(f"KVM API version {version}, expected 12")
-    vmfd = fd.ioctl(K.KVM_CREATE_VM, 0)
-    region = K.kvm_userspace_memory_region(slot=0, flags=0, guest_phys_addr=0, memory_size=len(ram),
-                                           userspace_addr=ram_address(ram))
-    vmfd.ioctl(K.KVM_SET_USER_MEMORY_REGION, region)
-    vmfd.ioctl(K.KVM_CREATE_IRQCHIP, 0)
-    state.kvm_state = KVMState(fd, vmfd, used, slots=[region])
-    return note
-
-
-def kvm_init_vcpu(state: QemuState, index: int = 0) -> CPUState:
-    """KVM_CREATE_VCPU and mmap its `struct kvm_run` (page 0) and PIO page (page 1)."""
-    s = state.kvm_state
-    vcpufd = s.vmfd.ioctl(K.KVM_CREATE_VCPU, index)
-    size = s.fd.ioctl(K.KVM_GET_VCPU_MMAP_SIZE, 0)
-    return CPUState(index, vcpufd, vcpufd.mmap(size))
 
 
 def pc_init1(state: QemuState, ram: mmap.mmap, engine: str, bs) -> tuple[CPUState, object, str]:
