@@ -225,7 +225,7 @@ class Machine:
                 raise err
             raise GuestFault(f"the model failed: {type(err).__name__}: {err}") from err
         stop = self.state.extra.get("vm_stop_reason")
-        if parked.reason == "stop" and stop:
+        if stop and parked.reason in ("stop", "idle"):  # idle: the guest was halted, waiting for the IRQ
             raise ImageError(f"QEMU stopped the VM ({self.state.extra.get('runstate')}): {stop}. With "
                              "QEMU 1.6.1's default werror=enospc a full host disk pauses the guest instead "
                              "of failing its write; free space on the host and the write is retried.")
