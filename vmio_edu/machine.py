@@ -66,9 +66,13 @@ class ExitRecorder:
         cpu = fields.get("cpu")
         if name == "kvm_run_exit":
             run = cpu.kvm_run
-            regs = _get_regs_quietly(cpu, ctx)
+            peek = getattr(cpu.kvm_fd, "peek_rip_rcx", None)
+            rip_rcx = peek() if peek is not None else None
+            if rip_rcx is None:
+                regs = _get_regs_quietly(cpu, ctx)
+                rip_rcx = regs.rip, regs.rcx
             rec = ExitRecord(K.EXIT_NAMES.get(run.exit_reason, str(run.exit_reason)),
-                             rip=regs.rip, rcx=regs.rcx)
+                             rip=rip_rcx[0], rcx=rip_rcx[1])
             if run.exit_reason == K.KVM_EXIT_IO:
                 io = run.u.io
                 rec.direction = "out" if io.direction == K.KVM_EXIT_IO_OUT else "in"

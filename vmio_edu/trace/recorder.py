@@ -16,8 +16,14 @@ from .tracepoint import REGISTRY, ThreadContext, TracePoint
 ENTER, LEAVE, POINT = 0, 1, 2
 
 
+_SMALL = (int, str, type(None))
+_SMALL_EXACT = frozenset((int, str, bool, type(None)))
+
+
 def _small(v: Any) -> Any:
-    return v if isinstance(v, (int, str, type(None))) else None
+    """A value worth keeping in the trace: numbers and strings (never a reference to a model object, so a
+    recording stays small and does not keep the machine alive)."""
+    return v if isinstance(v, _SMALL) else None
 
 
 class Recorder:
@@ -28,7 +34,10 @@ class Recorder:
         self.on_enter: Callable[[TracePoint, tuple, ThreadContext], None] | None = None
 
     def enter(self, tp: TracePoint, args: tuple, ctx: ThreadContext) -> None:
-        self.events.append((ENTER, tp.id, ctx.name, len(ctx.stack), tuple(_small(a) for a in args)))
+        small = _SMALL_EXACT
+        self.events.append((ENTER, tp.id, ctx.name, len(ctx.stack),
+                            tuple([a if a.__class__ in small or isinstance(a, _SMALL) else None
+                                   for a in args])))
         if self.on_enter is not None:
             self.on_enter(tp, args, ctx)
 
@@ -36,7 +45,7 @@ class Recorder:
         self.events.append((LEAVE, tp.id, ctx.name, len(ctx.stack), _small(result)))
 
     def event(self, name: str, layer: str, fields: dict, ctx: ThreadContext) -> None:
-        payload = tuple((k, v) for k, v in fields.items() if isinstance(v, (int, str)))
+        payload = tuple([(k, v) for k, v in fields.items() if isinstance(v, (int, str))])
         self.events.append((POINT, name, ctx.name, len(ctx.stack), payload))
 
     # -- summaries --------------------------------------------------------------------------------

@@ -19,7 +19,9 @@ import errno
 from typing import Any
 
 from vmio_edu.cpu.x86 import DEFAULT_MAX_INSNS, X86Cpu
-from vmio_edu.linux.arch.x86.include.asm.kvm_host import KVM_REQ_UNHALT, NR_VCPU_REGS, VCPU_REGS_RIP
+from vmio_edu.linux.arch.x86.include.asm.kvm_host import (KVM_REQ_UNHALT, NR_VCPU_REGS, VCPU_REGS_RCX,
+                                                          VCPU_REGS_RIP)
+from vmio_edu.linux.arch.x86.kvm.kvm_cache_regs import kvm_register_read, kvm_rip_read
 from vmio_edu.linux.arch.x86.kvm import vmx as _vmx  # registers kvm_x86_ops, as vmx_init() does
 from vmio_edu.linux.arch.x86.kvm import x86
 from vmio_edu.linux.arch.x86.kvm.emulate import x86_emulate_ctxt
@@ -137,6 +139,14 @@ class KvmVcpuFile(_KvmFile):
     @property
     def cpu(self) -> X86Cpu:
         return self.vcpu.cpu
+
+    def peek_rip_rcx(self) -> tuple[int, int] | None:
+        """RIP and RCX as KVM_GET_REGS would return them, for a tool that logs every exit without paying
+        for the whole ioctl each time (None: ask the ioctl). Not a kernel interface: the model's only."""
+        vcpu = self.vcpu
+        if vcpu.arch.emulate_regs_need_sync_to_vcpu:
+            return None
+        return kvm_rip_read(vcpu), kvm_register_read(vcpu, VCPU_REGS_RCX)
 
     @property
     def exit_detail(self) -> str:

@@ -12,7 +12,6 @@ from vmio_edu.linux.arch.x86.include.asm.kvm_host import VCPU_REGS_RIP
 def kvm_register_read(vcpu, reg: int) -> int:
     arch = vcpu.arch
     if not arch.regs_avail >> reg & 1:
-        from . import x86
         x86.kvm_x86_ops.cache_reg(vcpu, reg)
     return arch.regs[reg]
 
@@ -30,3 +29,6 @@ def kvm_rip_read(vcpu) -> int:
 
 def kvm_rip_write(vcpu, val: int) -> None:
     kvm_register_write(vcpu, VCPU_REGS_RIP, val)
+
+
+from . import x86  # noqa: E402 - at the end: x86.py imports this module (the kvm_x86_ops indirection)
