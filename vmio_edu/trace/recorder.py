@@ -42,7 +42,8 @@ class Recorder:
             self.on_enter(tp, args, ctx)
 
     def leave(self, tp: TracePoint, result: Any, ctx: ThreadContext) -> None:
-        self.events.append((LEAVE, tp.id, ctx.name, len(ctx.stack), _small(result)))
+        self.events.append((LEAVE, tp.id, ctx.name, len(ctx.stack),
+                            result if result.__class__ in _SMALL_EXACT or isinstance(result, _SMALL) else None))
 
     def event(self, name: str, layer: str, fields: dict, ctx: ThreadContext) -> None:
         payload = tuple([(k, v) for k, v in fields.items() if isinstance(v, (int, str))])

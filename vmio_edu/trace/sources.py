@@ -33,14 +33,19 @@ class SourceRef:
 
 @lru_cache(maxsize=1)
 def _table() -> dict:
-    """The reference map, plus `sources_extra.json`: lines we read ourselves for functions it lacks."""
+    """The reference map, plus `sources_extra.json`: lines we read ourselves for functions it lacks, and
+    call lines (`calls_at` only) it lacks for functions it has."""
     pkg = resources.files(__package__)
     table = json.loads(pkg.joinpath("sources.json").read_text())
     for key, e in json.loads(pkg.joinpath("sources_extra.json").read_text()).items():
-        if not key.startswith("_"):
-            side = key.split(":")[0]
-            table.setdefault(key, {"calls_at": [], "role": "", "tag": QEMU_TAG if side == "qemu" else LINUX_TAG,
-                                   **e})
+        if key.startswith("_"):
+            continue
+        if key in table and set(e) == {"calls_at"}:
+            table[key] = dict(table[key], calls_at=sorted(table[key]["calls_at"] + e["calls_at"]))
+            continue
+        side = key.split(":")[0]
+        table.setdefault(key, {"calls_at": [], "role": "", "tag": QEMU_TAG if side == "qemu" else LINUX_TAG,
+                               **e})
     return table
 
 
