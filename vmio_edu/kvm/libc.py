@@ -6,6 +6,7 @@ threads (the watchdog, the controller).
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -43,10 +44,14 @@ def ioctl(fd: int, request: int, arg: "int | ctypes._CData | None" = 0) -> int:
         ptr = arg
     else:
         ptr = ctypes.addressof(arg)
-    r = _ioctl(fd, request, ptr)
-    if r < 0:
-        _raise(f"ioctl {request:#x}")
-    return r
+    while True:
+        r = _ioctl(fd, request, ptr)
+        if r >= 0:
+            return r
+        if ctypes.get_errno() != errno.EINTR:
+            _raise(f"ioctl {request:#x}")
+        # A signal (a watchdog kick, a profiler) landed first: the call did nothing, so make it again, as
+        # QEMU's kvm_init does for KVM_CREATE_VM. KVM_RUN goes through ioctl_errno, where EINTR means "kicked".
 
 
 def ioctl_errno(fd: int, request: int, arg: int = 0) -> tuple[int, int]:
