@@ -82,7 +82,11 @@ class ThreadContext:
     listeners: list[Callable] = field(default_factory=list)  # point-event callbacks (see emit)
 
 
-_tls = threading.local()
+class _ThreadLocal(threading.local):
+    ctx: ThreadContext | None = None  # a class default: threads outside the model read None, no exception
+
+
+_tls = _ThreadLocal()  # read as `_tls.ctx` (an attribute read is faster than getattr with a default)
 
 
 @contextlib.contextmanager
@@ -101,7 +105,7 @@ def untraced(ctx: ThreadContext | None) -> Iterator[None]:
 
 def current_context() -> ThreadContext | None:
     """The context of the calling model thread, or None outside the model."""
-    return getattr(_tls, "ctx", None)
+    return _tls.ctx
 
 
 def set_context(ctx: ThreadContext | None) -> None:
@@ -175,7 +179,7 @@ def traced(tp: TracePoint, fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*a, **kw):
-        ctx = getattr(_tls, "ctx", None)
+        ctx = _tls.ctx
         if ctx is None or ctx.hooks is None:
             return fn(*a, **kw)
         stack = ctx.stack
@@ -203,7 +207,7 @@ def traced(tp: TracePoint, fn: Callable) -> Callable:
 
 def _leave(tp: TracePoint, result: Any, stack: list[Frame]) -> None:
     # The leave is reported on the thread running now (a coroutine may finish on another thread).
-    ctx = getattr(_tls, "ctx", None)
+    ctx = _tls.ctx
     try:
         if ctx is not None and ctx.hooks is not None:
             ctx.hooks.leave(tp, result, ctx)
@@ -213,7 +217,7 @@ def _leave(tp: TracePoint, result: Any, stack: list[Frame]) -> None:
 
 
 def _traced_gen(tp: TracePoint, gen, picked: tuple):
-    ctx = getattr(_tls, "ctx", None)
+    ctx = _tls.ctx
     if ctx is None or ctx.hooks is None:
         return (yield from gen)
     stack = ctx.stack  # the coroutine's own stack while it runs
@@ -240,7 +244,7 @@ def emit(name: str, layer: str, **fields: Any) -> None:
     It goes to the attached hooks (if they take events) and to `ctx.listeners`, which let a light
     observer (the exit recorder) watch without paying for every trace point.
     """
-    ctx = getattr(_tls, "ctx", None)
+    ctx = _tls.ctx
     if ctx is None:
         return
     if ctx.hooks is not None and hasattr(ctx.hooks, "event"):
