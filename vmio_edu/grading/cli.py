@@ -22,7 +22,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--seed", type=int, help="the student's seed (default: the one in the notebook)")
     g.add_argument("--format", choices=("text", "json"), default="text")
     g.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="time limit per part (60)")
-    g.add_argument("--memory-mb", type=int, default=None, metavar="MB", help="address-space limit per part (8192)")
+    g.add_argument("--memory-mb", type=int, default=None, metavar="MB", help="address-space limit per part (2048)")
     g.add_argument("--part", action="append", metavar="PART", help="grade only this part (repeatable)")
     g.set_defaults(func=cmd_grade)
 

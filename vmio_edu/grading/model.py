@@ -169,7 +169,7 @@ def grading_engine() -> tuple[str | None, str]:
             reasons.append(f"{engine}: {type(e).__name__}: {e}")
             continue
         finally:
-            gc.collect()  # an emulated engine holds ~1 GiB until collected: don't keep two under RLIMIT_AS
+            gc.collect()  # free the probe machine (Unicorn engine, guest RAM) before the graded runs
         _engine_cache[wanted] = (engine, "")
         return _engine_cache[wanted]
     _engine_cache[wanted] = (None, "; ".join(reasons))

@@ -23,7 +23,7 @@ from .base import PartResult, seed_for_user
 from .notebook import NotebookError, exercise_name, load_notebook, student_code, submitted_seed
 
 DEFAULT_TIMEOUT = 60.0
-DEFAULT_MEMORY_MB = 8192  # address space: the emulated engine maps ~3 GiB per machine
+DEFAULT_MEMORY_MB = 2048  # address space: a process with a few emulated machines peaks near 0.5 GiB
 LOG_TAIL = 600
 
 
