@@ -216,9 +216,26 @@ class Machine:
         return self.exit_recorder.exits
 
     def run(self) -> Parked:
-        """Run until the guest halts for good (or a debugger stop / error). Errors are raised."""
+        """Run until the guest halts for good (or a debugger stop / error). Errors are raised.
+        Ctrl-C parks the model and returns Parked(reason="stop", detail="interrupted"); run() again goes on."""
         self._check_open()
-        return self._finish_run(self.sched.resume())
+        if self.state.extra.get("runstate") == "io-error" and self.last is not None:
+            return self._finish_run(self.last)  # vm_stop'ped: QEMU stays stopped until 'cont' (not modelled)
+        sched = self.sched
+        try:
+            parked = sched.resume()
+        except KeyboardInterrupt:  # Ctrl-C landed outside the scheduler's own wait: the model may still run
+            parked = self._wait_after_interrupt()
+        sched.park_requested = False  # a Ctrl-C that came as the run ended must not stop the next one
+        return self._finish_run(parked)
+
+    def _wait_after_interrupt(self) -> Parked:
+        while True:
+            self.sched.park_requested = True
+            try:
+                return self.sched.wait_parked()
+            except KeyboardInterrupt:
+                continue
 
     def _finish_run(self, parked: Parked) -> Parked:
         """What `run` does once the baton is back: raise errors, note the final HLT."""
@@ -242,24 +259,37 @@ class Machine:
 
     def guest_result(self) -> dict:
         """What the default guest reported in its result block."""
+        self._check_open()  # guest RAM goes with close()
         if self.program is None or not hasattr(self.program, "read_result"):
             return {}
         return self.program.read_result(self.ram)
 
     def read_guest(self, addr: int, n: int) -> bytes:
+        self._check_open()
         return bytes(self.ram[addr:addr + n])
 
     def image_bytes(self, lba: int, sectors: int = 1) -> bytes:
-        with open(self.image_path, "rb") as f:
+        with self._open_image() as f:
             f.seek(lba * SECTOR)
             return f.read(sectors * SECTOR)
+
+    def _open_image(self):
+        """The image by its name, for the host-side views; a clear ImageError if the name is gone."""
+        if self._closed and self._tmpdir:
+            raise VmioError("this machine is closed, and its temporary image was deleted with it")
+        try:
+            return open(self.image_path, "rb")
+        except OSError as e:
+            raise ImageError(f"the disk image {self.image_path!r} is no longer there ({e.strerror}): it was "
+                             "removed or renamed while the machine had it open. QEMU keeps using the open "
+                             "file, so the guest saw nothing, but those bytes go when the machine closes") from e
 
     def image_changes(self) -> list[int]:
         """Sectors whose bytes differ from the image as it was when the machine started."""
         before = self._image_before
         if before is None:
             return []
-        with open(self.image_path, "rb") as f:
+        with self._open_image() as f:
             now = f.read()
         n = max(len(now), len(before)) // SECTOR
         return [s for s in range(n) if now[s * SECTOR:(s + 1) * SECTOR] != before[s * SECTOR:(s + 1) * SECTOR]]
