@@ -3,6 +3,7 @@
     vmio-edu trace [--op write|read|both] [--lba N] [--sectors N] [--break FUNCTION] [--image PATH]
                    [--engine unicorn|kvm|auto] [--format text|json]
     vmio-edu exits GUEST.bin --mode 16|32|64 [--load ADDR] [--entry ADDR] [--engine ...] [--format json]
+    vmio-edu bench [--format text|json|markdown] [--quick] [--engine unicorn|kvm|both] [--plot FILE.png]
 
 Errors print `error: ...` on stderr and exit non-zero, never with a traceback.
 """
@@ -52,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--engine", choices=("unicorn", "kvm", "auto"), default="unicorn")
     e.add_argument("--format", choices=("json",), default="json")
     e.add_argument("--max-exits", type=_int, default=1_000_000)
+
+    b = sub.add_parser("bench", help="measure the chain against the engines' limits (issue 6's benchmark)")
+    b.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    b.add_argument("--quick", action="store_true",
+                   help="4 sectors, fewer samples, no RSS run (seconds, not minutes)")
+    b.add_argument("--engine", choices=("unicorn", "kvm", "both"), default="both")
+    b.add_argument("--plot", metavar="FILE.png", help="also draw exits/s as a bar chart (needs matplotlib)")
     _add_grading_commands(sub)
     return p
 
@@ -65,7 +73,7 @@ def _add_grading_commands(sub: argparse._SubParsersAction) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"trace": cmd_trace, "exits": cmd_exits, "compare": cmd_compare}.get(
+        return {"trace": cmd_trace, "exits": cmd_exits, "compare": cmd_compare, "bench": cmd_bench}.get(
             args.cmd, getattr(args, "func", None))(args)
     except VmioError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -271,6 +279,22 @@ def cmd_exits(args: argparse.Namespace) -> int:
         finally:
             for x in m.exits:
                 print(json.dumps(x.to_json()))
+    return 0
+
+
+# -- bench --------------------------------------------------------------------------------------------
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    engines = ("unicorn", "kvm") if args.engine == "both" else (args.engine,)
+    r = bench.run_bench(quick=args.quick, engines=engines,
+                        progress=lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True))
+    if args.plot:
+        bench.plot(r, args.plot)
+    if args.format == "json":
+        print(json.dumps(r, indent=1))
+    else:
+        print(bench.format_markdown(r) if args.format == "markdown" else bench.format_text(r))
     return 0
 
 
