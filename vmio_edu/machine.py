@@ -230,6 +230,7 @@ class Machine:
         return self._finish_run(parked)
 
     def _wait_after_interrupt(self) -> Parked:
+        """Ctrl-C landed outside the scheduler's own wait: ask the model to park, and wait for it."""
         while True:
             self.sched.park_requested = True
             try:
