@@ -146,17 +146,42 @@ def test_halt_reached_by_jumping_to_a_later_checkpoint(run):
     assert dbg.goto(n).reason == "halted"
     halted_digest = dbg.state_digest()
     t = n // 3
-    dbg.goto(t)  # from the halt: a fresh machine (nothing after the halt to make quiescent)
-    assert dbg.last_restore == -1
-    dbg.goto(cps[-1])  # forwards: checkpoints are made on the way
-    dbg.goto(t)
-    assert dbg.last_restore > 0
+    dbg.goto(t)  # from the halt: the vCPU is kicked out of it to a KVM_RUN entry, then a checkpoint
+    assert 0 < dbg.last_restore <= t
+    assert len(dbg.events) == n and dbg._complete  # the kick's events are not part of the run
     s = dbg.goto(n - 3)  # far ahead: restore a later checkpoint instead of running all the way
     _check(dbg, s, n - 3, forward)
     assert dbg.last_restore > t
     assert dbg.goto(n).reason == "halted"
     assert dbg.state_digest() == halted_digest
     assert dbg._diverged_at is None
+
+
+def test_back_from_the_halt_uses_checkpoints(run):
+    """The guest halted for good: back() kicks the vCPU out of its halt (as QEMU's qemu_cpu_kick does)
+    to reach a KVM_RUN entry, restores a checkpoint and replays; it does not rebuild the run from the
+    start. Going back step by step through the final halt, each state equals the one reached forwards."""
+    m, dbg, cps = run()
+    n = len(dbg.events)
+    forward = _forward(dbg, range(n - 12, n))
+    assert dbg.cont().reason == "halted"
+    halted_digest = dbg.state_digest()
+    exits = [x.to_json() for x in m.exits]
+    seen = 0
+    while dbg.stop.index > n - 12:
+        i = _prev_step(dbg, min(dbg.stop.index, n))
+        s = dbg.back()
+        if i < n - 12:
+            break
+        _check(dbg, s, i, forward)
+        assert dbg.last_restore >= cps[0]
+        seen += 1
+    assert seen >= 5
+    assert len(dbg.events) == n and dbg._complete and dbg._diverged_at is None
+    end = dbg.cont()
+    assert (end.reason, end.index) == ("halted", n)
+    assert dbg.state_digest() == halted_digest
+    assert [x.to_json() for x in m.exits] == exits  # one final HLT record, as before
 
 
 def test_back_many_times_across_a_checkpoint(run):

@@ -45,8 +45,10 @@ the recorded trace and `machine.exits` to it and rewriting only the image bytes 
 of every completed host pwrite, with the pristine copy), and (3) runs silently from there to i. A far
 `goto` forwards jumps to a checkpoint ahead the same way. `dbg.last_restore` tells which state the last
 goto/back started from: a checkpoint's index, -1 for a fresh machine, None when it just ran forwards.
-The fresh machine is the fallback when no checkpoint fits: from the halt (nothing after it is quiescent),
-after a model error, before the first write (those checkpoints have no pool worker yet, the live machine
+After the guest halted for good nothing is quiescent, so the vCPU is first kicked out of its halt as QEMU
+pauses a vCPU (qemu_cpu_kick: KVM_RUN returns -EINTR, kvm_cpu_exec is entered again); the kick's events
+are not kept in the trace. The fresh machine is the fallback when no checkpoint fits: after a model
+error, before the first write (those checkpoints have no pool worker yet, the live machine
 has one), or when the live machine stays busy for `QUIESCE_LIMIT` events. Its replay makes checkpoints
 again (checkpoints hold the old machine's objects, so they go with it). Memory: the first checkpoint holds
 all of guest RAM (2 MiB); later ones share unchanged 4 KiB pages and hold ~100 KiB each.
@@ -750,14 +752,19 @@ class Debugger:
         is ahead of the live machine)."""
         j = bisect.bisect_right(self._cp_index, index)
         m = self.machine
-        if not j or not self._checkpointing or m._closed or m.sched.error is not None \
-                or self.stop.reason in ("halted", "error"):
+        if not j or not self._checkpointing or m._closed or m.sched.error is not None:
+            return None
+        if self.stop.reason == "halted" and not self._kick_out_of_halt():
+            return None
+        if self.stop.reason == "error":
             return None
         if not self._parked_quiescent():
             try:
                 self._go(_QUIESCE, reason, target=self._position() - 1 + QUIESCE_LIMIT)
             except VmioError:
                 return None
+            if self.stop.reason == "halted" and not self._kick_out_of_halt():
+                return None  # (a halt on the way: kicked out of it, the vCPU is at a KVM_RUN entry)
             if not self._parked_quiescent():
                 return None
         here = self.stop.index
@@ -769,6 +776,35 @@ class Debugger:
         self._load(cp)
         stop = self._stop_at_checkpoint(cp, reason)
         return stop if index == cp.index else self._run_silently_to(index, reason)
+
+    def _kick_out_of_halt(self) -> bool:
+        """The guest halted for good, and nothing after a halt is quiescent. Kick the vCPU out of its
+        halt the way QEMU pauses a vCPU (qemu_cpu_kick: SIG_IPI, KVM_RUN returns -EINTR, kvm_cpu_exec
+        returns EXCP_INTERRUPT and is called again), so that it comes back to the entry of KVM_RUN. The
+        kick is not part of the run: its events leave the history, which still ends at the halt."""
+        m = self.machine
+        vcpu = getattr(m.cpu.kvm_fd, "vcpu", None)
+        if vcpu is None or not vcpu.blocked:
+            return False
+        halted, n = self.stop, len(self._history)
+        self.stop = self._plain_stop("kick", n - 1)
+        vcpu.sigpending = True
+        try:
+            m.sched.wake(vcpu.model_thread)  # kvm_vcpu_kick, from outside the model
+            self._go(_QUIESCE, "kick", target=n + QUIESCE_LIMIT)
+        except VmioError:
+            return False
+        finally:
+            vcpu.sigpending = False
+            del self._history[n:]
+            self._complete = True
+            k = bisect.bisect_left(self._cp_index, n)
+            del self._checkpoints[k:], self._cp_index[k:]
+        if not self._parked_quiescent():
+            self.stop = halted  # (the replay from a fresh machine takes over)
+            return False
+        m.halted = False  # Machine notes the final HLT again when the replay reaches it
+        return True
 
     def _load(self, cp: CP.Checkpoint) -> None:
         m = self.machine

@@ -106,6 +106,7 @@ class kvm_vcpu:
     vmx: Any = None                      # struct vcpu_vmx (vmx.py)
     model_thread: Any = None             # the scheduler thread inside KVM_RUN (woken by kvm_vcpu_kick)
     blocked: bool = False                # sleeping in kvm_vcpu_block
+    sigpending: bool = False             # a signal queued for the vCPU thread (QEMU's SIG_IPI kick)
     block_gave_up: bool = False          # kvm_vcpu_block had no scheduler to sleep in
     exit_detail: str = ""                # why the last SHUTDOWN / INTERNAL_ERROR / HLT exit happened
 

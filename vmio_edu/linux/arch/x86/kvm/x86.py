@@ -522,9 +522,11 @@ def vcpu_enter_guest(vcpu) -> int:
 
 
 def signal_pending(vcpu) -> bool:
-    """A signal for the vCPU thread: in the model, the scheduler asking the running thread to park."""
+    """A signal for the vCPU thread: in the model, the scheduler asking the running thread to park, or a
+    kick queued for it (`vcpu.sigpending`, as QEMU's qemu_cpu_kick sends SIG_IPI)."""
     sched = vcpu.kvm.sched
-    return bool(sched is not None and vcpu.model_thread is not None and getattr(sched, "park_requested", False))
+    return bool(sched is not None and vcpu.model_thread is not None
+                and (vcpu.sigpending or getattr(sched, "park_requested", False)))
 
 
 @tracepoint("kvm", args=())
