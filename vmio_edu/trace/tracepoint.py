@@ -63,12 +63,18 @@ class Hooks(Protocol):
     def leave(self, tp: TracePoint, result: Any, ctx: "ThreadContext") -> None: ...
 
 
-@dataclass(slots=True)
-class Frame:
-    """A shadow-stack frame: the trace point and the values of its declared arguments."""
+class Frame(tuple):
+    """A shadow-stack frame: the trace point and the values of its declared arguments, `(tp, args)`.
 
-    tp: TracePoint
-    args: tuple
+    A tuple with named fields (made on every traced call while anything is attached, so it must be
+    cheap: building it is one C call)."""
+
+    __slots__ = ()
+    tp: TracePoint = property(operator.itemgetter(0))  # type: ignore[assignment]
+    args: tuple = property(operator.itemgetter(1))  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Frame({self.tp.name}, {self.args!r})"
 
 
 @dataclass
@@ -197,8 +203,7 @@ def traced(tp: TracePoint, fn: Callable) -> Callable:
         else:
             args = ()
         stack = ctx.stack
-        frame = Frame(tp, args)
-        stack.append(frame)
+        stack.append(Frame((tp, args)))
         try:
             ctx.hooks.enter(tp, args, ctx)
             result = fn(*a, **kw)
@@ -235,7 +240,7 @@ def _traced_gen(tp: TracePoint, gen, picked: tuple):
     if ctx is None or ctx.hooks is None:
         return (yield from gen)
     stack = ctx.stack  # the coroutine's own stack while it runs
-    stack.append(Frame(tp, picked))
+    stack.append(Frame((tp, picked)))
     try:
         ctx.hooks.enter(tp, picked, ctx)
         result = yield from gen
