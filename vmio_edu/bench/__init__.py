@@ -17,9 +17,11 @@ What is measured:
   reason, without a usable /dev/kvm).
 * The chain: `Machine` with the default guest writing and then reading the sectors, on each engine, with
   nothing attached, recording the trace, and a debugger attached whose breakpoint never fires.
-  The three cases run `rounds` times in turn (2 in full mode), with a sample of the engine's limit before
+  The three cases run `rounds` times in turn (3 in full mode), with a sample of the engine's limit before
   each round and after the last; every measure keeps its fastest sample (as timeit does: the least
-  disturbed by other processes), and all samples are kept in `seconds_samples`.
+  disturbed by other processes), and all samples are kept in `seconds_samples`. CPU time (every
+  thread of the process) is measured too: the recording targets compare CPU times, the cost itself,
+  which other processes on a shared machine move far less than the wall clock.
 * Debugger latency: `step()` p50/p95 and `back()` p50/p95 at trace index 10,000 and 100,000.
 * Memory: bytes per recorded event (tracemalloc), and the peak RSS of a process holding a recording of at
   least 1,000,000 events next to one that ran the same guest unrecorded.

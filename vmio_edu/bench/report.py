@@ -53,7 +53,8 @@ def rows(r: dict) -> list[tuple[str, str, str]]:
             out.append((f"chain, {engine}, {case}", f"{_fmt(x['exits_per_s'])} exits/s",
                         f"{_fmt(x['exits'])} exits in {_fmt(x['seconds'])} s "
                         f"({_fmt(x['us_per_exit'])} us each); "
-                        f"x{_fmt(x['time_vs_nothing'])} the time of nothing attached; {ratios}{extra}"))
+                        f"x{_fmt(x['time_vs_nothing'])} the time of nothing attached "
+                        f"(CPU time x{_fmt(x['cpu_vs_nothing'])}); {ratios}{extra}"))
     s = r["step"]
     out.append(("dbg.step()", f"p50 {_fmt(s['p50_ms'])} ms, p95 {_fmt(s['p95_ms'])} ms",
                 f"{s['n']} steps, max {_fmt(s['max_ms'])} ms, {s['engine']}"))
