@@ -2,13 +2,11 @@
 model thread standing in for the vCPU that submits requests and then ticks until their callbacks ran."""
 from __future__ import annotations
 
-from vmio_edu.qemu.block import bdrv_aio_readv, bdrv_aio_writev, bdrv_close, bdrv_open
+from vmio_edu.qemu.block import bdrv_aio_readv, bdrv_aio_writev
 from vmio_edu.qemu.cpus import qemu_mutex_lock_iothread, qemu_mutex_unlock_iothread
-from vmio_edu.qemu.main_loop import qemu_cleanup_main_loop, qemu_init_main_loop
-from vmio_edu.qemu.state import QemuState
 from vmio_edu.qemu.util.iov import QEMUIOVector, iovec, qemu_iovec_init_external
-from vmio_edu.qemu.vl import main_loop
-from vmio_edu.trace.sched import Scheduler
+
+from qemu_rig import QemuRig
 
 SECTOR = 512
 MAX_TICKS = 500
@@ -60,17 +58,10 @@ def request_cb(opaque, ret):
     req.cb_thread, req.cb_tick = sched.current().name, sched.ticks
 
 
-class Bench:
+class Bench(QemuRig):
     def __init__(self, image, latency=1, readonly=False, hooks=None):
-        self.sched = Scheduler(latency=latency)
-        self.state = QemuState(self.sched)
-        self.sched.machine = self.state
-        qemu_init_main_loop(self.state)
-        self.bs = bdrv_open(image, readonly=readonly)
-        if hooks is not None:
-            self.sched.attach(hooks=hooks)
-        self.sched.spawn("main", main_loop)
-        self.closed = False
+        super().__init__(image, latency=latency, readonly=readonly, hooks=hooks)
+        self.start()
 
     def run(self, *requests: Request, together: bool = False) -> None:
         """Submit each request from the vCPU and tick until its callback ran; with `together`, submit
@@ -90,8 +81,7 @@ class Bench:
                 qemu_mutex_unlock_iothread()  # before KVM_RUN: the scheduling point
                 qemu_mutex_lock_iothread()
 
-        def vcpu():
-            qemu_mutex_lock_iothread()
+        def guest():
             if together:
                 for r in requests:
                     submit(r)
@@ -100,25 +90,11 @@ class Bench:
                 for r in requests:
                     submit(r)
                     wait([r])
-            sched.block("halted")
 
-        sched.spawn("vcpu0", vcpu, vcpu=True)
-        parked = sched.resume()
-        if parked.reason == "error":
-            raise parked.detail
-        assert parked.reason == "idle", parked
+        self.run_vcpu(guest)
 
     def thread_names(self):
         return [t.name for t in self.sched.threads]
-
-    def close(self):
-        if self.closed:
-            return
-        self.closed = True
-        self.state.shutdown_requested = True
-        self.sched.close()
-        bdrv_close(self.bs)
-        qemu_cleanup_main_loop(self.state)
 
 
 def make_image(path, sectors=16, fill=None) -> bytes:

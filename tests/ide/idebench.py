@@ -3,17 +3,23 @@
 TEST-ONLY FAKE BLOCK LAYER: `FakeAio` replaces `bdrv_aio_writev/readv` inside hw/ide/core for unit tests
 of the state machine. It records each request and lets the test complete it by hand (`req.complete(ret)`),
 standing in for the real completion that arrives later from the main loop. It is never used by the model;
-tests with the real block layer and threads are in test_ide_block.py.
+tests with the real block layer and threads use `Board` (test_ide_block.py, test_fuzz_regressions.py).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
+from vmio_edu.qemu.cpus import qemu_mutex_lock_iothread, qemu_mutex_unlock_iothread
 from vmio_edu.qemu.hw.core.irq import qemu_allocate_irqs
 from vmio_edu.qemu.hw.ide import core
 from vmio_edu.qemu.hw.ide.piix import pci_piix_ide_init
+from vmio_edu.qemu.ioport import cpu_inb, cpu_outb
+
+from qemu_rig import QemuRig
 
 SECTOR = 512
+MAX_POLLS = 200
 
 
 class FakeBDS:
@@ -155,3 +161,48 @@ def words_of(data: bytes) -> list[int]:
 
 def sector_pattern(n: int, seed: int = 0) -> bytes:
     return bytes(((i * 13) + seed * 29 + (i >> 8)) & 0xFF for i in range(n * SECTOR))
+
+
+def disk_image(directory, sectors: int = 64) -> str:
+    """A raw image in `directory` with a known pattern (byte i is i*5+1), for the real block layer."""
+    path = os.path.join(directory, "disk.img")
+    with open(path, "wb") as f:
+        f.write(bytes((i * 5 + 1) & 0xFF for i in range(sectors * SECTOR)))
+    return path
+
+
+class Board(QemuRig):
+    """PIIX IDE over the real block layer and a raw image, the main loop on "main"; `run(guest)` runs
+    guest(board) on a vCPU thread that does the guest's port accesses as kvm_handle_io would."""
+
+    def __init__(self, image, latency=1, hooks=None):
+        super().__init__(image, latency=latency, hooks=hooks)
+        self.line = IrqLine()
+        self.ide = pci_piix_ide_init(self.bs, self.line.irq, self.state.address_space_io)
+        self.drive = self.ide.bus[0].ifs[0]
+        self.start()
+
+    def run(self, guest):
+        self.run_vcpu(lambda: guest(self))
+
+    # guest helpers (run on the vCPU thread)
+    def kvm_run(self, n=1):
+        for _ in range(n):
+            qemu_mutex_unlock_iothread()  # the scheduling point before KVM_RUN
+            qemu_mutex_lock_iothread()
+
+    def poll(self, seen):
+        """Read altstatus until BSY clears, one KVM_RUN between reads; every value goes into `seen`."""
+        for _ in range(MAX_POLLS):
+            st = cpu_inb(0x3F6)
+            seen.append(st)
+            if not st & 0x80:
+                return st
+            self.kvm_run()
+        raise AssertionError("the drive stayed busy")
+
+    def command(self, cmd, lba, count):
+        for port, val in ((0x1F6, 0xE0 | (lba >> 24)), (0x1F2, count), (0x1F3, lba & 0xFF),
+                          (0x1F4, (lba >> 8) & 0xFF), (0x1F5, (lba >> 16) & 0xFF)):
+            cpu_outb(port, val)
+        cpu_outb(0x1F7, cmd)

@@ -8,76 +8,16 @@ has an "overlap" mode) on the real block layer and threads.
 """
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from vmio_edu.qemu.block import bdrv_close, bdrv_open
-from vmio_edu.qemu.cpus import qemu_mutex_lock_iothread, qemu_mutex_unlock_iothread
-from vmio_edu.qemu.exec import AddressSpace
-from vmio_edu.qemu.hw.ide.piix import pci_piix_ide_init
 from vmio_edu.qemu.ioport import cpu_inb, cpu_inw, cpu_outb, cpu_outw
-from vmio_edu.qemu.main_loop import qemu_cleanup_main_loop, qemu_init_main_loop
-from vmio_edu.qemu.memory import MemoryRegion
-from vmio_edu.qemu.state import QemuState
-from vmio_edu.qemu.vl import main_loop
-from vmio_edu.trace.sched import Scheduler
 
-from idebench import SECTOR, IrqLine, sector_pattern, words_of
-
-
-class Board:
-    """PIIX IDE over a real raw image, the main loop on "main", and a vCPU thread running `guest`."""
-
-    def __init__(self, image):
-        self.sched = Scheduler(latency=1)
-        self.state = QemuState(self.sched)
-        self.sched.machine = self.state
-        self.state.address_space_io = AddressSpace("I/O", MemoryRegion("io", 0x10000))
-        qemu_init_main_loop(self.state)
-        self.bs = bdrv_open(image)
-        self.line = IrqLine()
-        self.ide = pci_piix_ide_init(self.bs, self.line.irq, self.state.address_space_io)
-        self.drive = self.ide.bus[0].ifs[0]
-        self.sched.spawn("main", main_loop)
-
-    def run(self, guest):
-        def vcpu():
-            qemu_mutex_lock_iothread()
-            guest()
-            self.sched.block("halted")
-
-        self.sched.spawn("vcpu0", vcpu, vcpu=True)
-        parked = self.sched.resume()
-        if parked.reason == "error":
-            raise parked.detail
-        assert parked.reason == "idle", parked
-
-    def close(self):
-        self.state.shutdown_requested = True
-        self.sched.close()
-        bdrv_close(self.bs)
-        qemu_cleanup_main_loop(self.state)
-
-
-def kvm_run(n=1):
-    for _ in range(n):
-        qemu_mutex_unlock_iothread()
-        qemu_mutex_lock_iothread()
-
-
-def command(cmd, lba, count):
-    for port, val in ((0x1F6, 0xE0 | (lba >> 24)), (0x1F2, count), (0x1F3, lba & 0xFF),
-                      (0x1F4, (lba >> 8) & 0xFF), (0x1F5, (lba >> 16) & 0xFF)):
-        cpu_outb(port, val)
-    cpu_outb(0x1F7, cmd)
+from idebench import SECTOR, Board, disk_image, sector_pattern, words_of
 
 
 @pytest.fixture
 def board(tmp_path):
-    path = os.fspath(tmp_path / "disk.img")
-    with open(path, "wb") as f:
-        f.write(bytes((i * 5 + 1) & 0xFF for i in range(64 * SECTOR)))
+    path = disk_image(tmp_path)
     b = Board(path)
     b.path = path
     yield b
@@ -92,8 +32,8 @@ def test_srst_pulse_does_not_cancel_a_sector_write_in_flight(board):
     before = open(board.path, "rb").read()
     seen = {}
 
-    def guest():
-        command(0x30, 7, 1)
+    def guest(b):
+        b.command(0x30, 7, 1)
         for w in words_of(data):
             cpu_outw(0x1F0, w)
         seen["in flight"] = cpu_inb(0x3F6)
@@ -103,7 +43,7 @@ def test_srst_pulse_does_not_cancel_a_sector_write_in_flight(board):
         seen["srst low"] = cpu_inb(0x3F6)
         seen["signature"] = [cpu_inb(p) for p in (0x1F2, 0x1F3, 0x1F4, 0x1F5)]
         seen["raises before"] = board.line.raises
-        kvm_run(10)  # the pool writes, the main loop completes
+        b.kvm_run(10)  # the pool writes, the main loop completes
         seen["after"] = cpu_inb(0x3F6)
         seen["data port"] = cpu_inw(0x1F0)
 
@@ -126,12 +66,12 @@ def test_device_reset_aborts_but_the_read_in_flight_still_completes_without_a_wi
     gets no data window, only the IRQ; status and error stay consistent."""
     seen = {}
 
-    def guest():
-        command(0x20, 2, 1)
+    def guest(b):
+        b.command(0x20, 2, 1)
         seen["in flight"] = cpu_inb(0x3F6)
         cpu_outb(0x1F7, 0x08)
         seen["aborted"] = (cpu_inb(0x3F6), cpu_inb(0x1F1))
-        kvm_run(10)
+        b.kvm_run(10)
         seen["after"] = (cpu_inb(0x3F6), cpu_inb(0x1F1))
         seen["data port"] = cpu_inw(0x1F0)
 
@@ -151,15 +91,15 @@ def test_a_read_in_flight_across_srst_opens_its_window_after_the_reset(board):
     image = open(board.path, "rb").read()
     seen = {}
 
-    def guest():
-        command(0x20, 2, 2)
-        kvm_run(10)
+    def guest(b):
+        b.command(0x20, 2, 2)
+        b.kvm_run(10)
         first = b"".join(cpu_inw(0x1F0).to_bytes(2, "little") for _ in range(256))
         seen["first"] = first
         seen["in flight"] = cpu_inb(0x3F6)
         cpu_outb(0x3F6, 0x04)
         cpu_outb(0x3F6, 0x00)
-        kvm_run(10)
+        b.kvm_run(10)
         seen["late"] = cpu_inb(0x3F6)
         seen["second"] = b"".join(cpu_inw(0x1F0).to_bytes(2, "little") for _ in range(256))
         seen["end"] = cpu_inb(0x3F6)
@@ -182,19 +122,19 @@ def test_after_srst_a_late_write_completion_opens_a_window_where_the_guest_point
     before = open(board.path, "rb").read()
     seen = {}
 
-    def guest():
-        command(0x30, 7, 1)
+    def guest(b):
+        b.command(0x30, 7, 1)
         for w in words_of(first):
             cpu_outw(0x1F0, w)
         cpu_outb(0x3F6, 0x04)
         cpu_outb(0x3F6, 0x00)
         for port, val in ((0x1F6, 0xE0), (0x1F2, 3), (0x1F3, 40), (0x1F4, 0), (0x1F5, 0)):
             cpu_outb(port, val)  # accepted: the drive shows 0x50
-        kvm_run(10)
+        b.kvm_run(10)
         seen["late"] = cpu_inb(0x3F6)
         for w in words_of(second):
             cpu_outw(0x1F0, w)
-        kvm_run(10)
+        b.kvm_run(10)
         seen["end"] = cpu_inb(0x3F6)
 
     board.run(guest)

@@ -8,20 +8,11 @@ import os
 
 import pytest
 
-from vmio_edu.qemu.block import bdrv_close, bdrv_open
-from vmio_edu.qemu.cpus import qemu_mutex_lock_iothread, qemu_mutex_unlock_iothread
-from vmio_edu.qemu.exec import AddressSpace
-from vmio_edu.qemu.hw.ide.piix import pci_piix_ide_init
-from vmio_edu.qemu.ioport import cpu_inb, cpu_inw, cpu_outb, cpu_outw
-from vmio_edu.qemu.main_loop import qemu_init_main_loop
-from vmio_edu.qemu.memory import MemoryRegion
-from vmio_edu.qemu.state import QemuState
-from vmio_edu.qemu.vl import main_loop
-from vmio_edu.trace.sched import Scheduler
+from vmio_edu.qemu.cpus import qemu_mutex_lock_iothread
+from vmio_edu.qemu.ioport import cpu_inb, cpu_inw, cpu_outw
 
-from idebench import SECTOR, IrqLine, sector_pattern, words_of
+from idebench import SECTOR, Board, disk_image, sector_pattern, words_of
 
-MAX_POLLS = 200
 
 
 class Threads:
@@ -40,67 +31,9 @@ class Threads:
         return [t for n, t in self.enters if n == name]
 
 
-class Board:
-    def __init__(self, image, latency=1, hooks=None):
-        self.sched = Scheduler(latency=latency)
-        self.state = QemuState(self.sched)
-        self.sched.machine = self.state
-        self.state.address_space_io = AddressSpace("I/O", MemoryRegion("io", 0x10000))
-        qemu_init_main_loop(self.state)
-        self.bs = bdrv_open(image)
-        self.line = IrqLine()
-        self.ide = pci_piix_ide_init(self.bs, self.line.irq, self.state.address_space_io)
-        if hooks is not None:
-            self.sched.attach(hooks=hooks)
-        self.sched.spawn("main", main_loop)
-
-    def run(self, guest):
-        sched = self.sched
-
-        def vcpu():
-            qemu_mutex_lock_iothread()
-            guest(self)
-            sched.block("halted")
-
-        sched.spawn("vcpu0", vcpu, vcpu=True)
-        parked = sched.resume()
-        if parked.reason == "error":
-            raise parked.detail
-        assert parked.reason == "idle", parked
-
-    def close(self):
-        self.state.shutdown_requested = True
-        self.sched.close()
-        bdrv_close(self.bs)
-
-    # guest helpers (run on the vCPU thread)
-    def kvm_run(self):
-        qemu_mutex_unlock_iothread()  # the scheduling point before KVM_RUN
-        qemu_mutex_lock_iothread()
-
-    def poll(self, seen):
-        """Read altstatus until BSY clears, one KVM_RUN between reads; every value goes into `seen`."""
-        for _ in range(MAX_POLLS):
-            st = cpu_inb(0x3F6)
-            seen.append(st)
-            if not st & 0x80:
-                return st
-            self.kvm_run()
-        raise AssertionError("the drive stayed busy")
-
-    def command(self, cmd, lba, count):
-        for port, val in ((0x1F6, 0xE0 | (lba >> 24)), (0x1F2, count), (0x1F3, lba & 0xFF),
-                          (0x1F4, (lba >> 8) & 0xFF), (0x1F5, (lba >> 16) & 0xFF)):
-            cpu_outb(port, val)
-        cpu_outb(0x1F7, cmd)
-
-
 @pytest.fixture
 def image(tmp_path):
-    path = os.fspath(tmp_path / "disk.img")
-    with open(path, "wb") as f:
-        f.write(bytes((i * 5 + 1) & 0xFF for i in range(64 * SECTOR)))
-    return path
+    return disk_image(tmp_path)
 
 
 @pytest.fixture

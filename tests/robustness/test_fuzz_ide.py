@@ -48,18 +48,13 @@ from hypothesis import HealthCheck, Phase, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from vmio_edu.qemu.block import bdrv_close, bdrv_open
 from vmio_edu.qemu.cpus import qemu_mutex_lock_iothread, qemu_mutex_unlock_iothread
-from vmio_edu.qemu.exec import AddressSpace
 from vmio_edu.qemu.hw.core.irq import qemu_allocate_irqs
 from vmio_edu.qemu.hw.ide.core import bdrv_set_on_error
 from vmio_edu.qemu.hw.ide.piix import pci_piix_ide_init
 from vmio_edu.qemu.ioport import cpu_inb, cpu_inl, cpu_inw, cpu_outb, cpu_outl, cpu_outw
-from vmio_edu.qemu.main_loop import qemu_cleanup_main_loop, qemu_init_main_loop
-from vmio_edu.qemu.memory import MemoryRegion
-from vmio_edu.qemu.state import QemuState
-from vmio_edu.qemu.vl import main_loop
-from vmio_edu.trace.sched import Scheduler
+
+from qemu_rig import QemuRig
 
 SECTOR = 512
 WORDS = SECTOR // 2
@@ -105,18 +100,13 @@ class InFlight:
 HALT = object()
 
 
-class FuzzMachine:
+class FuzzMachine(QemuRig):
     """A PIIX IDE controller with a real raw image as primary master, its main loop and thread pool,
     and a vCPU model thread that runs port I/O for the test (`on_vcpu`), advances time by KVM_RUN
     entries (`ticks`) or halts until everything else is idle (`settle`)."""
 
     def __init__(self, image: str):
-        self.sched = Scheduler(latency=1)
-        self.state = QemuState(self.sched)
-        self.sched.machine = self.state
-        self.state.address_space_io = AddressSpace("I/O", MemoryRegion("io", 0x10000))
-        qemu_init_main_loop(self.state)
-        self.bs = bdrv_open(image)
+        super().__init__(image)
         self.irq_levels: list[int] = []  # every change of the ISA IRQ 14 line
         self.raised_under_nien = 0  # raises while the guest had nIEN set in device control
         line = qemu_allocate_irqs(self._irq14, None, 1)[0]
@@ -124,10 +114,9 @@ class FuzzMachine:
         self.bus = self.ide.bus[0]
         self.inflight = InFlight()
         self.sched.attach(hooks=self.inflight)
-        self.sched.spawn("main", main_loop)
+        self.start()
         self._job = None
         self._result = None
-        self.closed = False
         self.vcpu = self.sched.spawn("vcpu0", self._vcpu_thread, vcpu=True)
 
     def _irq14(self, opaque, n, level) -> None:
@@ -174,15 +163,6 @@ class FuzzMachine:
         """The vCPU halts; the main loop and the pool run until nothing can run."""
         parked = self._go(HALT)
         assert parked.reason == "idle", parked
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.state.shutdown_requested = True
-        self.sched.close()
-        bdrv_close(self.bs)
-        qemu_cleanup_main_loop(self.state)
 
 
 def open_fds() -> set[str]:
