@@ -55,6 +55,7 @@ from vmio_edu.qemu.hw.ide.piix import pci_piix_ide_init
 from vmio_edu.qemu.ioport import cpu_inb, cpu_inl, cpu_inw, cpu_outb, cpu_outl, cpu_outw
 
 from qemu_rig import QemuRig
+from robustness_helpers import open_fds
 
 SECTOR = 512
 WORDS = SECTOR // 2
@@ -163,10 +164,6 @@ class FuzzMachine(QemuRig):
         """The vCPU halts; the main loop and the pool run until nothing can run."""
         parked = self._go(HALT)
         assert parked.reason == "idle", parked
-
-
-def open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
 
 
 def model_threads() -> set[threading.Thread]:
