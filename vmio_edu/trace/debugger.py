@@ -790,7 +790,7 @@ class Debugger:
         self.stop = self._plain_stop("kick", n - 1)
         vcpu.sigpending = True
         try:
-            m.sched.wake(vcpu.model_thread)  # kvm_vcpu_kick, from outside the model
+            m.sched.wake(vcpu.model_thread)  # the signal wakes the sleeping vCPU thread (signal_wake_up)
             self._go(_QUIESCE, "kick", target=n + QUIESCE_LIMIT)
         except VmioError:
             return False

@@ -36,14 +36,13 @@ class Recorder:
 
     def enter(self, tp: TracePoint, args: tuple, ctx: ThreadContext) -> None:
         if not _all_small(map(type, args)):  # rare (0.2% of entries): an object among the arguments
-            args = tuple([a if isinstance(a, _SMALL) else None for a in args])
+            args = tuple([_small(a) for a in args])
         self.events.append((ENTER, tp.id, ctx.name, len(ctx.stack), args))
         if self.on_enter is not None:
             self.on_enter(tp, args, ctx)
 
     def leave(self, tp: TracePoint, result: Any, ctx: ThreadContext) -> None:
-        self.events.append((LEAVE, tp.id, ctx.name, len(ctx.stack),
-                            result if result.__class__ in _SMALL_EXACT or isinstance(result, _SMALL) else None))
+        self.events.append((LEAVE, tp.id, ctx.name, len(ctx.stack), _small(result)))
 
     def event(self, name: str, layer: str, fields: dict, ctx: ThreadContext) -> None:
         payload = tuple([(k, v) for k, v in fields.items() if isinstance(v, (int, str))])

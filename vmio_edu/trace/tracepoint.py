@@ -183,25 +183,12 @@ def traced(tp: TracePoint, fn: Callable) -> Callable:
         gen_wrapper.tracepoint = tp
         return gen_wrapper
 
-    # `pick`, inlined below for plain functions (they run far more often than coroutines)
-    pos = tp.argpos
-    top = max(pos, default=-1)
-    get = operator.itemgetter(*pos) if len(pos) > 1 else None
-    i0 = pos[0] if len(pos) == 1 else None
-
     @functools.wraps(fn)
     def wrapper(*a, **kw):
         ctx = _tls.ctx
         if ctx is None or ctx.hooks is None:
             return fn(*a, **kw)
-        if kw or len(a) <= top:
-            args = _pick(a, kw, tp)
-        elif get is not None:
-            args = get(a)
-        elif i0 is not None:
-            args = (a[i0],)
-        else:
-            args = ()
+        args = pick(a, kw)
         stack = ctx.stack
         stack.append(Frame((tp, args)))
         try:
