@@ -190,6 +190,28 @@ def pwrite_log(monkeypatch) -> PwriteLog:
 
 
 # -- leaks -------------------------------------------------------------------------------------------
+def ata_command_asm(cmd: int, lba: int, count: int = 1) -> str:
+    """Guest assembly (the same in 16-, 32- and 64-bit code) that selects the master in LBA mode, sets
+    the sector count and an LBA below 256, and writes the command byte; DX is left at 0x1f7 (status)."""
+    return f"""    mov dx, 0x1f6
+    mov al, 0xe0
+    out dx, al
+    mov dx, 0x1f2
+    mov al, {count}
+    out dx, al
+    mov dx, 0x1f3
+    mov al, {lba}
+    out dx, al
+    mov dx, 0x1f4
+    xor al, al
+    out dx, al
+    mov dx, 0x1f5
+    out dx, al
+    mov dx, 0x1f7
+    mov al, {cmd:#x}
+    out dx, al"""
+
+
 def open_fds() -> set[str]:
     """This process's open file descriptors, as "fd -> target" strings."""
     out = set()

@@ -15,7 +15,7 @@ ones finish at once with BSY cleared, and DSC (0x10) where the table says SET_DS
 """
 import pytest
 
-from robustness_helpers import assert_image_matches, pattern
+from robustness_helpers import assert_image_matches, ata_command_asm, pattern
 from vmio_edu import Machine
 from vmio_edu.guest import assemble
 from vmio_edu.qemu.hw.ide import core
@@ -73,23 +73,7 @@ got_status:
     jmp next_cmd
 
 sweep_done:                 # WRITE SECTORS: one sector at LBA {WRITE_LBA} from BUF
-    mov dx, 0x1f6
-    mov al, 0xe0
-    out dx, al
-    mov dx, 0x1f2
-    mov al, 1
-    out dx, al
-    mov dx, 0x1f3
-    mov al, {WRITE_LBA}
-    out dx, al
-    mov dx, 0x1f4
-    xor al, al
-    out dx, al
-    mov dx, 0x1f5
-    out dx, al
-    mov dx, 0x1f7
-    mov al, 0x30
-    out dx, al
+{ata_command_asm(0x30, WRITE_LBA)}
 wait_drq:
     in al, dx
     test al, 0x80

@@ -8,7 +8,8 @@ exercise code that raises in tests/grading/test_wrong_answers.py.
 """
 import pytest
 
-from robustness_helpers import assert_closed_cleanly, assert_image_matches, open_fds, pattern
+from robustness_helpers import (assert_closed_cleanly, assert_image_matches, ata_command_asm, open_fds,
+                                pattern)
 from vmio_edu import Machine
 from vmio_edu.errors import BudgetExceeded, GuestFault, VmioError
 from vmio_edu.guest import assemble
@@ -48,23 +49,7 @@ wait_done:
     mov dx, 0x3f6
     mov al, 0x0a
     out dx, al
-    mov dx, 0x1f6
-    mov al, 0xe0
-    out dx, al
-    mov dx, 0x1f2
-    mov al, 1
-    out dx, al
-    mov dx, 0x1f3
-    mov al, {LBA}
-    out dx, al
-    mov dx, 0x1f4
-    xor al, al
-    out dx, al
-    mov dx, 0x1f5
-    out dx, al
-    mov dx, 0x1f7
-    mov al, 0x30
-    out dx, al
+{ata_command_asm(0x30, LBA)}
 wait_drq:
     in al, dx
     test al, 0x08
