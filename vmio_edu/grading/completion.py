@@ -2,7 +2,7 @@
 
 QEMU 1.6.1 block.c: `bdrv_co_do_rw` (the coroutine `bdrv_aio_writev` starts) does the request, *then*
 schedules the bottom half `bdrv_co_em_bh`, which calls the device's callback (`ide_sector_write_cb`) from the
-main loop (block.c:3874-3875, 3850; semantics.md (g)). Each student gets one buggy ordering (seeded):
+main loop (block.c:3874-3875, 3850). Each student gets one buggy ordering (seeded):
 
 * early:  the bottom half is scheduled before the request runs: the device hears "done" (status 0x50,
           IRQ 14) before the pwrite has happened;
@@ -80,7 +80,7 @@ Write the correct `bdrv_co_do_rw(acb)` in the answer cell. The checks plug it in
 write 2 sectors at LBA {p['edge']['lba']}, the last sector of the disk, so the second one fails."""
 
 
-INTRO = """The completion path of a PIO write (semantics.md (g)):
+INTRO = """The completion path of a PIO write (QEMU 1.6.1: `bdrv_co_do_rw` [block.c:3861](https://github.com/qemu/qemu/blob/v1.6.1/block.c#L3861), `bdrv_co_em_bh` [block.c:3846](https://github.com/qemu/qemu/blob/v1.6.1/block.c#L3846), the thread pool's `event_notifier_ready` [thread-pool.c:170](https://github.com/qemu/qemu/blob/v1.6.1/thread-pool.c#L170)):
 
 1. **vcpu0**: `ide_sector_write` → `bdrv_aio_writev` creates a coroutine on `bdrv_co_do_rw` and enters
    it. The coroutine runs down to `bdrv_co_io_em`, which hands the request to the thread pool and

@@ -94,7 +94,7 @@ Write `decode_exit_qualification(q)` returning a dict with the keys
 
 
 INTRO = """Intel SDM Vol. 3C, table "Exit Qualification for I/O Instructions", as Linux 3.7 reads it in
-`handle_io` (arch/x86/kvm/vmx.c:4392-4402):
+`handle_io` ([vmx.c:4386-4404](https://github.com/torvalds/linux/blob/v3.7/arch/x86/kvm/vmx.c#L4386-L4404)):
 
 | bits | meaning |
 |---|---|
@@ -106,8 +106,12 @@ INTRO = """Intel SDM Vol. 3C, table "Exit Qualification for I/O Instructions", a
 | 15:7 | reserved (0) |
 | 31:16 | port number |
 
-KVM itself reads only size, direction, string and port: `string = q & 16`, `in = q & 8`,
-`port = q >> 16`, `size = (q & 7) + 1`."""
+KVM's `handle_io` first reads only bits 4 and 3: `string = q & 16`, `in = q & 8`
+([vmx.c:4393-4394](https://github.com/torvalds/linux/blob/v3.7/arch/x86/kvm/vmx.c#L4393-L4394)). For an `in` or a string instruction that is all: it hands the instruction
+to the emulator, which decodes size and port from the instruction bytes ([vmx.c:4398-4399](https://github.com/torvalds/linux/blob/v3.7/arch/x86/kvm/vmx.c#L4398-L4399)).
+Only for a plain `out` does it take `port = q >> 16` and `size = (q & 7) + 1` from the qualification
+([vmx.c:4401-4402](https://github.com/torvalds/linux/blob/v3.7/arch/x86/kvm/vmx.c#L4401-L4402)). Bits 5 and 6 are never read by KVM, but they are in the VMCS and
+your decoder reports them."""
 
 SOLUTION = '''def decode_exit_qualification(q: int) -> dict:
     """The fields of an I/O exit qualification (exit reason 30)."""

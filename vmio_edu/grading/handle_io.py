@@ -71,9 +71,15 @@ def problem(p: dict) -> str:
    fill the PIO page with all 256 words the IDE device answers."""
 
 
-INTRO = """`kvm_cpu_exec` (kvm-all.c:1620-1700) calls `kvm_handle_io(cpu, port, data_offset, direction, size,
-count)` for every `KVM_EXIT_IO` (kvm-all.c:1495-1530; semantics.md (e)). It does `count` accesses on the
-same port, each of `size` bytes, element `i` at `data_offset + i*size` in the vCPU mmap:
+INTRO = """In QEMU 1.6.1 the function is
+`static void kvm_handle_io(uint16_t port, void *data, int direction, int size, uint32_t count)`
+([kvm-all.c:1495](https://github.com/qemu/qemu/blob/v1.6.1/kvm-all.c#L1495)), and `kvm_cpu_exec` calls it for every `KVM_EXIT_IO` with
+`data = (uint8_t *)run + run->io.data_offset`, a pointer into the vCPU's mmap ([kvm-all.c:1664-1668](https://github.com/qemu/qemu/blob/v1.6.1/kvm-all.c#L1664-L1668)).
+
+**How the model differs.** Python has no pointer into the mmap, so the model's version (the one you write) is
+`kvm_handle_io(cpu, port, data_offset, direction, size, count)`: it gets the vCPU and the *offset*, and reads
+the mmap as `cpu.kvm_run_mem[data_offset + ...]`. Everything else is the real function's job: `count`
+accesses on the same port, each of `size` bytes, element `i` at `data_offset + i*size`:
 
 * OUT (`direction == KVM_EXIT_IO_OUT`): read the element (little-endian) and call `cpu_outb/w/l(port, value)`
   by size;

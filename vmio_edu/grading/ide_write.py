@@ -53,7 +53,7 @@ def problem(p: dict) -> str:
 Write `ide_data_writew(opaque, addr, val)`: `opaque` is the `IDEBus`, `addr` the port, `val` the 16-bit word."""
 
 
-INTRO = """QEMU 1.6.1 `ide_data_writew` (hw/ide/core.c:1890-1908; semantics.md (f)):
+INTRO = """QEMU 1.6.1 `ide_data_writew` ([hw/ide/core.c:1890-1908](https://github.com/qemu/qemu/blob/v1.6.1/hw/ide/core.c#L1890-L1908)):
 
 * the drive is `s = idebus_active_if(bus)` (the one bit 4 of 0x1f6 selected);
 * data moves only while DRQ (`s.status & DRQ_STAT`) is set, and only into a host-to-device window:
@@ -83,6 +83,25 @@ def ide_data_writew(opaque, addr: int, val: int) -> None:
         s.end_transfer_func(s)
     ### END SOLUTION
 '''
+
+DEMO_INTRO = """## Your function in the machine (not graded)
+
+Run this once your self-check passes. It builds a fresh machine with **your** `ide_data_writew` in place of
+QEMU's, the way the grader plugs it in, and stops the debugger panel inside it at the guest's first data word.
+The backtrace shows your function called from `portio_write`, under the real name and `hw/ide/core.c` line.
+Pick the **IDE** view, then press **Finish**: your code stores the word and `data_ptr` moves 2 bytes on.
+**Continue** stops at every word; delete the breakpoint and Continue to see the sector reach the disk.
+`dbg.close()` puts QEMU's own function back."""
+
+DEMO = """# Not graded: your ide_data_writew running inside the machine, in the debugger panel.
+from vmio_edu.grading.demo import debug_with
+from vmio_edu.qemu.hw.ide import core
+
+dbg = debug_with(core, "ide_data_writew", ide_data_writew, op="write", lba=5, sectors=1)
+dbg.break_at("ide_data_writew")
+stop = dbg.cont()   # the guest's first data word reaches your function
+print(stop)
+dbg.panel()"""
 
 PARTS = (
     Part("store", 1, "each word stored little-endian at data_ptr, data_ptr moved 2 bytes on"),
@@ -246,4 +265,4 @@ EXERCISE = Exercise(
          "`rep outsw`: the DRQ guard, the PIO window over io_buffer, and the hand-off to `ide_sector_write` "
          "when a sector is full; then watch the model write the sector through your code.",
     answer="ide_data_writew", parts=PARTS, make=make, problem=problem, check=check, solution=SOLUTION,
-    intro=INTRO, uses_model=True)
+    intro=INTRO, uses_model=True, extra={"demo": {"intro": DEMO_INTRO, "code": DEMO}})

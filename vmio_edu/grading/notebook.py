@@ -2,7 +2,7 @@
 
 Cells carry nbgrader's metadata (`nbgrader: {grade, solution, locked, points, grade_id, schema_version: 3}`)
 so the notebooks work with nbgrader as they are, plus `vmio_edu: {role, part}` so vmio-edu's own grader
-knows what each cell is (roles: intro, seed, problem, background, solution, selfcheck, tests-intro, test).
+knows what each cell is (roles: intro, seed, problem, background, solution, selfcheck, demo-intro, demo, tests-intro, test).
 Plain JSON, no nbformat dependency: the grader must run where Jupyter is not installed.
 """
 from __future__ import annotations
@@ -80,6 +80,12 @@ Write the function `{ex.answer}` in the answer cell, run the self-check for feed
               _nbg(f"{n}_selfcheck_md", locked=True)),
         _cell("code", f'_ = grading.self_check("{n}", {ex.answer}, SEED)', f"{n}-selfcheck", "selfcheck",
               _nbg(f"{n}_selfcheck", locked=True)),
+    ]
+    demo = ex.extra.get("demo")
+    if demo:  # not graded (the grader runs only seed/solution/student cells): the learner's code at work
+        cells += [_cell("markdown", demo["intro"], f"{n}-demo-md", "demo-intro"),
+                  _cell("code", demo["code"], f"{n}-demo", "demo")]
+    cells += [
         _cell("markdown", "## Graded tests\n\nOne cell per part. A cell that runs without an error has passed on "
               "your cases; grading adds hidden cases.", f"{n}-tests-md", "tests-intro",
               _nbg(f"{n}_tests_md", locked=True)),

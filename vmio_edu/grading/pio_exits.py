@@ -1,10 +1,11 @@
 """Exercise: predict the VM exits QEMU sees for one port-I/O instruction under Linux 3.7.
 
-Rules (shared/reference/semantics.md (b), (c)):
+Rules (Linux 3.7 arch/x86/kvm/vmx.c handle_io and emulate.c):
 * `out`/`in` (and a string instruction without REP): one exit, count 1.
 * `rep outs`: the emulator sends one element per exit (em_out always passes count 1, emulate.c:3274-3281)
   and restarts the instruction: N elements → N exits of count 1; RCX is already decremented at each
-  exit (N-1 ... 0). RCX = 0: no exit at all (emulate.c:4439-4444).
+  exit (N-1 ... 0). RCX = 0: no exit to QEMU (a VMX exit that the emulator finishes by moving RIP on,
+  emulate.c:4439-4444).
 * `rep ins`: pio_in_emulated (emulate.c:1280-1313) reads ahead n = min(min(bytes to the page end from
   RDI, 1024) / size, RCX) elements, at least 1, in one exit; RCX at the exit still holds the value before
   the batch.
@@ -122,19 +123,25 @@ How many times does KVM_RUN return to QEMU for each, with which `io.count`, and 
 `insb/w/d` and their `rep` forms."""
 
 
-INTRO = """How Linux 3.7 handles port I/O (semantics.md (b), (c)):
+INTRO = """How Linux 3.7 handles port I/O (`handle_io`, [vmx.c:4386](https://github.com/torvalds/linux/blob/v3.7/arch/x86/kvm/vmx.c#L4386); the emulator, [emulate.c](https://github.com/torvalds/linux/blob/v3.7/arch/x86/kvm/emulate.c#L4357)):
 
 * A plain `out` takes the fast path; an `in` or any string instruction goes through the x86 emulator.
   Either way a single element is one exit with `count = 1`.
-* `rep outs`: `em_out` always sends **one** element (emulate.c:3274-3281). The emulator advances RSI,
+* `rep outs`: `em_out` always sends **one** element ([emulate.c:3274-3281](https://github.com/torvalds/linux/blob/v3.7/arch/x86/kvm/emulate.c#L3274-L3281)). The emulator advances RSI,
   subtracts 1 from RCX, commits the registers and restarts the instruction, so the guest traps again.
   N elements give N exits, and RCX at each exit already shows the element just sent.
-* `rep ins`: `pio_in_emulated` (emulate.c:1280-1313) reads ahead into a 1024-byte cache:
+* `rep ins`: `pio_in_emulated` ([emulate.c:1280-1313](https://github.com/torvalds/linux/blob/v3.7/arch/x86/kvm/emulate.c#L1280-L1313)) reads ahead into a 1024-byte cache:
   `n = min(min(in_page, 1024) / size, RCX)` elements, at least 1, where `in_page` is the number of bytes
-  from RDI to the end of its 4 KiB page. One exit brings `n` elements; on the next KVM_RUN they are all
+  from RDI to the end of its 4 KiB page (that is for DF = 0, as here; with DF = 1 the string runs down and
+  `in_page` is RDI's offset in its page, [emulate.c:1290-1292](https://github.com/torvalds/linux/blob/v3.7/arch/x86/kvm/emulate.c#L1290-L1292)). One exit brings `n` elements; on the next KVM_RUN they are all
   stored, RDI and RCX move by `n`, and if RCX is still non-zero the guest traps again. At the exit RCX
   still holds the value from before the batch.
-* With RCX = 0 a `rep` instruction does nothing and never exits."""
+* With RCX = 0 a `rep` instruction moves nothing and makes **no exit to QEMU**. It still traps to KVM (a
+  VMX exit), whose emulator finds RCX = 0 and just moves RIP past it ([emulate.c:4439-4444](https://github.com/torvalds/linux/blob/v3.7/arch/x86/kvm/emulate.c#L4439-L4444)).
+  Every `rep outs` ends that way: after the element that brings RCX to 0, Linux 3.7 skips the RIP writeback
+  ([emulate.c:4603-4619](https://github.com/torvalds/linux/blob/v3.7/arch/x86/kvm/emulate.c#L4603-L4619)), so the guest runs the instruction once more with RCX = 0.
+  Notebook 02 counts that 257th VMX exit of a 256-word `rep outsw`; QEMU never sees it, and neither does
+  your list."""
 
 SOLUTION = '''def predict_exits(insn: str, rcx: int, rdi: int) -> list:
     """(io.count, RCX at the exit) for every exit to QEMU while `insn` runs once (Linux 3.7, DF = 0)."""

@@ -1,6 +1,6 @@
 """Exercise: from the ATA task-file registers to the byte offsets `pwrite` gets.
 
-Rules (shared/reference/semantics.md (f), (h)): the 28-bit LBA is sector | lcyl << 8 | hcyl << 16 |
+Rules (QEMU 1.6.1 hw/ide/core.c and the block layer): the 28-bit LBA is sector | lcyl << 8 | hcyl << 16 |
 (select & 0x0f) << 24 with bit 6 of select set; a count of 0 means 256; IDE PIO submits one sector per
 request (`bdrv_aio_writev(sector_num, nb_sectors=1)`, core.c:794), and raw-posix turns that into
 `pwrite(fd, buf, nb_sectors*512, sector_num*512)` (raw-posix.c:795-796); the raw format adds no offset.
@@ -83,8 +83,9 @@ INTRO = """* The device register 0x1f6 (`select`): bit 6 = LBA mode, bits 3:0 = 
   obsolete, often set; bit 4 picks the drive). 0x1f3, 0x1f4, 0x1f5 hold LBA bits 7:0, 15:8, 23:16
   (`ide_get_sector`, hw/ide/core.c).
 * A sector count of 0 means 256 (core.c:926-928).
-* For PIO, QEMU 1.6.1 asks for one sector per DRQ block and one block-layer request per sector
-  (`req_nb_sectors = 1`; `ide_sector_write`, core.c:778-800).
+* For PIO, QEMU 1.6.1 asks for one sector per DRQ block and one block-layer request per sector: the WRITE
+  SECTORS handler `cmd_write_pio` sets `req_nb_sectors = 1` ([hw/ide/core.c:1155](https://github.com/qemu/qemu/blob/v1.6.1/hw/ide/core.c#L1155)), and `ide_sector_write`
+  ([hw/ide/core.c:778-800](https://github.com/qemu/qemu/blob/v1.6.1/hw/ide/core.c#L778-L800)) submits that many sectors per request.
 * The block layer counts in 512-byte sectors (`BDRV_SECTOR_SIZE`, include/block/block.h:80-81);
   `paio_submit` converts to bytes: `aio_offset = sector_num * 512`, `aio_nbytes = nb_sectors * 512`
   (block/raw-posix.c:795-796). The raw format adds no offset (block/raw.c:54)."""

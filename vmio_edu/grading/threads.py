@@ -2,7 +2,7 @@
 
 The oracle is a real recorded trace: the check runs the default guest (write, then read back) with
 `Machine(record=True)` and takes, from `m.trace.stages()`, the thread that entered each function
-(semantics.md (g): vCPU thread, main-loop thread, thread-pool workers).
+(vCPU thread, main-loop thread, thread-pool workers).
 """
 from __future__ import annotations
 
@@ -85,10 +85,11 @@ pool). The grader records the real trace (`Machine(record=True)`) and compares; 
 more functions of the path."""
 
 
-INTRO = """QEMU 1.6.1 with KVM runs (semantics.md (g)):
+INTRO = """QEMU 1.6.1 with KVM runs three kinds of thread ([cpus.c](https://github.com/qemu/qemu/blob/v1.6.1/cpus.c#L761), [main-loop.c](https://github.com/qemu/qemu/blob/v1.6.1/main-loop.c#L448), [thread-pool.c](https://github.com/qemu/qemu/blob/v1.6.1/thread-pool.c#L81)):
 
-* **vcpu0** (`qemu_kvm_cpu_thread_fn`): `KVM_RUN`, and everything that happens *because of* an exit, under
-  the big QEMU lock: the port access, the IDE device, and the submission of block requests;
+* **vcpu0** (`qemu_kvm_cpu_thread_fn`): `KVM_RUN`, with the big QEMU lock (BQL) dropped so the main loop
+  can run meanwhile ([kvm-all.c:1642-1646](https://github.com/qemu/qemu/blob/v1.6.1/kvm-all.c#L1642-L1646)); then, with the BQL taken again, everything that happens
+  *because of* an exit: the port access, the IDE device, and the submission of block requests;
 * **main** (`main_loop_wait` → `aio_poll`): file-descriptor handlers (the thread pool's event notifier)
   and bottom halves;
 * **worker-N** (`worker_thread`): the blocking system calls (`pwrite`, `pread`), with no lock held.
