@@ -2,7 +2,7 @@
 instruction, and a Capstone decode for the few instructions that cause a VM exit.
 
 A VMX CPU exits *before* an I/O instruction or HLT takes effect, and reports what it was in the exit
-qualification (semantics.md (a)). Our CPU does the same: `classify` looks at an instruction's bytes
+qualification (SDM Vol. 3C table 27-5). Our CPU does the same: `classify` looks at an instruction's bytes
 (Unicorn tells us its length) and says whether it must exit; `decode_io` then asks Capstone for the
 details: direction, element size, port (imm8 or DX), string, REP, address size and segment.
 """

@@ -205,7 +205,7 @@ CR_ACCESS = 28
 
 
 def decode_exit_qualification(reason: int, q: int) -> list[dict]:
-    """EXIT_QUALIFICATION, field by field (Intel SDM Vol. 3C §27.2.1; semantics.md (a) for I/O)."""
+    """EXIT_QUALIFICATION, field by field (Intel SDM Vol. 3C §27.2.1; table 27-5 for I/O)."""
     def row(bits: str, field: str, value: int, meaning: str) -> dict:
         return {"bits": bits, "field": field, "value": value, "meaning": meaning}
 

@@ -7,7 +7,7 @@ accesses. This model covers exactly those:
 * `x86_decode_insn` decodes with Capstone (the C has its own opcode tables);
 * `x86_emulate_insn` runs the instruction: `em_in` / `em_out`, the `pio_in_emulated` read-ahead cache
   (1024 bytes, refilled from userspace in one exit of up to 1024/size elements, never past the page
-  that RDI is in: semantics.md (c)), `writeback`, `string_addr_inc` and the REP bookkeeping that decides
+  that RDI is in when DF = 0, emulate.c:1290-1292), `writeback`, `string_addr_inc` and the REP bookkeeping that decides
   whether to restart, to re-enter the guest, or to move RIP on;
 * an MMIO instruction is carried out by the CPU model itself (`X86Cpu.mmio_step`: one step with the MMIO
   page backed by the data userspace answered), so any instruction works; KVM's part, moving data through

@@ -3,7 +3,7 @@ ELCR at 0x4d0/0x4d1).
 
 KVM_CREATE_IRQCHIP puts it on the KVM PIO bus, so the guest's PIC programming (ICW1-4, OCW1 masks, OCW2
 EOIs, OCW3 register reads) is handled inside the kernel and never reaches userspace. Interrupt lines come
-in through `kvm_pic_set_irq` (from `kvm_set_irq`, i.e. KVM_IRQ_LINE); when the master's output goes up,
+in through `kvm_pic_set_irq` (from `kvm_set_irq`, i.e. QEMU's KVM_IRQ_LINE_STATUS); when the master's output goes up,
 `pic_irq_request` notes a wake-up and `pic_unlock` kicks the vCPU, which injects the vector on its next
 VM entry (`kvm_cpu_get_interrupt` → `kvm_pic_read_irq`, the INTA cycle).
 
