@@ -17,3 +17,31 @@ def test_notebooks_exist():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_executes(path):
     run_notebook(path)
+
+
+LAYER_NOTEBOOKS = [p for p in NOTEBOOKS if p.stem[:2].isdigit() and 1 <= int(p.stem[:2]) <= 9]
+
+
+def _cells(path):
+    import json
+    return json.loads(path.read_text())["cells"]
+
+
+@pytest.mark.parametrize("path", LAYER_NOTEBOOKS, ids=[p.stem for p in LAYER_NOTEBOOKS])
+def test_layer_notebook_makes_the_learner_act(path):
+    """Issue 11 item 8: the panel at a preset stop, three predict-then-check questions, a figure, and the CI
+    checks folded away under their own heading; no reference to files learners do not have."""
+    cells = _cells(path)
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    every = "\n".join("".join(c["source"]) for c in cells)
+    assert any("dbg.panel()" in s or "DebuggerPanel(" in s for s in code), "no debugger panel"
+    assert any(".cont()" in s and ("dbg.panel()" in s or "DebuggerPanel(" in s) or "dbg.goto(" in s
+               for s in code), "the panel is not at a preset stop"
+    assert sum(s.count("predict(") for s in code) >= 3, "fewer than three predict-then-check questions"
+    assert any("plt.show()" in s for s in code), "no figure"
+    last = cells[-1]
+    assert last["cell_type"] == "code" and last["metadata"].get("jupyter", {}).get("source_hidden") is True
+    assert "assert" in "".join(last["source"])
+    heading = "".join(cells[-2]["source"])
+    assert cells[-2]["cell_type"] == "markdown" and heading.startswith("## Checks for CI"), heading
+    assert "semantics.md" not in every
