@@ -17,7 +17,7 @@ def test_typed_hex_or_decimal_is_checked_against_the_answer():
 
 def test_choices_pick_and_nothing_picked():
     q = predict("Which thread raises IRQ 14?", answer="main", choices=["vcpu0", "main", "worker-1"],
-                explain="the bottom half runs on the main loop")
+                explain="the bottom half `bdrv_co_em_bh` runs on the **main** loop <not html>")
     q.button.click()
     assert q.correct is None and "Pick an answer" in q.feedback.value and q.attempts == 0
     q.input.value = "vcpu0"
@@ -25,7 +25,8 @@ def test_choices_pick_and_nothing_picked():
     assert q.correct is False and "main" in q.feedback.value
     q.input.value = "main"
     q.button.click()
-    assert q.correct is True and "bottom half" in q.feedback.value
+    assert q.correct is True and "bottom half <code>bdrv_co_em_bh</code>" in q.feedback.value
+    assert "<b>main</b>" in q.feedback.value and "&lt;not html&gt;" in q.feedback.value
 
 
 def test_tolerance_and_bad_input():

@@ -15,10 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import html
+import re
 import threading
 from typing import Any, Sequence
 
 import ipywidgets as W
+
+
+def inline(text: str) -> str:
+    """The little Markdown a question uses, as safe HTML: `code` and **bold** (everything else escaped)."""
+    out = html.escape(text, quote=False)
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", out)
 
 
 class PredictError(ValueError):
@@ -74,7 +82,7 @@ class Predict(W.VBox):
         self.button = W.Button(description="Check", icon="check", layout=W.Layout(width="auto"))
         self.button.on_click(lambda _b: self._on_click())
         self.feedback = W.HTML()
-        prompt = W.HTML(f"<b>Predict.</b> {question}")
+        prompt = W.HTML(f"<b>Predict.</b> {inline(question)}")
         row = W.HBox([self.input, self.button] + ([W.HTML(html.escape(unit))] if unit else []))
         super().__init__([prompt, row, self.feedback],
                          layout=W.Layout(border="1px solid var(--jp-border-color2, #ccc)", padding="4px 8px",
@@ -111,9 +119,9 @@ class Predict(W.VBox):
         self.attempts += 1
         right = self._show(self.answer) + (f" {self.unit}" if self.unit else "")
         if ok:
-            return self._say(True, f"<b>Right</b>: {html.escape(right)}. {self.explain}")
+            return self._say(True, f"<b>Right</b>: {html.escape(right)}. {inline(self.explain)}")
         return self._say(False, f"<b>Not quite</b>: you said {html.escape(self._show(got))}, the model says "
-                                f"{html.escape(right)}. {self.explain}")
+                                f"{html.escape(right)}. {inline(self.explain)}")
 
     def _say(self, ok: bool | None, text: str) -> bool:
         colour = {True: "var(--jp-success-color1, #2e7d32)", False: "var(--jp-error-color1, #c62828)",
@@ -139,4 +147,4 @@ def predict(question: str, answer: Any, *, explain: str = "", choices: Sequence[
     return Predict(question, answer, explain=explain, choices=choices, tolerance=tolerance, hex=hex, unit=unit)
 
 
-__all__ = ["predict", "Predict", "PredictError", "parse_number"]
+__all__ = ["predict", "Predict", "PredictError", "parse_number", "inline"]
