@@ -64,7 +64,8 @@ class Predict(W.VBox):
             raise PredictError("without choices the answer must be a number (give choices=[...] for words)")
         if tolerance < 0:
             raise PredictError("tolerance must be >= 0")
-        self.question, self.answer, self.explain = question, answer, explain
+        self.question, self.answer = question, answer
+        self.explain = explain[:1].upper() + explain[1:]  # it follows the verdict as a sentence of its own
         self.choices, self.tolerance, self.hex, self.unit = choices, tolerance, hex, unit
         self.attempts = 0
         self.correct: bool | None = None
