@@ -14,7 +14,7 @@ Contract for both engines
 * KVM_SET_USER_MEMORY_REGION: `userspace_addr` is a real host address (QEMU's RAM is an mmap owned by the
   QEMU model; both engines map that same memory).
 * KVM_RUN runs on the vCPU model thread. While the guest is halted inside the kernel (HLT with the in-kernel
-  irqchip) the engine blocks that thread through the scheduler (`sched.block("halted")`), and KVM_IRQ_LINE
+  irqchip) the engine blocks that thread through the scheduler (`sched.block("halted")`), and KVM_IRQ_LINE_STATUS
   wakes it (`sched.wake(vcpu_thread)`). If the vCPU halts with nothing left to wake it, the scheduler goes
   idle and the run ends there: the machine reports that as the final HLT.
 * Errors in the guest (bad opcode, triple fault, fetch from nowhere) come back as KVM_EXIT_INTERNAL_ERROR /
