@@ -10,7 +10,7 @@ structures of `vmio_edu.linux.include.uapi.linux.kvm`. What the engine adds, and
 * KVM_RUN notices a halted vCPU. With the in-kernel irqchip a guest HLT sleeps inside the kernel and never
   exits; a watchdog (`kick.Watchdog`) kicks the thread out after a few ms without an exit, and if
   KVM_GET_MP_STATE says HALTED the vCPU model thread blocks in the scheduler (`sched.block("halted")`)
-  until KVM_IRQ_LINE_STATUS (QEMU's way to raise a line) wakes it, then re-enters. Kicks are never seen by the caller unless it asks.
+  until KVM_IRQ_LINE_STATUS wakes it, then re-enters. Kicks are never seen by the caller unless it asks.
 * The time spent inside the real ioctl is measured and kept on the vCPU, and emitted as a point event
   `emit("KVM_RUN", "kvm", ns=..., ...)`: the kernel is one opaque stage here.
 """
