@@ -2,7 +2,8 @@
 
 Cells carry nbgrader's metadata (`nbgrader: {grade, solution, locked, points, grade_id, schema_version: 3}`)
 so the notebooks work with nbgrader as they are, plus `vmio_edu: {role, part}` so vmio-edu's own grader
-knows what each cell is (roles: intro, seed, problem, background, solution, selfcheck, demo-intro, demo, tests-intro, test).
+knows what each cell is (roles: intro, seed, problem, background, solution, selfcheck, demo-intro, demo,
+tests-intro, test; a demo cell, not graded, runs the learner's function in the debugger panel).
 Plain JSON, no nbformat dependency: the grader must run where Jupyter is not installed.
 """
 from __future__ import annotations
