@@ -45,3 +45,14 @@ def test_layer_notebook_makes_the_learner_act(path):
     heading = "".join(cells[-2]["source"])
     assert cells[-2]["cell_type"] == "markdown" and heading.startswith("## Checks for CI"), heading
     assert "semantics.md" not in every
+
+
+def test_exercises_name_no_file_learners_lack():
+    """The exercises once cited "semantics.md (f)", a file only the developers had: links go to the real
+    sources at the tag (or the project's own files) instead."""
+    root = Path(__file__).resolve().parents[2] / "exercises" / "source"
+    sources = sorted(root.glob("*.ipynb"))
+    assert sources
+    for p in sources:
+        text = "\n".join("".join(c["source"]) for c in _cells(p))
+        assert "semantics.md" not in text and "shared/reference" not in text, p.name
