@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..errors import VmioError
 from ..linux.include.uapi.linux import kvm as K
 from .backtrace import BtFrame, backtrace, show_value
-from .recorder import ENTER, LEAVE, POINT, Recorder
+from .events import _WIDE, EventStore
+from .recorder import _PLAIN, ENTER, LEAVE, POINT, Recorder, _small
 from .tracepoint import LAYERS, REGISTRY, ThreadContext, TracePoint, by_name, untraced
 from .timetravel import CHECKPOINT_EVERY, QUIESCE_LIMIT, TimeTravel  # noqa: F401 (re-exported)
 from .views import Views
@@ -153,30 +154,100 @@ class Stop:
 # ==========================================================================================================
 # The hooks attached to one machine's threads
 # ==========================================================================================================
-class _Hooks:
-    """Record each event, then let the debugger decide whether to stop (on the model thread)."""
+class _Hooks(Recorder):
+    """Record each event (the recorder's packed columns), then let the debugger decide whether to stop.
+
+    Deciding costs nothing for most events, the way gdb plants int3 only at breakpoint addresses: an event
+    goes to `Debugger._on_event` only if its trace point is *armed* (a breakpoint could match it, or time
+    travel watches it: KVM_RUN entries for checkpoints, host writes for the image's redo log), if the run
+    must stop at an index (`fast_until`: step, next and finish stop anywhere; a replay stops at its
+    target), if Ctrl-C asked to park, or if the event differs from the history seen before (a replay that
+    diverged). Everything else is appended to the trace and to the history (one machine word each)."""
 
     def __init__(self, dbg: "Debugger", sched: Any) -> None:
+        super().__init__(EventStore(share=dbg._history))
         self.dbg, self.sched = dbg, sched
-        self.rec = Recorder()
+        self.rec = self  # (the recorder of the current machine: dbg.trace)
+        self.armed: frozenset[int] = frozenset()  # trace point ids that go to _on_event
+        self.fast_until = -1  # below this index an unarmed event needs no decision (set by _go)
 
     def enter(self, tp: TracePoint, args: tuple, ctx: ThreadContext) -> None:
-        if self.sched.closing:
+        sched = self.sched
+        if sched.closing:
             return
-        self.rec.enter(tp, args, ctx)
-        self.dbg._on_event(self, ENTER, tp, tp.name, tp.layer, args, ctx)
+        # Recorder.enter, inlined: it runs for every traced call
+        events = self.events
+        if args:
+            if not _PLAIN(map(type, args)):  # (the stop still shows the objects themselves)
+                kept = tuple([_small(a) for a in args])
+                ref = events.payload_ref(kept)
+            else:
+                kept = args
+                ref = self._refs.get(args) or events.payload_ref(args)
+        else:
+            kept, ref = args, 0
+        depth = len(ctx.stack)
+        tb = ctx.tbits
+        words = events.words
+        if tb < 0 or depth > 255:
+            events.append_event((ENTER, tp.id, ctx.name, depth, kept))
+        else:
+            words.append(tp.bits | tb | depth << 24 | ref << 32)
+        i = len(words) - 1
+        if i < self.fast_until and tp.id not in self.armed and not sched.park_requested and self._known(i):
+            return
+        self.dbg._on_event(self, i, ENTER, tp, tp.name, tp.layer, args, ctx)
 
     def leave(self, tp: TracePoint, result: Any, ctx: ThreadContext) -> None:
-        if self.sched.closing:
+        sched = self.sched
+        if sched.closing:
             return
-        self.rec.leave(tp, result, ctx)
-        self.dbg._on_event(self, LEAVE, tp, tp.name, tp.layer, result, ctx)
+        # Recorder.leave, inlined
+        events = self.events
+        t = type(result)
+        if result is None or (t is not int and t is not str):
+            ref = 0 if t is not bool else events.payload_ref(result)
+        else:
+            ref = self._refs.get(result) or events.payload_ref(result)
+        depth = len(ctx.stack)
+        tb = ctx.tbits
+        words = events.words
+        if tb < 0 or depth > 255:
+            events.append_event((LEAVE, tp.id, ctx.name, depth, _small(result)))
+        else:
+            words.append(tp.bits | 1 | tb | depth << 24 | ref << 32)
+        i = len(words) - 1
+        if i < self.fast_until and tp.id not in self.armed and not sched.park_requested and self._known(i):
+            return
+        self.dbg._on_event(self, i, LEAVE, tp, tp.name, tp.layer, result, ctx)
 
     def event(self, name: str, layer: str, fields: dict, ctx: ThreadContext) -> None:
-        if self.sched.closing:
+        sched = self.sched
+        if sched.closing:
             return
-        self.rec.event(name, layer, fields, ctx)
-        self.dbg._on_event(self, POINT, None, name, layer, fields, ctx)
+        Recorder.event(self, name, layer, fields, ctx)
+        i = len(self.events) - 1
+        if i < self.fast_until and not sched.park_requested and self._known(i):
+            return
+        self.dbg._on_event(self, i, POINT, None, name, layer, fields, ctx)
+
+    def _known(self, i: int) -> bool:
+        """Put event i into the debugger's history: append it, or (replaying a run seen before) check it
+        is the same event there. False if it differs (the replay diverged: `_on_event` deals with it)."""
+        hist = self.dbg._history
+        hw, w = hist.words, self.events.words[i]
+        if i == len(hw):
+            if w & 3 == _WIDE:
+                hist.append_event(self.events[i])
+            else:
+                hw.append(w)
+            return True
+        if w & 3 == _WIDE or hw[i] & 3 == _WIDE:  # (rare: an event too big for a word)
+            return hist[i][:4] == self.events[i][:4]
+        if (hw[i] ^ w) & 0xFFFFFFFF:
+            return False
+        hw[i] = w  # same event; the payload as this run has it
+        return True
 
 
 # ==========================================================================================================
@@ -194,7 +265,7 @@ class Debugger(TimeTravel):
         self.machine = m
         self._config = dict(m._config, engine=m.engine, image=m.image_path, record=False)
         self._init_time_travel(m)
-        self._history: list[tuple] = []  # the longest known trace (the future too, after a goto back)
+        self._history = EventStore()  # the longest known trace (the future too, after a goto back)
         self._complete = False  # the history reaches the halt
         self._diverged_at: int | None = None
         self._breakpoints: list[Breakpoint] = []
@@ -415,25 +486,35 @@ class Debugger(TimeTravel):
                     _views=self._views_here(),
                     _stack=ctx.stack)
 
+    def _arm(self, mode: str, target: int) -> None:
+        """Which events the hooks send to `_on_event` during this run (see `_Hooks`): a `cont` only those
+        of trace points a breakpoint can match or time travel watches; a silent replay those too, and the
+        events from its target on; step, next, finish and quiesce every event."""
+        h = self._hooks
+        if h is None:
+            return
+        live = [b for b in self._breakpoints if b.enabled]
+        watched = {self._run_tp.id, *(tp.id for tp in self._write_tps)}
+        h.armed = frozenset(watched | {tp.id for tp in REGISTRY if any(b.matches(tp) for b in live)})
+        if mode == _CONT and not self._bp_any:
+            h.fast_until = 1 << 62
+        elif mode == _SILENT:
+            h.fast_until = target
+        else:
+            h.fast_until = -1
+
     # -- on the model thread --------------------------------------------------------------------------------
-    def _on_event(self, hooks: _Hooks, kind: int, tp: TracePoint | None, name: str, layer: str, payload: Any,
-                  ctx: ThreadContext) -> None:
+    def _on_event(self, hooks: _Hooks, i: int, kind: int, tp: TracePoint | None, name: str, layer: str,
+                  payload: Any, ctx: ThreadContext) -> None:
         if hooks is not self._hooks:
             return  # a machine being closed
-        events = hooks.rec.events
-        i = len(events) - 1
-        ev = events[i]
-        h = self._history
-        if i < len(h):
-            if h[i][:4] != ev[:4]:  # not the run seen before (the machine was changed by hand?)
-                del h[i:]
-                h.append(ev)
-                self._complete = False
-                if self._diverged_at is None:
-                    self._diverged_at = i
-                self._forget_future(i)
-        else:
-            h.append(ev)
+        if not hooks._known(i):  # not the run seen before (the machine was changed by hand?)
+            self._history.truncate(i)
+            hooks._known(i)
+            self._complete = False
+            if self._diverged_at is None:
+                self._diverged_at = i
+            self._forget_future(i)
 
         quiet = False
         if tp is self._run_tp:
@@ -509,6 +590,7 @@ class Debugger(TimeTravel):
         self._target_stack, self._target_depth, self._target = stack, depth, target
         self._target_thread = self.stop.thread
         self._gen += 1
+        self._arm(mode, target)
         sched = m.sched
         try:
             try:
@@ -517,6 +599,8 @@ class Debugger(TimeTravel):
                 parked = m._wait_after_interrupt()
         finally:
             self._mode, self._target_stack = None, None
+            if self._hooks is not None:
+                self._hooks.fast_until = -1
         sched.park_requested = False
         try:
             m._finish_run(parked)

@@ -308,7 +308,7 @@ class TimeTravel:
         if len(events) > n:
             del events[n:]
         else:
-            events.extend(self._history[len(events):n])
+            events.extend_from(self._history, len(events), n)
         ex = m.exits
         if len(ex) > cp.exits:
             del ex[cp.exits:]
