@@ -40,7 +40,7 @@ from ..errors import VmioError
 from ..linux.include.uapi.linux import kvm as K
 from .backtrace import BtFrame, backtrace, show_value
 from .events import _WIDE, EventStore
-from .recorder import _PLAIN, ENTER, LEAVE, POINT, Recorder, _small
+from .recorder import ENTER, LEAVE, POINT, Recorder, _args_ref, _kept, _result_ref, _small
 from .tracepoint import LAYERS, REGISTRY, ThreadContext, TracePoint, by_name, untraced
 from .timetravel import CHECKPOINT_EVERY, QUIESCE_LIMIT, TimeTravel  # noqa: F401 (re-exported)
 from .views import Views
@@ -161,8 +161,9 @@ class _Hooks(Recorder):
     goes to `Debugger._on_event` only if its trace point is *armed* (a breakpoint could match it, or time
     travel watches it: KVM_RUN entries for checkpoints, host writes for the image's redo log), if the run
     must stop at an index (`fast_until`: step, next and finish stop anywhere; a replay stops at its
-    target), if Ctrl-C asked to park, or if the event differs from the history seen before (a replay that
-    diverged). Everything else is appended to the trace and to the history (one machine word each)."""
+    target), if Ctrl-C asked to park, or if it replays a part of the history (`known_until`) and differs
+    from it (the replay diverged). Past the known history the debugger copies the new events into its
+    history when the run stops (`Debugger._sync_history`), in one go."""
 
     def __init__(self, dbg: "Debugger", sched: Any) -> None:
         super().__init__(EventStore(share=dbg._history))
@@ -170,31 +171,31 @@ class _Hooks(Recorder):
         self.rec = self  # (the recorder of the current machine: dbg.trace)
         self.armed: frozenset[int] = frozenset()  # trace point ids that go to _on_event
         self.fast_until = -1  # below this index an unarmed event needs no decision (set by _go)
+        self.known_until = 0  # events below this index replay the history: each is checked against it
+        self.sync = True  # copy new events into the history when the run stops (not a halt kick's)
 
     def enter(self, tp: TracePoint, args: tuple, ctx: ThreadContext) -> None:
         sched = self.sched
         if sched.closing:
             return
-        # Recorder.enter, inlined: it runs for every traced call
-        events = self.events
+        # Recorder.enter, inlined (it runs for every traced call)
         if args:
-            if not _PLAIN(map(type, args)):  # (the stop still shows the objects themselves)
-                kept = tuple([_small(a) for a in args])
-                ref = events.payload_ref(kept)
-            else:
-                kept = args
-                ref = self._refs.get(args) or events.payload_ref(args)
+            try:
+                ref = self._refs.get(args) or _args_ref(self, args)
+            except TypeError:
+                ref = _args_ref(self, args)
         else:
-            kept, ref = args, 0
+            ref = 0
         depth = len(ctx.stack)
         tb = ctx.tbits
-        words = events.words
+        words = self.events.words
         if tb < 0 or depth > 255:
-            events.append_event((ENTER, tp.id, ctx.name, depth, kept))
+            self.events.append_event((ENTER, tp.id, ctx.name, depth, _kept(args)))
         else:
             words.append(tp.bits | tb | depth << 24 | ref << 32)
         i = len(words) - 1
-        if i < self.fast_until and tp.id not in self.armed and not sched.park_requested and self._known(i):
+        if i < self.fast_until and tp.id not in self.armed and not sched.park_requested and \
+                (i >= self.known_until or self._known(i)):
             return
         self.dbg._on_event(self, i, ENTER, tp, tp.name, tp.layer, args, ctx)
 
@@ -203,21 +204,17 @@ class _Hooks(Recorder):
         if sched.closing:
             return
         # Recorder.leave, inlined
-        events = self.events
-        t = type(result)
-        if result is None or (t is not int and t is not str):
-            ref = 0 if t is not bool else events.payload_ref(result)
-        else:
-            ref = self._refs.get(result) or events.payload_ref(result)
+        ref = 0 if result is None else _result_ref(self, result)
         depth = len(ctx.stack)
         tb = ctx.tbits
-        words = events.words
+        words = self.events.words
         if tb < 0 or depth > 255:
-            events.append_event((LEAVE, tp.id, ctx.name, depth, _small(result)))
+            self.events.append_event((LEAVE, tp.id, ctx.name, depth, _small(result)))
         else:
             words.append(tp.bits | 1 | tb | depth << 24 | ref << 32)
         i = len(words) - 1
-        if i < self.fast_until and tp.id not in self.armed and not sched.park_requested and self._known(i):
+        if i < self.fast_until and tp.id not in self.armed and not sched.park_requested and \
+                (i >= self.known_until or self._known(i)):
             return
         self.dbg._on_event(self, i, LEAVE, tp, tp.name, tp.layer, result, ctx)
 
@@ -227,26 +224,22 @@ class _Hooks(Recorder):
             return
         Recorder.event(self, name, layer, fields, ctx)
         i = len(self.events) - 1
-        if i < self.fast_until and not sched.park_requested and self._known(i):
+        if i < self.fast_until and not sched.park_requested and (i >= self.known_until or self._known(i)):
             return
         self.dbg._on_event(self, i, POINT, None, name, layer, fields, ctx)
 
     def _known(self, i: int) -> bool:
-        """Put event i into the debugger's history: append it, or (replaying a run seen before) check it
-        is the same event there. False if it differs (the replay diverged: `_on_event` deals with it)."""
+        """Event i replays the history (or is new): is it the same event there? False if it differs (the
+        replay diverged: `_on_event` deals with it). A new event is copied when the run stops."""
+        if i >= self.known_until:
+            return True
         hist = self.dbg._history
         hw, w = hist.words, self.events.words[i]
-        if i == len(hw):
-            if w & 3 == _WIDE:
-                hist.append_event(self.events[i])
-            else:
-                hw.append(w)
-            return True
         if w & 3 == _WIDE or hw[i] & 3 == _WIDE:  # (rare: an event too big for a word)
             return hist[i][:4] == self.events[i][:4]
         if (hw[i] ^ w) & 0xFFFFFFFF:
             return False
-        hw[i] = w  # same event; the payload as this run has it
+        hw[i] = w  # the same event; the payload as this run has it
         return True
 
 
@@ -338,7 +331,8 @@ class Debugger(TimeTravel):
     @property
     def events(self) -> list[tuple]:
         """The recorded trace as far as it is known (after a goto back, the future seen before too).
-        Events are the recorder's tuples (kind, trace point id or name, thread, depth, payload)."""
+        Events are `Event(kind, what, thread, depth, payload)` named tuples (vmio_edu.trace.events)."""
+        self._sync_history()
         return self._history
 
     @property
@@ -486,6 +480,15 @@ class Debugger(TimeTravel):
                     _views=self._views_here(),
                     _stack=ctx.stack)
 
+    def _sync_history(self) -> None:
+        """Copy the events this machine recorded past the known history into it (see `_Hooks`)."""
+        h = self._hooks
+        if h is None or not h.sync:
+            return
+        k, n = len(self._history), len(h.events)
+        if n > k:
+            self._history.extend_from(h.events, k, n)
+
     def _arm(self, mode: str, target: int) -> None:
         """Which events the hooks send to `_on_event` during this run (see `_Hooks`): a `cont` only those
         of trace points a breakpoint can match or time travel watches; a silent replay those too, and the
@@ -493,6 +496,9 @@ class Debugger(TimeTravel):
         h = self._hooks
         if h is None:
             return
+        self._sync_history()
+        h.known_until = len(self._history)
+        h.sync = True
         live = [b for b in self._breakpoints if b.enabled]
         watched = {self._run_tp.id, *(tp.id for tp in self._write_tps)}
         h.armed = frozenset(watched | {tp.id for tp in REGISTRY if any(b.matches(tp) for b in live)})
@@ -510,7 +516,7 @@ class Debugger(TimeTravel):
             return  # a machine being closed
         if not hooks._known(i):  # not the run seen before (the machine was changed by hand?)
             self._history.truncate(i)
-            hooks._known(i)
+            hooks.known_until = i  # (from here on the events are new: copied when the run stops)
             self._complete = False
             if self._diverged_at is None:
                 self._diverged_at = i
@@ -601,6 +607,7 @@ class Debugger(TimeTravel):
             self._mode, self._target_stack = None, None
             if self._hooks is not None:
                 self._hooks.fast_until = -1
+                self._sync_history()
         sched.park_requested = False
         try:
             m._finish_run(parked)

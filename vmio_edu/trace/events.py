@@ -12,7 +12,10 @@ an event is one machine word in an `array('Q')` (rr and perf keep their traces a
 
 Payloads are only small values (numbers, strings, None: the recorder never keeps a reference to a model
 object), and most repeat (`()`, `None`, `False`, the same port numbers), so interning keeps them at a
-few bytes per event. An event that does not fit the bits (a 300-deep stack, a 257th thread name) is kept
+few bytes per event. (The recorder looks a payload up before it looks at its types, which is what makes
+recording cheap; the price is that an argument tuple equal to one seen before is stored as that one:
+`(7, False)` after `(7, 0)` reads back as `(7, 0)`, equal as Python compares. Lone results keep their
+type: False, True, 0 and 1 read back as they were.) An event that does not fit the bits (a 300-deep stack, a 257th thread name) is kept
 whole in a side table: rare, and still read the same way.
 
 Readers see a sequence of `Event(kind, what, thread, depth, payload)`: `len()`, `[i]`, slices, iteration.
@@ -70,14 +73,9 @@ def point_bits(name: str) -> int:
 
 
 def _key(payload: Any) -> Any:
-    """The intern key of a payload: itself, unless a bool in it would make it equal to another one."""
-    t = type(payload)
-    if t is bool:
-        return (_BOOL, payload)
-    if t is tuple and any(type(v) is bool or (type(v) is tuple and any(type(x) is bool for x in v))
-                          for v in payload):
-        return (_BOOL, payload, tuple(type(v) for v in payload))
-    return payload
+    """The intern key of a payload: itself, except a lone bool (True == 1 in Python, but a result True
+    must not read back as 1). Tuples are keys as they are (see the module docstring)."""
+    return (_BOOL, payload) if type(payload) is bool else payload
 
 
 class EventStore(Sequence):
@@ -90,8 +88,9 @@ class EventStore(Sequence):
         """`share`: another store whose payload table this one uses too (the debugger's trace and its
         history: their words are then equal for equal events)."""
         self.words = array("Q")
-        self._payloads: list[Any] = [None] if share is None else share._payloads  # ref 0: the empty payload
-        self._ids: dict[Any, int] = {} if share is None else share._ids
+        # ref 0: the empty payload; 1 and 2: False and True (the results of many predicates)
+        self._payloads: list[Any] = [None, False, True] if share is None else share._payloads
+        self._ids: dict[Any, int] = {_key(False): 1, _key(True): 2} if share is None else share._ids
         self._wide: dict[int, Event] = {}
 
     # -- writing -------------------------------------------------------------------------------------------
@@ -138,8 +137,9 @@ class EventStore(Sequence):
 
     def clear(self) -> None:
         self.words = array("Q")
-        del self._payloads[1:]
+        del self._payloads[3:]
         self._ids.clear()  # (in place: the recorder holds this table)
+        self._ids.update({_key(False): 1, _key(True): 2})
         self._wide.clear()
 
     # -- reading -------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Callable
 
-from .events import ENTER, LEAVE, POINT, Event, EventStore
+from .events import _POINT_BITS, ENTER, LEAVE, POINT, Event, EventStore
 from .tracepoint import REGISTRY, ThreadContext, TracePoint
 
 __all__ = ["ENTER", "LEAVE", "POINT", "Event", "EventStore", "Recorder"]
@@ -30,6 +30,36 @@ def _small(v: Any) -> Any:
     return v if isinstance(v, _SMALL) else None
 
 
+def _kept(args: tuple) -> tuple:
+    return args if _PLAIN(map(type, args)) else tuple([_small(a) for a in args])
+
+
+def _args_ref(rec: "Recorder", args: tuple) -> int:
+    """The payload reference of an entry's arguments. Looked up first: most argument tuples were seen
+    before, and a hit needs no look at the types (only plain values are ever interned under themselves)."""
+    if not args:
+        return 0
+    try:
+        ref = rec._refs.get(args)
+    except TypeError:  # an unhashable argument (a list, a bytearray)
+        ref = None
+    if ref is None:
+        ref = rec.events.payload_ref(_kept(args))
+    return ref
+
+
+def _result_ref(rec: "Recorder", result: Any) -> int:
+    """The payload reference of a return value: None (or an object) 0, False 1, True 2, else interned."""
+    if result is None:
+        return 0
+    t = type(result)
+    if t is int or t is str:
+        return rec._refs.get(result) or rec.events.payload_ref(result)
+    if t is bool:
+        return 1 + result
+    return rec.events.payload_ref(result) if isinstance(result, (int, str)) else 0
+
+
 class Recorder:
     """Hooks that append every event to `events` (an `EventStore`). Attach to each model thread's context."""
 
@@ -39,30 +69,25 @@ class Recorder:
         self._refs: dict = self.events._ids  # payload -> ref (the store's intern table)
 
     def enter(self, tp: TracePoint, args: tuple, ctx: ThreadContext) -> None:
+        # (_args_ref inlined for the common case: this runs for every traced call)
         if args:
-            if not _PLAIN(map(type, args)):  # rare: an object or a bool among the arguments
-                args = tuple([_small(a) for a in args])
-                ref = self.events.payload_ref(args)
-            else:
-                ref = self._refs.get(args) or self.events.payload_ref(args)
+            try:
+                ref = self._refs.get(args) or _args_ref(self, args)
+            except TypeError:
+                ref = _args_ref(self, args)
         else:
             ref = 0
         depth = len(ctx.stack)
         tb = ctx.tbits
         if tb < 0 or depth > 255:
-            self.events.append_event((ENTER, tp.id, ctx.name, depth, args))
+            self.events.append_event((ENTER, tp.id, ctx.name, depth, _kept(args)))
         else:
             self.events.words.append(tp.bits | tb | depth << 24 | ref << 32)
         if self.on_enter is not None:
             self.on_enter(tp, args, ctx)
 
     def leave(self, tp: TracePoint, result: Any, ctx: ThreadContext) -> None:
-        t = type(result)
-        if result is None or (t is not int and t is not str):
-            # None, a bool (interned apart from 0 and 1) or an object (kept as None)
-            ref = 0 if t is not bool else self.events.payload_ref(result)
-        else:
-            ref = self._refs.get(result) or self.events.payload_ref(result)
+        ref = 0 if result is None else _result_ref(self, result)
         depth = len(ctx.stack)
         tb = ctx.tbits
         if tb < 0 or depth > 255:
@@ -72,7 +97,13 @@ class Recorder:
 
     def event(self, name: str, layer: str, fields: dict, ctx: ThreadContext) -> None:
         payload = tuple([(k, v) for k, v in fields.items() if isinstance(v, (int, str))])
-        self.events.append_event((POINT, name, ctx.name, len(ctx.stack), payload))
+        ref = (self._refs.get(payload) or self.events.payload_ref(payload)) if payload else 0
+        depth = len(ctx.stack)
+        tb, wb = ctx.tbits, _POINT_BITS.get(name)
+        if wb is None or tb < 0 or depth > 255:
+            self.events.append_event((POINT, name, ctx.name, depth, payload))
+        else:
+            self.events.words.append(POINT | wb | tb | depth << 24 | ref << 32)
 
     # -- summaries --------------------------------------------------------------------------------
     def stages(self) -> list[tuple[str, str, str]]:

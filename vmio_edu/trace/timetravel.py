@@ -14,8 +14,8 @@ debugger was created, build a fresh machine from the same configuration and run 
 taken out of it earlier (`ide = m.ide`) belong to the old machine: read them again.
 
 Checkpoints make it fast (emulated engine; QEMU's savevm/loadvm in spirit, see vmio_edu.trace.checkpoint).
-While the machine runs forwards, every `checkpoint_every` events (3000, ~20 ms of replay) the debugger
-saves the whole machine at the next *quiescent point*: the vCPU entering KVM_RUN with nothing in flight
+While the machine runs forwards, every `checkpoint_every` events (3000, ~20 ms of replay; 40,000 while
+it runs into new ground, see `TimeTravel.checkpoint_every`) the debugger saves the whole machine at the next *quiescent point*: the vCPU entering KVM_RUN with nothing in flight
 (no coroutine, no thread-pool request, no bottom half, no notifier set; the main loop in its poll, the
 workers idle). `goto(i)` backwards then (1) runs the live machine on, silently, to its next quiescent point
 (a few events, or a few thousand if a request is in flight), (2) restores into the *same* objects the
@@ -65,10 +65,11 @@ if TYPE_CHECKING:
 # checkpoint; saving one costs ~2-3 ms), and how far the live machine may run on to reach a quiescent
 # point before a restore gives up.
 CHECKPOINT_EVERY = 3000
+CHECKPOINT_EVERY_RUNNING = 40000  # (running forwards into new ground: see `checkpoint_every`)
 QUIESCE_LIMIT = 5000
 
 # the debugger's modes of a run that time travel uses
-_SILENT, _QUIESCE = "silent", "quiesce"
+_CONT, _SILENT, _QUIESCE = "cont", "silent", "quiesce"
 
 
 class TimeTravel:
@@ -91,7 +92,8 @@ class TimeTravel:
         from ..qemu.kvm_all import kvm_vcpu_ioctl
         self._run_tp = kvm_vcpu_ioctl.tracepoint
         self._write_tps = (sys_pwrite64.tracepoint, sys_pwritev.tracepoint)
-        self.checkpoint_every = CHECKPOINT_EVERY
+        self._cp_every = CHECKPOINT_EVERY
+        self._cp_every_running = CHECKPOINT_EVERY_RUNNING
         self.capture_seconds = 0.0  # wall time spent saving checkpoints (for benchmarks)
         self._checkpoints: list[CP.Checkpoint] = []  # sorted by index, all made by the current machine
         self._cp_index: list[int] = []
@@ -100,6 +102,19 @@ class TimeTravel:
         self._image_fds: dict[int, bool] = {}  # model fd -> is it the disk image?
         self.last_restore: int | None = None  # the checkpoint index the last replay started from (-1: start)
         self._cp_pages = CP._Pages()
+
+    @property
+    def checkpoint_every(self) -> int:
+        """Events between checkpoints while time travelling (replays, steps). Running forwards into new
+        ground (`cont`, a far `goto`) they are `CHECKPOINT_EVERY_RUNNING` apart by default: saving one
+        costs ~3 ms, as much as running ~3000 events, so dense checkpoints would double the cost of a run
+        nobody travels back in; the first replay back there makes the dense ones. Setting this sets one
+        spacing for both. 0 turns checkpoints off."""
+        return self._cp_every
+
+    @checkpoint_every.setter
+    def checkpoint_every(self, n: int) -> None:
+        self._cp_every = self._cp_every_running = n
 
     @staticmethod
     def _can_checkpoint(m: Any) -> bool:
@@ -157,7 +172,8 @@ class TimeTravel:
     def _at_kvm_run(self, i: int) -> bool:
         """On the vCPU thread, at the entry of KVM_RUN (index i): take a checkpoint if one is due and the
         machine is quiescent. Returns whether it is quiescent (computed only when it matters)."""
-        every = self.checkpoint_every
+        running = self._mode in (_CONT, _SILENT) and self._hooks is not None and i >= self._hooks.known_until
+        every = self._cp_every_running if running else self._cp_every
         if every <= 0:
             return False
         idx = self._cp_index
@@ -290,6 +306,8 @@ class TimeTravel:
         finally:
             vcpu.sigpending = False
             del self._history[n:]
+            if self._hooks is not None:
+                self._hooks.sync = False  # (the kick's events stay out of the history)
             self._complete = True
             k = bisect.bisect_left(self._cp_index, n)
             del self._checkpoints[k:], self._cp_index[k:]
