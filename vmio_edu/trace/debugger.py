@@ -204,7 +204,17 @@ class _Hooks(Recorder):
         if sched.closing:
             return
         # Recorder.leave, inlined
-        ref = 0 if result is None else _result_ref(self, result)
+        # (_result_ref inlined for the common cases)
+        if result is None:
+            ref = 0
+        else:
+            t = type(result)
+            if t is int or t is str:
+                ref = self._refs.get(result) or _result_ref(self, result)
+            elif t is bool:
+                ref = 1 + result
+            else:
+                ref = _result_ref(self, result)
         depth = len(ctx.stack)
         tb = ctx.tbits
         words = self.events.words
