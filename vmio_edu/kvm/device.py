@@ -323,6 +323,8 @@ class KvmVcpu(_KvmFile):
         self._regs_fresh = False  # kvm_run->s.regs holds the registers of the last exit (none set since)
         self._page: memoryview | None = None  # page 0 of the mapping, for reading s.regs without ctypes
         self._stashed_exit = False  # finish_pending_io met a new exit: the next KVM_RUN returns it
+        self.io_pending = False  # the last KVM_RUN returned an exit the kernel finishes on the next entry
+        self.sigpending = False  # a kick (qemu_cpu_kick) asked for: a halted vCPU returns -EINTR when woken
 
     # -- the kvm_run mapping ----------------------------------------------------------------------
     def mmap(self, length: int) -> memoryview:
@@ -407,7 +409,17 @@ class KvmVcpu(_KvmFile):
             return False
         if err != errno.EINTR:
             raise OSError(err, f"KVM_RUN (immediate_exit): {os.strerror(err)}")
+        self.io_pending = False
         return True
+
+    @property
+    def blocked(self) -> bool:
+        """The guest is halted and the vCPU model thread sleeps in the scheduler (KVM_RUN has not returned)."""
+        return self._st.sleeping  # type: ignore[attr-defined]
+
+    @property
+    def model_thread(self) -> Any:
+        return self._st.model_thread  # type: ignore[attr-defined]
 
     def _set_valid_regs(self, run: K.kvm_run) -> None:
         if self._page is None:
@@ -484,7 +496,9 @@ class KvmVcpu(_KvmFile):
                         raise _closed_error()
                 if r >= 0:
                     self._regs_fresh = self._sync_on
+                    self.io_pending = True
                     return r
+                self.io_pending = False  # (the kernel finished the last exit before it saw the kick)
                 if err != errno.EINTR:
                     raise OSError(err, f"KVM_RUN: {os.strerror(err)}")
                 # A kick (or a stray signal): no exit happened. Halted, or still running?
@@ -500,6 +514,9 @@ class KvmVcpu(_KvmFile):
                         sched.block("halted")  # until KVM_IRQ_LINE wakes us (or the machine closes)
                     finally:
                         self.halted = st.sleeping = False
+                    if self.sigpending:  # woken by a kick (the debugger pausing the vCPU), not an IRQ
+                        self.sigpending = False
+                        return -errno.EINTR
                     continue
                 self.spin_kicks += 1
                 if (self.exit_on_kick

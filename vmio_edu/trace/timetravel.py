@@ -13,7 +13,7 @@ debugger was created, build a fresh machine from the same configuration and run 
 (`Machine._take_over`), so `m` (and `dbg.machine`, which *is* `m`) always shows the current state. Objects
 taken out of it earlier (`ide = m.ide`) belong to the old machine: read them again.
 
-Checkpoints make it fast (emulated engine; QEMU's savevm/loadvm in spirit, see vmio_edu.trace.checkpoint).
+Checkpoints make it fast (both engines; QEMU's savevm/loadvm in spirit, see vmio_edu.trace.checkpoint).
 While the machine runs forwards, every `checkpoint_every` events (3000, ~20 ms of replay; 40,000 while
 it runs into new ground, see `TimeTravel.checkpoint_every`) the debugger saves the whole machine at the next *quiescent point*: the vCPU entering KVM_RUN with nothing in flight
 (no coroutine, no thread-pool request, no bottom half, no notifier set; the main loop in its poll, the
@@ -39,9 +39,13 @@ dropped and the stop's message says so.
 Real KVM: a KVM_RUN that takes more than 2-4 ms is kicked by a watchdog (vmio_edu.kvm.kick) and the
 machine normally returns to QEMU's loop on each kick, which makes the trace depend on timing. The debugger
 lets the kicks stay inside the engine (`spin_kick_limit`), so the trace is the same on every run and
-replay lands on the same event. There are no checkpoints on real KVM: the vCPU's state lives in the
-kernel (restoring it would take KVM_SET_REGS, KVM_SET_SREGS, KVM_SET_IRQCHIP, KVM_SET_VCPU_EVENTS, ...),
-so every goto backwards replays from the start.
+replay lands on the same event. Checkpoints work there too: the Python side is saved as above, and the
+kernel's side (registers, FPU/XSAVE, sregs, MSRs, LAPIC, vCPU events, debug registers, the in-kernel PIC
+halves and IOAPIC, the clock) through the KVM_GET_* ioctls and back through KVM_SET_* in QEMU's
+kvm_arch_put_registers order (vmio_edu.kvm.state), with guest RAM and the kvm_run/PIO pages. A quiescent
+point there also needs the last I/O exit finished inside the kernel (`checkpoint.settle`: KVM_RUN with
+immediate_exit), because no ioctl reads or restores an unfinished one. A halted real vCPU is kicked out of
+its halt like the emulated one (KvmVcpu.sigpending: woken, its KVM_RUN returns -EINTR).
 """
 from __future__ import annotations
 
@@ -87,7 +91,7 @@ class TimeTravel:
             raise ImageError(f"cannot keep a copy of the disk image {m.image_path!r} for time travel: "
                              f"{e.strerror}") from e
         self._finalizer = weakref.finalize(self, shutil.rmtree, self._dir, True)
-        # Checkpoints (emulated engine): see vmio_edu.trace.checkpoint and the module docstring.
+        # Checkpoints: see vmio_edu.trace.checkpoint and the module docstring.
         from ..linux.fs.read_write import sys_pwrite64, sys_pwritev
         from ..qemu.kvm_all import kvm_vcpu_ioctl
         self._run_tp = kvm_vcpu_ioctl.tracepoint
@@ -119,8 +123,15 @@ class TimeTravel:
     @staticmethod
     def _can_checkpoint(m: Any) -> bool:
         """Whether checkpoints can be saved and restored on this machine's engine (else: replay from the
-        start). The emulated engine's state is all in Python objects (vmio_edu.trace.checkpoint)."""
-        return m.engine == "unicorn"
+        start). The emulated engine's state is all in Python objects (vmio_edu.trace.checkpoint); the real
+        one's kernel state is saved through ioctls (vmio_edu.kvm.state), which needs KVM_RUN's
+        immediate_exit to finish an I/O exit before saving."""
+        if m.engine == "unicorn":
+            return True
+        if m.engine != "kvm" or not hasattr(m.cpu.kvm_fd, "finish_pending_io"):
+            return False
+        from ..kvm.state import features
+        return features(m.cpu.kvm_fd.vm.kvm).immediate_exit
 
     # -- time travel ------------------------------------------------------------------------------------------
     def _goto(self, index: int, reason: str) -> Stop:
@@ -144,7 +155,7 @@ class TimeTravel:
 
     def _replay_to(self, index: int, reason: str) -> Stop:
         """The state at `index`, rebuilt: restore the nearest checkpoint at or before it into the live
-        machine (emulated engine), or else build a fresh machine (index -1); then run silently."""
+        machine, or else build a fresh machine (index -1); then run silently."""
         stop = self._restore_checkpoint(index, reason)
         if stop is not None:
             return stop
@@ -168,7 +179,7 @@ class TimeTravel:
                             "(was the machine changed by hand at a stop?); the trace now follows the replay")
         return stop
 
-    # -- checkpoints (emulated engine) ------------------------------------------------------------------------
+    # -- checkpoints ----------------------------------------------------------------------------------------------
     def _at_kvm_run(self, i: int) -> bool:
         """On the vCPU thread, at the entry of KVM_RUN (index i): take a checkpoint if one is due and the
         machine is quiescent. Returns whether it is quiescent (computed only when it matters)."""
@@ -182,7 +193,7 @@ class TimeTravel:
         if not due and self._mode != _QUIESCE:
             return False
         m = self.machine
-        if CP.quiescent(m) is not None:
+        if CP.quiescent(m) is not None or not CP.settle(m):
             return False
         if due:
             self._capture(i)
@@ -252,6 +263,8 @@ class TimeTravel:
         if (m._closed or s.kind != "enter" or s.function != self._run_tp.name or s.layer != self._run_tp.layer
                 or s.index != self._position() - 1 or m.sched._parked is None or not m.sched._parked.is_vcpu):
             return False
+        if getattr(m.cpu.kvm_fd, "io_pending", False):  # real engine: the last exit is not finished yet
+            return False
         return CP.quiescent(m) is None
 
     def _restore_checkpoint(self, index: int, reason: str, forward: bool = False) -> Stop | None:
@@ -292,8 +305,8 @@ class TimeTravel:
         returns EXCP_INTERRUPT and is called again), so that it comes back to the entry of KVM_RUN. The
         kick is not part of the run: its events leave the history, which still ends at the halt."""
         m = self.machine
-        vcpu = getattr(m.cpu.kvm_fd, "vcpu", None)
-        if vcpu is None or not vcpu.blocked:
+        vcpu = getattr(m.cpu.kvm_fd, "vcpu", None) if m.engine == "unicorn" else m.cpu.kvm_fd
+        if vcpu is None or not getattr(vcpu, "blocked", False):
             return False
         halted, n = self.stop, len(self._history)
         self.stop = self._plain_stop("kick", n - 1)
