@@ -319,6 +319,8 @@ class KvmVcpu(_KvmFile):
         self.spin_kicks = 0
         self._kvm_run: K.kvm_run | None = None
         self.use_sync_regs = vm.kvm.sync_regs
+        self._sync_has: bool | None = None  # the kernel syncs x86 registers (KVM_CHECK_EXTENSION, asked once)
+        self._sync_for: Any = None  # the use_sync_regs value _sync_on was decided for
         self._sync_on = False  # KVM_SYNC_X86_REGS is in kvm_valid_regs for the KVM_RUN calls being made
         self._regs_fresh = False  # kvm_run->s.regs holds the registers of the last exit (none set since)
         self._page: memoryview | None = None  # page 0 of the mapping, for reading s.regs without ctypes
@@ -373,8 +375,11 @@ class KvmVcpu(_KvmFile):
     def _sync_wanted(self) -> bool:
         if not self.use_sync_regs:
             return False
-        from .state import features
-        return bool(features(self.vm.kvm).sync_regs & U.KVM_SYNC_X86_REGS)
+        has = self._sync_has
+        if has is None:
+            from .state import features
+            has = self._sync_has = bool(features(self.vm.kvm).sync_regs & U.KVM_SYNC_X86_REGS)
+        return has
 
     def finish_pending_io(self) -> bool:
         """Finish the last I/O exit inside the kernel without running the guest: KVM_RUN with
@@ -422,12 +427,17 @@ class KvmVcpu(_KvmFile):
         return self._st.model_thread  # type: ignore[attr-defined]
 
     def _set_valid_regs(self, run: K.kvm_run) -> None:
-        if self._page is None:
-            self._page = memoryview(self._st.map_array).cast("B")[:4096]  # type: ignore[attr-defined]
-        on = self._sync_wanted()
-        if on != self._sync_on or run.kvm_valid_regs != (U.KVM_SYNC_X86_REGS if on else 0):
-            run.kvm_valid_regs = U.KVM_SYNC_X86_REGS if on else 0
+        """kvm_valid_regs as `use_sync_regs` wants it (re-read each call: a restored kvm_run page, or the
+        caller, may have changed it); the check is two int compares when nothing changed."""
+        page = self._page
+        if page is None:
+            page = self._page = memoryview(self._st.map_array).cast("B")[:4096]  # type: ignore[attr-defined]
+        on = self._sync_wanted() if self.use_sync_regs is not self._sync_for else self._sync_on
+        want = U.KVM_SYNC_X86_REGS if on else 0
+        if on != self._sync_on or _U64.unpack_from(page, U.KVM_RUN_VALID_REGS)[0] != want:
+            run.kvm_valid_regs = want
             self._sync_on = on
+        self._sync_for = self.use_sync_regs
         if not on:
             self._regs_fresh = False
 

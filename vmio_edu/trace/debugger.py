@@ -411,7 +411,7 @@ class Debugger(TimeTravel):
 
     @property
     def checkpoints(self) -> list[int]:
-        """The trace indices where the machine's state is saved (emulated engine; see the module doc)."""
+        """The trace indices where the machine's state is saved (both engines; see vmio_edu.trace.timetravel)."""
         return list(self._cp_index)
 
     def __enter__(self) -> "Debugger":
