@@ -169,7 +169,8 @@ class _Hooks(Recorder):
         super().__init__(EventStore(share=dbg._history))
         self.dbg, self.sched = dbg, sched
         self.rec = self  # (the recorder of the current machine: dbg.trace)
-        self.armed: frozenset[int] = frozenset()  # trace point ids that go to _on_event
+        self.armed: frozenset[int] = frozenset()  # trace point ids whose entries go to _on_event
+        self.armed_leave: frozenset[int] = frozenset()  # and whose exits do
         self.fast_until = -1  # below this index an unarmed event needs no decision (set by _go)
         self.known_until = 0  # events below this index replay the history: each is checked against it
         self.sync = True  # copy new events into the history when the run stops (not a halt kick's)
@@ -223,7 +224,7 @@ class _Hooks(Recorder):
         else:
             words.append(tp.bits | 1 | tb | depth << 24 | ref << 32)
         i = len(words) - 1
-        if i < self.fast_until and tp.id not in self.armed and not sched.park_requested and \
+        if i < self.fast_until and tp.id not in self.armed_leave and not sched.park_requested and \
                 (i >= self.known_until or self._known(i)):
             return
         self.dbg._on_event(self, i, LEAVE, tp, tp.name, tp.layer, result, ctx)
@@ -510,8 +511,11 @@ class Debugger(TimeTravel):
         h.known_until = len(self._history)
         h.sync = True
         live = [b for b in self._breakpoints if b.enabled]
-        watched = {self._run_tp.id, *(tp.id for tp in self._write_tps)}
-        h.armed = frozenset(watched | {tp.id for tp in REGISTRY if any(b.matches(tp) for b in live)})
+        # breakpoints stop at entries; checkpoints are taken at KVM_RUN entries; the redo log keeps
+        # what a host write wrote when it returns
+        h.armed = frozenset({self._run_tp.id} | {tp.id for tp in REGISTRY
+                                                 if any(b.matches(tp) for b in live)})
+        h.armed_leave = frozenset(tp.id for tp in self._write_tps)
         if mode == _CONT and not self._bp_any:
             h.fast_until = 1 << 62
         elif mode == _SILENT:
@@ -536,7 +540,7 @@ class Debugger(TimeTravel):
         if tp is self._run_tp:
             if kind == ENTER and payload and payload[0] == K.KVM_RUN and self._checkpointing:
                 quiet = self._at_kvm_run(i)
-        elif kind == LEAVE and tp in self._write_tps:
+        elif kind == LEAVE and any(tp is w for w in self._write_tps):
             self._log_write(i, payload, ctx)
 
         sched = hooks.sched

@@ -41,6 +41,8 @@ class Event(NamedTuple):
     payload: Any
 
 
+_new = tuple.__new__  # Event(...) without the named tuple's Python-level __new__
+
 # Process-wide interning of names (few: a dozen thread names, a few dozen point-event names). Payloads are
 # interned per trace, so a trace's memory goes with it.
 THREADS: list[str] = []
@@ -153,8 +155,8 @@ class EventStore(Sequence):
         else:
             payload = None if kind == LEAVE else ()
         what = (w >> 2) & 0x3FFF
-        return Event(kind, POINT_NAMES[what] if kind == POINT else what, THREADS[(w >> 16) & 0xFF],
-                     (w >> 24) & 0xFF, payload)
+        return _new(Event, (kind, POINT_NAMES[what] if kind == POINT else what, THREADS[(w >> 16) & 0xFF],
+                            (w >> 24) & 0xFF, payload))
 
     def __len__(self) -> int:
         return len(self.words)
@@ -169,9 +171,29 @@ class EventStore(Sequence):
         return self.decode(i, words[i])
 
     def __iter__(self) -> Iterator[Event]:
-        decode = self.decode
+        # (decode, inlined: a timeline or an export reads every event)
+        payloads, wide, threads, names = self._payloads, self._wide, THREADS, POINT_NAMES
         for i, w in enumerate(self.words):
-            yield decode(i, w)
+            kind = w & 3
+            if kind == _WIDE:
+                yield wide[i]
+                continue
+            ref = w >> 32
+            what = (w >> 2) & 0x3FFF
+            yield _new(Event, (kind, names[what] if kind == POINT else what, threads[(w >> 16) & 0xFF],
+                               (w >> 24) & 0xFF, payloads[ref] if ref else (None if kind == LEAVE else ())))
+
+    def entries(self) -> Iterator[tuple[int, int, str]]:
+        """(index, trace point id, thread) of every entry, in order, without building the events (the
+        timeline's overview reads only these)."""
+        threads = THREADS
+        for i, w in enumerate(self.words):
+            k = w & 3
+            if k == ENTER:
+                yield i, (w >> 2) & 0x3FFF, threads[(w >> 16) & 0xFF]
+            elif k == _WIDE and self._wide[i].kind == ENTER:
+                e = self._wide[i]
+                yield i, e.what, e.thread
 
     def __delitem__(self, i: slice) -> None:
         if not isinstance(i, slice) or i.step not in (None, 1) or (i.stop is not None and i.stop < len(self)):
@@ -184,11 +206,6 @@ class EventStore(Sequence):
     def extend(self, events: Any) -> None:
         for e in events:
             self.append_event(e)
-
-    def kinds_whats(self) -> Iterator[tuple[int, int, int]]:
-        """(index, kind, what bits) of every event, without building Events (for summaries)."""
-        for i, w in enumerate(self.words):
-            yield i, w & 3, (w >> 2) & 0x3FFF
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, EventStore):

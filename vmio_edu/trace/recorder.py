@@ -118,8 +118,8 @@ class Recorder:
     # -- summaries --------------------------------------------------------------------------------
     def stages(self) -> list[tuple[str, str, str]]:
         """(layer, thread, function) of every entry, in order."""
-        return [(REGISTRY[e.what].layer, e.thread, REGISTRY[e.what].name) for e in self.events
-                if e.kind == ENTER]
+        reg = REGISTRY
+        return [(reg[what].layer, thread, reg[what].name) for _, what, thread in self.events.entries()]
 
     def per_layer_thread(self) -> Counter:
         return Counter((layer, thread) for layer, thread, _ in self.stages())

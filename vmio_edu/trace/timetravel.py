@@ -15,7 +15,7 @@ taken out of it earlier (`ide = m.ide`) belong to the old machine: read them aga
 
 Checkpoints make it fast (both engines; QEMU's savevm/loadvm in spirit, see vmio_edu.trace.checkpoint).
 While the machine runs forwards, every `checkpoint_every` events (3000, ~20 ms of replay; 40,000 while
-it runs into new ground, see `TimeTravel.checkpoint_every`) the debugger saves the whole machine at the next *quiescent point*: the vCPU entering KVM_RUN with nothing in flight
+a `cont` runs into new ground, see `TimeTravel.checkpoint_every`) the debugger saves the whole machine at the next *quiescent point*: the vCPU entering KVM_RUN with nothing in flight
 (no coroutine, no thread-pool request, no bottom half, no notifier set; the main loop in its poll, the
 workers idle). `goto(i)` backwards then (1) runs the live machine on, silently, to its next quiescent point
 (a few events, or a few thousand if a request is in flight), (2) restores into the *same* objects the
@@ -71,9 +71,6 @@ if TYPE_CHECKING:
 CHECKPOINT_EVERY = 3000
 CHECKPOINT_EVERY_RUNNING = 40000  # (running forwards into new ground: see `checkpoint_every`)
 QUIESCE_LIMIT = 5000
-# A far goto into new ground still saves at the time-travel spacing over its last events: the back() that
-# usually follows would otherwise replay up to CHECKPOINT_EVERY_RUNNING events (~0.2 s on real KVM).
-DENSE_BEFORE_TARGET = 4 * CHECKPOINT_EVERY
 
 # the debugger's modes of a run that time travel uses
 _CONT, _SILENT, _QUIESCE = "cont", "silent", "quiesce"
@@ -112,8 +109,8 @@ class TimeTravel:
 
     @property
     def checkpoint_every(self) -> int:
-        """Events between checkpoints while time travelling (replays, steps). Running forwards into new
-        ground (`cont`, a far `goto`) they are `CHECKPOINT_EVERY_RUNNING` apart by default: saving one
+        """Events between checkpoints while time travelling (replays, steps). A `cont` into new ground
+        takes them `CHECKPOINT_EVERY_RUNNING` apart by default: saving one
         costs ~3 ms, as much as running ~3000 events, so dense checkpoints would double the cost of a run
         nobody travels back in; the first replay back there makes the dense ones. Setting this sets one
         spacing for both. 0 turns checkpoints off."""
@@ -186,9 +183,7 @@ class TimeTravel:
     def _at_kvm_run(self, i: int) -> bool:
         """On the vCPU thread, at the entry of KVM_RUN (index i): take a checkpoint if one is due and the
         machine is quiescent. Returns whether it is quiescent (computed only when it matters)."""
-        running = self._mode in (_CONT, _SILENT) and self._hooks is not None and i >= self._hooks.known_until
-        if running and self._mode == _SILENT and self._target - i <= DENSE_BEFORE_TARGET:
-            running = False  # the last stretch before a goto's target: the back() that follows replays from here
+        running = self._mode == _CONT and self._hooks is not None and i >= self._hooks.known_until
         every = self._cp_every_running if running else self._cp_every
         if every <= 0:
             return False
