@@ -41,7 +41,7 @@ from ..linux.include.uapi.linux import kvm as K
 from .backtrace import BtFrame, backtrace, show_value
 from .events import _WIDE, EventStore
 from .recorder import ENTER, LEAVE, POINT, Recorder, _args_ref, _kept, _result_ref, _small
-from .tracepoint import COLUMNAR, LAYERS, REGISTRY, ThreadContext, TracePoint, by_name, untraced
+from .tracepoint import LAYERS, REGISTRY, ThreadContext, TracePoint, by_name, untraced
 from .timetravel import CHECKPOINT_EVERY, QUIESCE_LIMIT, TimeTravel  # noqa: F401 (re-exported)
 from .views import Views
 
@@ -169,10 +169,10 @@ class _Hooks(Recorder):
         super().__init__(EventStore(share=dbg._history))
         self.dbg, self.sched = dbg, sched
         self.rec = self  # (the recorder of the current machine: dbg.trace)
-        # trace point ids whose entries (armed) and exits (armed_leave) go to _on_event; below
-        # fast_until an unarmed event needs no decision (set by _go); events below known_until replay
-        # the history and are checked against it
-        self.fast_until = -1
+        self.armed: frozenset[int] = frozenset()  # trace point ids whose entries go to _on_event
+        self.armed_leave: frozenset[int] = frozenset()  # and whose exits do
+        self.fast_until = -1  # below this index an unarmed event needs no decision (set by _go)
+        self.known_until = 0  # events below this index replay the history: each is checked against it
         self.sync = True  # copy new events into the history when the run stops (not a halt kick's)
 
     def enter(self, tp: TracePoint, args: tuple, ctx: ThreadContext) -> None:
@@ -239,10 +239,6 @@ class _Hooks(Recorder):
             return
         self.dbg._on_event(self, i, POINT, None, name, layer, fields, ctx)
 
-    def _decide(self, i: int, kind: int, tp: TracePoint, payload: Any, ctx: ThreadContext) -> None:
-        # (from the trace-point wrapper, which recorded the event: see Recorder)
-        self.dbg._on_event(self, i, kind, tp, tp.name, tp.layer, payload, ctx)
-
     def _known(self, i: int) -> bool:
         """Event i replays the history (or is new): is it the same event there? False if it differs (the
         replay diverged: `_on_event` deals with it). A new event is copied when the run stops."""
@@ -256,9 +252,6 @@ class _Hooks(Recorder):
             return False
         hw[i] = w  # the same event; the payload as this run has it
         return True
-
-
-COLUMNAR.add(_Hooks)
 
 
 # ==========================================================================================================

@@ -14,7 +14,7 @@ from collections import Counter
 from typing import Any, Callable
 
 from .events import _POINT_BITS, ENTER, LEAVE, POINT, Event, EventStore
-from .tracepoint import COLUMNAR, REGISTRY, ThreadContext, TracePoint
+from .tracepoint import REGISTRY, ThreadContext, TracePoint
 
 __all__ = ["ENTER", "LEAVE", "POINT", "Event", "EventStore", "Recorder"]
 
@@ -60,57 +60,13 @@ def _result_ref(rec: "Recorder", result: Any) -> int:
     return rec.events.payload_ref(result) if isinstance(result, (int, str)) else 0
 
 
-class _NoScheduler:
-    closing = park_requested = False
-
-
 class Recorder:
-    """Hooks that append every event to `events` (an `EventStore`). Attach to each model thread's context.
-
-    The trace-point wrapper records a plain traced call's entry and exit itself (it reads `events`,
-    `_refs`, `fast_until`, `armed`, `armed_leave`, `known_until` and `sched`, see tracepoint.COLUMNAR) and
-    calls `_decide` only for the events that need more than recording: for a Recorder, none unless
-    `on_enter` is set. `enter`/`leave`/`event` do the same as methods (coroutines, point events)."""
-
-    sched: Any = _NoScheduler()  # (the debugger's hooks: the machine's scheduler)
+    """Hooks that append every event to `events` (an `EventStore`). Attach to each model thread's context."""
 
     def __init__(self, events: EventStore | None = None) -> None:
         self.events = EventStore() if events is None else events
-        self._on_enter: Callable[[TracePoint, tuple, ThreadContext], None] | None = None
+        self.on_enter: Callable[[TracePoint, tuple, ThreadContext], None] | None = None
         self._refs: dict = self.events._ids  # payload -> ref (the store's intern table)
-        self.fast_until = 1 << 62  # events from this index on go to _decide
-        self.armed: frozenset[int] = frozenset()  # trace point ids whose entries go to _decide
-        self.armed_leave: frozenset[int] = frozenset()  # and whose exits do
-        self.known_until = 0  # (the debugger's: events below it are checked against its history)
-
-    @property
-    def on_enter(self) -> Callable[[TracePoint, tuple, ThreadContext], None] | None:
-        """Called at every entry, after it is recorded (the grader's view of who called what)."""
-        return self._on_enter
-
-    @on_enter.setter
-    def on_enter(self, fn: Callable[[TracePoint, tuple, ThreadContext], None] | None) -> None:
-        self._on_enter = fn
-        self.fast_until = 1 << 62 if fn is None else -1
-
-    # -- what the trace-point wrapper calls (see tracepoint.traced) ---------------------------------------
-    def _args_ref(self, args: tuple) -> int:
-        return _args_ref(self, args)
-
-    def _result_ref(self, result: Any) -> int:
-        return _result_ref(self, result)
-
-    def _known(self, i: int) -> bool:
-        return True
-
-    def _wide(self, kind: int, tp: TracePoint, payload: Any, ctx: ThreadContext) -> None:
-        """An event too big for a word (a stack over 255 deep, a 257th thread name): kept whole."""
-        payload = _kept(payload) if kind == ENTER else _small(payload)
-        self.events.append_event((kind, tp.id, ctx.name, len(ctx.stack), payload))
-
-    def _decide(self, i: int, kind: int, tp: TracePoint, payload: Any, ctx: ThreadContext) -> None:
-        if kind == ENTER and self._on_enter is not None:
-            self._on_enter(tp, payload, ctx)
 
     def enter(self, tp: TracePoint, args: tuple, ctx: ThreadContext) -> None:
         # (_args_ref inlined for the common case: this runs for every traced call)
@@ -127,8 +83,8 @@ class Recorder:
             self.events.append_event((ENTER, tp.id, ctx.name, depth, _kept(args)))
         else:
             self.events.words.append(tp.bits | tb | depth << 24 | ref << 32)
-        if self._on_enter is not None:
-            self._on_enter(tp, args, ctx)
+        if self.on_enter is not None:
+            self.on_enter(tp, args, ctx)
 
     def leave(self, tp: TracePoint, result: Any, ctx: ThreadContext) -> None:
         # (_result_ref inlined for the common cases)
@@ -178,6 +134,3 @@ class Recorder:
             name = REGISTRY[what].name if kind != POINT else what  # (point names are names already)
             out.append((kind, name, thread, depth, payload))
         return out
-
-
-COLUMNAR.add(Recorder)

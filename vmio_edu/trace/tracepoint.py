@@ -97,11 +97,6 @@ class ThreadContext:
         self.tbits = thread_bits(self.name)
 
 
-# Hook classes that keep the trace in columns (vmio_edu.trace.recorder registers them): the wrapper records
-# their events itself instead of calling their enter/leave.
-COLUMNAR: set[type] = set()
-
-
 class _ThreadLocal(threading.local):
     ctx: ThreadContext | None = None  # a class default: threads outside the model read None, no exception
 
@@ -200,38 +195,13 @@ def traced(tp: TracePoint, fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wrapper(*a, **kw):
         ctx = _tls.ctx
-        if ctx is None:
-            return fn(*a, **kw)
-        hooks = ctx.hooks
-        if hooks is None:
+        if ctx is None or ctx.hooks is None:
             return fn(*a, **kw)
         args = pick(a, kw)
         stack = ctx.stack
         stack.append(Frame((tp, args)))
         try:
-            if type(hooks) in COLUMNAR and not hooks.sched.closing:
-                # A columnar recorder (vmio_edu.trace.recorder): the entry is recorded here, without a
-                # call: this runs twice for every traced call (Recorder.enter is the same, as a method).
-                if args:
-                    try:
-                        ref = hooks._refs.get(args) or hooks._args_ref(args)
-                    except TypeError:  # an unhashable argument
-                        ref = hooks._args_ref(args)
-                else:
-                    ref = 0
-                words = hooks.events.words
-                depth = len(stack)
-                tb = ctx.tbits
-                if tb < 0 or depth > 255:
-                    hooks._wide(0, tp, args, ctx)
-                else:
-                    words.append(tp.bits | tb | depth << 24 | ref << 32)
-                i = len(words) - 1
-                if i >= hooks.fast_until or tp.id in hooks.armed or hooks.sched.park_requested or \
-                        (i < hooks.known_until and not hooks._known(i)):
-                    hooks._decide(i, 0, tp, args, ctx)
-            else:
-                hooks.enter(tp, args, ctx)
+            ctx.hooks.enter(tp, args, ctx)
             result = fn(*a, **kw)
         except BaseException as e:
             _leave(tp, e, stack)
@@ -239,32 +209,7 @@ def traced(tp: TracePoint, fn: Callable) -> Callable:
         # _leave, inlined (a plain function returns on the thread that called it)
         try:
             hooks = ctx.hooks
-            if hooks is None:
-                pass
-            elif type(hooks) in COLUMNAR and not hooks.sched.closing:
-                # the exit, recorded here (Recorder.leave, inlined)
-                if result is None:
-                    ref = 0
-                else:
-                    t = type(result)
-                    if t is int or t is str:
-                        ref = hooks._refs.get(result) or hooks._result_ref(result)
-                    elif t is bool:
-                        ref = 1 + result
-                    else:
-                        ref = hooks._result_ref(result)
-                words = hooks.events.words
-                depth = len(stack)
-                tb = ctx.tbits
-                if tb < 0 or depth > 255:
-                    hooks._wide(1, tp, result, ctx)
-                else:
-                    words.append(tp.bits | 1 | tb | depth << 24 | ref << 32)
-                i = len(words) - 1
-                if i >= hooks.fast_until or tp.id in hooks.armed_leave or hooks.sched.park_requested or \
-                        (i < hooks.known_until and not hooks._known(i)):
-                    hooks._decide(i, 1, tp, result, ctx)
-            else:
+            if hooks is not None:
                 hooks.leave(tp, result, ctx)
         finally:
             if stack and stack[-1].tp is tp:
