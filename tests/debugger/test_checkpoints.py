@@ -317,3 +317,33 @@ def test_real_engine_checkpoints_hold_the_kernel_state(need_kvm):
         assert KS.save_vm(m.cpu.kvm_fd.vm).irqchip == cp.kvm_vm.irqchip
         assert dbg.cont().reason == "halted" and dbg._diverged_at is None
         assert os.path.exists(m.image_path)
+
+
+@pytest.mark.kvm
+def test_a_restore_the_kernel_refuses_falls_back_to_a_replay(need_kvm, monkeypatch):
+    """If a KVM_SET_* ioctl fails in the middle of a restore, the half-restored machine is dropped: the
+    state is rebuilt from the start (and is right), the stop says why, and checkpoints stay off."""
+    from vmio_edu.kvm import state as KS
+
+    with Machine(engine="kvm", op="write", lba=3) as m:
+        dbg = m.debugger()
+        dbg.checkpoint_every = EVERY_KVM
+        dbg.cont()
+        cps = list(dbg._cp_index)
+        target = cps[-4] + 5
+        dbg.goto(-1)
+        forward = dbg.goto(target) and dbg.state_digest()
+        dbg.goto(cps[-2] + 3)
+        real = KS.restore
+
+        def refuse(vcpu, st):
+            real(vcpu, st)
+            raise OSError(22, "KVM_SET_LAPIC: Invalid argument")
+        monkeypatch.setattr(KS, "restore", refuse)
+        s = dbg.goto(target)
+        assert s.index == target and dbg.last_restore == -1
+        assert dbg.restore_error and "failed" in s.message and "KVM_SET_LAPIC" in s.message and dbg.restore_error
+        assert dbg.state_digest() == forward
+        monkeypatch.setattr(KS, "restore", real)
+        assert not dbg._checkpointing and not dbg._checkpoints
+        assert dbg.cont().reason == "halted" and dbg._diverged_at is None

@@ -461,7 +461,8 @@ class Debugger(TimeTravel):
         self._hooks = _Hooks(self, m.sched)
         m.trace = self._hooks.rec
         m.sched.attach(hooks=self._hooks)
-        self._checkpointing = self._can_checkpoint(m)
+        # (after a restore the kernel refused, checkpoints stay off: replays start from the start)
+        self._checkpointing = self._can_checkpoint(m) and getattr(self, "restore_error", None) is None
 
     def _views_here(self) -> Views:
         """Views of the machine as it is now, valid while it stays here (same generation, no new event)."""

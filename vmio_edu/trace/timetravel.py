@@ -105,6 +105,7 @@ class TimeTravel:
         self._writes: list[tuple[int, int, bytes]] = []  # (event index, offset, bytes): completed host writes
         self._image_fds: dict[int, bool] = {}  # model fd -> is it the disk image?
         self.last_restore: int | None = None  # the checkpoint index the last replay started from (-1: start)
+        self.restore_error: str | None = None  # why checkpoints were given up (a restore the kernel refused)
         self._cp_pages = CP._Pages()
 
     @property
@@ -295,7 +296,17 @@ class TimeTravel:
         cp = next((c for c in reversed(self._checkpoints[:j]) if c.signature == sig and c.index > after), None)
         if cp is None:
             return None
-        self._load(cp)
+        try:
+            self._load(cp)
+        except OSError as e:
+            # The real kernel refused part of the saved state (a KVM_SET_* ioctl failed): the live machine
+            # is half restored, so rebuild the state from the start instead, and say so.
+            self.restore_error = f"restoring the checkpoint at {cp.index} failed ({e}); replayed from the start"
+            at = self._restore_nearest_checkpoint(index)  # (no more checkpoints: see Debugger._attach)
+            stop = self._plain_stop("start", at) if index == at else self._run_silently_to(index, reason)
+            stop.message = stop.message or self.restore_error
+            self.stop = stop
+            return stop
         stop = self._stop_at_checkpoint(cp, reason)
         return stop if index == cp.index else self._run_silently_to(index, reason)
 
