@@ -464,16 +464,10 @@ class KvmVcpu(_KvmFile):
         self._regs_fresh = False
         sched = self.sched
         model_thread = None
-        if sched is not None:
-            try:
-                model_thread = sched.current()
-            except RuntimeError:
-                model_thread = None  # KVM_RUN from outside the model: nobody to block, return instead
-        st.model_thread = model_thread
+        model_known = False  # which model thread runs this is only needed on a kick: asked then
         tid = threading.get_ident()
-        mask = kick.block_ipi_here()
         if st.mask_tid != tid:
-            kick.set_kvm_signal_mask(st.fd, mask)
+            kick.set_kvm_signal_mask(st.fd, kick.block_ipi_here())
             st.mask_tid = tid
         if st.watchdog is None:
             st.watchdog = kick.Watchdog(st)
@@ -513,6 +507,14 @@ class KvmVcpu(_KvmFile):
                     raise OSError(err, f"KVM_RUN: {os.strerror(err)}")
                 # A kick (or a stray signal): no exit happened. Halted, or still running?
                 kicks += 1
+                if not model_known:
+                    model_known = True
+                    if sched is not None:
+                        try:
+                            model_thread = sched.current()
+                        except RuntimeError:
+                            model_thread = None  # KVM_RUN from outside the model: nobody to block, return
+                    st.model_thread = model_thread
                 if self.mp_state() == K.KVM_MP_STATE_HALTED:
                     halts += 1
                     self.halts += 1
