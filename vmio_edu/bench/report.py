@@ -160,8 +160,9 @@ def plot(r: dict, path: str) -> None:
             colors.append(color)
         if engine == "unicorn" and lu:
             goals.append((first, first, lu["hook_rep_outsw"]["per_s"] / 10, "target: 1/10 of the hook"))
+            goals.append((first, first, lu["exit_each_out"]["per_s"] / 20, "target: 1/20 of exit per OUT"))
         elif engine == "kvm" and lk and lk["status"] == "measured":
-            goals.append((first, first, lk["bare_run"]["per_s"] / 2, "target: 1/2 of bare KVM_RUN"))
+            goals.append((first, first, lk["bare_run"]["per_s"] / 4, "target: 1/4 of bare KVM_RUN"))
     if not values:
         from ..errors import VmioError
         raise VmioError("nothing to plot: no limit or chain was measured in this run")
