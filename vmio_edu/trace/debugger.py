@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..errors import VmioError
 from ..linux.include.uapi.linux import kvm as K
 from .backtrace import BtFrame, backtrace, show_value
-from .events import _WIDE, EventStore
+from .events import _WIDE, HOLE, EventStore
 from .recorder import ENTER, LEAVE, POINT, Recorder, _args_ref, _kept, _result_ref, _small
 from .tracepoint import LAYERS, REGISTRY, ThreadContext, TracePoint, by_name, untraced
 from .timetravel import CHECKPOINT_EVERY, QUIESCE_LIMIT, TimeTravel  # noqa: F401 (re-exported)
@@ -179,6 +179,10 @@ class _Hooks(Recorder):
         sched = self.sched
         if sched.closing:
             return
+        words = self.events.words
+        if len(words) >= self.count_from and tp.id not in self.armed and not sched.park_requested:
+            words.append(HOLE)  # counted, not recorded (a cont into new ground: see Debugger)
+            return
         # Recorder.enter, inlined (it runs for every traced call)
         if args:
             try:
@@ -203,6 +207,10 @@ class _Hooks(Recorder):
     def leave(self, tp: TracePoint, result: Any, ctx: ThreadContext) -> None:
         sched = self.sched
         if sched.closing:
+            return
+        words = self.events.words
+        if len(words) >= self.count_from and tp.id not in self.armed_leave and not sched.park_requested:
+            words.append(HOLE)
             return
         # Recorder.leave, inlined
         # (_result_ref inlined for the common cases)
@@ -233,6 +241,10 @@ class _Hooks(Recorder):
         sched = self.sched
         if sched.closing:
             return
+        words = self.events.words
+        if len(words) >= self.count_from and not sched.park_requested:
+            words.append(HOLE)
+            return
         Recorder.event(self, name, layer, fields, ctx)
         i = len(self.events) - 1
         if i < self.fast_until and not sched.park_requested and (i >= self.known_until or self._known(i)):
@@ -246,6 +258,12 @@ class _Hooks(Recorder):
             return True
         hist = self.dbg._history
         hw, w = hist.words, self.events.words[i]
+        if hw[i] == HOLE:  # counted, not recorded, when the run went there first: this replay fills it
+            if w & 3 == _WIDE:
+                hist.put(i, self.events[i])
+            else:
+                hw[i] = w
+            return True
         if w & 3 == _WIDE or hw[i] & 3 == _WIDE:  # (rare: an event too big for a word)
             return hist[i][:4] == self.events[i][:4]
         if (hw[i] ^ w) & 0xFFFFFFFF:
@@ -270,6 +288,10 @@ class Debugger(TimeTravel):
         self._config = dict(m._config, engine=m.engine, image=m.image_path, record=False)
         self._init_time_travel(m)
         self._history = EventStore()  # the longest known trace (the future too, after a goto back)
+        self._history.filler = self._fill_history
+        # Record little: a cont into new ground counts events instead of recording them, unless the
+        # machine was made with record=True (see _Hooks and TimeTravel._fill_history)
+        self._count_only = not m._config.get("record", False)
         self._complete = False  # the history reaches the halt
         self._diverged_at: int | None = None
         self._breakpoints: list[Breakpoint] = []
@@ -459,6 +481,7 @@ class Debugger(TimeTravel):
         if m.engine == "kvm" and hasattr(m.cpu.kvm_fd, "spin_kick_limit"):
             m.cpu.kvm_fd.spin_kick_limit = KVM_SPIN_KICKS
         self._hooks = _Hooks(self, m.sched)
+        self._hooks.events.filler = self._fill_history
         m.trace = self._hooks.rec
         m.sched.attach(hooks=self._hooks)
         # (after a restore the kernel refused, checkpoints stay off: replays start from the start)
@@ -514,11 +537,17 @@ class Debugger(TimeTravel):
         live = [b for b in self._breakpoints if b.enabled]
         # breakpoints stop at entries; checkpoints are taken at KVM_RUN entries; the redo log keeps
         # what a host write wrote when it returns
-        h.armed = frozenset({self._run_tp.id} | {tp.id for tp in REGISTRY
-                                                 if any(b.matches(tp) for b in live)})
+        watched = {self._run_tp.id} if self._checkpointing else set()
+        h.armed = frozenset(watched | {tp.id for tp in REGISTRY if any(b.matches(tp) for b in live)})
         h.armed_leave = frozenset(tp.id for tp in self._write_tps)
+        h.count_from = 1 << 62
         if mode == _CONT and not self._bp_any:
             h.fast_until = 1 << 62
+            if self._count_only:
+                # record little: count the events of new ground; a reader of dbg.events gets them from a
+                # recording replay (_fill_history)
+                h.count_from = h.known_until
+                h.events.unfilled = self._history.unfilled = True
         elif mode == _SILENT:
             h.fast_until = target
         else:
@@ -622,6 +651,7 @@ class Debugger(TimeTravel):
             self._mode, self._target_stack = None, None
             if self._hooks is not None:
                 self._hooks.fast_until = -1
+                self._hooks.count_from = 1 << 62
                 self._sync_history()
         sched.park_requested = False
         try:

@@ -24,9 +24,12 @@ Readers see a sequence of `Event(kind, what, thread, depth, payload)`: `len()`, 
 from __future__ import annotations
 
 from array import array
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 ENTER, LEAVE, POINT, _WIDE = 0, 1, 2, 3
+# A position that was counted, not recorded (a debugger's `cont` records little: see
+# vmio_edu.trace.debugger). Reading one asks the store's `filler` to replay the run and fill it in.
+HOLE = _WIDE | 0x3FFF << 2
 
 
 class Event(NamedTuple):
@@ -84,7 +87,7 @@ class EventStore(Sequence):
     """The columns of one trace (see the module docstring). Appending is the recorder's job
     (`append_word`, `payload_ref`, `append_event`); everything else reads `Event`s."""
 
-    __slots__ = ("words", "_payloads", "_ids", "_wide")
+    __slots__ = ("words", "_payloads", "_ids", "_wide", "filler", "unfilled")
 
     def __init__(self, share: "EventStore | None" = None) -> None:
         """`share`: another store whose payload table this one uses too (the debugger's trace and its
@@ -94,6 +97,8 @@ class EventStore(Sequence):
         self._payloads: list[Any] = [None, False, True] if share is None else share._payloads
         self._ids: dict[Any, int] = {_key(False): 1, _key(True): 2} if share is None else share._ids
         self._wide: dict[int, Event] = {}
+        self.filler: Callable[[], None] | None = None  # fills the HOLEs in (a recording replay)
+        self.unfilled = False  # may hold HOLEs
 
     # -- writing -------------------------------------------------------------------------------------------
     def payload_ref(self, payload: Any) -> int:
@@ -105,18 +110,35 @@ class EventStore(Sequence):
             self._payloads.append(payload)
         return ref
 
-    def append_event(self, e: Event | tuple) -> None:
-        """Append an event given whole (the slow path, and events copied from another trace)."""
+    def _encode(self, e: Event | tuple, i: int) -> int:
+        """The word of event `e` at position i (an event too big for one is kept in the side table)."""
         kind, what, thread, depth, payload = e
         tb = thread_bits(thread)
         wb = point_bits(what) if kind == POINT else (what << 2 if isinstance(what, int) and 0 <= what < 1 << 14
                                                      else -1)
         if tb < 0 or wb < 0 or not 0 <= depth < 256 or kind not in (ENTER, LEAVE, POINT):
-            self._wide[len(self.words)] = Event(*e)
-            self.words.append(_WIDE)
-            return
+            self._wide[i] = Event(*e)
+            return _WIDE
+        self._wide.pop(i, None)
         ref = 0 if payload is None or payload == () else self.payload_ref(payload)
-        self.words.append(kind | wb | tb | depth << 24 | ref << 32)
+        return kind | wb | tb | depth << 24 | ref << 32
+
+    def append_event(self, e: Event | tuple) -> None:
+        """Append an event given whole (the slow path, and events copied from another trace)."""
+        self.words.append(self._encode(e, len(self.words)))
+
+    def put(self, i: int, e: Event | tuple) -> None:
+        """Write event `e` at position i (filling a HOLE)."""
+        self.words[i] = self._encode(e, i)
+
+    def fill(self) -> None:
+        """Replace the HOLEs by the events they stand for (see HOLE)."""
+        if self.unfilled and self.filler is not None:
+            self.filler()
+            if HOLE in self.words:
+                from ..errors import VmioError
+                raise VmioError("the replay that fills the trace in did not reach its end")
+        self.unfilled = False
 
     def truncate(self, n: int) -> None:
         """Keep the first `n` events."""
@@ -127,7 +149,9 @@ class EventStore(Sequence):
                     del self._wide[i]
 
     def extend_from(self, other: "EventStore", start: int, stop: int) -> None:
-        """Append `other[start:stop]` (a store sharing this one's payload table), word by word."""
+        """Append `other[start:stop]` (a store sharing this one's payload table), word by word (HOLEs
+        too)."""
+        self.unfilled = self.unfilled or other.unfilled
         if other._payloads is not self._payloads:
             self.extend(other[start:stop])
             return
@@ -148,6 +172,12 @@ class EventStore(Sequence):
     def decode(self, i: int, w: int) -> Event:
         kind = w & 3
         if kind == _WIDE:
+            if w == HOLE:
+                self.unfilled = True
+                self.fill()
+                w = self.words[i]
+                if w & 3 != _WIDE:
+                    return self.decode(i, w)
             return self._wide[i]
         ref = w >> 32
         if ref:
@@ -164,6 +194,8 @@ class EventStore(Sequence):
     def __getitem__(self, i: int | slice) -> Any:
         words = self.words
         if isinstance(i, slice):
+            if self.unfilled:
+                self.fill()
             start, stop, step = i.indices(len(words))
             return [self.decode(j, words[j]) for j in range(start, stop, step)]
         if i < 0:
@@ -172,6 +204,8 @@ class EventStore(Sequence):
 
     def __iter__(self) -> Iterator[Event]:
         # (decode, inlined: a timeline or an export reads every event)
+        if self.unfilled:
+            self.fill()
         payloads, wide, threads, names = self._payloads, self._wide, THREADS, POINT_NAMES
         for i, w in enumerate(self.words):
             kind = w & 3
@@ -186,6 +220,8 @@ class EventStore(Sequence):
     def entries(self) -> Iterator[tuple[int, int, str]]:
         """(index, trace point id, thread) of every entry, in order, without building the events (the
         timeline's overview reads only these)."""
+        if self.unfilled:
+            self.fill()
         threads = THREADS
         for i, w in enumerate(self.words):
             k = w & 3

@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import VmioError
 from . import checkpoint as CP
+from .events import HOLE, EventStore
 from .recorder import ENTER
 from .tracepoint import ThreadContext
 
@@ -90,7 +91,8 @@ class TimeTravel:
             from ..errors import ImageError
             raise ImageError(f"cannot keep a copy of the disk image {m.image_path!r} for time travel: "
                              f"{e.strerror}") from e
-        self._finalizer = weakref.finalize(self, shutil.rmtree, self._dir, True)
+        self._replay_box: list = []  # the machine that fills the trace in (see _fill_history), if made
+        self._finalizer = weakref.finalize(self, _cleanup, self._dir, self._replay_box)
         # Checkpoints: see vmio_edu.trace.checkpoint and the module docstring.
         from ..linux.fs.read_write import sys_pwrite64, sys_pwritev
         from ..qemu.kvm_all import kvm_vcpu_ioctl
@@ -133,6 +135,52 @@ class TimeTravel:
             return False
         from ..kvm.state import features
         return features(m.cpu.kvm_fd.vm.kvm).immediate_exit
+
+    # -- record little, replay for detail -----------------------------------------------------------------
+    def _fill_history(self) -> None:
+        """Fill in the events a `cont` counted but did not record (HOLEs: see vmio_edu.trace.events), in
+        the history and in the current machine's trace, from a recording replay (rr's design: record
+        little, replay for detail). The replay runs on a machine of its own, built from the same
+        configuration and the image as it was when the debugger was made, so the live machine and its
+        stop are not touched; it stays parked where it got to, and the next fill goes on from there. The
+        run is deterministic, so the replay's events are the run's (changes made by hand at a stop are not
+        in it, as in any replay from the start)."""
+        hist, hooks = self._history, self._hooks
+        stores = [hist] + ([hooks.events] if hooks is not None else [])
+        holes = [[j for j, w in enumerate(st.words) if w == HOLE] for st in stores]
+        last = max((h[-1] for h in holes if h), default=-1)
+        if last >= 0:
+            src = self._replayed_to(last)
+            for st, hs in zip(stores, holes):
+                for j in hs:
+                    st.put(j, src[j])
+        for st in stores:
+            st.unfilled = False
+
+    def _replayed_to(self, index: int) -> EventStore:
+        """The trace of the replay machine, run (recording) at least to `index`."""
+        from ..machine import Machine
+
+        if not self._replay_box:
+            image = os.path.join(self._dir, "replay.img")
+            try:
+                shutil.copyfile(self._pristine, image)
+            except OSError as e:
+                from ..errors import ImageError
+                raise ImageError(f"cannot copy the disk image for the replay that fills the trace in: "
+                                 f"{e.strerror}") from e
+            rm = Machine(**dict(self._config, image=image))
+            self._replay_box.append(rm)
+            rd = rm.debugger()
+            rd._count_only = False  # it records every event
+            rd.checkpoint_every = 0  # and only runs forwards
+        rd = self._replay_box[0].debugger()
+        if rd.stop.index < index and rd.stop.reason not in ("halted", "error"):
+            rd.goto(index)
+        if len(rd._history) <= index:
+            raise VmioError(f"the replay that fills the trace in ended at index {len(rd._history) - 1}, "
+                            f"before {index}")
+        return rd._history
 
     # -- time travel ------------------------------------------------------------------------------------------
     def _goto(self, index: int, reason: str) -> Stop:
@@ -438,6 +486,16 @@ class TimeTravel:
             raise ImageError(f"cannot put the disk image {path!r} back as it was for the replay: "
                              f"{e.strerror}") from e
 
+
+
+def _cleanup(path: str, box: list) -> None:
+    for m in box:  # the replay machine (see TimeTravel._fill_history)
+        try:
+            m.close()
+        except Exception:  # noqa: BLE001 - closing at exit: nothing left to tell
+            pass
+    box.clear()
+    shutil.rmtree(path, True)
 
 
 def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
