@@ -14,6 +14,7 @@ import mmap
 import os
 import random
 import shutil
+import struct
 import tempfile
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -56,41 +57,58 @@ class ExitRecord:
 
 
 class ExitRecorder:
-    """Listens to QEMU's `kvm_run_exit` trace event and keeps one ExitRecord per KVM_RUN return."""
+    """Listens to QEMU's `kvm_run_exit` trace event and keeps one ExitRecord per KVM_RUN return.
+
+    It runs at every exit, so it reads struct kvm_run with one `struct.unpack_from` on the vCPU mapping
+    (offsets of include/uapi/linux/kvm.h, checked by the asserts below) rather than field by field
+    through ctypes, and RIP/RCX from the engine (`peek_rip_rcx`: kvm_run->s.regs on a kernel with
+    KVM_CAP_SYNC_REGS) rather than with a KVM_GET_REGS per exit where it can."""
 
     def __init__(self) -> None:
         self.exits: list[ExitRecord] = []
         self._pending: ExitRecord | None = None
 
     def __call__(self, name: str, layer: str, fields: dict, ctx: Any) -> None:
-        cpu = fields.get("cpu")
         if name == "kvm_run_exit":
-            run = cpu.kvm_run
+            cpu = fields["cpu"]
+            mem = cpu.kvm_run_mem
+            reason = _U32.unpack_from(mem, _EXIT_REASON)[0]
             peek = getattr(cpu.kvm_fd, "peek_rip_rcx", None)
             rip_rcx = peek() if peek is not None else None
             if rip_rcx is None:
                 regs = _get_regs_quietly(cpu, ctx)
                 rip_rcx = regs.rip, regs.rcx
-            rec = ExitRecord(K.EXIT_NAMES.get(run.exit_reason, str(run.exit_reason)),
-                             rip=rip_rcx[0], rcx=rip_rcx[1])
-            if run.exit_reason == K.KVM_EXIT_IO:
-                io = run.u.io
-                rec.direction = "out" if io.direction == K.KVM_EXIT_IO_OUT else "in"
-                rec.size, rec.port, rec.count = io.size, io.port, io.count
-            elif run.exit_reason == K.KVM_EXIT_MMIO:
-                m = run.u.mmio
-                rec.phys_addr, rec.size, rec.is_write = m.phys_addr, m.len, bool(m.is_write)
-                rec.direction = "out" if m.is_write else "in"
+            rec = ExitRecord(_EXIT_NAMES.get(reason) or str(reason), rip=rip_rcx[0], rcx=rip_rcx[1])
+            if reason == K.KVM_EXIT_IO:
+                direction, rec.size, rec.port, rec.count = _IO.unpack_from(mem, _U)
+                rec.direction = "out" if direction == K.KVM_EXIT_IO_OUT else "in"
+            elif reason == K.KVM_EXIT_MMIO:
+                rec.phys_addr, rec.size, is_write = _MMIO.unpack_from(mem, _U)
+                rec.is_write = bool(is_write)
+                rec.direction = "out" if is_write else "in"
             self._pending = rec
         elif name == "kvm_exit_handled" and self._pending is not None:
-            rec, run = self._pending, cpu.kvm_run
-            if run.exit_reason == K.KVM_EXIT_IO:
-                off = run.u.io.data_offset
-                rec.data = bytes(cpu.kvm_run_mem[off:off + rec.size * rec.count]).hex()
-            elif run.exit_reason == K.KVM_EXIT_MMIO:
-                rec.data = bytes(run.u.mmio.data)[:rec.size].hex()
+            rec, mem = self._pending, fields["cpu"].kvm_run_mem
+            reason = _U32.unpack_from(mem, _EXIT_REASON)[0]
+            if reason == K.KVM_EXIT_IO:
+                off = _U64.unpack_from(mem, _IO_DATA_OFFSET)[0]
+                rec.data = mem[off:off + rec.size * rec.count].hex()
+            elif reason == K.KVM_EXIT_MMIO:
+                rec.data = mem[_MMIO_DATA:_MMIO_DATA + rec.size].hex()
             self.exits.append(rec)
             self._pending = None
+
+
+# struct kvm_run as the exit log reads it: exit_reason, and the exit union's io / mmio members.
+_EXIT_NAMES = {v: k for v, k in K.EXIT_NAMES.items()}
+_EXIT_REASON, _U = K.kvm_run.exit_reason.offset, K.kvm_run.u.offset
+_U32, _U64 = struct.Struct("<I"), struct.Struct("<Q")
+_IO = struct.Struct("<BBHI")  # direction, size, port, count
+_IO_DATA_OFFSET = _U + K.kvm_run_io.data_offset.offset
+_MMIO = struct.Struct("<Q8xIB")  # phys_addr, (data), len, is_write
+_MMIO_DATA = _U + K.kvm_run_mmio.data.offset
+assert (K.kvm_run_io.size.offset, K.kvm_run_io.port.offset, K.kvm_run_io.count.offset) == (1, 2, 4)
+assert (K.kvm_run_mmio.len.offset, K.kvm_run_mmio.is_write.offset) == (16, 20)
 
 
 def _get_regs_quietly(cpu: Any, ctx: Any) -> K.kvm_regs:

@@ -161,8 +161,10 @@ def test_memory(result):
 
 def test_targets_follow_from_values(result):
     t, ch = result["targets"], result["chain"]
-    assert set(t) == {"unicorn_chain_vs_hook", "unicorn_recording_time", "kvm_chain_vs_bare",
-                      "kvm_recording_time", "step_p95_ms", "back_p95_ms_at_100000", "bytes_per_event"}
+    assert set(t) == {"unicorn_chain_vs_hook", "unicorn_chain_vs_exit_each", "unicorn_recording_time",
+                      "unicorn_debugger_overhead", "kvm_chain_vs_bare", "kvm_recording_time",
+                      "kvm_debugger_overhead", "kvm_back_p95_ms_at_100000", "step_p95_ms",
+                      "back_p95_ms_at_100000", "bytes_per_event"}
     for name, x in t.items():
         assert set(x) >= {"target", "op", "value", "met", "what"}
         assert isinstance(x["what"], str) and x["what"]
@@ -173,11 +175,22 @@ def test_targets_follow_from_values(result):
     nothing = ch["unicorn"]["cases"]["nothing"]
     assert t["unicorn_chain_vs_hook"]["value"] == nothing["vs_limit"]["unicorn_hook"]
     assert t["unicorn_recording_time"]["value"] == ch["unicorn"]["cases"]["recording"]["cpu_vs_nothing"]
+    assert t["unicorn_debugger_overhead"]["value"] == ch["unicorn"]["cases"]["debugger"]["cpu_vs_nothing"]
+    assert t["unicorn_chain_vs_exit_each"]["value"] == nothing["vs_limit"]["unicorn_exit_each_out"]
+    if ch["kvm"]["status"] == "measured":
+        assert t["kvm_debugger_overhead"]["value"] == ch["kvm"]["cases"]["debugger"]["cpu_vs_nothing"]
+        assert t["kvm_recording_time"]["value"] == ch["kvm"]["cases"]["recording"]["cpu_vs_nothing"]
+    for name in ("unicorn_recording_time", "kvm_recording_time", "unicorn_debugger_overhead",
+                 "kvm_debugger_overhead"):
+        assert (t[name]["target"], t[name]["op"]) == (1.5, "<=")
+    assert (t["unicorn_chain_vs_exit_each"]["target"], t["unicorn_chain_vs_exit_each"]["op"]) == (1 / 20, ">=")
+    assert (t["kvm_back_p95_ms_at_100000"]["target"], t["kvm_back_p95_ms_at_100000"]["op"]) == (100.0, "<=")
+    assert t["kvm_back_p95_ms_at_100000"]["met"] is None and t["kvm_back_p95_ms_at_100000"]["skipped"]
     assert (t["unicorn_chain_vs_hook"]["target"], t["unicorn_chain_vs_hook"]["op"]) == (0.1, ">=")
-    assert (t["kvm_chain_vs_bare"]["target"], t["kvm_chain_vs_bare"]["op"]) == (0.5, ">=")
+    assert (t["kvm_chain_vs_bare"]["target"], t["kvm_chain_vs_bare"]["op"]) == (0.25, ">=")
     assert (t["step_p95_ms"]["target"], t["step_p95_ms"]["op"]) == (5.0, "<=")
     assert (t["back_p95_ms_at_100000"]["target"], t["back_p95_ms_at_100000"]["op"]) == (50.0, "<=")
-    assert (t["bytes_per_event"]["target"], t["bytes_per_event"]["op"]) == (150.0, "<=")
+    assert (t["bytes_per_event"]["target"], t["bytes_per_event"]["op"]) == (16.0, "<=")
     assert t["step_p95_ms"]["value"] == result["step"]["p95_ms"]
     assert t["bytes_per_event"]["value"] == result["memory"]["bytes_per_event"]["bytes_per_event"]
     assert t["back_p95_ms_at_100000"]["met"] is None  # quick mode does not go to 100,000
@@ -192,7 +205,7 @@ def test_compute_targets_logic(result):
     nothing["vs_limit"]["unicorn_hook"] = 0.1
     r["step"]["p95_ms"] = 5.0
     r["back"]["at"]["100000"] = {"p95_ms": 50.0001}
-    r["memory"]["bytes_per_event"]["bytes_per_event"] = 149.0
+    r["memory"]["bytes_per_event"]["bytes_per_event"] = 15.9
     t = bench.compute_targets(r)
     assert t["unicorn_chain_vs_hook"]["met"] is True
     assert t["step_p95_ms"]["met"] is True
@@ -202,6 +215,8 @@ def test_compute_targets_logic(result):
     r["step"]["p95_ms"] = 5.01
     assert bench.compute_targets(r)["unicorn_chain_vs_hook"]["met"] is False
     assert bench.compute_targets(r)["step_p95_ms"]["met"] is False
+    r["memory"]["bytes_per_event"]["bytes_per_event"] = 16.1
+    assert bench.compute_targets(r)["bytes_per_event"]["met"] is False
     with pytest.raises(ValueError):
         bench.target(1.0, 1.0, "==", "x")
 

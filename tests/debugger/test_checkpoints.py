@@ -1,5 +1,6 @@
 """Checkpoints (vmio_edu.trace.checkpoint): back()/goto() restore a saved state into the live machine and
-replay from there. The state reached that way must equal the state reached going forwards, everywhere:
+replay from there, on the emulated engine and on real KVM (there the kernel's part of the state goes
+through vmio_edu.kvm.state). The state reached that way must equal the state reached going forwards, everywhere:
 at quiescent points and between them, inside a coroutine, with a pool request in flight, at the halt; the
 run must go on exactly as recorded; and the disk image must be what the writes up to there made it."""
 import os
@@ -12,11 +13,22 @@ from vmio_edu.trace.recorder import ENTER, LEAVE, POINT
 from vmio_edu.trace.tracepoint import REGISTRY
 
 EVERY = 400  # events between checkpoints (small, so that short runs have many)
+# Real KVM: the same run records fewer events after the last write (each exit is one KVM_RUN event, not
+# the emulated kernel's stages), so checkpoints are denser to have some after it.
+EVERY_KVM = 150
 
 
 def _first(dbg, kind, name, after=0):
     return next(i for i, e in enumerate(dbg.events) if i >= after and e[0] == kind and e[0] != POINT
                 and REGISTRY[e[1]].name == name)
+
+
+def _middle(m, dbg, cps):
+    """A checkpoint in the middle of the run. On real KVM the first half of the run comes before the first
+    write made the pool worker (its checkpoints have another signature): the middle of those after it."""
+    if m.engine == "kvm":
+        cps = [c for c in cps if c > _first(dbg, LEAVE, "bdrv_co_do_rw")]
+    return cps[len(cps) // 2]
 
 
 def _prev_step(dbg, i):
@@ -27,18 +39,21 @@ def _prev_step(dbg, i):
     return max(j, -1)
 
 
-@pytest.fixture
-def run():
+@pytest.fixture(params=["unicorn", pytest.param("kvm", marks=pytest.mark.kvm)])
+def run(request):
     """A 2-sector write under a debugger with dense checkpoints, run once to learn its trace, then put
     back at the start (a fresh machine: its checkpoints are made again on the way forwards)."""
     made = []
+    engine = request.param
+    if engine == "kvm":
+        request.getfixturevalue("need_kvm")
 
     def _run(**kw):
         kw = {"op": "write", "lba": 3, "sectors": 2, **kw}
-        m = Machine(engine="unicorn", **kw)
+        m = Machine(engine=engine, **kw)
         made.append(m)
         dbg = m.debugger()
-        dbg.checkpoint_every = EVERY
+        dbg.checkpoint_every = EVERY_KVM if engine == "kvm" else EVERY
         end = dbg.cont()
         assert end.reason == "halted" and dbg._checkpoints, "no checkpoint was made on the way"
         cps = list(dbg._cp_index)  # where they fall (the same indices on every run: it is deterministic)
@@ -102,7 +117,7 @@ def test_restored_states_equal_forward_states(run):
 
 def test_checkpoint_boundaries_and_quiescent_points(run):
     m, dbg, cps = run()
-    k = cps[len(cps) // 2]
+    k = _middle(m, dbg, cps)
     picks = [k - 2, k - 1, k, k + 1, k + 5]  # (goto reaches point events too)
     forward = _forward(dbg, picks + [k + 300])
     for i in sorted(picks, reverse=True):  # from k + 300
@@ -186,7 +201,7 @@ def test_back_from_the_halt_uses_checkpoints(run):
 
 def test_back_many_times_across_a_checkpoint(run):
     m, dbg, cps = run()
-    k = cps[len(cps) // 2]
+    k = _middle(m, dbg, cps)
     start = k + 6
     while dbg.events[start][0] == POINT:
         start += 1
@@ -278,23 +293,57 @@ def test_checkpoints_stay_small(run):
 
 
 @pytest.mark.kvm
-def test_real_engine_replays_from_the_start(need_kvm):
+def test_real_engine_checkpoints_hold_the_kernel_state(need_kvm):
+    """On real KVM a checkpoint holds the vCPU and in-kernel device state read through ioctls, taken with
+    the last I/O exit finished; a restore writes it back, so the kernel's state equals the one saved."""
+    from vmio_edu.kvm import state as KS
+
     with Machine(engine="kvm", op="write", lba=3) as m:
         dbg = m.debugger()
+        dbg.checkpoint_every = EVERY
         dbg.cont()
-        n = len(dbg.events)
-        assert not dbg._checkpoints
-        dbg.goto(-1)
-        picks = [n // 4, n // 2, 3 * n // 4]
-        forward = {}
-        for i in picks:
-            dbg.goto(i)
-            forward[i] = dbg.state_digest()
-        dbg.cont()
-        for i in reversed(picks):
-            s = dbg.goto(i)
-            assert s.index == i and dbg.last_restore == -1  # a fresh machine, replayed from the start
-            assert dbg.state_digest() == forward[i]
-        assert not dbg._checkpoints
+        cps = list(dbg._cp_index)
+        assert len(cps) > 10
+        cp = dbg._checkpoints[len(cps) // 2]
+        assert cp.kvm_vcpu is not None and cp.uc_context is None
+        assert set(cp.kvm_vm.irqchip) == {0, 1, 2}  # both PIC halves and the IOAPIC
+        dbg.goto(cp.index + 200)
+        dbg.goto(cp.index)
+        assert dbg.last_restore == cp.index and not m.cpu.kvm_fd.io_pending
+        now = KS.save(m.cpu.kvm_fd)
+        assert not [k for k in now.differences(cp.kvm_vcpu) if k != "msrs"]
+        assert {k: v for k, v in now.msrs.items() if k != KS.MSR_IA32_TSC} == \
+            {k: v for k, v in cp.kvm_vcpu.msrs.items() if k != KS.MSR_IA32_TSC}
+        assert KS.save_vm(m.cpu.kvm_fd.vm).irqchip == cp.kvm_vm.irqchip
         assert dbg.cont().reason == "halted" and dbg._diverged_at is None
         assert os.path.exists(m.image_path)
+
+
+@pytest.mark.kvm
+def test_a_restore_the_kernel_refuses_falls_back_to_a_replay(need_kvm, monkeypatch):
+    """If a KVM_SET_* ioctl fails in the middle of a restore, the half-restored machine is dropped: the
+    state is rebuilt from the start (and is right), the stop says why, and checkpoints stay off."""
+    from vmio_edu.kvm import state as KS
+
+    with Machine(engine="kvm", op="write", lba=3) as m:
+        dbg = m.debugger()
+        dbg.checkpoint_every = EVERY_KVM
+        dbg.cont()
+        cps = list(dbg._cp_index)
+        target = cps[-4] + 5
+        dbg.goto(-1)
+        forward = dbg.goto(target) and dbg.state_digest()
+        dbg.goto(cps[-2] + 3)
+        real = KS.restore
+
+        def refuse(vcpu, st):
+            real(vcpu, st)
+            raise OSError(22, "KVM_SET_LAPIC: Invalid argument")
+        monkeypatch.setattr(KS, "restore", refuse)
+        s = dbg.goto(target)
+        assert s.index == target and dbg.last_restore == -1
+        assert dbg.restore_error and "failed" in s.message and "KVM_SET_LAPIC" in s.message and dbg.restore_error
+        assert dbg.state_digest() == forward
+        monkeypatch.setattr(KS, "restore", real)
+        assert not dbg._checkpointing and not dbg._checkpoints
+        assert dbg.cont().reason == "halted" and dbg._diverged_at is None

@@ -22,7 +22,8 @@ What is measured:
   disturbed by other processes), and all samples are kept in `seconds_samples`. CPU time (every
   thread of the process) is measured too: the recording targets compare CPU times, the cost itself,
   which other processes on a shared machine move far less than the wall clock.
-* Debugger latency: `step()` p50/p95 and `back()` p50/p95 at trace index 10,000 and 100,000.
+* Debugger latency: `step()` p50/p95 and `back()` p50/p95 at trace index 10,000 and 100,000 (and at
+  100,000 on the real engine, `kvm_back`, full mode only).
 * Memory: bytes per recorded event (tracemalloc), and the peak RSS of a process holding a recording of at
   least 1,000,000 events next to one that ran the same guest unrecorded.
 
@@ -116,6 +117,14 @@ def run_bench(quick: bool = False, engines: tuple[str, ...] = ENGINES,
     r["back"] = back_latency(cfg["back"], cfg["back_sectors"], tool_engine, say)
     if "100000" not in r["back"]["at"]:
         r["back"]["at"]["100000"] = skipped("quick")
+    # back() on the real engine, deep in the trace (a few calls: without checkpoints each one replays)
+    if "kvm" not in engines or kvm_reason:
+        r["kvm_back"] = skipped(kvm_reason or "kvm not asked for")
+    elif quick:
+        r["kvm_back"] = skipped("quick")
+    else:
+        say("back() at 100000 on the real engine")
+        r["kvm_back"] = back_latency(((100_000, cfg["kvm_back_calls"]),), cfg["back_sectors"], "kvm", say)
     say("bytes per event (tracemalloc)")
     r["memory"] = {"bytes_per_event": bytes_per_event(cfg["tracemalloc_sectors"], tool_engine)}
     if cfg["rss_events"]:

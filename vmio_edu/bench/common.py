@@ -10,9 +10,9 @@ from typing import Callable
 
 SECTOR_WORDS = 256
 FULL = {"sectors": 64, "rounds": 3, "limit_reps": 4, "steps": 2000, "back": ((10_000, 20), (100_000, 10)),
-        "back_sectors": 64, "tracemalloc_sectors": 8, "rss_events": 1_000_000}
+        "back_sectors": 64, "tracemalloc_sectors": 8, "rss_events": 1_000_000, "kvm_back_calls": 5}
 QUICK = {"sectors": 4, "rounds": 1, "limit_reps": 2, "steps": 200, "back": ((10_000, 3),),
-         "back_sectors": 4, "tracemalloc_sectors": 1, "rss_events": None}
+         "back_sectors": 4, "tracemalloc_sectors": 1, "rss_events": None, "kvm_back_calls": 0}
 CASES = ("nothing", "recording", "debugger")
 OPS = ("write", "read")
 ENGINES = ("unicorn", "kvm")

@@ -9,8 +9,8 @@ from typing import Any
 
 
 def _deep_size(v: Any, seen: set) -> int:
-    """sys.getsizeof of a recorded value, tuples followed; shared objects (small ints, interned names,
-    None) are not counted, each other object once."""
+    """sys.getsizeof of a stored payload, tuples followed; shared objects (small ints, interned names,
+    None, bools) are not counted, each other object once."""
     if v is None or isinstance(v, bool) or (isinstance(v, int) and -5 <= v <= 256) or id(v) in seen:
         return 0
     if isinstance(v, str) and sys.intern(v) is v:
@@ -22,9 +22,19 @@ def _deep_size(v: Any, seen: set) -> int:
     return n
 
 
+def _store_size(events: Any) -> int:
+    """A sys.getsizeof estimate of a columnar trace (vmio_edu.trace.events.EventStore): the word array,
+    the payload table and its intern index, and the side table of wide events."""
+    seen: set = set()
+    n = sys.getsizeof(events.words) + sys.getsizeof(events._payloads) + sys.getsizeof(events._ids)
+    n += sum(_deep_size(p, seen) for p in events._payloads)
+    n += sys.getsizeof(events._wide) + sum(sys.getsizeof(e) for e in events._wide.values())
+    return n
+
+
 def bytes_per_event(sectors: int, engine: str = "unicorn") -> dict:
-    """tracemalloc: the bytes freed when a recorded trace's event list is emptied, per event (the list's
-    slots, the event tuples and everything only they hold). Also a sys.getsizeof estimate."""
+    """tracemalloc: the bytes freed when a recorded trace is emptied, per event (its packed columns, its
+    payload table and everything only they hold). Also a sys.getsizeof estimate."""
     import tracemalloc
 
     from ..machine import Machine
@@ -37,9 +47,7 @@ def bytes_per_event(sectors: int, engine: str = "unicorn") -> dict:
             m.run()
             events = m.trace.events
             n = len(events)
-            seen: set = set()
-            estimate = sys.getsizeof(events) + sum(_deep_size(e, seen) for e in events)
-            del seen
+            estimate = _store_size(events)
             before = tracemalloc.get_traced_memory()[0]
             events.clear()
             after = tracemalloc.get_traced_memory()[0]

@@ -20,6 +20,7 @@ import ctypes
 import errno
 import os
 import signal
+import struct
 import threading
 import time
 import weakref
@@ -29,6 +30,11 @@ from ..errors import EngineUnavailable
 from ..linux.include.uapi.linux import kvm as K
 from ..trace.tracepoint import emit
 from . import kick, libc
+from . import uapi as U
+
+_U64 = struct.Struct("<Q")
+_S_RIP = U.KVM_RUN_S + K.kvm_regs.rip.offset  # kvm_run->s.regs.rip
+_S_RCX = U.KVM_RUN_S + K.kvm_regs.rcx.offset
 
 KVM_API_VERSION = 12
 DEV_KVM = "/dev/kvm"
@@ -38,9 +44,10 @@ TSS_ADDR = IDENTITY_MAP_ADDR + 0x1000
 _MAX_CPUID = 256
 
 
-def open_real_kvm(sched: Any = None) -> "KvmSystem":
+def open_real_kvm(sched: Any = None, sync_regs: bool = True) -> "KvmSystem":
     """Open the real /dev/kvm. `sched` (a `vmio_edu.trace.sched.Scheduler` or None) is where a halted vCPU
-    blocks. Raises EngineUnavailable naming the problem."""
+    blocks. `sync_regs=False` never uses KVM_CAP_SYNC_REGS (the fallback: KVM_GET_REGS for RIP/RCX), even
+    where the kernel has it. Raises EngineUnavailable naming the problem."""
     try:
         fd = os.open(DEV_KVM, os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -59,7 +66,9 @@ def open_real_kvm(sched: Any = None) -> "KvmSystem":
         os.close(fd)
         raise EngineUnavailable(f"{DEV_KVM} speaks KVM API version {version}; vmio-edu needs "
                                 f"{KVM_API_VERSION}")
-    return KvmSystem(fd, sched)
+    system = KvmSystem(fd, sched)
+    system.sync_regs = sync_regs
+    return system
 
 
 def _closed_error() -> OSError:
@@ -134,6 +143,7 @@ class KvmSystem(_KvmFile):
     def __init__(self, fd: int, sched: Any):
         super().__init__(_FdState(fd))
         self.sched = sched
+        self.sync_regs = True  # use KVM_CAP_SYNC_REGS where the kernel has it (new vCPUs take this)
         self._cpuid: ctypes.Structure | None = None
 
     def ioctl(self, request: int, arg: Any = 0) -> Any:
@@ -178,6 +188,8 @@ class KvmVm(_KvmFile):
         super().__init__(state)
         self.kvm = kvm  # keeps /dev/kvm open while the VM lives
         self.sched = kvm.sched
+        self.has_irqchip = False  # KVM_CREATE_IRQCHIP made the PICs, IOAPIC and LAPICs (saved by kvm.state)
+        self.has_pit = False  # KVM_CREATE_PIT2 made a PIT
 
     def ioctl(self, request: int, arg: Any = 0) -> Any:
         if request == K.KVM_CREATE_VCPU:
@@ -185,6 +197,10 @@ class KvmVm(_KvmFile):
         r = self._ioctl(request, arg)
         if request in (K.KVM_IRQ_LINE, K.KVM_IRQ_LINE_STATUS) and getattr(arg, "level", 0):
             self._wake_halted()
+        elif request == K.KVM_CREATE_IRQCHIP:
+            self.has_irqchip = True
+        elif request == U.KVM_CREATE_PIT2:
+            self.has_pit = True
         return r
 
     def _wake_halted(self) -> None:
@@ -277,6 +293,11 @@ class KvmVcpu(_KvmFile):
     `halted` is True while the engine knows the guest is halted: blocked in the scheduler, or returned
     to a caller without one (then it stays True until the next KVM_RUN).
 
+    RIP and RCX of each exit (`peek_rip_rcx`, for the exit log) come from kvm_run->s.regs where
+    KVM_CHECK_EXTENSION(KVM_CAP_SYNC_REGS) says the kernel fills it (KVM_SYNC_X86_REGS in kvm_valid_regs:
+    the kernel copies the registers there on every return from KVM_RUN), so the log needs no KVM_GET_REGS
+    per exit. `use_sync_regs = False` (or open_real_kvm(sync_regs=False)) forces the fallback.
+
     Measurements, kept as plain attributes: `last_run_ns` (ns inside the real ioctl during the last
     KVM_RUN call, summed over its re-entries), `last_run_entries` (real ioctls in it), `run_ns_total`,
     `runs`, `halts` (times the engine saw MP_STATE HALTED), `spin_kicks`. Each KVM_RUN call also emits the
@@ -297,6 +318,15 @@ class KvmVcpu(_KvmFile):
         self.halts = 0
         self.spin_kicks = 0
         self._kvm_run: K.kvm_run | None = None
+        self.use_sync_regs = vm.kvm.sync_regs
+        self._sync_has: bool | None = None  # the kernel syncs x86 registers (KVM_CHECK_EXTENSION, asked once)
+        self._sync_for: Any = None  # the use_sync_regs value _sync_on was decided for
+        self._sync_on = False  # KVM_SYNC_X86_REGS is in kvm_valid_regs for the KVM_RUN calls being made
+        self._regs_fresh = False  # kvm_run->s.regs holds the registers of the last exit (none set since)
+        self._page: memoryview | None = None  # page 0 of the mapping, for reading s.regs without ctypes
+        self._stashed_exit = False  # finish_pending_io met a new exit: the next KVM_RUN returns it
+        self.io_pending = False  # the last KVM_RUN returned an exit the kernel finishes on the next entry
+        self.sigpending = False  # a kick (qemu_cpu_kick) asked for: a halted vCPU returns -EINTR when woken
 
     # -- the kvm_run mapping ----------------------------------------------------------------------
     def mmap(self, length: int) -> memoryview:
@@ -330,7 +360,86 @@ class KvmVcpu(_KvmFile):
     def ioctl(self, request: int, arg: Any = 0) -> Any:
         if request == K.KVM_RUN:
             return self._run()
+        if request == K.KVM_SET_REGS:
+            self._regs_fresh = False  # s.regs is the kernel's copy from the last exit, now out of date
         return self._ioctl(request, arg)
+
+    def peek_rip_rcx(self) -> tuple[int, int] | None:
+        """RIP and RCX of the last exit from kvm_run->s.regs (KVM_CAP_SYNC_REGS), or None where they are
+        not there (no sync regs, or registers set since): then the caller asks KVM_GET_REGS."""
+        if not self._regs_fresh:
+            return None
+        page = self._page
+        return _U64.unpack_from(page, _S_RIP)[0], _U64.unpack_from(page, _S_RCX)[0]
+
+    def _sync_wanted(self) -> bool:
+        if not self.use_sync_regs:
+            return False
+        has = self._sync_has
+        if has is None:
+            from .state import features
+            has = self._sync_has = bool(features(self.vm.kvm).sync_regs & U.KVM_SYNC_X86_REGS)
+        return has
+
+    def finish_pending_io(self) -> bool:
+        """Finish the last I/O exit inside the kernel without running the guest: KVM_RUN with
+        kvm_run->immediate_exit set (the kernel's api.rst: an IN's data reaches RAX or memory, a string
+        instruction's next step starts, only when userspace enters KVM_RUN again; do that before saving).
+
+        True: nothing is pending any more (the kernel answered -EINTR). False: finishing it made the next
+        exit at once (a `rep outsw` emulated on: its next word); that exit is in kvm_run now, and the next
+        KVM_RUN call returns it without entering the kernel, exactly as the kernel would have returned it.
+        Call it between KVM_RUN calls, on the thread that runs them (a vCPU changing threads costs the
+        kernel a synchronize_rcu)."""
+        st: _VcpuState = self._st  # type: ignore[assignment]
+        if self._stashed_exit:
+            return False
+        run = self.kvm_run
+        self._set_valid_regs(run)
+        page = self._page
+        with st.lock:
+            if st.closed:
+                raise _closed_error()
+            page[U.KVM_RUN_IMMEDIATE_EXIT] = 1
+            try:
+                r, err = libc.ioctl_errno(st.fd, K.KVM_RUN, 0)
+            finally:
+                page[U.KVM_RUN_IMMEDIATE_EXIT] = 0
+            if err == errno.EINTR and st.kicks_sent != st.kicks_eaten:
+                st.kicks_eaten = st.kicks_sent
+                kick.eat_ipi()
+        self._regs_fresh = self._sync_on
+        if r >= 0:
+            self._stashed_exit = True
+            return False
+        if err != errno.EINTR:
+            raise OSError(err, f"KVM_RUN (immediate_exit): {os.strerror(err)}")
+        self.io_pending = False
+        return True
+
+    @property
+    def blocked(self) -> bool:
+        """The guest is halted and the vCPU model thread sleeps in the scheduler (KVM_RUN has not returned)."""
+        return self._st.sleeping  # type: ignore[attr-defined]
+
+    @property
+    def model_thread(self) -> Any:
+        return self._st.model_thread  # type: ignore[attr-defined]
+
+    def _set_valid_regs(self, run: K.kvm_run) -> None:
+        """kvm_valid_regs as `use_sync_regs` wants it (re-read each call: a restored kvm_run page, or the
+        caller, may have changed it); the check is two int compares when nothing changed."""
+        page = self._page
+        if page is None:
+            page = self._page = memoryview(self._st.map_array).cast("B")[:4096]  # type: ignore[attr-defined]
+        on = self._sync_wanted() if self.use_sync_regs is not self._sync_for else self._sync_on
+        want = U.KVM_SYNC_X86_REGS if on else 0
+        if on != self._sync_on or _U64.unpack_from(page, U.KVM_RUN_VALID_REGS)[0] != want:
+            run.kvm_valid_regs = want
+            self._sync_on = on
+        self._sync_for = self.use_sync_regs
+        if not on:
+            self._regs_fresh = False
 
     def mp_state(self) -> int:
         """KVM_GET_MP_STATE (KVM_MP_STATE_RUNNABLE 0, HALTED 3), under the lock so a concurrent close()
@@ -345,18 +454,20 @@ class KvmVcpu(_KvmFile):
         if st.closed:
             raise _closed_error()
         run = self.kvm_run
+        self._set_valid_regs(run)
+        if self._stashed_exit:  # finish_pending_io already made this exit (see there)
+            self._stashed_exit = False
+            self.last_run_ns = self.last_run_entries = 0
+            self.runs += 1
+            emit("KVM_RUN", "kvm", ns=0, entries=0, kicks=0, halts=0, exit_reason=run.exit_reason)
+            return 0
+        self._regs_fresh = False
         sched = self.sched
         model_thread = None
-        if sched is not None:
-            try:
-                model_thread = sched.current()
-            except RuntimeError:
-                model_thread = None  # KVM_RUN from outside the model: nobody to block, return instead
-        st.model_thread = model_thread
+        model_known = False  # which model thread runs this is only needed on a kick: asked then
         tid = threading.get_ident()
-        mask = kick.block_ipi_here()
         if st.mask_tid != tid:
-            kick.set_kvm_signal_mask(st.fd, mask)
+            kick.set_kvm_signal_mask(st.fd, kick.block_ipi_here())
             st.mask_tid = tid
         if st.watchdog is None:
             st.watchdog = kick.Watchdog(st)
@@ -388,11 +499,22 @@ class KvmVcpu(_KvmFile):
                         st._release()
                         raise _closed_error()
                 if r >= 0:
+                    self._regs_fresh = self._sync_on
+                    self.io_pending = True
                     return r
+                self.io_pending = False  # (the kernel finished the last exit before it saw the kick)
                 if err != errno.EINTR:
                     raise OSError(err, f"KVM_RUN: {os.strerror(err)}")
                 # A kick (or a stray signal): no exit happened. Halted, or still running?
                 kicks += 1
+                if not model_known:
+                    model_known = True
+                    if sched is not None:
+                        try:
+                            model_thread = sched.current()
+                        except RuntimeError:
+                            model_thread = None  # KVM_RUN from outside the model: nobody to block, return
+                    st.model_thread = model_thread
                 if self.mp_state() == K.KVM_MP_STATE_HALTED:
                     halts += 1
                     self.halts += 1
@@ -404,6 +526,9 @@ class KvmVcpu(_KvmFile):
                         sched.block("halted")  # until KVM_IRQ_LINE(_STATUS) wakes us (or the machine closes)
                     finally:
                         self.halted = st.sleeping = False
+                    if self.sigpending:  # woken by a kick (the debugger pausing the vCPU), not an IRQ
+                        self.sigpending = False
+                        return -errno.EINTR
                     continue
                 self.spin_kicks += 1
                 if (self.exit_on_kick

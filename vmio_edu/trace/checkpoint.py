@@ -30,8 +30,14 @@ set. At such a point every Python thread of the model sits at the same line with
 (`kvm_cpu_exec`: `cpu`, `run`, `ret == 0`; `os_host_main_loop_wait`: `timeout == -1` and the same
 `GPollFD` objects; `worker_thread`: its `PoolWorker` and the pool), so putting the objects back is enough
 to put the whole machine back. `signature` names that thread configuration; two quiescent points can swap
-states only if their signatures are equal. Only the emulated engine (engine="unicorn") is checkpointed:
-with real KVM the vCPU state lives in the kernel.
+states only if their signatures are equal.
+
+The real engine (engine="kvm") is checkpointed the same way for everything in Python (QEMU's model, the
+image), while the kernel's part is saved through ioctls by `vmio_edu.kvm.state` (registers, XSAVE, XCRs,
+sregs, MSRs, MP state, LAPIC, vCPU events, debug registers; the in-kernel PIC halves, IOAPIC and clock),
+with guest RAM and the kvm_run/PIO pages of the vCPU mapping as bytes. One more condition makes a point
+quiescent there (`settle`): the last I/O exit is finished inside the kernel (KVM_RUN with immediate_exit,
+`KvmVcpu.finish_pending_io`), because no ioctl shows or restores an unfinished one.
 """
 from __future__ import annotations
 
@@ -46,7 +52,9 @@ PAGE = 4096
 
 # Types the walk keeps by identity and never enters (by class name: threads, the scheduler, tracing).
 _OPAQUE = {"Scheduler", "ModelThread", "ThreadContext", "TracePoint", "Frame", "Recorder", "Debugger",
-           "ExitRecorder", "X86Cpu", "FastUc", "ExceptionState", "BlockDriver", "Machine", "_Hooks"}
+           "ExitRecorder", "X86Cpu", "FastUc", "ExceptionState", "BlockDriver", "Machine", "_Hooks",
+           # the real engine's files and run state (the kernel's part is saved through vmio_edu.kvm.state)
+           "KvmSystem", "KvmVm", "KvmVcpu", "_FdState", "_VcpuState", "Watchdog", "Features"}
 # X86Cpu fields that are state (restored); everything else on it is the Unicorn engine or a cache.
 CPU_FIELDS = ("vcpu_id", "max_insns", "slice_insns", "budget_left", "slots", "mmio_gfns", "mmio_access",
               "last_event", "fault_detail", "notes", "uc_mode", "gprs", "sel", "cr0", "cr3", "cr4", "_efer",
@@ -65,6 +73,8 @@ class Checkpoint:
     ram: tuple = ()  # guest RAM, one bytes object per 4 KiB page (shared with the previous checkpoint)
     vcpu_pages: tuple = ()  # the vCPU mmap, per page: struct kvm_run, the PIO data page
     uc_context: Any = None  # Unicorn's register file (uc_context_save)
+    kvm_vcpu: Any = None  # real engine: vmio_edu.kvm.state.VcpuState
+    kvm_vm: Any = None  # real engine: vmio_edu.kvm.state.VmState
     cpu: dict = field(default_factory=dict)  # X86Cpu's state fields (CPU_FIELDS) and its hook state
     sched: dict = field(default_factory=dict)  # the scheduler's counters
     exits: int = 0  # len(machine.exits)
@@ -100,7 +110,20 @@ def signature(machine: Any) -> tuple:
     ctx = machine.state.aio_context
     handlers = tuple((getattr(h.io_read, "__name__", None), getattr(h.io_write, "__name__", None), h.deleted,
                       h.pfd.events) for h in ctx.aio_handlers) if ctx is not None else ()
-    return threads, handlers, machine.cpu.kvm_fd.cpu.uc_mode
+    return threads, handlers, (machine.cpu.kvm_fd.cpu.uc_mode if machine.engine == "unicorn" else "kvm")
+
+
+def settle(machine: Any) -> bool:
+    """At a KVM_RUN entry, on the vCPU thread: make the engine's side quiescent too. The emulated kernel
+    always is; the real one finishes the last I/O exit (`KvmVcpu.finish_pending_io`). False: finishing
+    it made the next exit at once, so this is not a quiescent point (the run goes on unchanged)."""
+    if machine.engine != "kvm":
+        return True
+    return machine.cpu.kvm_fd.finish_pending_io()
+
+
+def _real(machine: Any) -> bool:
+    return machine.engine == "kvm"
 
 
 def quiescent(machine: Any) -> str | None:
@@ -166,6 +189,8 @@ def _is_model_type(t: type) -> bool:
 
 
 def _roots(machine: Any) -> list:
+    if _real(machine):  # the kernel's objects are not Python: vmio_edu.kvm.state saves them
+        return [machine.state, machine.cpu, machine.ide, machine.bs]
     cpu = machine.cpu.kvm_fd.cpu  # vmio_edu.cpu.x86.X86Cpu (through the kernel's vCPU file)
     return [machine.state, machine.cpu, machine.ide, machine.bs, machine.cpu.kvm_fd, cpu.vmcs]
 
@@ -262,7 +287,6 @@ def _copy_contents(c: Any, pages: _Pages) -> tuple[Any, int]:
 def save(machine: Any, index: int, pages: _Pages | None = None) -> Checkpoint:
     """Save the machine (stopped at a quiescent point, trace index `index`)."""
     pages = pages if pages is not None else _Pages()
-    cpu = machine.cpu.kvm_fd.cpu
     cp = Checkpoint(index, signature(machine))
     nbytes = 0
     objects, containers = walk(machine)
@@ -276,6 +300,9 @@ def save(machine: Any, index: int, pages: _Pages | None = None) -> Checkpoint:
         nbytes += n
     cp.ram, n = pages.copy(-1, machine.ram)
     nbytes += n
+    if _real(machine):
+        return _save_real(machine, cp, pages, nbytes)
+    cpu = machine.cpu.kvm_fd.cpu
     cp.vcpu_pages, n = pages.copy(-2, machine.cpu.kvm_fd.vcpu.run_pages)
     nbytes += n
     cp.uc_context = cpu.uc.context_save()
@@ -290,6 +317,37 @@ def save(machine: Any, index: int, pages: _Pages | None = None) -> Checkpoint:
     cp.exits = len(machine.exits)
     cp.nbytes = nbytes
     return cp
+
+
+_REAL_PAGES = 2  # of the vCPU mapping: struct kvm_run, the PIO data page (not the coalesced-MMIO ring)
+
+
+def _save_real(machine: Any, cp: Checkpoint, pages: _Pages, nbytes: int) -> Checkpoint:
+    from ..kvm import state as KS
+
+    vcpu = machine.cpu.kvm_fd
+    cp.vcpu_pages, n = pages.copy(-2, machine.cpu.kvm_run_mem[:_REAL_PAGES * PAGE])
+    cp.kvm_vm = KS.save_vm(vcpu.vm)
+    cp.kvm_vcpu = KS.save(vcpu)
+    cp.sched = {"ticks": machine.sched.ticks}
+    cp.exits = len(machine.exits)
+    cp.nbytes = nbytes + n + 8192  # about the kernel state's bytes (XSAVE 4 KiB, LAPIC 1 KiB, ...)
+    return cp
+
+
+def _restore_real(machine: Any, cp: Checkpoint) -> None:
+    from ..kvm import state as KS
+
+    vcpu = machine.cpu.kvm_fd
+    mem = machine.cpu.kvm_run_mem
+    data = b"".join(cp.vcpu_pages)
+    mem[:len(data)] = data
+    for off in _changed_pages(machine.ram, cp.ram):  # no translated code to drop: write the pages
+        page = cp.ram[off // PAGE]
+        machine.ram[off:off + len(page)] = page
+    KS.restore_vm(vcpu.vm, cp.kvm_vm)
+    KS.restore(vcpu, cp.kvm_vcpu)
+    machine.sched.ticks = cp.sched["ticks"]
 
 
 def _ram_gpa(machine: Any, cpu: Any) -> int | None:
@@ -316,6 +374,9 @@ def restore(machine: Any, cp: Checkpoint) -> None:
         else:
             c.clear()
             c.update(saved) if not isinstance(c, list) else c.extend(saved)
+    if _real(machine):
+        _restore_real(machine, cp)
+        return
     run_pages = machine.cpu.kvm_fd.vcpu.run_pages
     data = b"".join(cp.vcpu_pages)
     ctypes.memmove(ctypes.addressof(run_pages), data, len(data))

@@ -27,61 +27,22 @@ A breakpoint hit stops `step`/`next`/`finish` too, as in gdb. Ctrl-C during any 
 at its next trace point and returns a Stop with reason "interrupted"; a condition that raises returns a
 Stop with reason "condition-error" and the message. The machine stays usable after both.
 
-Time travel is deterministic replay from a saved state. The simplest saved state is the start:
-`goto(i)` before the current position can close the machine, put the image back as it was when the
-debugger was created, build a fresh machine from the same configuration and run it silently to index i.
-`Machine` is a stable facade: the replayed machine is swapped in behind the caller's object
-(`Machine._take_over`), so `m` (and `dbg.machine`, which *is* `m`) always shows the current state. Objects
-taken out of it earlier (`ide = m.ide`) belong to the old machine: read them again.
-
-Checkpoints make it fast (emulated engine; QEMU's savevm/loadvm in spirit, see vmio_edu.trace.checkpoint).
-While the machine runs forwards, every `checkpoint_every` events (3000, ~20 ms of replay) the debugger
-saves the whole machine at the next *quiescent point*: the vCPU entering KVM_RUN with nothing in flight
-(no coroutine, no thread-pool request, no bottom half, no notifier set; the main loop in its poll, the
-workers idle). `goto(i)` backwards then (1) runs the live machine on, silently, to its next quiescent point
-(a few events, or a few thousand if a request is in flight), (2) restores into the *same* objects the
-latest checkpoint at or before i whose thread configuration (`checkpoint.signature`) matches, truncating
-the recorded trace and `machine.exits` to it and rewriting only the image bytes written since (a redo log
-of every completed host pwrite, with the pristine copy), and (3) runs silently from there to i. A far
-`goto` forwards jumps to a checkpoint ahead the same way. `dbg.last_restore` tells which state the last
-goto/back started from: a checkpoint's index, -1 for a fresh machine, None when it just ran forwards.
-After the guest halted for good nothing is quiescent, so the vCPU is first kicked out of its halt as QEMU
-pauses a vCPU (qemu_cpu_kick: KVM_RUN returns -EINTR, kvm_cpu_exec is entered again); the kick's events
-are not kept in the trace. The fresh machine is the fallback when no checkpoint fits: after a model
-error, before the first write (those checkpoints have no pool worker yet, the live machine
-has one), or when the live machine stays busy for `QUIESCE_LIMIT` events. Its replay makes checkpoints
-again (checkpoints hold the old machine's objects, so they go with it). Memory: the first checkpoint holds
-all of guest RAM (2 MiB); later ones share unchanged 4 KiB pages and hold ~100 KiB each.
-
-Changes made to the machine by hand at a stop are not replayed from the start; a checkpoint taken after
-such a change keeps it. If a replay differs from the recorded run, the checkpoints after that point are
-dropped and the stop's message says so.
-
-Real KVM: a KVM_RUN that takes more than 2-4 ms is kicked by a watchdog (vmio_edu.kvm.kick) and the
-machine normally returns to QEMU's loop on each kick, which makes the trace depend on timing. The debugger
-lets the kicks stay inside the engine (`spin_kick_limit`), so the trace is the same on every run and
-replay lands on the same event. There are no checkpoints on real KVM: the vCPU's state lives in the
-kernel (restoring it would take KVM_SET_REGS, KVM_SET_SREGS, KVM_SET_IRQCHIP, KVM_SET_VCPU_EVENTS, ...),
-so every goto backwards replays from the start.
+Time travel (goto/back: checkpoints, deterministic replay, the image's redo log) lives beside this module
+in vmio_edu.trace.timetravel; `Debugger` inherits it from `TimeTravel`.
 """
 from __future__ import annotations
 
-import bisect
 import difflib
-import os
-import shutil
-import tempfile
-import time
-import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import VmioError
 from ..linux.include.uapi.linux import kvm as K
-from . import checkpoint as CP
 from .backtrace import BtFrame, backtrace, show_value
-from .recorder import ENTER, LEAVE, POINT, Recorder
+from .events import _WIDE, HOLE, EventStore
+from .recorder import ENTER, LEAVE, POINT, Recorder, _args_ref, _kept, _result_ref, _small
 from .tracepoint import LAYERS, REGISTRY, ThreadContext, TracePoint, by_name, untraced
+from .timetravel import CHECKPOINT_EVERY, QUIESCE_LIMIT, TimeTravel  # noqa: F401 (re-exported)
 from .views import Views
 
 if TYPE_CHECKING:
@@ -91,11 +52,6 @@ KIND_NAMES = {ENTER: "enter", LEAVE: "leave", POINT: "event"}
 # Real engine: kicks of a spinning KVM_RUN kept inside the engine before it returns to QEMU's loop.
 KVM_SPIN_KICKS = 64
 
-# Emulated engine: events between checkpoints (replay costs ~6-8.5 us an event: at most ~25 ms from a
-# checkpoint; saving one costs ~2-3 ms), and how far the live machine may run on to reach a quiescent
-# point before a restore gives up.
-CHECKPOINT_EVERY = 3000
-QUIESCE_LIMIT = 5000
 
 # modes of a run
 _CONT, _STEP, _NEXT, _FINISH, _SILENT, _QUIESCE = "cont", "step", "next", "finish", "silent", "quiesce"
@@ -198,36 +154,128 @@ class Stop:
 # ==========================================================================================================
 # The hooks attached to one machine's threads
 # ==========================================================================================================
-class _Hooks:
-    """Record each event, then let the debugger decide whether to stop (on the model thread)."""
+class _Hooks(Recorder):
+    """Record each event (the recorder's packed columns), then let the debugger decide whether to stop.
+
+    Deciding costs nothing for most events, the way gdb plants int3 only at breakpoint addresses: an event
+    goes to `Debugger._on_event` only if its trace point is *armed* (a breakpoint could match it, or time
+    travel watches it: KVM_RUN entries for checkpoints, host writes for the image's redo log), if the run
+    must stop at an index (`fast_until`: step, next and finish stop anywhere; a replay stops at its
+    target), if Ctrl-C asked to park, or if it replays a part of the history (`known_until`) and differs
+    from it (the replay diverged). Past the known history the debugger copies the new events into its
+    history when the run stops (`Debugger._sync_history`), in one go."""
 
     def __init__(self, dbg: "Debugger", sched: Any) -> None:
+        super().__init__(EventStore(share=dbg._history))
         self.dbg, self.sched = dbg, sched
-        self.rec = Recorder()
+        self.rec = self  # (the recorder of the current machine: dbg.trace)
+        self.armed: frozenset[int] = frozenset()  # trace point ids whose entries go to _on_event
+        self.armed_leave: frozenset[int] = frozenset()  # and whose exits do
+        self.fast_until = -1  # below this index an unarmed event needs no decision (set by _go)
+        self.known_until = 0  # events below this index replay the history: each is checked against it
+        self.sync = True  # copy new events into the history when the run stops (not a halt kick's)
 
     def enter(self, tp: TracePoint, args: tuple, ctx: ThreadContext) -> None:
-        if self.sched.closing:
+        sched = self.sched
+        if sched.closing:
             return
-        self.rec.enter(tp, args, ctx)
-        self.dbg._on_event(self, ENTER, tp, tp.name, tp.layer, args, ctx)
+        words = self.events.words
+        if len(words) >= self.count_from and tp.id not in self.armed and not sched.park_requested:
+            words.append(HOLE)  # counted, not recorded (a cont into new ground: see Debugger)
+            return
+        # Recorder.enter, inlined (it runs for every traced call)
+        if args:
+            try:
+                ref = self._refs.get(args) or _args_ref(self, args)
+            except TypeError:
+                ref = _args_ref(self, args)
+        else:
+            ref = 0
+        depth = len(ctx.stack)
+        tb = ctx.tbits
+        words = self.events.words
+        if tb < 0 or depth > 255:
+            self.events.append_event((ENTER, tp.id, ctx.name, depth, _kept(args)))
+        else:
+            words.append(tp.bits | tb | depth << 24 | ref << 32)
+        i = len(words) - 1
+        if i < self.fast_until and tp.id not in self.armed and not sched.park_requested and \
+                (i >= self.known_until or self._known(i)):
+            return
+        self.dbg._on_event(self, i, ENTER, tp, tp.name, tp.layer, args, ctx)
 
     def leave(self, tp: TracePoint, result: Any, ctx: ThreadContext) -> None:
-        if self.sched.closing:
+        sched = self.sched
+        if sched.closing:
             return
-        self.rec.leave(tp, result, ctx)
-        self.dbg._on_event(self, LEAVE, tp, tp.name, tp.layer, result, ctx)
+        words = self.events.words
+        if len(words) >= self.count_from and tp.id not in self.armed_leave and not sched.park_requested:
+            words.append(HOLE)
+            return
+        # Recorder.leave, inlined
+        # (_result_ref inlined for the common cases)
+        if result is None:
+            ref = 0
+        else:
+            t = type(result)
+            if t is int or t is str:
+                ref = self._refs.get(result) or _result_ref(self, result)
+            elif t is bool:
+                ref = 1 + result
+            else:
+                ref = _result_ref(self, result)
+        depth = len(ctx.stack)
+        tb = ctx.tbits
+        words = self.events.words
+        if tb < 0 or depth > 255:
+            self.events.append_event((LEAVE, tp.id, ctx.name, depth, _small(result)))
+        else:
+            words.append(tp.bits | 1 | tb | depth << 24 | ref << 32)
+        i = len(words) - 1
+        if i < self.fast_until and tp.id not in self.armed_leave and not sched.park_requested and \
+                (i >= self.known_until or self._known(i)):
+            return
+        self.dbg._on_event(self, i, LEAVE, tp, tp.name, tp.layer, result, ctx)
 
     def event(self, name: str, layer: str, fields: dict, ctx: ThreadContext) -> None:
-        if self.sched.closing:
+        sched = self.sched
+        if sched.closing:
             return
-        self.rec.event(name, layer, fields, ctx)
-        self.dbg._on_event(self, POINT, None, name, layer, fields, ctx)
+        words = self.events.words
+        if len(words) >= self.count_from and not sched.park_requested:
+            words.append(HOLE)
+            return
+        Recorder.event(self, name, layer, fields, ctx)
+        i = len(self.events) - 1
+        if i < self.fast_until and not sched.park_requested and (i >= self.known_until or self._known(i)):
+            return
+        self.dbg._on_event(self, i, POINT, None, name, layer, fields, ctx)
+
+    def _known(self, i: int) -> bool:
+        """Event i replays the history (or is new): is it the same event there? False if it differs (the
+        replay diverged: `_on_event` deals with it). A new event is copied when the run stops."""
+        if i >= self.known_until:
+            return True
+        hist = self.dbg._history
+        hw, w = hist.words, self.events.words[i]
+        if hw[i] == HOLE:  # counted, not recorded, when the run went there first: this replay fills it
+            if w & 3 == _WIDE:
+                hist.put(i, self.events[i])
+            else:
+                hw[i] = w
+            return True
+        if w & 3 == _WIDE or hw[i] & 3 == _WIDE:  # (rare: an event too big for a word)
+            return hist[i][:4] == self.events[i][:4]
+        if (hw[i] ^ w) & 0xFFFFFFFF:
+            return False
+        hw[i] = w  # the same event; the payload as this run has it
+        return True
 
 
 # ==========================================================================================================
 # The debugger
 # ==========================================================================================================
-class Debugger:
+class Debugger(TimeTravel):
     """See the module docstring. Make one with `Machine.debugger()`."""
 
     def __init__(self, machine: "Machine") -> None:
@@ -238,17 +286,12 @@ class Debugger:
                             "dbg.cont()): time travel replays the run from its start")
         self.machine = m
         self._config = dict(m._config, engine=m.engine, image=m.image_path, record=False)
-        self._dir = tempfile.mkdtemp(prefix="vmio-edu-dbg-")
-        self._pristine = os.path.join(self._dir, "pristine.img")
-        try:
-            shutil.copyfile(m.image_path, self._pristine)
-        except OSError as e:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            from ..errors import ImageError
-            raise ImageError(f"cannot keep a copy of the disk image {m.image_path!r} for time travel: "
-                             f"{e.strerror}") from e
-        self._finalizer = weakref.finalize(self, shutil.rmtree, self._dir, True)
-        self._history: list[tuple] = []  # the longest known trace (the future too, after a goto back)
+        self._init_time_travel(m)
+        self._history = EventStore()  # the longest known trace (the future too, after a goto back)
+        self._history.filler = self._fill_history
+        # Record little: a cont into new ground counts events instead of recording them, unless the
+        # machine was made with record=True (see _Hooks and TimeTravel._fill_history)
+        self._count_only = not m._config.get("record", False)
         self._complete = False  # the history reaches the halt
         self._diverged_at: int | None = None
         self._breakpoints: list[Breakpoint] = []
@@ -264,20 +307,6 @@ class Debugger:
         self._target_depth = 0
         self._target_thread: str | None = None
         self._hooks: _Hooks | None = None
-        # Checkpoints (emulated engine): see vmio_edu.trace.checkpoint and "Time travel" above.
-        from ..linux.fs.read_write import sys_pwrite64, sys_pwritev
-        from ..qemu.kvm_all import kvm_vcpu_ioctl
-        self._run_tp = kvm_vcpu_ioctl.tracepoint
-        self._write_tps = (sys_pwrite64.tracepoint, sys_pwritev.tracepoint)
-        self.checkpoint_every = CHECKPOINT_EVERY
-        self.capture_seconds = 0.0  # wall time spent saving checkpoints (for benchmarks)
-        self._checkpoints: list[CP.Checkpoint] = []  # sorted by index, all made by the current machine
-        self._cp_index: list[int] = []
-        self._exit_log: list = []  # machine.exits as far as the checkpoints know them
-        self._writes: list[tuple[int, int, bytes]] = []  # (event index, offset, bytes): completed host writes
-        self._image_fds: dict[int, bool] = {}  # model fd -> is it the disk image?
-        self.last_restore: int | None = None  # the checkpoint index the last replay started from (-1: start)
-        self._cp_pages = CP._Pages()
         self._attach()
         self.stop: Stop = self._plain_stop("start", -1)
 
@@ -335,7 +364,8 @@ class Debugger:
     @property
     def events(self) -> list[tuple]:
         """The recorded trace as far as it is known (after a goto back, the future seen before too).
-        Events are the recorder's tuples (kind, trace point id or name, thread, depth, payload)."""
+        Events are `Event(kind, what, thread, depth, payload)` named tuples (vmio_edu.trace.events)."""
+        self._sync_history()
         return self._history
 
     @property
@@ -404,7 +434,7 @@ class Debugger:
 
     @property
     def checkpoints(self) -> list[int]:
-        """The trace indices where the machine's state is saved (emulated engine; see the module doc)."""
+        """The trace indices where the machine's state is saved (both engines; see vmio_edu.trace.timetravel)."""
         return list(self._cp_index)
 
     def __enter__(self) -> "Debugger":
@@ -451,9 +481,11 @@ class Debugger:
         if m.engine == "kvm" and hasattr(m.cpu.kvm_fd, "spin_kick_limit"):
             m.cpu.kvm_fd.spin_kick_limit = KVM_SPIN_KICKS
         self._hooks = _Hooks(self, m.sched)
+        self._hooks.events.filler = self._fill_history
         m.trace = self._hooks.rec
         m.sched.attach(hooks=self._hooks)
-        self._checkpointing = m.engine == "unicorn"
+        # (after a restore the kernel refused, checkpoints stay off: replays start from the start)
+        self._checkpointing = self._can_checkpoint(m) and getattr(self, "restore_error", None) is None
 
     def _views_here(self) -> Views:
         """Views of the machine as it is now, valid while it stays here (same generation, no new event)."""
@@ -483,31 +515,62 @@ class Debugger:
                     _views=self._views_here(),
                     _stack=ctx.stack)
 
+    def _sync_history(self) -> None:
+        """Copy the events this machine recorded past the known history into it (see `_Hooks`)."""
+        h = self._hooks
+        if h is None or not h.sync:
+            return
+        k, n = len(self._history), len(h.events)
+        if n > k:
+            self._history.extend_from(h.events, k, n)
+
+    def _arm(self, mode: str, target: int) -> None:
+        """Which events the hooks send to `_on_event` during this run (see `_Hooks`): a `cont` only those
+        of trace points a breakpoint can match or time travel watches; a silent replay those too, and the
+        events from its target on; step, next, finish and quiesce every event."""
+        h = self._hooks
+        if h is None:
+            return
+        self._sync_history()
+        h.known_until = len(self._history)
+        h.sync = True
+        live = [b for b in self._breakpoints if b.enabled]
+        # breakpoints stop at entries; checkpoints are taken at KVM_RUN entries; the redo log keeps
+        # what a host write wrote when it returns
+        watched = {self._run_tp.id} if self._checkpointing else set()
+        h.armed = frozenset(watched | {tp.id for tp in REGISTRY if any(b.matches(tp) for b in live)})
+        h.armed_leave = frozenset(tp.id for tp in self._write_tps)
+        h.count_from = 1 << 62
+        if mode == _CONT and not self._bp_any:
+            h.fast_until = 1 << 62
+            if self._count_only:
+                # record little: count the events of new ground; a reader of dbg.events gets them from a
+                # recording replay (_fill_history)
+                h.count_from = h.known_until
+                h.events.unfilled = self._history.unfilled = True
+        elif mode == _SILENT:
+            h.fast_until = target
+        else:
+            h.fast_until = -1
+
     # -- on the model thread --------------------------------------------------------------------------------
-    def _on_event(self, hooks: _Hooks, kind: int, tp: TracePoint | None, name: str, layer: str, payload: Any,
-                  ctx: ThreadContext) -> None:
+    def _on_event(self, hooks: _Hooks, i: int, kind: int, tp: TracePoint | None, name: str, layer: str,
+                  payload: Any, ctx: ThreadContext) -> None:
         if hooks is not self._hooks:
             return  # a machine being closed
-        events = hooks.rec.events
-        i = len(events) - 1
-        ev = events[i]
-        h = self._history
-        if i < len(h):
-            if h[i][:4] != ev[:4]:  # not the run seen before (the machine was changed by hand?)
-                del h[i:]
-                h.append(ev)
-                self._complete = False
-                if self._diverged_at is None:
-                    self._diverged_at = i
-                self._forget_future(i)
-        else:
-            h.append(ev)
+        if not hooks._known(i):  # not the run seen before (the machine was changed by hand?)
+            self._history.truncate(i)
+            hooks.known_until = i  # (from here on the events are new: copied when the run stops)
+            self._complete = False
+            if self._diverged_at is None:
+                self._diverged_at = i
+            self._forget_future(i)
 
         quiet = False
         if tp is self._run_tp:
             if kind == ENTER and payload and payload[0] == K.KVM_RUN and self._checkpointing:
                 quiet = self._at_kvm_run(i)
-        elif kind == LEAVE and tp in self._write_tps:
+        elif kind == LEAVE and any(tp is w for w in self._write_tps):
             self._log_write(i, payload, ctx)
 
         sched = hooks.sched
@@ -577,6 +640,7 @@ class Debugger:
         self._target_stack, self._target_depth, self._target = stack, depth, target
         self._target_thread = self.stop.thread
         self._gen += 1
+        self._arm(mode, target)
         sched = m.sched
         try:
             try:
@@ -585,6 +649,10 @@ class Debugger:
                 parked = m._wait_after_interrupt()
         finally:
             self._mode, self._target_stack = None, None
+            if self._hooks is not None:
+                self._hooks.fast_until = -1
+                self._hooks.count_from = 1 << 62
+                self._sync_history()
         sched.park_requested = False
         try:
             m._finish_run(parked)
@@ -613,316 +681,6 @@ class Debugger:
                     "interrupted (Ctrl-C) while the vCPU was about to re-enter KVM_RUN",
                     _views=self._views_here(),
                     _stack=ctx.stack)
-
-    # -- time travel ------------------------------------------------------------------------------------------
-    def _goto(self, index: int, reason: str) -> Stop:
-        self.last_restore = None
-        cur = self.stop.index
-        if index == cur and self.stop.reason not in ("error",):
-            return self.stop
-        forward_ok = (index > cur and self.stop.reason not in ("halted", "error")
-                      and self.machine.sched.error is None and not self.machine._closed)
-        if forward_ok:
-            # far ahead, past a checkpoint: jump to it rather than run all the way
-            j = bisect.bisect_right(self._cp_index, index)
-            if j and self._cp_index[j - 1] - cur > 2 * QUIESCE_LIMIT:
-                stop = self._restore_checkpoint(index, reason, forward=True)
-                if stop is not None:
-                    return stop
-                if self.stop.index > index or self.stop.reason in ("halted", "error"):
-                    return self._replay_to(index, reason)  # reaching a quiescent point went past it
-            return self._run_silently_to(index, reason)
-        return self._replay_to(index, reason)
-
-    def _replay_to(self, index: int, reason: str) -> Stop:
-        """The state at `index`, rebuilt: restore the nearest checkpoint at or before it into the live
-        machine (emulated engine), or else build a fresh machine (index -1); then run silently."""
-        stop = self._restore_checkpoint(index, reason)
-        if stop is not None:
-            return stop
-        at = self._restore_nearest_checkpoint(index)
-        if index == at:
-            self.stop = self._plain_stop("start" if at < 0 else reason, at)
-            return self.stop
-        return self._run_silently_to(index, reason)
-
-    def _restore_nearest_checkpoint(self, index: int) -> int:
-        """The fallback: a fresh machine (the state at index -1); returns that index."""
-        self._fresh_machine()
-        self.last_restore = -1
-        return -1
-
-    def _run_silently_to(self, index: int, reason: str) -> Stop:
-        before = self._diverged_at
-        stop = self._go(_SILENT, reason, target=index)
-        if self._diverged_at is not None and self._diverged_at != before and self._diverged_at <= index:
-            stop.message = (f"the replay differs from the recorded run from index {self._diverged_at} on "
-                            "(was the machine changed by hand at a stop?); the trace now follows the replay")
-        return stop
-
-    # -- checkpoints (emulated engine) ------------------------------------------------------------------------
-    def _at_kvm_run(self, i: int) -> bool:
-        """On the vCPU thread, at the entry of KVM_RUN (index i): take a checkpoint if one is due and the
-        machine is quiescent. Returns whether it is quiescent (computed only when it matters)."""
-        every = self.checkpoint_every
-        if every <= 0:
-            return False
-        idx = self._cp_index
-        j = bisect.bisect_right(idx, i)
-        due = not j or i - idx[j - 1] >= every
-        if not due and self._mode != _QUIESCE:
-            return False
-        m = self.machine
-        if CP.quiescent(m) is not None:
-            return False
-        if due:
-            self._capture(i)
-        return True
-
-    def _capture(self, i: int) -> None:
-        t0 = time.perf_counter()
-        try:
-            self._capture_at(i)
-        finally:
-            self.capture_seconds += time.perf_counter() - t0
-
-    def _capture_at(self, i: int) -> None:
-        m = self.machine
-        ex, log = m.exits, self._exit_log
-        if len(ex) > len(log):
-            log.extend(ex[len(log):])
-        cp = CP.save(m, i, self._cp_pages)
-        try:
-            cp.image_size = os.path.getsize(self._config["image"])
-        except OSError:
-            return
-        j = bisect.bisect_right(self._cp_index, i)
-        self._checkpoints.insert(j, cp)
-        self._cp_index.insert(j, i)
-
-    def _forget_future(self, i: int) -> None:
-        """The run diverged at index i: checkpoints and logged writes from there on are of another run."""
-        j = bisect.bisect_left(self._cp_index, i)
-        del self._checkpoints[j:], self._cp_index[j:]
-        del self._exit_log[self._checkpoints[-1].exits if self._checkpoints else 0:]
-        self._writes = [w for w in self._writes if w[0] < i]
-
-    def _log_write(self, i: int, result: Any, ctx: ThreadContext) -> None:
-        """A host pwrite/pwritev returned (index i): keep the bytes it wrote (the image's redo log)."""
-        if not isinstance(result, int) or result <= 0 or not ctx.stack:
-            return
-        args = ctx.stack[-1].args  # (fd, count, pos) or (fd, pos): the frame is popped after this
-        fd, pos = args[0], args[-1]
-        w = self._writes
-        if w and w[-1][0] >= i:  # replaying a write already logged (the same run)
-            k = bisect.bisect_left(w, (i,))
-            if k < len(w) and w[k][0] == i:
-                return
-        if not self._is_image_fd(fd):
-            return
-        try:
-            data = os.pread(fd, result, pos)
-        except OSError:
-            return
-        bisect.insort(w, (i, pos, data))
-
-    def _is_image_fd(self, fd: Any) -> bool:
-        known = self._image_fds.get(fd)
-        if known is None:
-            try:
-                a, b = os.fstat(fd), os.stat(self._config["image"])
-                known = (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
-            except (OSError, TypeError):
-                known = False
-            self._image_fds[fd] = known
-        return known
-
-    def _parked_quiescent(self) -> bool:
-        """Is the live machine stopped at a quiescent point (the entry of a KVM_RUN, nothing in flight)?"""
-        s, m = self.stop, self.machine
-        if (m._closed or s.kind != "enter" or s.function != self._run_tp.name or s.layer != self._run_tp.layer
-                or s.index != self._position() - 1 or m.sched._parked is None or not m.sched._parked.is_vcpu):
-            return False
-        return CP.quiescent(m) is None
-
-    def _restore_checkpoint(self, index: int, reason: str, forward: bool = False) -> Stop | None:
-        """Restore the latest usable checkpoint at or before `index` into the live machine and run silently
-        to `index`. None if there is none: the live machine cannot reach a quiescent point soon (it halted,
-        failed, or stays busy) or no checkpoint has its thread configuration (or, going `forward`, none
-        is ahead of the live machine)."""
-        j = bisect.bisect_right(self._cp_index, index)
-        m = self.machine
-        if not j or not self._checkpointing or m._closed or m.sched.error is not None:
-            return None
-        if self.stop.reason == "halted" and not self._kick_out_of_halt():
-            return None
-        if self.stop.reason == "error":
-            return None
-        if not self._parked_quiescent():
-            try:
-                self._go(_QUIESCE, reason, target=self._position() - 1 + QUIESCE_LIMIT)
-            except VmioError:
-                return None
-            if self.stop.reason == "halted" and not self._kick_out_of_halt():
-                return None  # (a halt on the way: kicked out of it, the vCPU is at a KVM_RUN entry)
-            if not self._parked_quiescent():
-                return None
-        here = self.stop.index
-        after = here if forward and here <= index else -2
-        sig = CP.signature(m)
-        cp = next((c for c in reversed(self._checkpoints[:j]) if c.signature == sig and c.index > after), None)
-        if cp is None:
-            return None
-        self._load(cp)
-        stop = self._stop_at_checkpoint(cp, reason)
-        return stop if index == cp.index else self._run_silently_to(index, reason)
-
-    def _kick_out_of_halt(self) -> bool:
-        """The guest halted for good, and nothing after a halt is quiescent. Kick the vCPU out of its
-        halt the way QEMU pauses a vCPU (qemu_cpu_kick: SIG_IPI, KVM_RUN returns -EINTR, kvm_cpu_exec
-        returns EXCP_INTERRUPT and is called again), so that it comes back to the entry of KVM_RUN. The
-        kick is not part of the run: its events leave the history, which still ends at the halt."""
-        m = self.machine
-        vcpu = getattr(m.cpu.kvm_fd, "vcpu", None)
-        if vcpu is None or not vcpu.blocked:
-            return False
-        halted, n = self.stop, len(self._history)
-        self.stop = self._plain_stop("kick", n - 1)
-        vcpu.sigpending = True
-        try:
-            m.sched.wake(vcpu.model_thread)  # the signal wakes the sleeping vCPU thread (signal_wake_up)
-            self._go(_QUIESCE, "kick", target=n + QUIESCE_LIMIT)
-        except VmioError:
-            return False
-        finally:
-            vcpu.sigpending = False
-            del self._history[n:]
-            self._complete = True
-            k = bisect.bisect_left(self._cp_index, n)
-            del self._checkpoints[k:], self._cp_index[k:]
-        if not self._parked_quiescent():
-            self.stop = halted  # (the replay from a fresh machine takes over)
-            return False
-        m.halted = False  # Machine notes the final HLT again when the replay reaches it
-        return True
-
-    def _load(self, cp: CP.Checkpoint) -> None:
-        m = self.machine
-        events = self._hooks.rec.events
-        here = len(events) - 1
-        CP.restore(m, cp)
-        n = cp.index + 1
-        if len(events) > n:
-            del events[n:]
-        else:
-            events.extend(self._history[len(events):n])
-        ex = m.exits
-        if len(ex) > cp.exits:
-            del ex[cp.exits:]
-        else:
-            ex.extend(self._exit_log[len(ex):cp.exits])
-        self._image_to(here, cp.index, cp.image_size)
-        self._gen += 1
-        self.last_restore = cp.index
-
-    def _stop_at_checkpoint(self, cp: CP.Checkpoint, reason: str) -> Stop:
-        t = self.machine.sched._parked
-        ctx = t.ctx
-        frame = ctx.stack[-1]
-        self.stop = self._make_stop(reason, cp.index, ENTER, frame.tp.name, frame.tp.layer, frame.args,
-                                    frame.tp, ctx)
-        return self.stop
-
-    def _image_to(self, here: int, there: int, size: int) -> None:
-        """Make the image what it was at index `there` (it is what it was at `here`): only the byte ranges
-        written between the two are rewritten, from the pristine copy plus the writes up to `there`."""
-        lo, hi = min(here, there), max(here, there)
-        w = self._writes
-        changed = [(off, len(data)) for i, off, data in w if lo < i <= hi]
-        path = self._config["image"]
-        try:
-            if changed:
-                kept = [(off, data) for i, off, data in w if i <= there]
-                with open(self._pristine, "rb") as pf, open(path, "r+b") as f:
-                    for off, n in _merge(changed):
-                        pf.seek(off)
-                        buf = bytearray(pf.read(n).ljust(n, b"\0"))
-                        for o, data in kept:
-                            a, b = max(off, o), min(off + n, o + len(data))
-                            if a < b:
-                                buf[a - off:b - off] = data[a - o:b - o]
-                        f.seek(off)
-                        f.write(buf)
-            if os.path.getsize(path) != size:
-                os.truncate(path, size)
-        except OSError as e:
-            from ..errors import ImageError
-            raise ImageError(f"cannot put the disk image {path!r} back as it was at index {there}: "
-                             f"{e.strerror}") from e
-
-    # -- the fallback: a fresh machine ------------------------------------------------------------------------
-    def _fresh_machine(self) -> None:
-        """Close the current machine, put the image back as it was at the start, and swap a new machine
-        built from the same configuration in behind the caller's `Machine` object. Its checkpoints go
-        with it (they hold the old machine's objects); the replay makes new ones."""
-        from ..machine import Machine
-
-        m = self.machine
-        tmpdir = m._tmpdir
-        m._tmpdir = None  # the image lives there: keep it through the close
-        m._debugger = None  # and keep our copy of the image: this close is not the end
-        self._hooks = None
-        self._gen += 1
-        try:
-            m.close()
-        finally:
-            m._tmpdir, m._debugger = tmpdir, self
-        self._checkpoints, self._cp_index, self._exit_log = [], [], []
-        self._cp_pages = CP._Pages()
-        self._writes, self._image_fds = [], {}
-        self._restore_image()
-        try:
-            new = Machine(**self._config)
-        except Exception:
-            m._tmpdir = tmpdir
-            raise
-        m._take_over(new)
-        m._tmpdir = tmpdir
-        self._attach()
-        self.stop = self._plain_stop("start", -1)
-
-    def _restore_image(self) -> None:
-        path = self._config["image"]
-        try:
-            if os.path.getsize(path) == os.path.getsize(self._pristine) and \
-                    not _files_differ(path, self._pristine):
-                return
-            shutil.copyfile(self._pristine, path)
-        except OSError as e:
-            from ..errors import ImageError
-            raise ImageError(f"cannot put the disk image {path!r} back as it was for the replay: "
-                             f"{e.strerror}") from e
-
-
-def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """(offset, length) ranges, sorted and merged where they overlap or touch."""
-    out: list[list[int]] = []
-    for off, n in sorted(ranges):
-        if out and off <= out[-1][0] + out[-1][1]:
-            out[-1][1] = max(out[-1][1], off + n - out[-1][0])
-        else:
-            out.append([off, n])
-    return [(a, b) for a, b in out]
-
-
-def _files_differ(a: str, b: str, chunk: int = 1 << 20) -> bool:
-    with open(a, "rb") as fa, open(b, "rb") as fb:
-        while True:
-            x, y = fa.read(chunk), fb.read(chunk)
-            if x != y:
-                return True
-            if not x:
-                return False
 
 
 _FD_KEYS = {"fd", "aio_fildes", "rfd", "wfd"}

@@ -19,6 +19,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Protocol
 
+from .events import thread_bits
 from .sources import SourceRef, lookup
 
 # Layers in path order; the swimlanes and `--format text` group by these.
@@ -40,6 +41,10 @@ class TracePoint:
     argpos: tuple[int, ...]
     source: SourceRef | None
     fn: Callable | None = None
+    bits: int = field(init=False, repr=False)  # the what field of its events in the packed trace
+
+    def __post_init__(self) -> None:
+        self.bits = self.id << 2  # (vmio_edu.trace.events)
 
     @property
     def where(self) -> str:
@@ -86,6 +91,10 @@ class ThreadContext:
     stack: list[Frame] = field(default_factory=list)
     machine: Any = None
     listeners: list[Callable] = field(default_factory=list)  # point-event callbacks (see emit)
+    tbits: int = field(init=False, repr=False)  # the thread field of its events in the packed trace
+
+    def __post_init__(self) -> None:
+        self.tbits = thread_bits(self.name)
 
 
 class _ThreadLocal(threading.local):

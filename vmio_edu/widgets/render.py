@@ -136,14 +136,15 @@ def timeline_data(events: Sequence[tuple], registry: Sequence[Any], index: int |
     lanes: list[list[str]] = []
     lane_of: dict[tuple[str, str], int] = {}
     segments: list[list] = []
-    for i, ev in enumerate(events):
-        if ev[0] != 0:
-            continue
-        tp = registry[ev[1]]
-        key = (tp.layer, ev[2])
+    # a columnar trace (vmio_edu.trace.events) lists its entries without building every event
+    entries = events.entries() if hasattr(events, "entries") else \
+        ((i, ev[1], ev[2]) for i, ev in enumerate(events) if ev[0] == 0)
+    for i, what, thread in entries:
+        tp = registry[what]
+        key = (tp.layer, thread)
         if key not in lane_of:
             lane_of[key] = len(lanes)
-            lanes.append([tp.layer, ev[2]])
+            lanes.append([tp.layer, thread])
         lane = lane_of[key]
         last = segments[-1] if segments else None
         if last is not None and last[0] == lane:

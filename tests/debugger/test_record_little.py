@@ -1,0 +1,41 @@
+"""A `cont` into new ground counts events instead of recording them; reading `dbg.events` fills them in
+from a recording replay on a machine of its own (rr's record little, replay for detail)."""
+from __future__ import annotations
+
+from vmio_edu import Machine
+from vmio_edu.trace.events import HOLE
+
+
+def _recorded(**kw) -> list:
+    with Machine(engine="unicorn", record=True, **kw) as m:
+        m.run()
+        return [e[:4] for e in m.trace.events]
+
+
+def test_cont_counts_and_a_reader_gets_the_full_trace():
+    kw = {"op": "write", "lba": 3, "sectors": 1}
+    ref = _recorded(**kw)
+    with Machine(engine="unicorn", **kw) as m:
+        dbg = m.debugger()
+        dbg.break_at("ide_sector_write")
+        stop = dbg.cont()
+        words = dbg._history.words
+        assert len(words) == stop.index + 1
+        holes = sum(1 for w in words if w == HOLE)
+        assert holes > len(words) // 2  # most of the run was counted, not recorded
+        assert words[stop.index] != HOLE  # the breakpoint's own event is recorded
+        assert [e[:4] for e in dbg.events] == ref[:stop.index + 1]  # filled in on reading
+        assert HOLE not in dbg._history.words and HOLE not in m.trace.events.words
+        assert dbg.stop is stop and stop.views["registers"]  # the live machine was not moved to fill it in
+        dbg.clear()
+        end = dbg.cont()
+        assert end.reason == "halted" and [e[:4] for e in dbg.events] == ref
+        back = dbg.back()  # time travel over a filled-in trace
+        assert back.index == len(ref) - 1 or ref[back.index][0] != 2
+
+
+def test_a_recording_machine_keeps_recording_under_the_debugger():
+    with Machine(engine="unicorn", op="write", lba=3, sectors=1, record=True) as m:
+        dbg = m.debugger()
+        assert dbg.cont().reason == "halted"
+        assert HOLE not in dbg._history.words and not dbg._replay_box
