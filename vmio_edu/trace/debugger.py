@@ -347,6 +347,12 @@ class Debugger:
     def index(self) -> int:
         return self.stop.index
 
+    def provenance(self, *, image_offset: int | None = None, guest_addr: int | None = None,
+                   op: str | None = None) -> list[dict]:
+        """The journey of one byte, hop by hop, as recorded so far (vmio_edu.trace.provenance)."""
+        from .provenance import provenance
+        return provenance(self.events, image_offset=image_offset, guest_addr=guest_addr, op=op)
+
     # -- commands ---------------------------------------------------------------------------------------
     def cont(self) -> Stop:
         """Run to the next breakpoint hit, or until the guest halts."""
