@@ -156,3 +156,17 @@ def test_real_kvm_has_four_hardware_breakpoints(need_kvm):
             dbg.break_at(guest_addr=a)
         with pytest.raises(VmioError, match="at most 4 guest breakpoints"):
             dbg.break_at(guest_addr=OUTSW)
+
+
+def test_registers_view_at_a_guest_stop_is_live(make):
+    m, dbg = make(op="write", lba=1, sectors=2)
+    dbg.break_at(guest_label="ata_pio_outsw")
+    first = dbg.cont()
+    s = dbg.cont()  # the second word (emulated engine) or sector (real KVM): RSI has moved on
+    assert s.kind == "guest" and s.guest["regs"]["rsi"] > first.guest["regs"]["rsi"]
+    regs = s.views["registers"]["regs"]
+    assert regs["rip"] == OUTSW and regs["rcx"] == s.guest["regs"]["rcx"]
+    assert regs["rsi"] == s.guest["regs"]["rsi"]
+    dis = s.views["registers"]["disassembly"]
+    cur = [r for r in dis["rows"] if r["current"]]
+    assert len(cur) == 1 and cur[0]["address"] == OUTSW and cur[0]["mnemonic"].startswith("rep")

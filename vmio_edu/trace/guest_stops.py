@@ -34,6 +34,7 @@ from ..errors import VmioError
 from ..linux.include.uapi.linux import kvm as K
 from .backtrace import BtFrame, backtrace
 from .tracepoint import current_context
+from .views import Views
 
 if TYPE_CHECKING:
     from .debugger import Debugger, Stop
@@ -238,11 +239,17 @@ class GuestStops:
 
     @staticmethod
     def _uc_regs(cpu: Any, rip: int) -> dict:
+        """The live registers in KVM_GET_REGS's order (Unicorn holds them while the guest runs)."""
         from unicorn import x86_const as X
-        names = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp") if cpu.uc_mode == 64 else \
-            ("eax", "ebx", "ecx", "edx", "esi", "edi", "esp", "ebp")
-        out = {("r" + n[1:] if n[0] == "e" else n): cpu.uc.reg_read(getattr(X, f"UC_X86_REG_{n.upper()}"))
-               for n in names}
+        out = {}
+        for n, _ in K.kvm_regs._fields_:
+            if n in ("rip", "rflags"):
+                continue
+            uc_name = n if cpu.uc_mode == 64 else ("e" + n[1:] if not n[1:].isdigit() else None)
+            if uc_name is None or n[1:].isdigit() and cpu.uc_mode != 64:
+                out[n] = 0
+                continue
+            out[n] = cpu.uc.reg_read(getattr(X, f"UC_X86_REG_{uc_name.upper()}"))
         out["rip"] = rip
         out["rflags"] = cpu.uc.reg_read(cpu._flags_id)
         return out
@@ -365,7 +372,33 @@ class GuestStops:
         msg = {"breakpoint": f"guest breakpoint {bp.number if bp else ''} at {where}",
                "stepi": f"guest instruction {where}", "goto": f"guest instruction {where}"}.get(
                    reason, f"guest instruction {where}")
+        views = d._views_here()
+        if m.engine != "kvm":
+            views = _LiveRegisterViews(views, regs)
         return Stop(reason, index, "guest", label, "guest", ctx.name if ctx else "vcpu0",
                     len(ctx.stack) + 1 if ctx else 1, {"rip": f"{rip:#x}", "insn": text}, None, frames, bp,
-                    msg, _views=d._views_here(), _stack=ctx.stack if ctx else None, _ref=d._ref_prefix,
+                    msg, _views=views, _stack=ctx.stack if ctx else None, _ref=d._ref_prefix,
                     guest=guest)
+
+
+class _LiveRegisterViews(Views):
+    """The views at a guest stop on the emulated engine: the registers view shows the CPU's live
+    registers (Unicorn holds them until the VM exit; KVM's copy is as of the last exit) and the code
+    around the live RIP."""
+
+    def __init__(self, base: Views, regs: dict) -> None:
+        super().__init__(base._machine, base._pristine, base._valid)
+        self._live = regs
+
+    def _compute(self, name: str) -> Any:
+        out = super()._compute(name)
+        if name == "registers":
+            from .views import RFLAGS_BITS, _Quiet, disassembly_around
+            live = self._live
+            out["regs"] = {k: live.get(k, v) for k, v in out["regs"].items()}
+            fl = live["rflags"]
+            out["rflags"] = {"value": fl, "set": [n for n, b in RFLAGS_BITS if fl >> b & 1]}
+            with _Quiet():
+                out["disassembly"] = disassembly_around(self._machine(), live["rip"], out["mode"])
+            out["live"] = "the CPU's registers at this guest instruction (KVM's copy is older)"
+        return out
