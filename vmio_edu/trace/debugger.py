@@ -194,7 +194,7 @@ class Stop:
                "line": self.line, "args": dict(self.args), "result": self.result,
                "breakpoint": self.breakpoint.number if self.breakpoint else None, "message": self.message,
                "backtrace": [f.to_json() for f in self.backtrace], "reference": self.reference,
-               "summary": self.summary}
+               "summary": self.summary, "guest": self.guest}
         if views:
             out["views"] = self.views.to_json(None if views is True else list(views))
         return out
