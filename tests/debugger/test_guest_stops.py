@@ -81,8 +81,10 @@ def test_stepi_from_a_trace_point_enters_the_guest(make):
     m, dbg = make(op="write")
     dbg.break_at("ide_sector_write")
     t = dbg.cont()
+    resume_at = t.views["registers"]["regs"]["rip"]  # where the guest goes on after this exit
     s = dbg.stepi()
     assert s.kind == "guest" and s.index > t.index and s.layer == "guest"
+    assert s.guest["rip"] == resume_at == OUTSW  # (the rep outsw, for its next word)
     assert s.guest["label"] and s.backtrace[0].layer == "guest"
 
 

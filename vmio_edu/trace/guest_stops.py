@@ -14,6 +14,10 @@ How the guest is stopped, per engine:
             QEMU's own loop never sees these exits: like gdbstub's, they are the debugger's, not the
             machine's, so the recorded trace, `machine.exits` and time travel stay exactly as without them.
 
+On the emulated engine a breakpoint on a `rep` instruction that exits per element stops at each VM
+entry into it (the CPU starts the instruction again after each exit); on real KVM it stops once per
+execution of the instruction, and stepi steps over the whole `rep` (with its exits), as gdb does.
+
 A guest stop happens between two trace events: the guest runs inside a VM entry. Its `index` is the
 last recorded event (the entry into the guest), and `stop.guest["position"]` is `(rip, hit, steps)`:
 the hit-th arrival at `rip` since that event, then `steps` single steps. `dbg.goto(index,
@@ -126,6 +130,13 @@ class GuestStops:
         s = d.stop
         self._step_base = (s.index, s.guest["position"]) if s.guest else None
         self._stepping = True
+        m = d.machine
+        if s.guest is None and m.engine == "kvm" and not m._closed and len(self._armed()) < MAX_HW_BREAKPOINTS:
+            # The CPU's single-step trap comes after an instruction: to stop before the guest's next one
+            # (as the emulated engine does), also put a breakpoint where the guest will resume.
+            regs = K.kvm_regs()
+            m.cpu.kvm_fd.ioctl(K.KVM_GET_REGS, regs)
+            self._temp = {regs.rip}
         self._sync()
         try:
             if silent:
@@ -134,6 +145,7 @@ class GuestStops:
         finally:
             self._stepping = False
             self._step_base = None
+            self._temp = set()
             self._sync()
 
     def goto(self, index: int, position: Any) -> "Stop":
