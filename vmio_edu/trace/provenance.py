@@ -192,6 +192,20 @@ class _Journeys:
         return seq[-1] if last else seq[0]
 
 
+_last: tuple = (None, -1, None, None)  # (id(events), len, last event, _Journeys): one pass per recording
+
+
+def _journeys(events: Sequence) -> _Journeys:
+    """The links of `events`, computed once per recording (a panel asks about many bytes of one run)."""
+    global _last
+    n = len(events)
+    tail = tuple(events[n - 1][:5]) if n else None
+    key = (id(events), n, tail)
+    if _last[:3] != key:
+        _last = key + (_Journeys(events),)
+    return _last[3]
+
+
 # ==========================================================================================================
 def _hop(layer: str, what: str, addr: int | None, offset: int | None, index: int | None) -> dict:
     return {"layer": layer, "what": what, "addr": addr, "offset": offset, "index": index}
@@ -331,7 +345,7 @@ def provenance(events: Sequence, *, image_offset: int | None = None, guest_addr:
     (what, value), = given.items()
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise VmioError(f"{what} must be a non-negative int, not {value!r}")
-    j = _Journeys(events)
+    j = _journeys(events)
     if image_offset is not None:
         return _from_image(j, image_offset, op)
     if guest_addr is not None:
