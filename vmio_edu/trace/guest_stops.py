@@ -31,6 +31,7 @@ last VM exit) and `stop.guest["regs"]` the live CPU registers; on real KVM both 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -373,11 +374,9 @@ class GuestStops:
                 f"<guest {prog.name}>"
             line = symbols(prog).line_of(rip)
         host = backtrace(ctx.stack, ctx.name) if ctx is not None else []
-        frames = [BtFrame(0, label, {"rip": f"{rip:#x}", "insn": text}, file, line, "guest",
-                          ctx.name if ctx else "vcpu0")]
-        for f in host:
-            f.level += 1
-            frames.append(f)
+        frames = [BtFrame(level=0, function=label, args={"rip": f"{rip:#x}", "insn": text}, file=file,
+                          line=line, layer="guest", thread=ctx.name if ctx else "vcpu0")]
+        frames += [dataclasses.replace(f, level=f.level + 1) for f in host]
         guest = {"rip": rip, "label": label, "insn": text, "position": position, "regs": regs,
                  "line": line, "file": file}
         where = f"{label} ({rip:#x}): {text}"
