@@ -148,6 +148,13 @@ def test_real_kvm_without_guest_debug_says_so(need_kvm, monkeypatch):
         monkeypatch.setattr(vcpu, "ioctl", refuse)
         with pytest.raises(VmioError, match="refused KVM_SET_GUEST_DEBUG.*emulated engine"):
             dbg.break_at(guest_label="ata_pio_outsw")
+        with pytest.raises(VmioError, match="refused KVM_SET_GUEST_DEBUG"):
+            dbg.stepi()
+        # trace-point debugging, and time travel (a fresh machine's debugger arms nothing), go on working
+        dbg.clear()
+        dbg.break_at("ide_sector_write")
+        assert dbg.cont().function == "ide_sector_write"
+        assert dbg.goto(5).index == 5
 
 
 @pytest.mark.kvm

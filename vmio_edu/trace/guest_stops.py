@@ -97,6 +97,7 @@ class GuestStops:
         self._arm_n = -1
         self._stepping_over: int | None = None  # real KVM: the breakpoint being stepped over
         self._hw_set: set[int] = set()  # real KVM: the addresses in the debug registers now
+        self._hw_on = False  # real KVM: guest debugging is enabled in the kernel
 
     # -- public -----------------------------------------------------------------------------------------
     def break_at(self, guest_label: str | None, guest_addr: int | None) -> GuestBreakpoint:
@@ -122,7 +123,12 @@ class GuestStops:
         bp = GuestBreakpoint(d._bp_numbers, addr, label)
         d._breakpoints.append(bp)
         d._index_breakpoints()
-        self._sync()
+        try:
+            self._sync()
+        except VmioError:
+            d._breakpoints.remove(bp)  # (not armed: not kept)
+            d._index_breakpoints()
+            raise
         return bp
 
     def stepi(self, reason: str = "stepi", silent: bool = False) -> "Stop":
@@ -138,8 +144,8 @@ class GuestStops:
             regs = K.kvm_regs()
             m.cpu.kvm_fd.ioctl(K.KVM_GET_REGS, regs)
             self._temp = {regs.rip}
-        self._sync()
         try:
+            self._sync()
             if silent:
                 return d._go("silent", reason, target=1 << 62)
             return d._go("cont", reason)
@@ -147,7 +153,10 @@ class GuestStops:
             self._stepping = False
             self._step_base = None
             self._temp = set()
-            self._sync()
+            try:
+                self._sync()
+            except VmioError:
+                pass  # (disarming on a host that refused to arm: nothing is armed)
 
     def goto(self, index: int, position: Any) -> "Stop":
         try:
@@ -181,7 +190,7 @@ class GuestStops:
         self._machine = machine
         self._uc_hooks, self._step_hook = {}, None
         self._hits, self._at = {}, -1
-        self._stepping_over = None
+        self._stepping_over, self._hw_set, self._hw_on = None, set(), False
         if machine.engine == "kvm":
             vcpu = machine.cpu.kvm_fd
             vcpu.debug_exit = self._on_kvm_debug_exit
@@ -269,6 +278,8 @@ class GuestStops:
 
     # -- real engine ------------------------------------------------------------------------------------------
     def _set_guest_debug(self, m: Any, addrs: list[int], step: bool) -> None:
+        if not addrs and not step and not self._hw_on:
+            return  # never armed: leave guest debugging alone (a host without it still debugs trace points)
         g = kvm_guest_debug()
         if addrs or step:
             g.control = KVM_GUESTDBG_ENABLE
@@ -284,6 +295,7 @@ class GuestStops:
         try:
             m.cpu.kvm_fd.ioctl(KVM_SET_GUEST_DEBUG, g)
             self._hw_set = set(addrs[:MAX_HW_BREAKPOINTS])
+            self._hw_on = bool(g.control)
         except OSError as e:
             raise VmioError(f"real KVM refused KVM_SET_GUEST_DEBUG ({e.strerror}): this host's /dev/kvm "
                             "cannot stop the guest at an instruction; use the emulated engine "
