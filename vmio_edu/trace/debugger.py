@@ -92,7 +92,8 @@ class Breakpoint:
 class Stop:
     """Where the debugger stopped, and why.
 
-    reason:   "breakpoint", "step", "next", "finish", "goto", "back", "halted", "interrupted",
+    reason:   "breakpoint", "step", "next", "finish", "goto", "back", "halted", "end" (a command after the
+              halt: the run is over), "interrupted",
               "condition-error", "start" (before the first command), "error" (the model failed)
     index:    the position of the event in the recorded trace (-1: not started; len(events): halted)
     kind:     "enter", "leave" or "event" (a point event, reached by goto); None at start / halted
@@ -101,6 +102,8 @@ class Stop:
     backtrace: frames, innermost first (`BtFrame`: .function .args .file .line .layer .thread)
     breakpoint: the Breakpoint hit, if any; message: why it stopped, in words (errors, interrupts)
     views:    the state views (vmio_edu.trace.views), computed when read
+    summary:  at the halt, what the run did and whether it succeeded (vmio_edu.trace.ends)
+    reference: one line of Python that reaches this moment in a fresh machine (vmio_edu.trace.share)
     """
 
     reason: str
@@ -117,6 +120,14 @@ class Stop:
     message: str | None = None
     _views: Views | None = field(default=None, repr=False)
     _stack: Any = field(default=None, repr=False)  # identity of the stack it stopped on (next/finish)
+    summary: dict | None = None
+    _ref: str | None = field(default=None, repr=False)  # `Machine(...)` of the run (share.machine_call)
+    guest: dict | None = None  # at a guest stop (kind "guest"): rip, label, insn, position, regs
+
+    @property
+    def reference(self) -> str | None:
+        from .share import reference
+        return reference(self._ref, self.index, self.guest["position"] if self.guest else None)
 
     @property
     def views(self) -> Views:
@@ -138,7 +149,8 @@ class Stop:
                "layer": self.layer, "thread": self.thread, "depth": self.depth, "file": self.file,
                "line": self.line, "args": dict(self.args), "result": self.result,
                "breakpoint": self.breakpoint.number if self.breakpoint else None, "message": self.message,
-               "backtrace": [f.to_json() for f in self.backtrace]}
+               "backtrace": [f.to_json() for f in self.backtrace], "reference": self.reference,
+               "summary": self.summary, "guest": self.guest}
         if views:
             out["views"] = self.views.to_json(None if views is True else list(views))
         return out
@@ -307,14 +319,24 @@ class Debugger(TimeTravel):
         self._target_depth = 0
         self._target_thread: str | None = None
         self._hooks: _Hooks | None = None
+        from .guest_stops import GuestStops
+        from .share import machine_call
+        self._ref_prefix = machine_call(m)
+        self._guest = GuestStops(self)
         self._attach()
         self.stop: Stop = self._plain_stop("start", -1)
 
     # -- breakpoints ------------------------------------------------------------------------------------
     def break_at(self, function: str | None = None, *, layer: str | None = None,
-                 condition: Callable[[Stop], bool] | None = None) -> Breakpoint:
+                 condition: Callable[[Stop], bool] | None = None, guest_label: str | None = None,
+                 guest_addr: int | None = None) -> Breakpoint:
         """Add a breakpoint on entry to `function`, to any function of `layer`, or (condition only) to
-        any function where `condition(stop)` is true."""
+        any function where `condition(stop)` is true; or on a guest instruction, by its label in the
+        guest's assembly or its address (vmio_edu.trace.guest_stops)."""
+        if guest_label is not None or guest_addr is not None:
+            if function is not None or layer is not None or condition is not None:
+                raise VmioError("a guest breakpoint takes guest_label= or guest_addr= alone")
+            return self._guest.break_at(guest_label, guest_addr)  # type: ignore[return-value]
         if layer is not None and layer not in LAYERS:
             raise VmioError(f"unknown layer {layer!r}: choose one of {', '.join(LAYERS)}")
         if function is not None:
@@ -342,6 +364,7 @@ class Debugger(TimeTravel):
             if b is bp or b.number == bp:
                 self._breakpoints.remove(b)
                 self._index_breakpoints()
+                self._guest._sync()  # (a guest breakpoint's hook goes)
                 return
         raise VmioError(f"no breakpoint {bp}")
 
@@ -349,6 +372,7 @@ class Debugger(TimeTravel):
         """Remove every breakpoint."""
         self._breakpoints.clear()
         self._index_breakpoints()
+        self._guest._sync()
 
     @property
     def breakpoints(self) -> list[Breakpoint]:
@@ -376,6 +400,16 @@ class Debugger(TimeTravel):
     @property
     def index(self) -> int:
         return self.stop.index
+
+    def provenance(self, *, image_offset: int | None = None, guest_addr: int | None = None,
+                   io_buffer_offset: int | None = None, kvm_run_offset: int | None = None,
+                   op: str | None = None) -> list[dict]:
+        """The journey of one byte, hop by hop, as recorded so far (vmio_edu.trace.provenance); an
+        io_buffer or kvm_run byte as it is at the current stop."""
+        from .provenance import provenance
+        at = min(self.stop.index, len(self.events) - 1)
+        return provenance(self.events, image_offset=image_offset, guest_addr=guest_addr,
+                          io_buffer_offset=io_buffer_offset, kvm_run_offset=kvm_run_offset, op=op, at=at)
 
     # -- commands ---------------------------------------------------------------------------------------
     def cont(self) -> Stop:
@@ -406,9 +440,16 @@ class Debugger(TimeTravel):
             return self._go(_STEP, "finish")
         return self._go(_FINISH, "finish", stack=s._stack, depth=depth)
 
-    def goto(self, index: int) -> Stop:
+    def stepi(self) -> Stop:
+        """The next guest instruction (vmio_edu.trace.guest_stops); a breakpoint on the way stops first."""
+        return self._guest.stepi()
+
+    def goto(self, index: int, guest: tuple | None = None) -> Stop:
         """The exact state at `index` of the trace (-1: before the first event; len(events) when the run
-        is complete: the halted state). Forward from here it runs on; backward it replays."""
+        is complete: the halted state). Forward from here it runs on; backward it replays. With `guest`
+        (a guest stop's stop.guest["position"]): that guest instruction in the VM entry after `index`."""
+        if guest is not None:
+            return self._guest.goto(index, guest)
         if not isinstance(index, int) or isinstance(index, bool):
             raise VmioError(f"goto takes a trace index (an int), not {index!r}")
         n = len(self._history)
@@ -486,6 +527,7 @@ class Debugger(TimeTravel):
         m.sched.attach(hooks=self._hooks)
         # (after a restore the kernel refused, checkpoints stay off: replays start from the start)
         self._checkpointing = self._can_checkpoint(m) and getattr(self, "restore_error", None) is None
+        self._guest.attach(m)
 
     def _views_here(self) -> Views:
         """Views of the machine as it is now, valid while it stays here (same generation, no new event)."""
@@ -498,7 +540,7 @@ class Debugger(TimeTravel):
 
     def _plain_stop(self, reason: str, index: int, message: str | None = None) -> Stop:
         return Stop(reason, index, message=message,
-                    _views=self._views_here())
+                    _views=self._views_here(), _ref=self._ref_prefix)
 
     def _make_stop(self, reason: str, index: int, kind: int, name: str, layer: str, payload: Any,
                    tp: TracePoint | None, ctx: ThreadContext, bp: Breakpoint | None = None,
@@ -513,7 +555,7 @@ class Debugger(TimeTravel):
         return Stop(reason, index, KIND_NAMES[kind], name, layer, ctx.name, len(ctx.stack), args, result,
                     backtrace(ctx.stack, ctx.name), bp, message,
                     _views=self._views_here(),
-                    _stack=ctx.stack)
+                    _stack=ctx.stack, _ref=self._ref_prefix)
 
     def _sync_history(self) -> None:
         """Copy the events this machine recorded past the known history into it (see `_Hooks`)."""
@@ -632,7 +674,7 @@ class Debugger(TimeTravel):
         m = self.machine
         m._check_open()
         if self.stop.reason == "halted":
-            return self.stop
+            return self.stop if mode in (_SILENT, _QUIESCE) else self._past_end()
         if self.stop.reason == "error" or m.sched.error is not None:
             raise VmioError("the model failed at this point (see the error); go back with dbg.back() or "
                             "dbg.goto(i) to a point before it")
@@ -661,12 +703,26 @@ class Debugger(TimeTravel):
             raise
         if parked.reason == "idle":
             self._complete = True
-            self.stop = self._plain_stop("halted", len(self._hooks.rec.events), "the guest halted")
+            self.stop = self._halted_stop(len(self._hooks.rec.events))
         elif parked.reason == "stop" and isinstance(parked.detail, Stop):
             self.stop = parked.detail
         else:  # parked at a vCPU tick (Ctrl-C seen by the scheduler first)
             self.stop = self._stop_at_tick(parked)
         return self.stop
+
+    def _halted_stop(self, index: int) -> Stop:
+        from .ends import halted_message, run_summary
+        summary = run_summary(self.machine, self._history)
+        stop = self._plain_stop("halted", index, halted_message(summary))
+        stop.summary = summary
+        return stop
+
+    def _past_end(self) -> Stop:
+        """A command after the halt: a Stop saying the run is over (dbg.stop stays the halted stop)."""
+        from .ends import past_end_message
+        h = self.stop
+        return Stop("end", h.index, message=past_end_message(h.index), summary=h.summary, _views=h._views,
+                    _ref=h._ref)
 
     def _stop_at_tick(self, parked: Any) -> Stop:
         sched = self.machine.sched
