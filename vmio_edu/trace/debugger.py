@@ -10,7 +10,9 @@
 
 How it works. The model's threads report every trace point entry, exit and point event to the hooks the
 debugger attaches (on the model thread that runs). The hooks append the event to the recorded trace and
-decide whether to stop; stopping is `sched.park()`: the model thread hands the baton to the caller's
+decide whether to stop, at a cost only where a stop is possible (see `_Hooks`: during a `cont` into new
+ground an event no breakpoint can match is only counted, and reading `dbg.events` fills it in from a
+recording replay, vmio_edu.trace.timetravel); stopping is `sched.park()`: the model thread hands the baton to the caller's
 thread and waits, so every other model thread is stopped too (all-stop). `stop.index` is the position of
 the event in the recorded trace (`dbg.events`). A Stop at index i is the state right after event i was
 recorded (for an entry: the frame is pushed, its body not yet run; for an exit: the body has run, the frame
