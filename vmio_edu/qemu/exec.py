@@ -34,7 +34,7 @@ def address_space_translate(space: AddressSpace, addr: int, length: int) -> tupl
     return None, addr, min(length, nxt - addr)
 
 
-@tracepoint("qemu-memory", args=("l", "addr"))
+@tracepoint("qemu-memory", args=("mr", "l", "addr"))
 def memory_access_size(mr: MemoryRegion, l: int, addr: int) -> int:
     """The largest access (4, 2 or 1 bytes) that fits `l` and is naturally aligned at `addr`."""
     for size in (4, 2):
@@ -43,7 +43,7 @@ def memory_access_size(mr: MemoryRegion, l: int, addr: int) -> int:
     return 1
 
 
-@tracepoint("qemu-memory", args=("addr", "len", "is_write"))
+@tracepoint("qemu-memory", args=("as=space", "addr", "buf", "len", "is_write"))
 def address_space_rw(space: AddressSpace, addr: int, buf: bytearray | bytes, len: int, is_write: bool) -> bool:
     """Move `len` bytes between `buf` and the address space, one region piece at a time."""
     pos = 0
@@ -73,17 +73,17 @@ def _ram_size(space: AddressSpace) -> int:
     return len(space.ram)
 
 
-@tracepoint("qemu-memory", args=("addr", "len"))
+@tracepoint("qemu-memory", args=("as=space", "addr", "buf", "len"))
 def address_space_write(space: AddressSpace, addr: int, buf: bytes, len: int) -> bool:
     return address_space_rw(space, addr, buf, len, True)
 
 
-@tracepoint("qemu-memory", args=("addr", "len"))
+@tracepoint("qemu-memory", args=("as=space", "addr", "buf", "len"))
 def address_space_read(space: AddressSpace, addr: int, buf: bytearray, len: int) -> bool:
     return address_space_rw(space, addr, buf, len, False)
 
 
-@tracepoint("qemu-memory", args=("addr", "len", "is_write"))
+@tracepoint("qemu-memory", args=("addr", "buf", "len", "is_write"))
 def cpu_physical_memory_rw(addr: int, buf: bytearray, len: int, is_write: bool) -> None:
     """Guest-physical access from device or MMIO-exit code: address_space_rw on address_space_memory."""
     from .state import qemu_state

@@ -50,7 +50,7 @@ def portio_list_init(piolist: PortioList, callbacks: list[MemoryRegionPortio], o
     piolist.ports, piolist.opaque, piolist.name = list(callbacks), opaque, name
 
 
-@tracepoint("qemu-memory", args=("start",))
+@tracepoint("qemu-memory", args=("piolist", "address_space", "start"))
 def portio_list_add(piolist: PortioList, address_space, start: int) -> None:
     """Map the list at port `start`. Overlapping entries share one region, as portio_list_add_1 does."""
     address_space = getattr(address_space, "root", address_space)  # an AddressSpace or its root region
@@ -79,7 +79,7 @@ def _portio_list_add_1(piolist: PortioList, space: MemoryRegion, group: list[Mem
     piolist.regions.append(mr)
 
 
-@tracepoint("qemu-memory", args=("addr", "size", "write"))
+@tracepoint("qemu-memory", args=("mrpio", "offset=addr", "size", "write", "addr"))
 def find_portio(mrpio: MemoryRegionPortioList, addr: int, size: int, write: bool) -> MemoryRegionPortio | None:
     """The entry covering `addr` for accesses of exactly `size` bytes in this direction."""
     for mrp in mrpio.ports:
@@ -89,7 +89,7 @@ def find_portio(mrpio: MemoryRegionPortioList, addr: int, size: int, write: bool
     return None
 
 
-@tracepoint("qemu-memory", args=("addr", "data", "size"))
+@tracepoint("qemu-memory", args=("opaque=mrpio", "addr", "data", "size"))
 def portio_write(mrpio: MemoryRegionPortioList, addr: int, data: int, size: int) -> None:
     """Call the device's per-port write; a 16-bit access with no 16-bit entry becomes two byte writes."""
     mrp = find_portio(mrpio, addr, size, True)
@@ -102,7 +102,7 @@ def portio_write(mrpio: MemoryRegionPortioList, addr: int, data: int, size: int)
             mrp.write(mrpio.portio_opaque, mrp.base + addr + 1, data >> 8)
 
 
-@tracepoint("qemu-memory", args=("addr", "size"))
+@tracepoint("qemu-memory", args=("opaque=mrpio", "addr", "size"))
 def portio_read(mrpio: MemoryRegionPortioList, addr: int, size: int) -> int:
     """Call the device's per-port read; with no entry the bus floats high (all ones)."""
     mrp = find_portio(mrpio, addr, size, False)

@@ -57,18 +57,18 @@ def _sizes(mr: MemoryRegion) -> tuple[int, int]:
     return mr.ops.impl_min_access_size or 1, mr.ops.impl_max_access_size or 4
 
 
-@tracepoint("qemu-memory", args=("addr", "size"))
+@tracepoint("qemu-memory", args=("mr", "addr", "val", "size"))
 def io_mem_write(mr: MemoryRegion, addr: int, val: int, size: int) -> bool:
     """Write `val` to a non-RAM region: just the entry into the dispatcher."""
     return memory_region_dispatch_write(mr, addr, val, size)
 
 
-@tracepoint("qemu-memory", args=("addr", "size"))
+@tracepoint("qemu-memory", args=("mr", "addr", "size"))
 def io_mem_read(mr: MemoryRegion, addr: int, size: int) -> int:
     return memory_region_dispatch_read(mr, addr, size)
 
 
-@tracepoint("qemu-memory", args=("addr", "data", "size"))
+@tracepoint("qemu-memory", args=("mr", "addr", "data", "size"))
 def memory_region_dispatch_write(mr: MemoryRegion, addr: int, data: int, size: int) -> bool:
     """Split the access into sizes the device implements and call the write accessor for each piece."""
     lo, hi = _sizes(mr)
@@ -76,12 +76,12 @@ def memory_region_dispatch_write(mr: MemoryRegion, addr: int, data: int, size: i
     return False
 
 
-@tracepoint("qemu-memory", args=("addr", "size"))
+@tracepoint("qemu-memory", args=("mr", "addr", "size"))
 def memory_region_dispatch_read(mr: MemoryRegion, addr: int, size: int) -> int:
     return memory_region_dispatch_read1(mr, addr, size)
 
 
-@tracepoint("qemu-memory", args=("addr", "size"))
+@tracepoint("qemu-memory", args=("mr", "addr", "size"))
 def memory_region_dispatch_read1(mr: MemoryRegion, addr: int, size: int) -> int:
     lo, hi = _sizes(mr)
     value = [0]
@@ -89,7 +89,7 @@ def memory_region_dispatch_read1(mr: MemoryRegion, addr: int, size: int) -> int:
     return value[0]
 
 
-@tracepoint("qemu-memory", args=("addr", "size", "access_size_min", "access_size_max"))
+@tracepoint("qemu-memory", args=("addr", "value", "size", "access_size_min", "access_size_max", "access", "mr=opaque"))
 def access_with_adjusted_size(addr: int, value: list, size: int, access_size_min: int, access_size_max: int,
                               access: Callable, opaque: MemoryRegion) -> None:
     """Cut an access of `size` bytes into device-sized pieces (`value` is a one-item list: C's pointer)."""
@@ -99,14 +99,14 @@ def access_with_adjusted_size(addr: int, value: list, size: int, access_size_min
         access(opaque, addr + i, value, access_size, i * 8, access_mask)
 
 
-@tracepoint("qemu-memory", args=("addr", "size", "shift", "mask"))
+@tracepoint("qemu-memory", args=("mr", "addr", "value", "size", "shift", "mask"))
 def memory_region_write_accessor(mr: MemoryRegion, addr: int, value: list, size: int, shift: int,
                                  mask: int) -> None:
     """Hand one piece of the value to the device's write callback."""
     mr.ops.write(mr.opaque, addr, (value[0] >> shift) & mask, size)
 
 
-@tracepoint("qemu-memory", args=("addr", "size", "shift", "mask"))
+@tracepoint("qemu-memory", args=("mr", "addr", "value", "size", "shift", "mask"))
 def memory_region_read_accessor(mr: MemoryRegion, addr: int, value: list, size: int, shift: int,
                                 mask: int) -> None:
     tmp = mr.ops.read(mr.opaque, addr, size)

@@ -517,7 +517,7 @@ def threads_view(m: Any) -> dict:
             why = (f"runnable, due at vCPU tick {due[id(t)]}" if id(t) in due
                    else "runnable, waiting for the baton")
         out.append({"name": t.name, "state": state, "why": why, "vcpu": t.is_vcpu,
-                    "backtrace": [f.to_json() for f in backtrace(t.ctx.stack, t.name)]})
+                    "backtrace": [f.to_json() for f in backtrace(t.ctx.stack, t.name, t.ctx.machine)]})
     return {"ticks": sched.ticks, "bql_owner": m.state.bql_owner, "threads": out}
 
 

@@ -138,7 +138,7 @@ class CoroutineIOCompletion:
 BDRV_DRIVERS: list[BlockDriver] = []
 
 
-@tracepoint("qemu-block", args=())
+@tracepoint("qemu-block", args=("bdrv",))
 def bdrv_register(bdrv: BlockDriver) -> None:
     """Register a driver. One with only AIO callbacks (raw-posix "file") gets the coroutine emulation
     bdrv_co_readv_em / bdrv_co_writev_em, so the block layer can always call bdrv_co_readv/writev."""
@@ -288,7 +288,7 @@ def bdrv_check_byte_request(bs: BlockDriverState, offset: int, size: int) -> int
     return 0
 
 
-@tracepoint("qemu-block", args=("sector_num", "nb_sectors"))
+@tracepoint("qemu-block", args=("bs", "sector_num", "nb_sectors"))
 def bdrv_check_request(bs: BlockDriverState, sector_num: int, nb_sectors: int) -> int:
     return bdrv_check_byte_request(bs, sector_num * BDRV_SECTOR_SIZE, nb_sectors * BDRV_SECTOR_SIZE)
 
@@ -305,7 +305,7 @@ def tracked_request_end(bs: BlockDriverState, req: BdrvTrackedRequest) -> None:
 
 
 # -- the coroutine read/write path -------------------------------------------------------------------------
-@tracepoint("qemu-block", args=("sector_num", "nb_sectors"))
+@tracepoint("qemu-block", args=("bs", "sector_num", "nb_sectors", "qiov", "flags"))
 def bdrv_co_do_readv(bs: BlockDriverState, sector_num: int, nb_sectors: int, qiov: QEMUIOVector,
                      flags: int = 0) -> Generator[Any, Any, int]:
     """Check the request, track it while it runs, and call the driver's bdrv_co_readv.
@@ -323,7 +323,7 @@ def bdrv_co_do_readv(bs: BlockDriverState, sector_num: int, nb_sectors: int, qio
     return ret
 
 
-@tracepoint("qemu-block", args=("sector_num", "nb_sectors"))
+@tracepoint("qemu-block", args=("bs", "sector_num", "nb_sectors", "qiov", "flags"))
 def bdrv_co_do_writev(bs: BlockDriverState, sector_num: int, nb_sectors: int, qiov: QEMUIOVector,
                       flags: int = 0) -> Generator[Any, Any, int]:
     """Refuse a read-only BDS (-EACCES) and a request past the end (-EIO), track the request, call the
@@ -348,28 +348,28 @@ def bdrv_co_do_writev(bs: BlockDriverState, sector_num: int, nb_sectors: int, qi
     return ret
 
 
-@tracepoint("qemu-block", args=("sector_num", "nb_sectors"))
+@tracepoint("qemu-block", args=("bs", "sector_num", "nb_sectors", "qiov"))
 def bdrv_co_readv(bs: BlockDriverState, sector_num: int, nb_sectors: int,
                   qiov: QEMUIOVector) -> Generator[Any, Any, int]:
     """The coroutine read entry a format driver calls on its child (bs.file)."""
     return (yield from bdrv_co_do_readv(bs, sector_num, nb_sectors, qiov, 0))
 
 
-@tracepoint("qemu-block", args=("sector_num", "nb_sectors"))
+@tracepoint("qemu-block", args=("bs", "sector_num", "nb_sectors", "qiov"))
 def bdrv_co_writev(bs: BlockDriverState, sector_num: int, nb_sectors: int,
                    qiov: QEMUIOVector) -> Generator[Any, Any, int]:
     """The coroutine write entry a format driver calls on its child (bs.file)."""
     return (yield from bdrv_co_do_writev(bs, sector_num, nb_sectors, qiov, 0))
 
 
-@tracepoint("qemu-block", args=("ret",))
+@tracepoint("qemu-block", args=("opaque", "ret"))
 def bdrv_co_io_em_complete(opaque: CoroutineIOCompletion, ret: int) -> None:
     """The AIO callback (on the main loop): store the result and re-enter the waiting coroutine."""
     opaque.ret = ret
     qemu_coroutine_enter(opaque.coroutine, None)
 
 
-@tracepoint("qemu-block", args=("sector_num", "nb_sectors", "is_write"))
+@tracepoint("qemu-block", args=("bs", "sector_num", "nb_sectors", "iov", "is_write"))
 def bdrv_co_io_em(bs: BlockDriverState, sector_num: int, nb_sectors: int, iov: QEMUIOVector,
                   is_write: bool) -> Generator[Any, Any, int]:
     """Run an AIO-only driver from a coroutine: submit the driver's AIO with bdrv_co_io_em_complete as
@@ -385,27 +385,27 @@ def bdrv_co_io_em(bs: BlockDriverState, sector_num: int, nb_sectors: int, iov: Q
     return co.ret
 
 
-@tracepoint("qemu-block", args=("sector_num", "nb_sectors"))
+@tracepoint("qemu-block", args=("bs", "sector_num", "nb_sectors", "iov"))
 def bdrv_co_readv_em(bs: BlockDriverState, sector_num: int, nb_sectors: int,
                      iov: QEMUIOVector) -> Generator[Any, Any, int]:
     return (yield from bdrv_co_io_em(bs, sector_num, nb_sectors, iov, False))
 
 
-@tracepoint("qemu-block", args=("sector_num", "nb_sectors"))
+@tracepoint("qemu-block", args=("bs", "sector_num", "nb_sectors", "iov"))
 def bdrv_co_writev_em(bs: BlockDriverState, sector_num: int, nb_sectors: int,
                       iov: QEMUIOVector) -> Generator[Any, Any, int]:
     return (yield from bdrv_co_io_em(bs, sector_num, nb_sectors, iov, True))
 
 
 # -- AIO on top of coroutines ------------------------------------------------------------------------------
-@tracepoint("qemu-block", args=())
+@tracepoint("qemu-block", args=("opaque=acb",))
 def bdrv_co_em_bh(acb: BlockDriverAIOCBCoroutine) -> None:
     """The bottom half of a finished request: call the device's callback with the result, then free."""
     acb.cb(acb.opaque, acb.req.error)
     qemu_bh_delete(acb.bh)
 
 
-@tracepoint("qemu-block", args=())
+@tracepoint("qemu-block", args=("opaque=acb",))
 def bdrv_co_do_rw(acb: BlockDriverAIOCBCoroutine) -> Generator[Any, Any, None]:
     """The coroutine body: run the read or write on the format BDS, then schedule bdrv_co_em_bh so the
     device's callback runs from the main loop, never from inside the submitting call."""
@@ -420,7 +420,7 @@ def bdrv_co_do_rw(acb: BlockDriverAIOCBCoroutine) -> Generator[Any, Any, None]:
     qemu_bh_schedule(acb.bh)
 
 
-@tracepoint("qemu-block", args=("sector_num", "nb_sectors", "is_write"))
+@tracepoint("qemu-block", args=("bs", "sector_num", "qiov", "nb_sectors", "cb", "opaque", "is_write"))
 def bdrv_co_aio_rw_vector(bs: BlockDriverState, sector_num: int, qiov: QEMUIOVector, nb_sectors: int,
                           flags: int, cb: BlockDriverCompletionFunc, opaque: Any,
                           is_write: bool) -> BlockDriverAIOCBCoroutine:
@@ -439,7 +439,7 @@ def _check_qiov(qiov: QEMUIOVector, nb_sectors: int) -> None:
                          f"({nb_sectors * BDRV_SECTOR_SIZE} bytes)")
 
 
-@tracepoint("qemu-block", args=("sector_num", "nb_sectors", "cb"))
+@tracepoint("qemu-block", args=("bs", "sector_num", "qiov", "nb_sectors", "cb", "opaque"))
 def bdrv_aio_readv(bs: BlockDriverState, sector_num: int, qiov: QEMUIOVector, nb_sectors: int,
                    cb: BlockDriverCompletionFunc, opaque: Any) -> BlockDriverAIOCBCoroutine:
     """Start reading `nb_sectors` sectors at `sector_num` into `qiov`; `cb(opaque, ret)` runs later on the
@@ -448,7 +448,7 @@ def bdrv_aio_readv(bs: BlockDriverState, sector_num: int, qiov: QEMUIOVector, nb
     return bdrv_co_aio_rw_vector(bs, sector_num, qiov, nb_sectors, 0, cb, opaque, False)
 
 
-@tracepoint("qemu-block", args=("sector_num", "nb_sectors", "cb"))
+@tracepoint("qemu-block", args=("bs", "sector_num", "qiov", "nb_sectors", "cb", "opaque"))
 def bdrv_aio_writev(bs: BlockDriverState, sector_num: int, qiov: QEMUIOVector, nb_sectors: int,
                     cb: BlockDriverCompletionFunc, opaque: Any) -> BlockDriverAIOCBCoroutine:
     """Start writing `qiov` to `nb_sectors` sectors at `sector_num`; `cb(opaque, ret)` runs later on the

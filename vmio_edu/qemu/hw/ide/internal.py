@@ -266,7 +266,7 @@ def idebus_active_if(bus: IDEBus) -> IDEState:
     return bus.ifs[bus.unit]
 
 
-@tracepoint("qemu-ide", args=())
+@tracepoint("qemu-ide", args=("bus",))
 def ide_set_irq(bus: IDEBus) -> None:
     """Raise the channel's interrupt line, unless the guest set nIEN in the device-control register.
 

@@ -1,0 +1,136 @@
+"""Stable, gdb-like addresses for model objects, so a backtrace can print pointers as gdb does.
+
+gdb prints `bs=0x555556b0e400`: a learner compares pointers across frames (frame #0's `opaque` is frame
+#1's `s`; the format BDS and the file BDS differ). Python's `id()` changes from run to run, so an object's
+address here is a function of where it sits in the machine, never of when it was first looked at:
+
+* the QEMU globals (`address_space_io`, `address_space_memory`, `qemu_aio_context`, `kvm_state`) sit at
+  fixed addresses and carry their C name as gdb's `<symbol>`;
+* every object reachable from them, then from the live coroutines, then from the threads' stacks (the
+  IDE bus, its drives, their BlockDriverStates, an in-flight request's QEMUIOVector …) gets a heap address
+  derived from the shortest such path (`address_space_io.root.subregions[0].opaque.portio_opaque.ifs[0]`),
+  so the same machine state gives the same addresses in every run, after a checkpoint restore too;
+* functions get a text address derived from their name, with `<symbol>`.
+
+Nothing here is stored in the machine (a checkpoint saves none of it); the recorder keeps storing small
+values only.
+"""
+from __future__ import annotations
+
+import zlib
+from typing import Any, Iterable
+
+HEAP_BASE = 0x555556A00000  # where the heap starts for a QEMU run under gdb (no ASLR)
+HEAP_SLOTS = 0x00400000 // 0x40  # path-derived addresses: 64-byte slots in 4 MiB
+TEXT_BASE = 0x555555754000  # QEMU's .text
+TEXT_SLOTS = 0x00400000 // 16
+GLOBALS_BASE = 0x555556200000  # .data/.bss: the C globals
+_GLOBALS = (("address_space_io", "address_space_io"), ("address_space_memory", "address_space_memory"),
+            ("aio_context", "qemu_aio_context"), ("kvm_state", "kvm_state"))
+_WALK_DEPTH = 12
+_SKIP = frozenset({"events", "hooks", "listeners", "sched", "machine", "fn", "history", "tp", "source"})
+
+
+def _crc(s: str) -> int:
+    return zlib.crc32(s.encode())
+
+
+def text_address(name: str) -> int:
+    """A function's address: derived from its name, so the same in every run and on every machine."""
+    return TEXT_BASE + (_crc(name) % TEXT_SLOTS) * 16
+
+
+def _walkable(v: Any) -> bool:
+    return (type(v).__module__.startswith("vmio_edu") and not callable(v)) or \
+        (isinstance(v, (list, tuple)) and 0 < len(v) <= 64)
+
+
+def _pointer(v: Any) -> bool:
+    """A value gdb would print as a pointer (not a number, string, NULL or function)."""
+    return not isinstance(v, (int, str, float, type(None))) and not callable(v)
+
+
+class AddressMap:
+    """The addresses of one machine's objects at one moment (see the module docstring)."""
+
+    def __init__(self, state: Any = None, stacks: Iterable[tuple[str, list]] = ()) -> None:
+        self._addr: dict[int, int] = {}
+        self._keep: list[Any] = []  # the objects named, alive while the map is (ids stay unique)
+        self._used: set[int] = set()
+        self._symbols: dict[int, str] = {}
+        roots: list[tuple[Any, str]] = []
+        if state is not None:
+            for i, (attr, cname) in enumerate(_GLOBALS):
+                g = getattr(state, attr, None)
+                if g is not None:
+                    self._put(g, GLOBALS_BASE + 0x1000 * i)
+                    self._symbols[id(g)] = cname
+                    roots.append((g, attr))
+            table = getattr(state, "extra", {}).get("coroutines")
+            if table is not None:
+                roots.append((list(table.live), "coroutines"))
+            sched = getattr(state, "sched", None)
+            for t in getattr(sched, "threads", ()) or ():
+                roots.append((list(t.ctx.stack), f"{t.name}.stack"))
+        for name, stack in stacks:
+            roots.append((list(stack), f"{name}.bt"))
+        self._walk(roots)
+
+    def _put(self, obj: Any, addr: int) -> int:
+        while addr in self._used:  # two paths hashing alike: the later one takes the next free slot
+            addr += 0x40
+        self._used.add(addr)
+        self._addr[id(obj)] = addr
+        self._keep.append(obj)
+        return addr
+
+    def _walk(self, roots: list[tuple[Any, str]]) -> None:
+        """Breadth first from the roots, in order: an object is named by its shortest, first path."""
+        seen: set[int] = set()
+        todo = [(obj, path, 0) for obj, path in roots]
+        k = 0
+        while k < len(todo):
+            obj, path, depth = todo[k]
+            k += 1
+            if id(obj) in seen or depth > _WALK_DEPTH:
+                continue
+            seen.add(id(obj))
+            if isinstance(obj, (list, tuple)):
+                items: Iterable = ((f"{path}[{i}]", v) for i, v in enumerate(obj))
+            else:
+                if id(obj) not in self._addr:
+                    self._put(obj, HEAP_BASE + (_crc(path) % HEAP_SLOTS) * 0x40)
+                fields = getattr(obj, "__dict__", None) or {}
+                items = ((f"{path}.{a}", v) for a, v in fields.items() if a not in _SKIP)
+            for p, v in items:
+                if id(v) in seen or type(v).__name__ == "TracePoint":
+                    continue
+                if _walkable(v):
+                    todo.append((v, p, depth + 1))
+                elif _pointer(v) and id(v) not in self._addr:
+                    # a buffer or foreign object (address_space_rw's buf, the IDE io_buffer): a leaf
+                    self._put(v, HEAP_BASE + (_crc(p) % HEAP_SLOTS) * 0x40)
+                    seen.add(id(v))
+
+    def address(self, obj: Any) -> int | None:
+        """The object's address, or None if it is not reachable from the machine."""
+        return self._addr.get(id(obj))
+
+    def show(self, v: Any) -> Any:
+        """An argument as gdb prints it: numbers as numbers, pointers as addresses (with `<symbol>` for
+        functions and known globals), NULL as 0x0."""
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int):
+            return v
+        if v is None:
+            return "0x0"
+        if isinstance(v, str):
+            return v
+        if callable(v) and hasattr(v, "__name__"):
+            return f"{text_address(v.__name__):#x} <{v.__name__}>"
+        addr = self.address(v)
+        if addr is None:
+            addr = self._put(v, HEAP_BASE + (_crc(type(v).__name__) % HEAP_SLOTS) * 0x40)
+        sym = self._symbols.get(id(v))
+        return f"{addr:#x} <{sym}>" if sym else f"{addr:#x}"
