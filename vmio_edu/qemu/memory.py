@@ -21,6 +21,9 @@ class MemoryRegionOps:
     write: Callable[[Any, int, int, int], None] | None = None  # write(opaque, addr, data, size)
     impl_min_access_size: int = 0  # 0 means "1"
     impl_max_access_size: int = 0  # 0 means "4"
+    impl_unaligned: bool = False  # the callbacks take misaligned accesses whole (exec.c memory_access_size)
+    valid_max_access_size: int = 0  # the largest access a CPU may make; 0 means "4"
+    valid_unaligned: bool = False  # misaligned accesses are valid (else memory_region_access_valid refuses)
 
 
 @dataclass
@@ -68,9 +71,18 @@ def io_mem_read(mr: MemoryRegion, addr: int, size: int) -> int:
     return memory_region_dispatch_read(mr, addr, size)
 
 
+def memory_region_access_valid(mr: MemoryRegion, addr: int, size: int, is_write: bool) -> bool:
+    """memory.c:900: a misaligned access is invalid unless the region says `valid.unaligned` (the model's
+    regions have no `valid.accepts` callback, so the rest of the C check always passes)."""
+    return mr.ops.valid_unaligned or not addr & (size - 1)
+
+
 @tracepoint("qemu-memory", args=("mr", "addr", "data", "size"))
 def memory_region_dispatch_write(mr: MemoryRegion, addr: int, data: int, size: int) -> bool:
-    """Split the access into sizes the device implements and call the write accessor for each piece."""
+    """Split the access into sizes the device implements and call the write accessor for each piece.
+    An invalid access goes to unassigned_mem_write (which does nothing) and returns true."""
+    if not memory_region_access_valid(mr, addr, size, True):
+        return True
     lo, hi = _sizes(mr)
     access_with_adjusted_size(addr, [data], size, lo, hi, memory_region_write_accessor, mr)
     return False
@@ -78,6 +90,9 @@ def memory_region_dispatch_write(mr: MemoryRegion, addr: int, data: int, size: i
 
 @tracepoint("qemu-memory", args=("mr", "addr", "size"))
 def memory_region_dispatch_read(mr: MemoryRegion, addr: int, size: int) -> int:
+    """An invalid access reads unassigned_mem_read's 0 (memory.c:866 at v1.6.1)."""
+    if not memory_region_access_valid(mr, addr, size, False):
+        return 0
     return memory_region_dispatch_read1(mr, addr, size)
 
 

@@ -629,7 +629,7 @@ def ide_ioport_write(opaque: IDEBus, addr: int, val: int) -> None:
         ide_exec_cmd(bus, val)
 
 
-@tracepoint("qemu-ide", args=("opaque", "addr1=addr", "addr"))
+@tracepoint("qemu-ide", args=("opaque", "addr1=addr"))
 def ide_ioport_read(opaque: IDEBus, addr: int) -> int:
     """A byte read of 0x1f0-0x1f7. Reading the status register (7) also lowers the IRQ line: that read
     is how the guest acknowledges the interrupt. With no drive at all, or an absent slave selected, the

@@ -107,7 +107,7 @@ def kernel_pio(vcpu, pd) -> int:
     return kvm_io_bus_write(vcpu.kvm, KVM_PIO_BUS, pio.port, pio.size, pd)
 
 
-@tracepoint("kvm", args=("vcpu", "size", "port", "count", "in=in_", "in_"))
+@tracepoint("kvm", args=("vcpu", "size", "port", "count", "in=in_"))
 def emulator_pio_in_out(vcpu, size: int, port: int, count: int, in_: bool) -> int:
     """Record the access in vcpu->arch.pio; if no in-kernel device takes it, fill `kvm_run->io` for
     userspace (x86.c:4003-4027) and return 0."""
@@ -163,7 +163,7 @@ def kvm_fast_pio_out(vcpu, size: int, port: int) -> int:
 # ==========================================================================================================
 # The emulator's callbacks (struct x86_emulate_ops emulate_ops)
 # ==========================================================================================================
-@tracepoint("kvm", args=("ctxt", "addr=gpa", "val=data", "bytes=n", "gpa", "is_write"))
+@tracepoint("kvm", args=("ctxt", "addr=gpa", "val=data", "bytes=n", "is_write"))
 def emulator_read_write(ctxt, gpa: int, data: bytes | None, n: int, is_write: bool) -> tuple[int, bytes]:
     """Guest memory access of the emulator that landed on MMIO (the gpa comes from the EPT exit): offer
     it to in-kernel MMIO devices, else queue a fragment and fill `kvm_run->mmio` (x86.c:3843-3893)."""
