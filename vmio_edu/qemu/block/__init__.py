@@ -343,8 +343,6 @@ def bdrv_co_do_writev(bs: BlockDriverState, sector_num: int, nb_sectors: int, qi
         tracked_request_end(bs, req)
     if bs.wr_highest_sector < sector_num + nb_sectors - 1:
         bs.wr_highest_sector = sector_num + nb_sectors - 1
-    if bs.growable and ret >= 0:
-        bs.total_sectors = max(bs.total_sectors, sector_num + nb_sectors)
     return ret
 
 
@@ -411,22 +409,19 @@ def bdrv_co_do_rw(acb: BlockDriverAIOCBCoroutine) -> Generator[Any, Any, None]:
     device's callback runs from the main loop, never from inside the submitting call."""
     bs = acb.bs
     if not acb.is_write:
-        acb.req.error = yield from bdrv_co_do_readv(bs, acb.req.sector, acb.req.nb_sectors, acb.req.qiov,
-                                                    acb.req.flags)
+        acb.req.error = yield from bdrv_co_do_readv(bs, acb.req.sector, acb.req.nb_sectors, acb.req.qiov, 0)
     else:
-        acb.req.error = yield from bdrv_co_do_writev(bs, acb.req.sector, acb.req.nb_sectors, acb.req.qiov,
-                                                     acb.req.flags)
+        acb.req.error = yield from bdrv_co_do_writev(bs, acb.req.sector, acb.req.nb_sectors, acb.req.qiov, 0)
     acb.bh = qemu_bh_new(bdrv_co_em_bh, acb)
     qemu_bh_schedule(acb.bh)
 
 
 @tracepoint("qemu-block", args=("bs", "sector_num", "qiov", "nb_sectors", "cb", "opaque", "is_write"))
 def bdrv_co_aio_rw_vector(bs: BlockDriverState, sector_num: int, qiov: QEMUIOVector, nb_sectors: int,
-                          flags: int, cb: BlockDriverCompletionFunc, opaque: Any,
-                          is_write: bool) -> BlockDriverAIOCBCoroutine:
+                          cb: BlockDriverCompletionFunc, opaque: Any, is_write: bool) -> BlockDriverAIOCBCoroutine:
     """Make the AIOCB, create a coroutine on bdrv_co_do_rw and enter it right away on this thread; return
     when it first yields (or finishes)."""
-    acb = BlockDriverAIOCBCoroutine(bs, cb, opaque, BlockRequest(sector_num, nb_sectors, qiov, flags), is_write)
+    acb = BlockDriverAIOCBCoroutine(bs, cb, opaque, BlockRequest(sector_num, nb_sectors, qiov), is_write)
     co = qemu_coroutine_create(bdrv_co_do_rw)
     qemu_coroutine_enter(co, acb)
     return acb
@@ -445,7 +440,7 @@ def bdrv_aio_readv(bs: BlockDriverState, sector_num: int, qiov: QEMUIOVector, nb
     """Start reading `nb_sectors` sectors at `sector_num` into `qiov`; `cb(opaque, ret)` runs later on the
     main-loop thread (ret 0 or -errno)."""
     _check_qiov(qiov, nb_sectors)
-    return bdrv_co_aio_rw_vector(bs, sector_num, qiov, nb_sectors, 0, cb, opaque, False)
+    return bdrv_co_aio_rw_vector(bs, sector_num, qiov, nb_sectors, cb, opaque, False)
 
 
 @tracepoint("qemu-block", args=("bs", "sector_num", "qiov", "nb_sectors", "cb", "opaque"))
@@ -454,7 +449,7 @@ def bdrv_aio_writev(bs: BlockDriverState, sector_num: int, qiov: QEMUIOVector, n
     """Start writing `qiov` to `nb_sectors` sectors at `sector_num`; `cb(opaque, ret)` runs later on the
     main-loop thread (ret 0 or -errno)."""
     _check_qiov(qiov, nb_sectors)
-    return bdrv_co_aio_rw_vector(bs, sector_num, qiov, nb_sectors, 0, cb, opaque, True)
+    return bdrv_co_aio_rw_vector(bs, sector_num, qiov, nb_sectors, cb, opaque, True)
 
 
 # The drivers register themselves (QEMU's block_init); they import the functions above.
