@@ -27,7 +27,7 @@ from typing import Any, Callable, Generator
 from ...errors import ImageError
 from ...trace.tracepoint import tracepoint
 from ..async_ import QEMUBH, qemu_bh_delete, qemu_bh_schedule
-from ..main_loop import qemu_bh_new, qemu_get_aio_context
+from ..main_loop import qemu_aio_wait, qemu_bh_new, qemu_get_aio_context
 from ..qemu_coroutine import Coroutine, qemu_coroutine_create, qemu_coroutine_enter, qemu_coroutine_self, \
     qemu_coroutine_yield
 from ..util.iov import QEMUIOVector
@@ -126,6 +126,7 @@ class BlockDriverAIOCBCoroutine:
     req: BlockRequest
     is_write: bool
     bh: QEMUBH | None = None
+    done: list[bool] | None = None  # set by a cancel waiting for the request (C: bool *done)
 
 
 @dataclass
@@ -400,7 +401,25 @@ def bdrv_co_writev_em(bs: BlockDriverState, sector_num: int, nb_sectors: int,
 def bdrv_co_em_bh(acb: BlockDriverAIOCBCoroutine) -> None:
     """The bottom half of a finished request: call the device's callback with the result, then free."""
     acb.cb(acb.opaque, acb.req.error)
+    if acb.done is not None:
+        acb.done[0] = True
     qemu_bh_delete(acb.bh)
+
+
+@tracepoint("qemu-block", args=("blockacb=acb",))
+def bdrv_aio_co_cancel_em(acb: BlockDriverAIOCBCoroutine) -> None:
+    """Cancelling a coroutine request in 1.6.1 does not stop it: it waits, running the main AioContext on
+    this thread, until the request has finished and its callback has run (bdrv_co_em_bh sets done)."""
+    done = [False]
+    acb.done = done
+    while not done[0]:
+        qemu_aio_wait()
+
+
+@tracepoint("qemu-block", args=("acb",))
+def bdrv_aio_cancel(acb: BlockDriverAIOCBCoroutine) -> None:
+    """acb->aiocb_info->cancel(acb): for the block layer's coroutine AIOCBs, bdrv_aio_co_cancel_em."""
+    bdrv_aio_co_cancel_em(acb)
 
 
 @tracepoint("qemu-block", args=("opaque=acb",))
