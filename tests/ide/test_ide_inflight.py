@@ -124,3 +124,25 @@ def test_reset_with_a_write_in_flight_waits_for_it(tmp_path):
     with open(image, "rb") as f:
         f.seek(6 * SECTOR)
         assert f.read(SECTOR) == data  # the cancelled write still landed (1.6.1 waits for it)
+
+
+def test_a_drive_whose_medium_is_gone_aborts_reads_with_enomedium(tmp_path):
+    """The drive stays, its BlockDriverState has no medium (bdrv_close, as `eject` leaves it): READ SECTORS
+    reaches bdrv_co_do_readv, which returns -ENOMEDIUM (block.c:2511 `if (!drv)`), and rerror=report
+    aborts the command (0x41/0x04) with an IRQ. Nothing is read from any file."""
+    from vmio_edu.qemu.block import bdrv_close
+    b = Board(disk_image(tmp_path))
+    out = {}
+    try:
+        bdrv_close(b.bs)
+
+        def guest(b):
+            b.command(0x20, 3, 1)
+            out["status"] = b.poll([])
+            out["error"] = cpu_inb(0x1F1)
+        b.run(guest)
+    finally:
+        b.close()
+    assert (out["status"], out["error"]) == (0x41, 0x04) and b.line.raises == 1
+    err = b.drive.last_io_error
+    assert err["name"] == "ENOMEDIUM" and err["action"] == "report"
