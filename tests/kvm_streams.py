@@ -6,9 +6,8 @@ and direction), with the host it was recorded on (kernel, KVM module, CPU vendor
 Record it again with `python tests/fixtures/record_kvm_streams.py` on a machine with /dev/kvm.
 
 Two host facts vary between kernels and CPUs, so they are detected (`probe_host_facts`), never assumed:
-* `plain_out_rip`: where RIP is at the exit of a plain `out dx, al` ("past" the instruction, as this
-  project's kvm_pvm/6.18 host and Linux 3.7 on VMX (the exit is completed in the kernel before userspace
-  sees it ... ) show, or "at" it);
+* `plain_out_rip`: where RIP is at the exit of a plain `out dx, al`: "past" the instruction (Linux 3.7's
+  kvm_fast_pio_out skips it before exiting, and this project's kvm_pvm 6.18 host does the same) or "at" it;
 * `rep_ins_page_batch`: how a `rep ins` batch that starts mid-page ends: "page-end" (Linux 3.7,
   emulate.c:1286-1296: the batch stops at the page end, counted in elements) or "bytes-as-elements" (6.x:
   the room to the page end is counted in bytes and used as an element count, L6.12 emulate.c:1438).
