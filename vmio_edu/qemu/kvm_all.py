@@ -101,7 +101,7 @@ def _pio(cpu: CPUState, offset: int, size: int) -> memoryview:
     return cpu.kvm_run_mem[offset:offset + size]
 
 
-@tracepoint("qemu-cpu", args=("port", "direction", "size", "count"))
+@tracepoint("qemu-cpu", args=("port", "data=data_offset", "direction", "size", "count"))
 def kvm_handle_io(cpu: CPUState, port: int, data_offset: int, direction: int, size: int, count: int) -> None:
     """Do `count` accesses of `size` bytes on `port`, element i at `run + data_offset + i*size`.
 

@@ -25,6 +25,7 @@ HEAP_SLOTS = 0x00400000 // 0x40  # path-derived addresses: 64-byte slots in 4 Mi
 TEXT_BASE = 0x555555754000  # QEMU's .text
 TEXT_SLOTS = 0x00400000 // 16
 GLOBALS_BASE = 0x555556200000  # .data/.bss: the C globals
+KVM_RUN_MAP = 0x7FFFF7FF0000  # where the vCPU's kvm_run mmap lands (mmap area, below the libraries)
 _GLOBALS = (("address_space_io", "address_space_io"), ("address_space_memory", "address_space_memory"),
             ("aio_context", "qemu_aio_context"), ("kvm_state", "kvm_state"))
 _WALK_DEPTH = 12
@@ -121,6 +122,8 @@ class AddressMap:
         functions and known globals), NULL as 0x0."""
         if isinstance(v, bool):
             return "true" if v else "false"
+        if type(v).__name__ == "_Pointer":  # an address the backtrace computed (kvm_handle_io's data)
+            return f"{int(v):#x}"
         if isinstance(v, int):
             return v
         if v is None:

@@ -14,7 +14,7 @@ import inspect
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .addresses import AddressMap
+from .addresses import KVM_RUN_MAP, AddressMap
 from .sources import call_site, lookup
 from .tracepoint import Frame
 
@@ -63,8 +63,15 @@ def show_value(v: Any) -> Any:
 def frame_args(f: Frame, addrs: AddressMap) -> dict:
     """Every parameter of the real signature, in its order, as gdb prints it."""
     have = dict(zip(f.tp.argnames, f.args))
+    if f.tp.name == "kvm_handle_io" and isinstance(have.get("data"), int):
+        # kvm-all.c:1665 passes `(uint8_t *)run + run->io.data_offset`; the model passes the offset
+        have["data"] = _Pointer(KVM_RUN_MAP + have["data"])
     params = f.tp.source.params if f.tp.source and f.tp.source.params else f.tp.argnames
     return {p: addrs.show(have[p]) if p in have else OPTIMIZED_OUT for p in params}
+
+
+class _Pointer(int):
+    """An address computed here (not a model object): shown in hex, as gdb shows a pointer."""
 
 
 def _coroutine_of(stack: list[Frame], state: Any) -> Any:
