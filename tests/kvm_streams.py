@@ -51,6 +51,15 @@ def _mmio() -> bytes:
         hlt""", mode=64)
 
 
+def _misaligned() -> bytes:
+    """outw to 0x1f1 and outl to 0x1f2, then read the registers back (16-bit): with portio's
+    .impl.unaligned (ioport.c:203-204) they go whole to ide_data_writew/ide_data_writel, which drop them
+    without DRQ, so the error and sector-count registers keep their reset values."""
+    return assemble("mov dx, 0x1f1\nmov ax, 0xbeef\nout dx, ax\nmov dx, 0x1f2\nmov eax, 0x12345678\n"
+                    "out dx, eax\nmov dx, 0x1f1\nin al, dx\nmov dx, 0x1f2\nin al, dx\nmov dx, 0x1f3\n"
+                    "in al, dx\ncli\nhlt", mode=16)
+
+
 def cases() -> dict[str, dict]:
     """name → Machine arguments. Page-aligned string I/O crosses the 1024-byte batch and the page end
     where Linux 3.7 and newer kernels agree; `page_split` cases start mid-page, where they may not."""
@@ -59,6 +68,7 @@ def cases() -> dict[str, dict]:
         "identify": {"op": "identify"},
         "unknown_command": {"op": 0x77},
         "mmio": {"guest": _mmio, "mode": 64},
+        "misaligned_pio": {"guest": _misaligned, "mode": 16},
     }
     for size in (1, 2, 4):
         s = _SUFFIX[size]
