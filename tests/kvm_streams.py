@@ -103,17 +103,9 @@ def host_identity() -> dict:
 
 
 def probe_host_facts(engine: str = "kvm") -> dict:
-    """Detect the two host facts (see the module docstring) by running two tiny guests on `engine`."""
-    out_code = assemble("mov dx, 0x1f0\nmov al, 0x5a\nout dx, al\ncli\nhlt", mode=16)
-    at = 0x1000 + len(assemble("mov dx, 0x1f0\nmov al, 0x5a", mode=16))
-    with Machine(out_code, engine=engine, mode=16) as m:
-        m.run()
-        rip = next(x.rip for x in m.exits if x.reason == "IO" and x.port == 0x1F0)
-    counts = [x["count"] for x in run_case({"guest": ("ins", 2, 0xF00, 256), "mode": 16}, engine)
-              if x["reason"] == "IO"]
-    return {"plain_out_rip": "past" if rip == at + 1 else "at" if rip == at else f"{rip:#x}?",
-            "rep_ins_page_batch": {(128, 128): "page-end", (256,): "bytes-as-elements"}.get(tuple(counts),
-                                                                                          f"counts {counts}")}
+    """Detect the two host facts (see the module docstring) on `engine` (vmio_edu.kvm.host_facts)."""
+    from vmio_edu.kvm.host_facts import host_facts
+    return dict(host_facts(engine))
 
 
 def load() -> dict:

@@ -99,3 +99,12 @@ def test_misaligned_wide_port_writes_reach_the_data_port_whole():
     emu = S.run_case(CASES["misaligned_pio"], "unicorn")
     reads = [bytes.fromhex(x["data"])[0] for x in emu if x["reason"] == "IO" and x["direction"] == "in"]
     assert reads == [0x00, 0x01, 0x01]  # error, nsector, sector as ide_reset left them (bytes would give 0x78, 0x56)
+
+
+def test_host_properties_name_only_the_facts_that_differ_from_the_model(monkeypatch):
+    from vmio_edu.kvm import host_facts as H
+    assert H.host_properties("unicorn") == {}
+    monkeypatch.setattr(H, "host_facts", lambda engine="kvm": (("plain_out_rip", "past"),
+                                                                ("rep_ins_page_batch", "bytes-as-elements")))
+    assert list(H.host_properties()) == ["rep_ins_page_batch"]
+    assert "page end" in H.host_properties()["rep_ins_page_batch"]
