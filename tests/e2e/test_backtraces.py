@@ -52,6 +52,8 @@ def test_bdrv_aio_writev_backtrace():
     assert f["memory_region_write_accessor"].args["mr"] == f["access_with_adjusted_size"].args["mr"] \
         == f["memory_region_dispatch_write"].args["mr"] == f["io_mem_write"].args["mr"]
     assert f["kvm_cpu_exec"].args["cpu"] == f["qemu_kvm_cpu_thread_fn"].args["arg"]
+    assert f["address_space_rw"].args["buf"] == f["address_space_write"].args["buf"]  # one buffer passed down
+    assert f["memory_region_write_accessor"].args["value"] == f["access_with_adjusted_size"].args["value"]
     assert f["bdrv_aio_writev"].args["bs"] != f["bdrv_aio_writev"].args["qiov"]
     assert f["address_space_rw"].args["as"].endswith(" <address_space_io>")
     assert f["access_with_adjusted_size"].args["access"].endswith(" <memory_region_write_accessor>")

@@ -6,14 +6,17 @@ address here is a function of where it sits in the machine, never of when it was
 
 * the QEMU globals (`address_space_io`, `address_space_memory`, `qemu_aio_context`, `kvm_state`) sit at
   fixed addresses and carry their C name as gdb's `<symbol>`;
-* every object reachable from them, then from the live coroutines, then from the threads' stacks (the
-  IDE bus, its drives, their BlockDriverStates, an in-flight request's QEMUIOVector …) gets a heap address
-  derived from the shortest such path (`address_space_io.root.subregions[0].opaque.portio_opaque.ifs[0]`),
-  so the same machine state gives the same addresses in every run, after a checkpoint restore too;
+* every object reachable from them (the IDE bus, its drives, their BlockDriverStates, an in-flight
+  request's QEMUIOVector …), then from the live coroutines, then from the threads' stacks, gets a heap
+  address derived from the shortest such path (`address_space_io.root.subregions[0].opaque.portio_opaque
+  .ifs[0]`), the globals' paths first: a function of the machine's state, so the same state gives the
+  same addresses in every run, after time travel too. A long-lived object keeps its address all run;
+  a request's object (an AIOCB) can move once, when the device first holds it;
+* a buffer in a frame's arguments (address_space_rw's `buf`) is named by its place on the stack;
 * functions get a text address derived from their name, with `<symbol>`.
 
-Nothing here is stored in the machine (a checkpoint saves none of it); the recorder keeps storing small
-values only.
+Nothing here is stored in the machine's state (a checkpoint saves none of it); the recorder keeps storing
+small values only.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import zlib
 from typing import Any, Iterable
 
 HEAP_BASE = 0x555556A00000  # where the heap starts for a QEMU run under gdb (no ASLR)
-HEAP_SLOTS = 0x00400000 // 0x40  # path-derived addresses: 64-byte slots in 4 MiB
+HEAP_SLOTS = 0x04000000 // 0x40  # path-derived addresses: 64-byte slots in 64 MiB (collisions are rare)
 TEXT_BASE = 0x555555754000  # QEMU's .text
 TEXT_SLOTS = 0x00400000 // 16
 GLOBALS_BASE = 0x555556200000  # .data/.bss: the C globals
@@ -55,39 +58,49 @@ class AddressMap:
     """The addresses of one machine's objects at one moment (see the module docstring)."""
 
     def __init__(self, state: Any = None, stacks: Iterable[tuple[str, list]] = ()) -> None:
+        self._state = state
+        self._stacks = list(stacks)
         self._addr: dict[int, int] = {}
-        self._keep: list[Any] = []  # the objects named, alive while the map is (ids stay unique)
-        self._used: set[int] = set()
+        self._keep: dict[int, Any] = {}  # the objects named, alive while the map is (ids stay unique)
         self._symbols: dict[int, str] = {}
-        roots: list[tuple[Any, str]] = []
+        self._walked = False
+
+    def _roots(self) -> list[list[tuple[Any, str]]]:
+        """The walk's roots in order of preference: the globals, the coroutines, the threads' stacks."""
+        state, glob, cos, stacks = self._state, [], [], []
         if state is not None:
             for i, (attr, cname) in enumerate(_GLOBALS):
                 g = getattr(state, attr, None)
                 if g is not None:
-                    self._put(g, GLOBALS_BASE + 0x1000 * i)
-                    self._symbols[id(g)] = cname
-                    roots.append((g, attr))
+                    if id(g) not in self._addr:
+                        self._put(g, GLOBALS_BASE + 0x1000 * i)
+                        self._symbols[id(g)] = cname
+                    glob.append((g, attr))
             table = getattr(state, "extra", {}).get("coroutines")
             if table is not None:
-                roots.append((list(table.live), "coroutines"))
+                cos.append((list(table.live), "coroutines"))
             sched = getattr(state, "sched", None)
             for t in getattr(sched, "threads", ()) or ():
-                roots.append((list(t.ctx.stack), f"{t.name}.stack"))
-        for name, stack in stacks:
-            roots.append((list(stack), f"{name}.bt"))
-        self._walk(roots)
+                stacks.append((list(t.ctx.stack), f"{t.name}.stack"))
+        stacks += [(list(stack), f"{name}.bt") for name, stack in self._stacks]
+        return [glob, cos, stacks]
 
     def _put(self, obj: Any, addr: int) -> int:
-        while addr in self._used:  # two paths hashing alike: the later one takes the next free slot
-            addr += 0x40
-        self._used.add(addr)
+        """Name `obj` by `addr`. Two objects with the same path get the same address, as malloc hands a
+        freed chunk to the next request of its size (the next sector's acb sits where the last one was)."""
         self._addr[id(obj)] = addr
-        self._keep.append(obj)
+        self._keep[id(obj)] = obj
         return addr
 
-    def _walk(self, roots: list[tuple[Any, str]]) -> None:
-        """Breadth first from the roots, in order: an object is named by its shortest, first path."""
+    def _walk(self) -> None:
+        """Breadth first from each group of roots in turn: an object is named by its shortest path from
+        the first group that reaches it."""
+        self._walked = True
         seen: set[int] = set()
+        for roots in self._roots():
+            self._walk_from(roots, seen)
+
+    def _walk_from(self, roots: list[tuple[Any, str]], seen: set[int]) -> None:
         todo = [(obj, path, 0) for obj, path in roots]
         k = 0
         while k < len(todo):
@@ -115,11 +128,16 @@ class AddressMap:
 
     def address(self, obj: Any) -> int | None:
         """The object's address, or None if it is not reachable from the machine."""
-        return self._addr.get(id(obj))
+        a = self._addr.get(id(obj))
+        if a is None and not self._walked:
+            self._walk()
+            a = self._addr.get(id(obj))
+        return a
 
-    def show(self, v: Any) -> Any:
+    def show(self, v: Any, where: str = "") -> Any:
         """An argument as gdb prints it: numbers as numbers, pointers as addresses (with `<symbol>` for
-        functions and known globals), NULL as 0x0."""
+        functions and known globals), NULL as 0x0. `where` names the argument's place on the stack
+        (thread, frame, name): a buffer or other non-model object there is addressed by it, no walk."""
         if isinstance(v, bool):
             return "true" if v else "false"
         if type(v).__name__ == "_Pointer":  # an address the backtrace computed (kvm_handle_io's data)
@@ -132,7 +150,13 @@ class AddressMap:
             return v
         if callable(v) and hasattr(v, "__name__"):
             return f"{text_address(v.__name__):#x} <{v.__name__}>"
-        addr = self.address(v)
+        addr = self._addr.get(id(v))
+        if addr is None and where and not type(v).__module__.startswith("vmio_edu"):
+            # a buffer or value cell of this call (address_space_rw's buf, memory.c's uint64_t *value):
+            # it lives as long as the frame, so its place on the stack names it
+            return f"{HEAP_BASE + (_crc(where) % HEAP_SLOTS) * 0x40:#x}"
+        if addr is None:
+            addr = self.address(v)
         if addr is None:
             addr = self._put(v, HEAP_BASE + (_crc(type(v).__name__) % HEAP_SLOTS) * 0x40)
         sym = self._symbols.get(id(v))

@@ -60,14 +60,16 @@ def show_value(v: Any) -> Any:
     return f"<{type(v).__name__}>"
 
 
-def frame_args(f: Frame, addrs: AddressMap) -> dict:
-    """Every parameter of the real signature, in its order, as gdb prints it."""
+def frame_args(f: Frame, addrs: AddressMap, where: dict | None = None) -> dict:
+    """Every parameter of the real signature, in its order, as gdb prints it (`where`: id → the outermost
+    place on the stack holding that value, which names a buffer passed down the frames)."""
     have = dict(zip(f.tp.argnames, f.args))
     if f.tp.name == "kvm_handle_io" and isinstance(have.get("data"), int):
         # kvm-all.c:1665 passes `(uint8_t *)run + run->io.data_offset`; the model passes the offset
         have["data"] = _Pointer(KVM_RUN_MAP + have["data"])
     params = f.tp.source.params if f.tp.source and f.tp.source.params else f.tp.argnames
-    return {p: addrs.show(have[p]) if p in have else OPTIMIZED_OUT for p in params}
+    where = where or {}
+    return {p: addrs.show(have[p], where.get(id(have[p]), "")) if p in have else OPTIMIZED_OUT for p in params}
 
 
 class _Pointer(int):
@@ -111,14 +113,19 @@ def backtrace(stack: list[Frame], thread: str, state: Any = None, addrs: Address
         addrs = AddressMap(state, [(thread, stack)])
     out: list[BtFrame] = []
     n = len(stack)
+    where: dict[int, str] = {}  # a value's outermost place on this stack: the same buffer, the same address
+    for i, f in enumerate(stack):
+        for name, v in zip(f.tp.argnames, f.args):
+            if not isinstance(v, (int, str, float, type(None))):
+                where.setdefault(id(v), f"{thread}#{i}.{name}")
     for level, i in enumerate(range(n - 1, -1, -1)):
         f = stack[i]
         src = f.tp.source
         line = src.stop_line if src else None
         if i < n - 1:  # a caller: show the line that calls the frame above it
             line = call_site(f.tp.side, f.tp.name, stack[i + 1].tp.name) or (src.line if src else None)
-        out.append(BtFrame(level, f.tp.name, frame_args(f, addrs), src.file if src else "", line, f.tp.layer,
-                           thread))
+        out.append(BtFrame(level, f.tp.name, frame_args(f, addrs, where), src.file if src else "",
+                           line, f.tp.layer, thread))
     bottom = _trampoline(stack, state, addrs, len(out), thread)
     if bottom is not None:
         out.append(bottom)
