@@ -114,3 +114,23 @@ def test_same_inputs_same_trace():
     a, b = fp(), fp()
     assert len(a[0]) > 1000
     assert a == b
+
+
+def test_an_object_keeps_its_address_from_stop_to_stop():
+    """The drive (IDEState) and the request's AIOCB show the same pointer at every stop of their life, on
+    every thread: the AIOCB that bdrv_co_do_rw works on (vCPU) is the one bdrv_co_em_bh completes (main)."""
+    with Machine(op="write", lba=3, sectors=1) as m:
+        dbg = m.debugger()
+        dbg.break_at("bdrv_aio_writev")
+        a = {f.function: f.args for f in dbg.cont().backtrace}
+        dbg.clear()
+        dbg.break_at("paio_submit")
+        b = {f.function: f.args for f in dbg.cont().backtrace}
+        dbg.clear()
+        dbg.break_at("ide_sector_write_cb")
+        stop = dbg.cont()
+        c = {f.function: f.args for f in stop.backtrace}
+    assert stop.thread == "main"
+    assert a["ide_sector_write"]["s"] == c["ide_sector_write_cb"]["opaque"]
+    assert b["bdrv_co_do_rw"]["opaque"] == c["bdrv_co_em_bh"]["opaque"]
+    assert a["bdrv_aio_writev"]["qiov"] == b["paio_submit"]["qiov"]

@@ -9,9 +9,10 @@ address here is a function of where it sits in the machine, never of when it was
 * every object reachable from them (the IDE bus, its drives, their BlockDriverStates, an in-flight
   request's QEMUIOVector …), then from the live coroutines, then from the threads' stacks, gets a heap
   address derived from the shortest such path (`address_space_io.root.subregions[0].opaque.portio_opaque
-  .ifs[0]`), the globals' paths first: a function of the machine's state, so the same state gives the
-  same addresses in every run, after time travel too. A long-lived object keeps its address all run;
-  a request's object (an AIOCB) can move once, when the device first holds it;
+  .ifs[0]`), one global after the other, the device tree first: a function of the machine's state, so the same state gives the
+  same addresses in every run, after time travel too, and a long-lived object keeps its address all run;
+* a coroutine and its request's AIOCB are named by the coroutine's id (a per-machine allocation count),
+  so they keep one address all their life, wherever they are held;
 * a buffer in a frame's arguments (address_space_rw's `buf`) is named by its place on the stack;
 * functions get a text address derived from their name, with `<symbol>`.
 
@@ -32,6 +33,7 @@ KVM_RUN_MAP = 0x7FFFF7FF0000  # where the vCPU's kvm_run mmap lands (mmap area, 
 _GLOBALS = (("address_space_io", "address_space_io"), ("address_space_memory", "address_space_memory"),
             ("aio_context", "qemu_aio_context"), ("kvm_state", "kvm_state"))
 _WALK_DEPTH = 12
+_BY_ID = frozenset({"Coroutine", "BlockDriverAIOCBCoroutine"})  # named by their per-machine id
 _SKIP = frozenset({"events", "hooks", "listeners", "sched", "machine", "fn", "history", "tp", "source"})
 
 
@@ -66,8 +68,10 @@ class AddressMap:
         self._walked = False
 
     def _roots(self) -> list[list[tuple[Any, str]]]:
-        """The walk's roots in order of preference: the globals, the coroutines, the threads' stacks."""
-        state, glob, cos, stacks = self._state, [], [], []
+        """The walk's roots in order of preference: each global in turn (the device tree under
+        address_space_io first, so a drive is named by its place on the bus, never through a request
+        that holds it for a while), the coroutines, the threads' stacks."""
+        state, groups, cos, stacks = self._state, [], [], []
         if state is not None:
             for i, (attr, cname) in enumerate(_GLOBALS):
                 g = getattr(state, attr, None)
@@ -75,7 +79,7 @@ class AddressMap:
                     if id(g) not in self._addr:
                         self._put(g, GLOBALS_BASE + 0x1000 * i)
                         self._symbols[id(g)] = cname
-                    glob.append((g, attr))
+                    groups.append([(g, attr)])
             table = getattr(state, "extra", {}).get("coroutines")
             if table is not None:
                 cos.append((list(table.live), "coroutines"))
@@ -83,7 +87,7 @@ class AddressMap:
             for t in getattr(sched, "threads", ()) or ():
                 stacks.append((list(t.ctx.stack), f"{t.name}.stack"))
         stacks += [(list(stack), f"{name}.bt") for name, stack in self._stacks]
-        return [glob, cos, stacks]
+        return groups + [cos, stacks]
 
     def _put(self, obj: Any, addr: int) -> int:
         """Name `obj` by `addr`. Two objects with the same path get the same address, as malloc hands a
@@ -91,6 +95,12 @@ class AddressMap:
         self._addr[id(obj)] = addr
         self._keep[id(obj)] = obj
         return addr
+
+    @staticmethod
+    def _heap_address(obj: Any, path: str) -> int:
+        name = type(obj).__name__
+        key = f"{name}#{obj.id}" if name in _BY_ID and isinstance(getattr(obj, "id", None), int) else path
+        return HEAP_BASE + (_crc(key) % HEAP_SLOTS) * 0x40
 
     def _walk(self) -> None:
         """Breadth first from each group of roots in turn: an object is named by its shortest path from
@@ -113,7 +123,7 @@ class AddressMap:
                 items: Iterable = ((f"{path}[{i}]", v) for i, v in enumerate(obj))
             else:
                 if id(obj) not in self._addr:
-                    self._put(obj, HEAP_BASE + (_crc(path) % HEAP_SLOTS) * 0x40)
+                    self._put(obj, self._heap_address(obj, path))
                 fields = getattr(obj, "__dict__", None) or {}
                 items = ((f"{path}.{a}", v) for a, v in fields.items() if a not in _SKIP)
             for p, v in items:
@@ -158,6 +168,6 @@ class AddressMap:
         if addr is None:
             addr = self.address(v)
         if addr is None:
-            addr = self._put(v, HEAP_BASE + (_crc(type(v).__name__) % HEAP_SLOTS) * 0x40)
+            addr = self._put(v, self._heap_address(v, type(v).__name__))
         sym = self._symbols.get(id(v))
         return f"{addr:#x} <{sym}>" if sym else f"{addr:#x}"

@@ -127,6 +127,7 @@ class BlockDriverAIOCBCoroutine:
     is_write: bool
     bh: QEMUBH | None = None
     done: list[bool] | None = None  # set by a cancel waiting for the request (C: bool *done)
+    id: int = 0  # model-only: the id of its coroutine, which names it in backtraces (as Coroutine.id)
 
 
 @dataclass
@@ -442,6 +443,7 @@ def bdrv_co_aio_rw_vector(bs: BlockDriverState, sector_num: int, qiov: QEMUIOVec
     when it first yields (or finishes)."""
     acb = BlockDriverAIOCBCoroutine(bs, cb, opaque, BlockRequest(sector_num, nb_sectors, qiov), is_write)
     co = qemu_coroutine_create(bdrv_co_do_rw)
+    acb.id = co.id
     qemu_coroutine_enter(co, acb)
     return acb
 
