@@ -16,6 +16,7 @@ from typing import Any, Callable
 import pytest
 from keystone import KS_ARCH_X86, KS_MODE_16, KS_MODE_32, KS_MODE_64, Ks
 
+from kvm_policy import no_kvm
 from vmio_edu.errors import EngineUnavailable
 from vmio_edu.guest.loader import boot_state
 from vmio_edu.linux.include.uapi.linux import kvm as K
@@ -46,7 +47,7 @@ def open_engine(engine: str, sched: Any = None):
     try:
         return open_real_kvm(sched)
     except EngineUnavailable as e:
-        pytest.skip(f"no /dev/kvm: {e}")
+        no_kvm(f"no /dev/kvm: {e}")
 
 
 @dataclass

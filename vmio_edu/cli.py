@@ -243,6 +243,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             "us_per_exit": round(1e6 * r["wall_s"] / max(1, len(r["exits"])), 1),
             "layer_share": {k: round(v, 3) for k, v in r["shares"].items()}}
     if i is not None:
+        from .kvm.host_facts import host_properties
+        result["host_properties"] = host_properties("kvm")  # where this host's kernel is not Linux 3.7
         lo = max(0, i - 3)
         result["context"] = {e: [x.to_json() for x in r["exits"][lo:i + 2]]
                              for e, r in (("unicorn", emu), ("kvm", real))}
@@ -264,6 +266,8 @@ def _format_compare(r: dict) -> str:
         for engine, xs in r["context"].items():
             out.append(f"  {engine}:")
             out += [f"    {json.dumps(x)}" for x in xs]
+        for fact, what in r.get("host_properties", {}).items():
+            out.append(f"  host property ({fact}): {what}; the emulated engine follows Linux 3.7")
     for engine, e in r["engines"].items():
         out.append(f"\n{engine}: {e['exits']} exits in {e['wall_s']} s = {e['us_per_exit']} us per exit")
         out += [f"  {layer:<16} {share:6.1%}" for layer, share in e["layer_share"].items()]

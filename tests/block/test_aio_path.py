@@ -99,10 +99,11 @@ def test_coroutine_stack_at_paio_submit_is_the_real_frames(image, bench_factory)
                      "bdrv_co_do_readv", "bdrv_co_readv", "raw_co_readv", "bdrv_co_do_readv", "bdrv_co_do_rw"]
     bt = backtrace(frames, thread)
     assert [(f.file, f.line) for f in bt] == [
-        ("block/raw-posix.c", 780), ("block/raw-posix.c", 828), ("block/raw-posix.c", 836),
+        ("block/raw-posix.c", 784), ("block/raw-posix.c", 828), ("block/raw-posix.c", 836),
         ("block.c", 4017), ("block.c", 4034), ("block.c", 2550), ("block.c", 2567), ("block/raw.c", 47),
-        ("block.c", 2550), ("block.c", 3867)]
-    assert bt[0].args == {"sector_num": 2, "nb_sectors": 1, "type": 1}  # QEMU_AIO_READ
+        ("block.c", 2550), ("block.c", 3867), ("coroutine-ucontext.c", 118)]
+    assert {k: bt[0].args[k] for k in ("sector_num", "nb_sectors", "type")} == \
+        {"sector_num": 2, "nb_sectors": 1, "type": 1}  # QEMU_AIO_READ
 
 
 def test_write_stack_at_paio_submit_uses_the_writev_names(image, bench_factory):
@@ -293,3 +294,26 @@ def test_closing_releases_every_fd(tmp_path):
     b.close()
     assert len(fds()) == n
     assert all(not t.thread.is_alive() for t in b.sched.threads)
+
+
+def test_a_write_past_the_end_of_the_growable_file_bds_leaves_total_sectors(image, bench_factory):
+    """block.c bdrv_co_do_writev at v1.6.1 (2613-2668) updates wr_highest_sector only: the file grows on
+    disk (a real pwrite past its end), but bs->total_sectors keeps the size read at open."""
+    b = bench_factory(image)
+    fmt = b.bs
+    b.bs = fmt.file  # submit to the protocol ("file") BDS, which is growable
+    w = Request("write", 17, 1, pattern(SECTOR))
+    b.run(w)
+    b.bs = fmt
+    assert w.ret == 0 and fmt.file.growable
+    assert os.path.getsize(image) == 18 * SECTOR  # the pwrite really grew the file
+    assert fmt.file.total_sectors == 16 and fmt.file.wr_highest_sector == 17
+
+
+def test_bdrv_co_aio_rw_vector_has_the_1_6_1_signature():
+    """block.c:3878 at v1.6.1: (bs, sector_num, qiov, nb_sectors, cb, opaque, is_write); no `flags`."""
+    import inspect
+
+    from vmio_edu.qemu.block import bdrv_co_aio_rw_vector
+    assert list(inspect.signature(bdrv_co_aio_rw_vector).parameters) == \
+        ["bs", "sector_num", "qiov", "nb_sectors", "cb", "opaque", "is_write"]

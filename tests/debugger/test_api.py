@@ -30,8 +30,11 @@ def test_break_at_bdrv_aio_writev_shows_the_gdb_frames(make):
     assert [f.function for f in stop.backtrace] == WRITE_FRAMES
     f = {x.function: x for x in stop.backtrace}
     assert f["bdrv_aio_writev"].args["sector_num"] == 4 and f["bdrv_aio_writev"].args["nb_sectors"] == 1
-    assert f["bdrv_aio_writev"].args["cb"] == "ide_sector_write_cb"
-    assert f["kvm_handle_io"].args == {"port": 496, "direction": 1, "size": 2, "count": 1}
+    assert f["bdrv_aio_writev"].args["cb"].endswith(" <ide_sector_write_cb>")
+    assert f["bdrv_aio_writev"].args["opaque"] == f["ide_sector_write"].args["s"]
+    assert {k: v for k, v in f["kvm_handle_io"].args.items() if k != "data"} == \
+        {"port": 496, "direction": 1, "size": 2, "count": 1}
+    assert (stop.file, stop.line) == ("block.c", 3388)  # after the prologue, as gdb stops
     assert (f["ide_sector_write"].file, f["ide_sector_write"].line) == ("hw/ide/core.c", 798)
     assert (f["ide_data_writew"].file, f["ide_data_writew"].line) == ("hw/ide/core.c", 1907)
     assert (f["kvm_cpu_exec"].file, f["kvm_cpu_exec"].line) == ("kvm-all.c", 1664)
@@ -40,7 +43,8 @@ def test_break_at_bdrv_aio_writev_shows_the_gdb_frames(make):
     # the index is the event's position in the recorded trace
     ev = dbg.events[stop.index]
     assert ev[0] == ENTER and _name(ev) == "bdrv_aio_writev" and ev[2] == "vcpu0"
-    assert stop.args == {"sector_num": 4, "nb_sectors": 1, "cb": "ide_sector_write_cb"}
+    assert stop.args == f["bdrv_aio_writev"].args
+    assert list(stop.args) == ["bs", "sector_num", "qiov", "nb_sectors", "cb", "opaque"]
 
 
 def test_break_at_ide_sector_write_backtrace(make):
@@ -48,8 +52,8 @@ def test_break_at_ide_sector_write_backtrace(make):
     dbg.break_at("ide_sector_write")
     stop = dbg.cont()
     assert [f.function for f in stop.backtrace] == WRITE_FRAMES[1:]
-    assert (stop.backtrace[0].file, stop.backtrace[0].line) == ("hw/ide/core.c", 778)
-    assert (stop.file, stop.line) == ("hw/ide/core.c", 778)
+    assert (stop.backtrace[0].file, stop.backtrace[0].line) == ("hw/ide/core.c", 783)
+    assert (stop.file, stop.line) == ("hw/ide/core.c", 783)
 
 
 def test_break_by_layer_stops_at_each_function_of_the_layer(make):
@@ -181,11 +185,12 @@ def test_finish_follows_a_coroutine_to_the_main_loop(make):
     m, dbg = make()
     dbg.break_at("bdrv_co_io_em")
     stop = dbg.cont()
-    assert stop.thread == "vcpu0" and stop.backtrace[-1].function == "bdrv_co_do_rw"  # the coroutine's stack
+    assert stop.thread == "vcpu0"  # the coroutine's stack, ending in coroutine_trampoline as in gdb
+    assert [f.function for f in stop.backtrace[-2:]] == ["bdrv_co_do_rw", "coroutine_trampoline"]
     fin = dbg.finish()
     # the coroutine yielded to wait for the pwrite; it is resumed, and returns, on the main-loop thread
     assert (fin.kind, fin.function, fin.thread) == ("leave", "bdrv_co_io_em", "main")
-    assert fin.backtrace[-1].function == "bdrv_co_do_rw"
+    assert [f.function for f in fin.backtrace[-2:]] == ["bdrv_co_do_rw", "coroutine_trampoline"]
     between = {dbg.events[j][2] for j in range(stop.index, fin.index)}
     assert {"vcpu0", "main", "worker-1"} <= between
 
@@ -198,8 +203,8 @@ def test_next_out_of_a_finished_coroutine_returns_to_its_caller(make):
     done = dbg.next()  # over the whole coroutine: its return, on main
     assert (done.kind, done.function, done.thread, done.depth) == ("leave", "bdrv_co_do_rw", "main", 1)
     after = dbg.next()  # the coroutine is gone: back in qemu_coroutine_enter on main
-    assert after.thread == "main" and after.index == done.index + 1 or all(
-        dbg.events[j][0] == POINT for j in range(done.index + 1, after.index))
+    assert after.thread == "main"
+    assert after.index == done.index + 1 or all(dbg.events[j][0] == POINT for j in range(done.index + 1, after.index))
     assert any(f.function == "qemu_coroutine_enter" for f in after.backtrace)
 
 

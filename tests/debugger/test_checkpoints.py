@@ -246,14 +246,14 @@ def test_image_after_going_back_across_completed_writes(run):
     m, dbg, cps = run(sectors=3)
     ev = dbg.events
     pristine = open(dbg._pristine, "rb").read()
-    # every completed write: ENTER sys_pwrite64 has (fd, count, pos); its LEAVE returns the count
+    # every completed write: ENTER sys_pwrite64 has (fd, buf, count, pos); its LEAVE returns the count
     writes, pending = [], []
     for i, e in enumerate(ev):
         if e[0] != POINT and REGISTRY[e[1]].name == "sys_pwrite64":
             if e[0] == ENTER:
                 pending.append(e[4])
             else:
-                _fd, count, pos = pending.pop()
+                _fd, _buf, count, pos = pending.pop()
                 writes.append((i, pos, count))
     assert len(writes) == 3
     lba = m.lba

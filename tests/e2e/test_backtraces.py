@@ -1,4 +1,8 @@
-"""The frames at bdrv_aio_writev (write) and paio_submit (read) are the ones gdb shows in real QEMU."""
+"""The frames at bdrv_aio_writev (write) and paio_submit (read) are the ones gdb shows in real QEMU 1.6.1:
+each frame's function, file and line (the innermost at its first statement after the prologue), with every
+parameter of the real signature (pointers as stable addresses, functions with their `<symbol>`)."""
+import re
+
 from vmio_edu import Machine
 from vmio_edu.trace.backtrace import backtrace
 
@@ -9,7 +13,7 @@ def _stop_at(function, **kw):
 
     def on_enter(tp, args, ctx):
         if tp.name == function and not hit:
-            hit["bt"] = backtrace(ctx.stack, ctx.name)
+            hit["bt"] = backtrace(ctx.stack, ctx.name, ctx.machine)
             hit["thread"] = ctx.name
 
     m.trace.on_enter = on_enter
@@ -30,12 +34,38 @@ def test_bdrv_aio_writev_backtrace():
                      "qemu_kvm_cpu_thread_fn"]
     f = {x.function: x for x in bt}
     assert f["bdrv_aio_writev"].args["sector_num"] == 4 and f["bdrv_aio_writev"].args["nb_sectors"] == 1
-    assert f["bdrv_aio_writev"].args["cb"] == "ide_sector_write_cb"
-    assert f["ide_data_writew"].args["addr"] == 496
+    assert re.fullmatch(r"0x5555[0-9a-f]{8} <ide_sector_write_cb>", f["bdrv_aio_writev"].args["cb"])
+    # The parameter names of the real signatures (block.c, hw/ide/core.c, ioport.c, memory.c, exec.c, kvm-all.c).
+    assert {x.function: list(x.args) for x in bt} == {
+        "bdrv_aio_writev": ["bs", "sector_num", "qiov", "nb_sectors", "cb", "opaque"],
+        "ide_sector_write": ["s"], "ide_data_writew": ["opaque", "addr", "val"],
+        "portio_write": ["opaque", "addr", "data", "size"],
+        "memory_region_write_accessor": ["mr", "addr", "value", "size", "shift", "mask"],
+        "access_with_adjusted_size": ["addr", "value", "size", "access_size_min", "access_size_max", "access", "mr"],
+        "memory_region_dispatch_write": ["mr", "addr", "data", "size"], "io_mem_write": ["mr", "addr", "val", "size"],
+        "address_space_rw": ["as", "addr", "buf", "len", "is_write"],
+        "address_space_write": ["as", "addr", "buf", "len"], "cpu_outw": ["addr", "val"],
+        "kvm_handle_io": ["port", "data", "direction", "size", "count"], "kvm_cpu_exec": ["cpu"],
+        "qemu_kvm_cpu_thread_fn": ["arg"]}
+    # The same object is the same pointer in every frame that holds it, as a learner checks in gdb.
+    assert f["bdrv_aio_writev"].args["opaque"] == f["ide_sector_write"].args["s"]
+    assert f["memory_region_write_accessor"].args["mr"] == f["access_with_adjusted_size"].args["mr"] \
+        == f["memory_region_dispatch_write"].args["mr"] == f["io_mem_write"].args["mr"]
+    assert f["kvm_cpu_exec"].args["cpu"] == f["qemu_kvm_cpu_thread_fn"].args["arg"]
+    assert f["address_space_rw"].args["buf"] == f["address_space_write"].args["buf"]  # one buffer passed down
+    assert f["memory_region_write_accessor"].args["value"] == f["access_with_adjusted_size"].args["value"]
+    assert f["bdrv_aio_writev"].args["bs"] != f["bdrv_aio_writev"].args["qiov"]
+    assert f["address_space_rw"].args["as"].endswith(" <address_space_io>")
+    assert f["access_with_adjusted_size"].args["access"].endswith(" <memory_region_write_accessor>")
+    assert f["ide_data_writew"].args["addr"] == 496 and f["ide_data_writew"].args["val"] == f["cpu_outw"].args["val"]
     assert f["portio_write"].args["addr"] == 0 and f["portio_write"].args["size"] == 2
-    assert f["address_space_rw"].args == {"addr": 496, "len": 2, "is_write": "true"}
-    assert f["kvm_handle_io"].args == {"port": 496, "direction": 1, "size": 2, "count": 1}
+    assert {k: v for k, v in f["address_space_rw"].args.items() if k not in ("as", "buf")} == \
+        {"addr": 496, "len": 2, "is_write": "true"}
+    assert f["kvm_handle_io"].args == {"port": 496, "data": "0x7ffff7ff1000", "direction": 1, "size": 2,
+                                       "count": 1}  # data: the PIO page, kvm_run + data_offset (4096)
     lines = {x.function: (x.file, x.line) for x in bt}
+    # gdb stops after the prologue: trace_bdrv_aio_writev's line, not the declaration's (3384).
+    assert lines["bdrv_aio_writev"] == ("block.c", 3388)
     assert lines["ide_sector_write"] == ("hw/ide/core.c", 798)
     assert lines["ide_data_writew"] == ("hw/ide/core.c", 1907)
     assert lines["portio_write"] == ("ioport.c", 190)
@@ -50,11 +80,30 @@ def test_paio_submit_backtrace_on_read():
     names = [f.function for f in hit["bt"]]
     assert names == ["paio_submit", "raw_aio_submit", "raw_aio_readv", "bdrv_co_io_em", "bdrv_co_readv_em",
                      "bdrv_co_do_readv", "bdrv_co_readv", "raw_co_readv", "bdrv_co_do_readv",
-                     "bdrv_co_do_rw"]
-    lines = [(f.file, f.line) for f in hit["bt"][1:]]
-    assert lines[:4] == [("block/raw-posix.c", 828), ("block/raw-posix.c", 836), ("block.c", 4017),
-                         ("block.c", 4034)]
-    assert hit["bt"][0].args.get("nb_sectors") == 1 and hit["bt"][0].args.get("sector_num") == 2
+                     "bdrv_co_do_rw", "coroutine_trampoline"]
+    lines = [(f.file, f.line) for f in hit["bt"]]
+    assert lines[:5] == [("block/raw-posix.c", 784), ("block/raw-posix.c", 828), ("block/raw-posix.c", 836),
+                         ("block.c", 4017), ("block.c", 4034)]
+    assert lines[-1] == ("coroutine-ucontext.c", 118)  # co->entry(co->entry_arg)
+    bt = hit["bt"]
+    assert list(bt[0].args) == ["bs", "fd", "sector_num", "qiov", "nb_sectors", "cb", "opaque", "type"]
+    assert bt[0].args["nb_sectors"] == 1 and bt[0].args["sector_num"] == 2 and bt[0].args["type"] == 1
+    assert bt[0].args["cb"].endswith(" <bdrv_co_io_em_complete>")
+    # The file BDS (inner bdrv_co_do_readv, raw-posix) and the format BDS (outer, raw) differ, as in gdb.
+    inner, outer = bt[5], bt[8]
+    assert inner.function == outer.function == "bdrv_co_do_readv"
+    assert inner.args["bs"] != outer.args["bs"] and inner.args["bs"] == bt[0].args["bs"]
+    assert inner.args["qiov"] == outer.args["qiov"] == bt[0].args["qiov"]
+    assert bt[7].function == "raw_co_readv" and bt[7].args["bs"] == outer.args["bs"]
+    # coroutine_trampoline's two ints are the halves of the coroutine's pointer.
+    i0, i1 = bt[-1].args["i0"], bt[-1].args["i1"]
+    assert ((i1 << 32) | (i0 & 0xFFFFFFFF)) >> 44 == 0x5
+
+
+def test_addresses_are_the_same_in_every_run():
+    a = _stop_at("paio_submit", op="read", lba=2, sectors=1)["bt"]
+    b = _stop_at("paio_submit", op="read", lba=2, sectors=1)["bt"]
+    assert [x.args for x in a] == [x.args for x in b]
 
 
 def test_same_inputs_same_trace():
@@ -65,3 +114,23 @@ def test_same_inputs_same_trace():
     a, b = fp(), fp()
     assert len(a[0]) > 1000
     assert a == b
+
+
+def test_an_object_keeps_its_address_from_stop_to_stop():
+    """The drive (IDEState) and the request's AIOCB show the same pointer at every stop of their life, on
+    every thread: the AIOCB that bdrv_co_do_rw works on (vCPU) is the one bdrv_co_em_bh completes (main)."""
+    with Machine(op="write", lba=3, sectors=1) as m:
+        dbg = m.debugger()
+        dbg.break_at("bdrv_aio_writev")
+        a = {f.function: f.args for f in dbg.cont().backtrace}
+        dbg.clear()
+        dbg.break_at("paio_submit")
+        b = {f.function: f.args for f in dbg.cont().backtrace}
+        dbg.clear()
+        dbg.break_at("ide_sector_write_cb")
+        stop = dbg.cont()
+        c = {f.function: f.args for f in stop.backtrace}
+    assert stop.thread == "main"
+    assert a["ide_sector_write"]["s"] == c["ide_sector_write_cb"]["opaque"]
+    assert b["bdrv_co_do_rw"]["opaque"] == c["bdrv_co_em_bh"]["opaque"]
+    assert a["bdrv_aio_writev"]["qiov"] == b["paio_submit"]["qiov"]

@@ -31,6 +31,7 @@ class FakeBDS:
         self.total_sectors = sectors
         self.read_only = False
         self.enable_write_cache = True
+        self.nr_bytes, self.nr_ops = [0, 0, 0], [0, 0, 0]  # bdrv_acct_done counts here, by BDRV_ACCT_*
         self.disk = bytearray(sectors * SECTOR)  # what reads return
         for i in range(len(self.disk)):
             self.disk[i] = (i * 7 + i // SECTOR) & 0xFF

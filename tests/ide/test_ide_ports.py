@@ -19,7 +19,8 @@ class Calls:
 
     def enter(self, tp, args, ctx):
         if tp.layer == "qemu-ide":
-            self.calls.append((tp.name, dict(zip(tp.argnames, args))))
+            # the numbers (objects such as the IDEBus `opaque` are the backtrace's business)
+            self.calls.append((tp.name, {k: v for k, v in zip(tp.argnames, args) if isinstance(v, int)}))
 
     def leave(self, tp, result, ctx):
         pass

@@ -99,11 +99,13 @@ def test_dispatch_frames_match_gdb():
                      "memory_region_dispatch_write", "io_mem_write", "address_space_rw",
                      "address_space_write", "cpu_outw"]
     by = {f.function: f for f in bt}
-    assert by["portio_write"].args == {"addr": 0, "data": 0x4242, "size": 2}
-    assert by["memory_region_write_accessor"].args == {"addr": 0, "size": 2, "shift": 0, "mask": 65535}
-    assert by["access_with_adjusted_size"].args == {"addr": 0, "size": 2, "access_size_min": 1,
-                                                    "access_size_max": 4}
-    assert by["address_space_rw"].args == {"addr": 496, "len": 2, "is_write": "true"}
+    def ints(f):  # the numbers; pointers are addresses (checked below)
+        return {k: v for k, v in by[f].args.items() if isinstance(v, int) or v in ("true", "false")}
+    assert ints("portio_write") == {"addr": 0, "data": 0x4242, "size": 2}
+    assert ints("memory_region_write_accessor") == {"addr": 0, "size": 2, "shift": 0, "mask": 65535}
+    assert ints("access_with_adjusted_size") == {"addr": 0, "size": 2, "access_size_min": 1, "access_size_max": 4}
+    assert ints("address_space_rw") == {"addr": 496, "len": 2, "is_write": "true"}
+    assert by["access_with_adjusted_size"].args["mr"] == by["memory_region_write_accessor"].args["mr"]
     assert by["cpu_outw"].args["addr"] == 496
     # caller frames sit on their call lines at v1.6.1 (source map calls_at)
     assert (by["cpu_outw"].file, by["cpu_outw"].line) == ("ioport.c", 77)

@@ -90,7 +90,8 @@ class InFlight:
         name = tp.name
         if name == "bdrv_aio_writev" or name == "bdrv_aio_readv":
             self.count += 1
-            self.submitted.append(("write" if name == "bdrv_aio_writev" else "read", args[0], args[1]))
+            a = dict(zip(tp.argnames, args))
+            self.submitted.append(("write" if name == "bdrv_aio_writev" else "read", a["sector_num"], a["nb_sectors"]))
         elif name == "bdrv_co_em_bh":
             self.count -= 1
 

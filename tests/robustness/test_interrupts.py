@@ -62,24 +62,18 @@ def _check_stopped_state(m, disk, log, fd, total):
     return done
 
 
-def test_timer_interrupt_during_a_long_run_then_close(disk, pwrite_log):
-    """Ctrl-C about 0.3 s into a 64-sector write (several seconds on the emulated engine); then close."""
+def test_interrupt_during_a_long_run_then_close(disk, pwrite_log):
+    """Ctrl-C at the 6th pwrite of a 64-sector write (a hook there, not a timer: the stop comes at a known
+    point whatever the machine's speed); then close."""
     fds = open_fds()
     m = Machine(image=disk.path, op="write", lba=0, sectors=64)
     fd = m.bs.file.opaque.fd
-    timers = []
-
-    def start_timer(fd_, pos):  # at the first pwrite: the run is certainly under way
-        t = threading.Timer(0.3, _thread.interrupt_main)
-        timers.append(t)
-        t.start()
-
-    pwrite_log.before[0] = start_timer
+    pwrite_log.before[5] = _ctrl_c_seen_by(m)
     parked = _run_expecting_interrupt(m.run)
-    timers[0].join()
     assert (parked.reason, parked.detail, parked.thread) == ("stop", "interrupted", "vcpu0")
     assert not m.halted and m.exits[-1].reason != "HLT"
-    _check_stopped_state(m, disk, pwrite_log, fd, 64)
+    done = _check_stopped_state(m, disk, pwrite_log, fd, 64)
+    assert len(done) == 6  # the pwrite under way when Ctrl-C came completes; no new one starts
     m.close()
     assert_closed_cleanly(m, fds)
     assert_image_matches(disk, disk.reference, pwrite_log.completed(fd))  # closing wrote nothing more
@@ -155,3 +149,30 @@ def test_ctrl_c_outside_the_schedulers_wait_still_parks_the_model(disk, pwrite_l
     assert m.run().reason == "idle" and m.guest_result()["sectors_done"] == 8
     m.close()
     assert_image_matches(disk, disk.reference, {30: m.pattern})
+
+
+def test_interrupt_during_a_replay_stops_it_and_time_travel_goes_on(disk, pwrite_log):
+    """Ctrl-C while the debugger replays (going back rebuilds the state by running a fresh machine
+    silently): the replay parks as "interrupted" before its target, and a later goto reaches the target
+    with the same state as the first run had there."""
+    m = Machine(image=disk.path, op="write", lba=40, sectors=4)
+    dbg = m.debugger()
+    dbg.checkpoint_every = 0  # every replay starts from a fresh machine: it redoes all four pwrites
+    assert dbg.cont().reason == "halted"
+    first = len(pwrite_log.calls)
+    assert first == 4
+    target = len(dbg.events) - 5
+    end_digest = dbg.state_digest()
+    ref = dbg.goto(target)  # a replay; note the state there
+    digest = {k: v for k, v in dbg.state_digest().items() if k != "image_sha256"}
+    n = len(pwrite_log.calls)
+    dbg.goto(-1)  # back to the start
+    pwrite_log.before[n + 2] = _ctrl_c_seen_by(m)  # during the next replay's 3rd pwrite
+    stop = _run_expecting_interrupt(lambda: dbg.goto(target))
+    assert stop.reason == "interrupted" and 0 <= stop.index < target
+    again = dbg.goto(target)
+    assert again.index == ref.index == target
+    assert {k: v for k, v in dbg.state_digest().items() if k != "image_sha256"} == digest
+    assert dbg.cont().reason == "halted" and dbg.state_digest()["image_sha256"] == end_digest["image_sha256"]
+    m.close()
+    assert_image_matches(disk, disk.reference, {40: m.pattern})

@@ -1,16 +1,18 @@
 """Trace points record entries and exits with the thread, and build gdb-style backtraces."""
+import pytest
+
 from vmio_edu.trace.backtrace import backtrace
 from vmio_edu.trace.recorder import ENTER, LEAVE, Recorder
 from vmio_edu.trace.sources import call_site, lookup
 from vmio_edu.trace.tracepoint import ThreadContext, set_context, tracepoint
 
 
-@tracepoint("qemu-ide", args=("addr", "val"))
+@tracepoint("qemu-ide", args=("opaque", "addr", "val"))
 def ide_data_writew(opaque, addr, val):
     return ide_sector_write(opaque)
 
 
-@tracepoint("qemu-ide", args=())
+@tracepoint("qemu-ide", args=("s",))
 def ide_sector_write(s):
     return s["bt"]()
 
@@ -35,10 +37,15 @@ def test_recorder_and_backtrace_lines():
     finally:
         set_context(None)
     assert [f.function for f in frames] == ["ide_sector_write", "ide_data_writew"]
-    assert frames[1].args == {"addr": 496, "val": 0xBEEF}
-    # The caller's frame is shown at its call into ide_sector_write (core.c:1907 at v1.6.1).
+    # Every real parameter; the same object shows the same address in both frames, as in gdb.
+    opaque = frames[1].args["opaque"]
+    assert frames[1].args == {"opaque": opaque, "addr": 496, "val": 0xBEEF}
+    assert frames[0].args == {"s": opaque} and opaque.startswith("0x5555")
+    # The caller's frame is shown at its call into ide_sector_write (core.c:1907 at v1.6.1); the innermost
+    # at the first statement after the prologue (core.c:783), not at the declaration (778).
     assert frames[1].line == call_site("qemu", "ide_data_writew", "ide_sector_write") == 1907
-    assert frames[0].line == lookup("qemu", "ide_sector_write").line == 778
+    assert lookup("qemu", "ide_sector_write").line == 778
+    assert frames[0].line == lookup("qemu", "ide_sector_write").stop_line == 783
     assert frames[0].file == "hw/ide/core.c" and frames[0].thread == "vcpu0"
     kinds = [(e[0], e[2]) for e in rec.events]
     assert kinds == [(ENTER, "vcpu0"), (ENTER, "vcpu0"), (LEAVE, "vcpu0"), (LEAVE, "vcpu0")]
@@ -58,10 +65,9 @@ def test_generator_frames_survive_a_yield_and_pop_on_return():
         ctx2 = ThreadContext("main", hooks=rec)  # resumed on another thread
         ctx2.stack = co_stack
         set_context(ctx2)
-        try:
+        with pytest.raises(StopIteration) as stop:
             gen.send(21)
-        except StopIteration as stop:
-            assert stop.value == 42
+        assert stop.value.value == 42
         assert co_stack == []
         assert rec.events[-1][0] == LEAVE and rec.events[-1][2] == "main"
     finally:
@@ -75,10 +81,8 @@ def test_exception_pops_frame():
     try:
         def boom():
             raise KeyError("x")
-        try:
+        with pytest.raises(KeyError):
             ide_data_writew({"bt": boom}, 496, 1)
-        except KeyError:
-            pass
         assert ctx.stack == []
         assert sum(1 for e in rec.events if e[0] == LEAVE) == 2
     finally:

@@ -24,7 +24,7 @@ def qemu_mutex_unlock_iothread() -> None:
         s.sched.tick()
 
 
-@tracepoint("qemu-cpu", args=())
+@tracepoint("qemu-cpu", args=("arg=cpu",))
 def qemu_kvm_cpu_thread_fn(cpu: CPUState) -> None:
     """The vCPU thread: take the BQL, then run `kvm_cpu_exec` until the machine shuts down."""
     qemu_mutex_lock_iothread()

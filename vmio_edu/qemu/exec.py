@@ -34,16 +34,25 @@ def address_space_translate(space: AddressSpace, addr: int, length: int) -> tupl
     return None, addr, min(length, nxt - addr)
 
 
-@tracepoint("qemu-memory", args=("l", "addr"))
+@tracepoint("qemu-memory", args=("mr", "l", "addr"))
 def memory_access_size(mr: MemoryRegion, l: int, addr: int) -> int:
-    """The largest access (4, 2 or 1 bytes) that fits `l` and is naturally aligned at `addr`."""
-    for size in (4, 2):
-        if l >= size and addr % size == 0:
-            return size
-    return 1
+    """How much of `l` bytes to hand to the region in one access: at most `valid.max_access_size` (4), and,
+    unless the region takes misaligned accesses (`impl.unaligned`, as the port I/O regions do,
+    ioport.c:203-204), no more than the alignment of `addr`; then rounded down to a power of two. So an
+    outw to 0x1f1 reaches the IDE data port's region whole, as ide_data_writew(0x1f1)."""
+    access_size_max = mr.ops.valid_max_access_size or 4 if mr.ops is not None else 4
+    if mr.ops is None or not mr.ops.impl_unaligned:
+        align_size_max = addr & -addr
+        if align_size_max != 0 and align_size_max < access_size_max:
+            access_size_max = align_size_max
+    if l > access_size_max:
+        l = access_size_max
+    if l & (l - 1):
+        l = 1 << (l.bit_length() - 1)
+    return l
 
 
-@tracepoint("qemu-memory", args=("addr", "len", "is_write"))
+@tracepoint("qemu-memory", args=("as=space", "addr", "buf", "len", "is_write"))
 def address_space_rw(space: AddressSpace, addr: int, buf: bytearray | bytes, len: int, is_write: bool) -> bool:
     """Move `len` bytes between `buf` and the address space, one region piece at a time."""
     pos = 0
@@ -73,17 +82,17 @@ def _ram_size(space: AddressSpace) -> int:
     return len(space.ram)
 
 
-@tracepoint("qemu-memory", args=("addr", "len"))
+@tracepoint("qemu-memory", args=("as=space", "addr", "buf", "len"))
 def address_space_write(space: AddressSpace, addr: int, buf: bytes, len: int) -> bool:
     return address_space_rw(space, addr, buf, len, True)
 
 
-@tracepoint("qemu-memory", args=("addr", "len"))
+@tracepoint("qemu-memory", args=("as=space", "addr", "buf", "len"))
 def address_space_read(space: AddressSpace, addr: int, buf: bytearray, len: int) -> bool:
     return address_space_rw(space, addr, buf, len, False)
 
 
-@tracepoint("qemu-memory", args=("addr", "len", "is_write"))
+@tracepoint("qemu-memory", args=("addr", "buf", "len", "is_write"))
 def cpu_physical_memory_rw(addr: int, buf: bytearray, len: int, is_write: bool) -> None:
     """Guest-physical access from device or MMIO-exit code: address_space_rw on address_space_memory."""
     from .state import qemu_state

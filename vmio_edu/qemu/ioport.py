@@ -50,7 +50,7 @@ def portio_list_init(piolist: PortioList, callbacks: list[MemoryRegionPortio], o
     piolist.ports, piolist.opaque, piolist.name = list(callbacks), opaque, name
 
 
-@tracepoint("qemu-memory", args=("start",))
+@tracepoint("qemu-memory", args=("piolist", "address_space", "start"))
 def portio_list_add(piolist: PortioList, address_space, start: int) -> None:
     """Map the list at port `start`. Overlapping entries share one region, as portio_list_add_1 does."""
     address_space = getattr(address_space, "root", address_space)  # an AddressSpace or its root region
@@ -67,6 +67,12 @@ def portio_list_add(piolist: PortioList, address_space, start: int) -> None:
         group, hi = ([p], p.offset + p.len) if p is not None else ([], None)
 
 
+def portio_ops() -> MemoryRegionOps:
+    """ioport.c:199-205: the ops of every port-list region. Misaligned accesses are valid and reach the
+    device whole (`.valid.unaligned`, `.impl.unaligned`): an outw to 0x1f1 is ide_data_writew(0x1f1)."""
+    return MemoryRegionOps(portio_read, portio_write, valid_unaligned=True, impl_unaligned=True)
+
+
 def _portio_list_add_1(piolist: PortioList, space: MemoryRegion, group: list[MemoryRegionPortio],
                        start: int) -> None:
     off_low = min(p.offset for p in group)
@@ -74,12 +80,12 @@ def _portio_list_add_1(piolist: PortioList, space: MemoryRegion, group: list[Mem
     ports = [MemoryRegionPortio(p.offset - off_low, p.len, p.size, p.read, p.write, start + off_low)
              for p in group]
     mrpio = MemoryRegionPortioList(ports, piolist.opaque)
-    mr = MemoryRegion(piolist.name, off_high - off_low, MemoryRegionOps(portio_read, portio_write), mrpio)
+    mr = MemoryRegion(piolist.name, off_high - off_low, portio_ops(), mrpio)
     memory_region_add_subregion(space, start + off_low, mr)
     piolist.regions.append(mr)
 
 
-@tracepoint("qemu-memory", args=("addr", "size", "write"))
+@tracepoint("qemu-memory", args=("mrpio", "offset=addr", "size", "write"))
 def find_portio(mrpio: MemoryRegionPortioList, addr: int, size: int, write: bool) -> MemoryRegionPortio | None:
     """The entry covering `addr` for accesses of exactly `size` bytes in this direction."""
     for mrp in mrpio.ports:
@@ -89,7 +95,7 @@ def find_portio(mrpio: MemoryRegionPortioList, addr: int, size: int, write: bool
     return None
 
 
-@tracepoint("qemu-memory", args=("addr", "data", "size"))
+@tracepoint("qemu-memory", args=("opaque=mrpio", "addr", "data", "size"))
 def portio_write(mrpio: MemoryRegionPortioList, addr: int, data: int, size: int) -> None:
     """Call the device's per-port write; a 16-bit access with no 16-bit entry becomes two byte writes."""
     mrp = find_portio(mrpio, addr, size, True)
@@ -102,7 +108,7 @@ def portio_write(mrpio: MemoryRegionPortioList, addr: int, data: int, size: int)
             mrp.write(mrpio.portio_opaque, mrp.base + addr + 1, data >> 8)
 
 
-@tracepoint("qemu-memory", args=("addr", "size"))
+@tracepoint("qemu-memory", args=("opaque=mrpio", "addr", "size"))
 def portio_read(mrpio: MemoryRegionPortioList, addr: int, size: int) -> int:
     """Call the device's per-port read; with no entry the bus floats high (all ones)."""
     mrp = find_portio(mrpio, addr, size, False)

@@ -77,19 +77,19 @@ def kvm_init_vcpu(state: QemuState, index: int = 0) -> CPUState:
     return CPUState(index, vcpufd, vcpufd.mmap(size))
 
 
-@tracepoint("qemu-cpu", args=("type",))
+@tracepoint("qemu-cpu", args=("s", "type"))
 def kvm_vm_ioctl(s: KVMState, type: int, arg: Any = 0) -> int:
     """ioctl() on the VM file descriptor."""
     return s.vmfd.ioctl(type, arg)
 
 
-@tracepoint("qemu-cpu", args=("type",))
+@tracepoint("qemu-cpu", args=("cpu", "type"))
 def kvm_vcpu_ioctl(cpu: CPUState, type: int, arg: Any = 0) -> int:
     """ioctl() on the vCPU file descriptor. With type KVM_RUN this is where the guest runs."""
     return cpu.kvm_fd.ioctl(type, arg)
 
 
-@tracepoint("qemu-cpu", args=("irq", "level"))
+@tracepoint("qemu-cpu", args=("s", "irq", "level"))
 def kvm_set_irq(s: KVMState, irq: int, level: int) -> int:
     """Set an in-kernel irqchip input: KVM_IRQ_LINE_STATUS on the VM fd."""
     event = K.kvm_irq_level(irq=irq, level=level)
@@ -101,7 +101,7 @@ def _pio(cpu: CPUState, offset: int, size: int) -> memoryview:
     return cpu.kvm_run_mem[offset:offset + size]
 
 
-@tracepoint("qemu-cpu", args=("port", "direction", "size", "count"))
+@tracepoint("qemu-cpu", args=("port", "data=data_offset", "direction", "size", "count"))
 def kvm_handle_io(cpu: CPUState, port: int, data_offset: int, direction: int, size: int, count: int) -> None:
     """Do `count` accesses of `size` bytes on `port`, element i at `run + data_offset + i*size`.
 
@@ -118,7 +118,7 @@ def kvm_handle_io(cpu: CPUState, port: int, data_offset: int, direction: int, si
         ptr += size
 
 
-@tracepoint("qemu-cpu", args=("reason",))
+@tracepoint("qemu-cpu", args=("cpu", "run", "reason"))
 def kvm_handle_internal_error(cpu: CPUState, run: K.kvm_run, reason: str = "") -> int:
     """KVM could not emulate something: QEMU prints the suberror and stops the VM."""
     sub = run.u.internal.suberror
@@ -132,7 +132,7 @@ def _engine_detail(cpu: CPUState) -> str:
     return getattr(cpu.kvm_fd, "exit_detail", "") or ""
 
 
-@tracepoint("qemu-cpu", args=())
+@tracepoint("qemu-cpu", args=("cpu",))
 def kvm_cpu_exec(cpu: CPUState) -> int:
     """Run the vCPU until an exit QEMU can't handle inline. Returns EXCP_* (or raises on a guest fault)."""
     from .cpus import qemu_mutex_lock_iothread, qemu_mutex_unlock_iothread

@@ -50,6 +50,14 @@ def qemu_get_aio_context() -> async_.AioContext:
     return qemu_state().aio_context
 
 
+@tracepoint("qemu-threadpool", args=())
+def qemu_aio_wait() -> bool:
+    """Run the main AioContext once, blocking until something happens, on whatever thread calls it (a
+    vCPU thread cancelling a request does, holding the BQL)."""
+    from .aio_posix import aio_poll
+    return aio_poll(qemu_get_aio_context(), True)
+
+
 def qemu_bh_new(cb: Callable[[Any], None], opaque: Any) -> async_.QEMUBH:
     """A bottom half in the main loop's AioContext."""
     return async_.aio_bh_new(qemu_get_aio_context(), cb, opaque)

@@ -21,6 +21,9 @@ class MemoryRegionOps:
     write: Callable[[Any, int, int, int], None] | None = None  # write(opaque, addr, data, size)
     impl_min_access_size: int = 0  # 0 means "1"
     impl_max_access_size: int = 0  # 0 means "4"
+    impl_unaligned: bool = False  # the callbacks take misaligned accesses whole (exec.c memory_access_size)
+    valid_max_access_size: int = 0  # the largest access a CPU may make; 0 means "4"
+    valid_unaligned: bool = False  # misaligned accesses are valid (else memory_region_access_valid refuses)
 
 
 @dataclass
@@ -57,31 +60,43 @@ def _sizes(mr: MemoryRegion) -> tuple[int, int]:
     return mr.ops.impl_min_access_size or 1, mr.ops.impl_max_access_size or 4
 
 
-@tracepoint("qemu-memory", args=("addr", "size"))
+@tracepoint("qemu-memory", args=("mr", "addr", "val", "size"))
 def io_mem_write(mr: MemoryRegion, addr: int, val: int, size: int) -> bool:
     """Write `val` to a non-RAM region: just the entry into the dispatcher."""
     return memory_region_dispatch_write(mr, addr, val, size)
 
 
-@tracepoint("qemu-memory", args=("addr", "size"))
+@tracepoint("qemu-memory", args=("mr", "addr", "size"))
 def io_mem_read(mr: MemoryRegion, addr: int, size: int) -> int:
     return memory_region_dispatch_read(mr, addr, size)
 
 
-@tracepoint("qemu-memory", args=("addr", "data", "size"))
+def memory_region_access_valid(mr: MemoryRegion, addr: int, size: int, is_write: bool) -> bool:
+    """memory.c:900: a misaligned access is invalid unless the region says `valid.unaligned` (the model's
+    regions have no `valid.accepts` callback, so the rest of the C check always passes)."""
+    return mr.ops.valid_unaligned or not addr & (size - 1)
+
+
+@tracepoint("qemu-memory", args=("mr", "addr", "data", "size"))
 def memory_region_dispatch_write(mr: MemoryRegion, addr: int, data: int, size: int) -> bool:
-    """Split the access into sizes the device implements and call the write accessor for each piece."""
+    """Split the access into sizes the device implements and call the write accessor for each piece.
+    An invalid access goes to unassigned_mem_write (which does nothing) and returns true."""
+    if not memory_region_access_valid(mr, addr, size, True):
+        return True
     lo, hi = _sizes(mr)
     access_with_adjusted_size(addr, [data], size, lo, hi, memory_region_write_accessor, mr)
     return False
 
 
-@tracepoint("qemu-memory", args=("addr", "size"))
+@tracepoint("qemu-memory", args=("mr", "addr", "size"))
 def memory_region_dispatch_read(mr: MemoryRegion, addr: int, size: int) -> int:
+    """An invalid access reads unassigned_mem_read's 0 (memory.c:866 at v1.6.1)."""
+    if not memory_region_access_valid(mr, addr, size, False):
+        return 0
     return memory_region_dispatch_read1(mr, addr, size)
 
 
-@tracepoint("qemu-memory", args=("addr", "size"))
+@tracepoint("qemu-memory", args=("mr", "addr", "size"))
 def memory_region_dispatch_read1(mr: MemoryRegion, addr: int, size: int) -> int:
     lo, hi = _sizes(mr)
     value = [0]
@@ -89,7 +104,7 @@ def memory_region_dispatch_read1(mr: MemoryRegion, addr: int, size: int) -> int:
     return value[0]
 
 
-@tracepoint("qemu-memory", args=("addr", "size", "access_size_min", "access_size_max"))
+@tracepoint("qemu-memory", args=("addr", "value", "size", "access_size_min", "access_size_max", "access", "mr=opaque"))
 def access_with_adjusted_size(addr: int, value: list, size: int, access_size_min: int, access_size_max: int,
                               access: Callable, opaque: MemoryRegion) -> None:
     """Cut an access of `size` bytes into device-sized pieces (`value` is a one-item list: C's pointer)."""
@@ -99,14 +114,14 @@ def access_with_adjusted_size(addr: int, value: list, size: int, access_size_min
         access(opaque, addr + i, value, access_size, i * 8, access_mask)
 
 
-@tracepoint("qemu-memory", args=("addr", "size", "shift", "mask"))
+@tracepoint("qemu-memory", args=("mr", "addr", "value", "size", "shift", "mask"))
 def memory_region_write_accessor(mr: MemoryRegion, addr: int, value: list, size: int, shift: int,
                                  mask: int) -> None:
     """Hand one piece of the value to the device's write callback."""
     mr.ops.write(mr.opaque, addr, (value[0] >> shift) & mask, size)
 
 
-@tracepoint("qemu-memory", args=("addr", "size", "shift", "mask"))
+@tracepoint("qemu-memory", args=("mr", "addr", "value", "size", "shift", "mask"))
 def memory_region_read_accessor(mr: MemoryRegion, addr: int, value: list, size: int, shift: int,
                                 mask: int) -> None:
     tmp = mr.ops.read(mr.opaque, addr, size)

@@ -92,7 +92,7 @@ def qemu_coroutine_create(entry: Callable[[Any], Generator]) -> Coroutine:
     return co
 
 
-@tracepoint("qemu-block", args=("co",))
+@tracepoint("qemu-block", args=("co", "opaque"))
 def qemu_coroutine_enter(co: Coroutine, opaque: Any = None) -> None:
     """Switch into `co` on the calling thread until it yields or returns, then come back here.
 

@@ -123,7 +123,7 @@ def _me(pool: ThreadPool) -> PoolWorker:
     return next(w for w in pool.workers if w.name == name)
 
 
-@tracepoint("qemu-threadpool", args=())
+@tracepoint("qemu-threadpool", args=("opaque=pool",))
 def worker_thread(pool: ThreadPool) -> None:
     """A worker: start the next pending worker, then forever wait for a request and run it."""
     me = _me(pool)
@@ -159,7 +159,7 @@ def worker_thread(pool: ThreadPool) -> None:
     qemu_mutex_unlock(pool.lock)
 
 
-@tracepoint("qemu-threadpool", args=())
+@tracepoint("qemu-threadpool", args=("pool",))
 def do_spawn_thread(pool: ThreadPool) -> None:
     """Create one worker from the backlog (runs with the pool lock held)."""
     if not pool.new_threads:
@@ -171,7 +171,7 @@ def do_spawn_thread(pool: ThreadPool) -> None:
     qemu_thread_create(QemuThread(), worker_thread, pool, name=name)
 
 
-@tracepoint("qemu-threadpool", args=())
+@tracepoint("qemu-threadpool", args=("opaque=pool",))
 def spawn_thread_bh_fn(pool: ThreadPool) -> None:
     """The new_thread_bh bottom half: on the main loop, create the worker the vCPU asked for."""
     qemu_mutex_lock(pool.lock)
@@ -179,7 +179,7 @@ def spawn_thread_bh_fn(pool: ThreadPool) -> None:
     qemu_mutex_unlock(pool.lock)
 
 
-@tracepoint("qemu-threadpool", args=())
+@tracepoint("qemu-threadpool", args=("pool",))
 def spawn_thread(pool: ThreadPool) -> None:
     """Count one more worker. Unless threads are being created already (they will spawn the backlog
     themselves), ask the main loop to create it via new_thread_bh."""
@@ -189,7 +189,7 @@ def spawn_thread(pool: ThreadPool) -> None:
         qemu_bh_schedule(pool.new_thread_bh)
 
 
-@tracepoint("qemu-threadpool", args=())
+@tracepoint("qemu-threadpool", args=("notifier",))
 def event_notifier_ready(notifier: EventNotifier) -> None:
     """The pool notifier's handler, on the main loop: clear it, then complete every THREAD_DONE request
     (unlink it and call cb(opaque, ret)), rescanning after each callback since it may submit more."""
@@ -209,7 +209,7 @@ def event_notifier_ready(notifier: EventNotifier) -> None:
                 break
 
 
-@tracepoint("qemu-threadpool", args=("func", "cb"))
+@tracepoint("qemu-threadpool", args=("pool", "func", "arg", "cb", "opaque"))
 def thread_pool_submit_aio(pool: ThreadPool, func: Callable[[Any], int], arg: Any,
                            cb: Callable[[Any, int], None] | None, opaque: Any) -> ThreadPoolElement:
     """Queue `func(arg)` for a worker; `cb(opaque, ret)` will run on the main loop when it is done."""

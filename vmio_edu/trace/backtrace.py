@@ -1,16 +1,24 @@
 """gdb-style backtraces from the shadow stack.
 
 gdb shows each caller's frame at the line of its call into the next frame, and the innermost frame at the
-function itself. The call lines come from the source map (`calls_at`), so a frame reads
-`#2 ide_data_writew (addr=496, val=...) at hw/ide/core.c:1907`, as in a real gdb session on QEMU 1.6.1.
+line a breakpoint on it stops at: the first statement after the prologue (`bdrv_aio_writev` at
+block.c:3388, not its declaration at 3384). The call lines come from the source map (`calls_at`), the stop
+lines from `sources_stops.json`. Every parameter of the real signature is shown, pointers as stable
+addresses (see `addresses.py`), so a frame reads
+`#2 ide_data_writew (opaque=0x555556a3c2c0, addr=496, val=35863) at hw/ide/core.c:1907`, as in a real gdb
+session on QEMU 1.6.1. A coroutine's stack ends in `coroutine_trampoline` (coroutine-ucontext.c), as in gdb.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .sources import call_site
+from .addresses import KVM_RUN_MAP, AddressMap
+from .sources import call_site, lookup
 from .tracepoint import Frame
+
+OPTIMIZED_OUT = "<optimized out>"  # gdb's word for a parameter it cannot show (one the model lacks)
 
 
 @dataclass
@@ -35,7 +43,8 @@ class BtFrame:
 
 
 def show_value(v: Any) -> Any:
-    """How an argument value is shown: numbers as numbers, functions by name, objects by type."""
+    """How an argument value is shown without a machine's address map (recorded values: numbers as
+    numbers, functions by name; objects are not recorded)."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
@@ -51,18 +60,75 @@ def show_value(v: Any) -> Any:
     return f"<{type(v).__name__}>"
 
 
-def backtrace(stack: list[Frame], thread: str) -> list[BtFrame]:
-    """The frames of `stack` (outermost first, as kept), returned innermost first."""
+def frame_args(f: Frame, addrs: AddressMap, where: dict | None = None) -> dict:
+    """Every parameter of the real signature, in its order, as gdb prints it (`where`: id → the outermost
+    place on the stack holding that value, which names a buffer passed down the frames)."""
+    have = dict(zip(f.tp.argnames, f.args))
+    if f.tp.name == "kvm_handle_io" and isinstance(have.get("data"), int):
+        # kvm-all.c:1665 passes `(uint8_t *)run + run->io.data_offset`; the model passes the offset
+        have["data"] = _Pointer(KVM_RUN_MAP + have["data"])
+    params = f.tp.source.params if f.tp.source and f.tp.source.params else f.tp.argnames
+    where = where or {}
+    return {p: addrs.show(have[p], where.get(id(have[p]), "")) if p in have else OPTIMIZED_OUT for p in params}
+
+
+class _Pointer(int):
+    """An address computed here (not a model object): shown in hex, as gdb shows a pointer."""
+
+
+def _coroutine_of(stack: list[Frame], state: Any) -> Any:
+    table = getattr(state, "extra", {}).get("coroutines") if state is not None else None
+    if table is None:
+        return None
+    for co in list(table.live) + list(table.terminated):
+        if co.stack is stack:
+            return co
+    return None
+
+
+def _trampoline(stack: list[Frame], state: Any, addrs: AddressMap, level: int, thread: str) -> BtFrame | None:
+    """gdb's bottom frame of a coroutine stack: coroutine_trampoline(i0, i1), the two int halves of the
+    CoroutineUContext pointer, at the line that calls the entry function (coroutine-ucontext.c:118)."""
+    if not stack or stack[0].tp.fn is None or not inspect.isgeneratorfunction(inspect.unwrap(stack[0].tp.fn)):
+        return None
+    src = lookup("qemu", "coroutine_trampoline")
+    if src is None:
+        return None
+    co = _coroutine_of(stack, state)
+    ptr = (addrs.address(co) or 0) if co is not None else 0
+
+    def as_int(x: int) -> int:
+        return x - (1 << 32) if x >= 1 << 31 else x
+    return BtFrame(level, "coroutine_trampoline", {"i0": as_int(ptr & 0xFFFFFFFF), "i1": as_int(ptr >> 32)},
+                   src.file, call_site("qemu", "coroutine_trampoline", stack[0].tp.name) or src.line,
+                   "qemu-block", thread)
+
+
+def backtrace(stack: list[Frame], thread: str, state: Any = None, addrs: AddressMap | None = None
+              ) -> list[BtFrame]:
+    """The frames of `stack` (outermost first, as kept), returned innermost first. `state` is the
+    machine's QemuState (`ctx.machine`): pointers are shown at their addresses in it (`addrs`, to share
+    one map between several backtraces of the same moment)."""
+    if addrs is None:
+        addrs = AddressMap(state, [(thread, stack)])
     out: list[BtFrame] = []
     n = len(stack)
+    where: dict[int, str] = {}  # a value's outermost place on this stack: the same buffer, the same address
+    for i, f in enumerate(stack):
+        for name, v in zip(f.tp.argnames, f.args):
+            if not isinstance(v, (int, str, float, type(None))):
+                where.setdefault(id(v), f"{thread}#{i}.{name}")
     for level, i in enumerate(range(n - 1, -1, -1)):
         f = stack[i]
         src = f.tp.source
-        line = src.line if src else None
+        line = src.stop_line if src else None
         if i < n - 1:  # a caller: show the line that calls the frame above it
-            line = call_site(f.tp.side, f.tp.name, stack[i + 1].tp.name) or line
-        args = {name: show_value(v) for name, v in zip(f.tp.argnames, f.args)}
-        out.append(BtFrame(level, f.tp.name, args, src.file if src else "", line, f.tp.layer, thread))
+            line = call_site(f.tp.side, f.tp.name, stack[i + 1].tp.name) or (src.line if src else None)
+        out.append(BtFrame(level, f.tp.name, frame_args(f, addrs, where), src.file if src else "",
+                           line, f.tp.layer, thread))
+    bottom = _trampoline(stack, state, addrs, len(out), thread)
+    if bottom is not None:
+        out.append(bottom)
     return out
 
 

@@ -547,15 +547,17 @@ class Debugger(TimeTravel):
     def _make_stop(self, reason: str, index: int, kind: int, name: str, layer: str, payload: Any,
                    tp: TracePoint | None, ctx: ThreadContext, bp: Breakpoint | None = None,
                    message: str | None = None) -> Stop:
-        if kind == ENTER and tp is not None:
-            args, result = {n: show_value(v) for n, v in zip(tp.argnames, payload)}, None
+        bt = backtrace(ctx.stack, ctx.name, ctx.machine)
+        if kind == ENTER and tp is not None:  # the live frame's arguments, pointers as addresses
+            args, result = dict(bt[0].args) if bt and bt[0].function == tp.name else \
+                {n: show_value(v) for n, v in zip(tp.argnames, payload)}, None
         elif kind == LEAVE:
             args, result = {}, show_value(payload) if not isinstance(payload, BaseException) else repr(payload)
         else:
             args = {k: v for k, v in (payload or {}).items() if isinstance(v, (int, str, bool))}
             result = None
         return Stop(reason, index, KIND_NAMES[kind], name, layer, ctx.name, len(ctx.stack), args, result,
-                    backtrace(ctx.stack, ctx.name), bp, message,
+                    bt, bp, message,
                     _views=self._views_here(),
                     _stack=ctx.stack, _ref=self._ref_prefix)
 
@@ -612,7 +614,8 @@ class Debugger(TimeTravel):
 
         quiet = False
         if tp is self._run_tp:
-            if kind == ENTER and payload and payload[0] == K.KVM_RUN and self._checkpointing:
+            if kind == ENTER and payload and payload[tp.argnames.index("type")] == K.KVM_RUN and \
+                    self._checkpointing:
                 quiet = self._at_kvm_run(i)
         elif kind == LEAVE and any(tp is w for w in self._write_tps):
             self._log_write(i, payload, ctx)
@@ -735,7 +738,7 @@ class Debugger(TimeTravel):
         ctx = t.ctx
         top = ctx.stack[-1] if ctx.stack else None
         return Stop("interrupted", i, "event", top.tp.name if top else None, top.tp.layer if top else None,
-                    t.name, len(ctx.stack), {}, None, backtrace(ctx.stack, t.name), None,
+                    t.name, len(ctx.stack), {}, None, backtrace(ctx.stack, t.name, ctx.machine), None,
                     "interrupted (Ctrl-C) while the vCPU was about to re-enter KVM_RUN",
                     _views=self._views_here(),
                     _stack=ctx.stack)

@@ -26,6 +26,14 @@ class SourceRef:
     line: int
     tag: str
     role: str = ""
+    stop: int | None = None  # the line gdb stops at: the first statement after the prologue
+    params: tuple[str, ...] = ()  # the parameter names of the real signature
+
+    @property
+    def stop_line(self) -> int:
+        """The line a breakpoint on the function reports (gdb skips the prologue and the declarations
+        without initializers, so `break bdrv_aio_writev` stops at block.c:3388, not at 3384)."""
+        return self.stop or self.line
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}"
@@ -49,12 +57,21 @@ def _table() -> dict:
     return table
 
 
+@lru_cache(maxsize=1)
+def _stops() -> dict:
+    """`sources_stops.json`: per function, the line a breakpoint stops at and the real parameter names
+    (read at the tags; see its `_provenance`)."""
+    return json.loads(resources.files(__package__).joinpath("sources_stops.json").read_text())
+
+
 def lookup(side: str, function: str) -> SourceRef | None:
     """The real definition of `function` on `side` ("qemu" or "linux"), or None if the map lacks it."""
     e = _table().get(f"{side}:{function}")
     if e is None:
         return None
-    return SourceRef(side, function, e["file"], e["line"], e["tag"], e.get("role", ""))
+    st = _stops().get(f"{side}:{function}", {})
+    return SourceRef(side, function, e["file"], e["line"], e["tag"], e.get("role", ""), st.get("stop"),
+                     tuple(st.get("params", ())))
 
 
 _PTR_CALL = re.compile(r"(?:->|\.)(\w+)\s*\(|^\s*(?:\w+\s*=\s*)?(access|cb|func|fn)\s*\(")

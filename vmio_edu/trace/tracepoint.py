@@ -41,6 +41,7 @@ class TracePoint:
     argpos: tuple[int, ...]
     source: SourceRef | None
     fn: Callable | None = None
+    kwnames: tuple[str, ...] = ()  # the model's names of `argnames` (differ where args= renames)
     bits: int = field(init=False, repr=False)  # the what field of its events in the packed trace
 
     def __post_init__(self) -> None:
@@ -137,7 +138,7 @@ def _argpos(fn: Callable, names: tuple[str, ...]) -> tuple[int, ...]:
 
 def _pick(a: tuple, kw: dict, tp: TracePoint) -> tuple:
     if kw:
-        return tuple(a[i] if i < len(a) else kw.get(n) for i, n in zip(tp.argpos, tp.argnames))
+        return tuple(a[i] if i < len(a) else kw.get(n) for i, n in zip(tp.argpos, tp.kwnames or tp.argnames))
     return tuple(a[i] for i in tp.argpos if i < len(a))
 
 
@@ -159,7 +160,9 @@ def tracepoint(layer: str, args: tuple[str, ...] = (), name: str | None = None) 
     """Make a modelled function observable.
 
     `layer` is one of LAYERS; `name` defaults to the Python name, which should be the real C name;
-    `args` lists the parameters worth showing in traces and backtraces.
+    `args` lists the parameters of the real signature the model has, in order; `"opaque=bus"` names the
+    model's parameter `bus` by its real name `opaque`. Backtraces show every real parameter (those the
+    model lacks as `<optimized out>`); the recorder keeps only the small values.
     Generator functions (QEMU coroutine_fn code) are traced across their yields.
     """
     if layer not in LAYERS:
@@ -168,8 +171,11 @@ def tracepoint(layer: str, args: tuple[str, ...] = (), name: str | None = None) 
     def deco(fn: Callable) -> Callable:
         fname = name or fn.__name__
         side = "linux" if layer in _LINUX_LAYERS else "qemu"
-        tp = TracePoint(len(REGISTRY), fname, layer, side, tuple(args), _argpos(fn, tuple(args)),
-                        lookup(side, fname), fn)
+        # "opaque=bus": the real C parameter `opaque` is the model's `bus` (shown under the real name)
+        real = tuple(a.split("=")[0] for a in args)
+        model = tuple(a.split("=")[-1] for a in args)
+        tp = TracePoint(len(REGISTRY), fname, layer, side, real, _argpos(fn, model), lookup(side, fname), fn,
+                        model)
         REGISTRY.append(tp)
         _BY_KEY[(side, fname)] = tp
 

@@ -10,13 +10,13 @@ import os
 from ...trace.tracepoint import tracepoint
 
 
-@tracepoint("host", args=("fd", "count", "pos"))
+@tracepoint("host", args=("fd", "buf", "count", "pos"))
 def sys_pwrite64(fd: int, buf: bytes | memoryview, count: int, pos: int) -> int:
     """Write `count` bytes at byte offset `pos` of the file: the bytes reach the disk image here."""
     return os.pwrite(fd, buf[:count], pos)
 
 
-@tracepoint("host", args=("fd", "count", "pos"))
+@tracepoint("host", args=("fd", "buf", "count", "pos"))
 def sys_pread64(fd: int, buf: memoryview, count: int, pos: int) -> int:
     """Read up to `count` bytes at `pos` into `buf` (the real call is preadv, so the bytes land in place)."""
     return os.preadv(fd, [buf[:count]], pos)

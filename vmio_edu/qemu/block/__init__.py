@@ -27,7 +27,7 @@ from typing import Any, Callable, Generator
 from ...errors import ImageError
 from ...trace.tracepoint import tracepoint
 from ..async_ import QEMUBH, qemu_bh_delete, qemu_bh_schedule
-from ..main_loop import qemu_bh_new, qemu_get_aio_context
+from ..main_loop import qemu_aio_wait, qemu_bh_new, qemu_get_aio_context
 from ..qemu_coroutine import Coroutine, qemu_coroutine_create, qemu_coroutine_enter, qemu_coroutine_self, \
     qemu_coroutine_yield
 from ..util.iov import QEMUIOVector
@@ -126,6 +126,8 @@ class BlockDriverAIOCBCoroutine:
     req: BlockRequest
     is_write: bool
     bh: QEMUBH | None = None
+    done: list[bool] | None = None  # set by a cancel waiting for the request (C: bool *done)
+    id: int = 0  # model-only: the id of its coroutine, which names it in backtraces (as Coroutine.id)
 
 
 @dataclass
@@ -138,7 +140,7 @@ class CoroutineIOCompletion:
 BDRV_DRIVERS: list[BlockDriver] = []
 
 
-@tracepoint("qemu-block", args=())
+@tracepoint("qemu-block", args=("bdrv",))
 def bdrv_register(bdrv: BlockDriver) -> None:
     """Register a driver. One with only AIO callbacks (raw-posix "file") gets the coroutine emulation
     bdrv_co_readv_em / bdrv_co_writev_em, so the block layer can always call bdrv_co_readv/writev."""
@@ -288,7 +290,7 @@ def bdrv_check_byte_request(bs: BlockDriverState, offset: int, size: int) -> int
     return 0
 
 
-@tracepoint("qemu-block", args=("sector_num", "nb_sectors"))
+@tracepoint("qemu-block", args=("bs", "sector_num", "nb_sectors"))
 def bdrv_check_request(bs: BlockDriverState, sector_num: int, nb_sectors: int) -> int:
     return bdrv_check_byte_request(bs, sector_num * BDRV_SECTOR_SIZE, nb_sectors * BDRV_SECTOR_SIZE)
 
@@ -305,7 +307,7 @@ def tracked_request_end(bs: BlockDriverState, req: BdrvTrackedRequest) -> None:
 
 
 # -- the coroutine read/write path -------------------------------------------------------------------------
-@tracepoint("qemu-block", args=("sector_num", "nb_sectors"))
+@tracepoint("qemu-block", args=("bs", "sector_num", "nb_sectors", "qiov", "flags"))
 def bdrv_co_do_readv(bs: BlockDriverState, sector_num: int, nb_sectors: int, qiov: QEMUIOVector,
                      flags: int = 0) -> Generator[Any, Any, int]:
     """Check the request, track it while it runs, and call the driver's bdrv_co_readv.
@@ -323,7 +325,7 @@ def bdrv_co_do_readv(bs: BlockDriverState, sector_num: int, nb_sectors: int, qio
     return ret
 
 
-@tracepoint("qemu-block", args=("sector_num", "nb_sectors"))
+@tracepoint("qemu-block", args=("bs", "sector_num", "nb_sectors", "qiov", "flags"))
 def bdrv_co_do_writev(bs: BlockDriverState, sector_num: int, nb_sectors: int, qiov: QEMUIOVector,
                       flags: int = 0) -> Generator[Any, Any, int]:
     """Refuse a read-only BDS (-EACCES) and a request past the end (-EIO), track the request, call the
@@ -343,33 +345,31 @@ def bdrv_co_do_writev(bs: BlockDriverState, sector_num: int, nb_sectors: int, qi
         tracked_request_end(bs, req)
     if bs.wr_highest_sector < sector_num + nb_sectors - 1:
         bs.wr_highest_sector = sector_num + nb_sectors - 1
-    if bs.growable and ret >= 0:
-        bs.total_sectors = max(bs.total_sectors, sector_num + nb_sectors)
     return ret
 
 
-@tracepoint("qemu-block", args=("sector_num", "nb_sectors"))
+@tracepoint("qemu-block", args=("bs", "sector_num", "nb_sectors", "qiov"))
 def bdrv_co_readv(bs: BlockDriverState, sector_num: int, nb_sectors: int,
                   qiov: QEMUIOVector) -> Generator[Any, Any, int]:
     """The coroutine read entry a format driver calls on its child (bs.file)."""
     return (yield from bdrv_co_do_readv(bs, sector_num, nb_sectors, qiov, 0))
 
 
-@tracepoint("qemu-block", args=("sector_num", "nb_sectors"))
+@tracepoint("qemu-block", args=("bs", "sector_num", "nb_sectors", "qiov"))
 def bdrv_co_writev(bs: BlockDriverState, sector_num: int, nb_sectors: int,
                    qiov: QEMUIOVector) -> Generator[Any, Any, int]:
     """The coroutine write entry a format driver calls on its child (bs.file)."""
     return (yield from bdrv_co_do_writev(bs, sector_num, nb_sectors, qiov, 0))
 
 
-@tracepoint("qemu-block", args=("ret",))
+@tracepoint("qemu-block", args=("opaque", "ret"))
 def bdrv_co_io_em_complete(opaque: CoroutineIOCompletion, ret: int) -> None:
     """The AIO callback (on the main loop): store the result and re-enter the waiting coroutine."""
     opaque.ret = ret
     qemu_coroutine_enter(opaque.coroutine, None)
 
 
-@tracepoint("qemu-block", args=("sector_num", "nb_sectors", "is_write"))
+@tracepoint("qemu-block", args=("bs", "sector_num", "nb_sectors", "iov", "is_write"))
 def bdrv_co_io_em(bs: BlockDriverState, sector_num: int, nb_sectors: int, iov: QEMUIOVector,
                   is_write: bool) -> Generator[Any, Any, int]:
     """Run an AIO-only driver from a coroutine: submit the driver's AIO with bdrv_co_io_em_complete as
@@ -385,49 +385,65 @@ def bdrv_co_io_em(bs: BlockDriverState, sector_num: int, nb_sectors: int, iov: Q
     return co.ret
 
 
-@tracepoint("qemu-block", args=("sector_num", "nb_sectors"))
+@tracepoint("qemu-block", args=("bs", "sector_num", "nb_sectors", "iov"))
 def bdrv_co_readv_em(bs: BlockDriverState, sector_num: int, nb_sectors: int,
                      iov: QEMUIOVector) -> Generator[Any, Any, int]:
     return (yield from bdrv_co_io_em(bs, sector_num, nb_sectors, iov, False))
 
 
-@tracepoint("qemu-block", args=("sector_num", "nb_sectors"))
+@tracepoint("qemu-block", args=("bs", "sector_num", "nb_sectors", "iov"))
 def bdrv_co_writev_em(bs: BlockDriverState, sector_num: int, nb_sectors: int,
                       iov: QEMUIOVector) -> Generator[Any, Any, int]:
     return (yield from bdrv_co_io_em(bs, sector_num, nb_sectors, iov, True))
 
 
 # -- AIO on top of coroutines ------------------------------------------------------------------------------
-@tracepoint("qemu-block", args=())
+@tracepoint("qemu-block", args=("opaque=acb",))
 def bdrv_co_em_bh(acb: BlockDriverAIOCBCoroutine) -> None:
     """The bottom half of a finished request: call the device's callback with the result, then free."""
     acb.cb(acb.opaque, acb.req.error)
+    if acb.done is not None:
+        acb.done[0] = True
     qemu_bh_delete(acb.bh)
 
 
-@tracepoint("qemu-block", args=())
+@tracepoint("qemu-block", args=("blockacb=acb",))
+def bdrv_aio_co_cancel_em(acb: BlockDriverAIOCBCoroutine) -> None:
+    """Cancelling a coroutine request in 1.6.1 does not stop it: it waits, running the main AioContext on
+    this thread, until the request has finished and its callback has run (bdrv_co_em_bh sets done)."""
+    done = [False]
+    acb.done = done
+    while not done[0]:
+        qemu_aio_wait()
+
+
+@tracepoint("qemu-block", args=("acb",))
+def bdrv_aio_cancel(acb: BlockDriverAIOCBCoroutine) -> None:
+    """acb->aiocb_info->cancel(acb): for the block layer's coroutine AIOCBs, bdrv_aio_co_cancel_em."""
+    bdrv_aio_co_cancel_em(acb)
+
+
+@tracepoint("qemu-block", args=("opaque=acb",))
 def bdrv_co_do_rw(acb: BlockDriverAIOCBCoroutine) -> Generator[Any, Any, None]:
     """The coroutine body: run the read or write on the format BDS, then schedule bdrv_co_em_bh so the
     device's callback runs from the main loop, never from inside the submitting call."""
     bs = acb.bs
     if not acb.is_write:
-        acb.req.error = yield from bdrv_co_do_readv(bs, acb.req.sector, acb.req.nb_sectors, acb.req.qiov,
-                                                    acb.req.flags)
+        acb.req.error = yield from bdrv_co_do_readv(bs, acb.req.sector, acb.req.nb_sectors, acb.req.qiov, 0)
     else:
-        acb.req.error = yield from bdrv_co_do_writev(bs, acb.req.sector, acb.req.nb_sectors, acb.req.qiov,
-                                                     acb.req.flags)
+        acb.req.error = yield from bdrv_co_do_writev(bs, acb.req.sector, acb.req.nb_sectors, acb.req.qiov, 0)
     acb.bh = qemu_bh_new(bdrv_co_em_bh, acb)
     qemu_bh_schedule(acb.bh)
 
 
-@tracepoint("qemu-block", args=("sector_num", "nb_sectors", "is_write"))
+@tracepoint("qemu-block", args=("bs", "sector_num", "qiov", "nb_sectors", "cb", "opaque", "is_write"))
 def bdrv_co_aio_rw_vector(bs: BlockDriverState, sector_num: int, qiov: QEMUIOVector, nb_sectors: int,
-                          flags: int, cb: BlockDriverCompletionFunc, opaque: Any,
-                          is_write: bool) -> BlockDriverAIOCBCoroutine:
+                          cb: BlockDriverCompletionFunc, opaque: Any, is_write: bool) -> BlockDriverAIOCBCoroutine:
     """Make the AIOCB, create a coroutine on bdrv_co_do_rw and enter it right away on this thread; return
     when it first yields (or finishes)."""
-    acb = BlockDriverAIOCBCoroutine(bs, cb, opaque, BlockRequest(sector_num, nb_sectors, qiov, flags), is_write)
+    acb = BlockDriverAIOCBCoroutine(bs, cb, opaque, BlockRequest(sector_num, nb_sectors, qiov), is_write)
     co = qemu_coroutine_create(bdrv_co_do_rw)
+    acb.id = co.id
     qemu_coroutine_enter(co, acb)
     return acb
 
@@ -439,22 +455,22 @@ def _check_qiov(qiov: QEMUIOVector, nb_sectors: int) -> None:
                          f"({nb_sectors * BDRV_SECTOR_SIZE} bytes)")
 
 
-@tracepoint("qemu-block", args=("sector_num", "nb_sectors", "cb"))
+@tracepoint("qemu-block", args=("bs", "sector_num", "qiov", "nb_sectors", "cb", "opaque"))
 def bdrv_aio_readv(bs: BlockDriverState, sector_num: int, qiov: QEMUIOVector, nb_sectors: int,
                    cb: BlockDriverCompletionFunc, opaque: Any) -> BlockDriverAIOCBCoroutine:
     """Start reading `nb_sectors` sectors at `sector_num` into `qiov`; `cb(opaque, ret)` runs later on the
     main-loop thread (ret 0 or -errno)."""
     _check_qiov(qiov, nb_sectors)
-    return bdrv_co_aio_rw_vector(bs, sector_num, qiov, nb_sectors, 0, cb, opaque, False)
+    return bdrv_co_aio_rw_vector(bs, sector_num, qiov, nb_sectors, cb, opaque, False)
 
 
-@tracepoint("qemu-block", args=("sector_num", "nb_sectors", "cb"))
+@tracepoint("qemu-block", args=("bs", "sector_num", "qiov", "nb_sectors", "cb", "opaque"))
 def bdrv_aio_writev(bs: BlockDriverState, sector_num: int, qiov: QEMUIOVector, nb_sectors: int,
                     cb: BlockDriverCompletionFunc, opaque: Any) -> BlockDriverAIOCBCoroutine:
     """Start writing `qiov` to `nb_sectors` sectors at `sector_num`; `cb(opaque, ret)` runs later on the
     main-loop thread (ret 0 or -errno)."""
     _check_qiov(qiov, nb_sectors)
-    return bdrv_co_aio_rw_vector(bs, sector_num, qiov, nb_sectors, 0, cb, opaque, True)
+    return bdrv_co_aio_rw_vector(bs, sector_num, qiov, nb_sectors, cb, opaque, True)
 
 
 # The drivers register themselves (QEMU's block_init); they import the functions above.

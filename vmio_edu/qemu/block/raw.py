@@ -12,14 +12,14 @@ from ..util.iov import QEMUIOVector
 from . import BlockDriver, BlockDriverState, bdrv_co_readv, bdrv_co_writev, bdrv_getlength
 
 
-@tracepoint("qemu-block", args=("sector_num", "nb_sectors"))
+@tracepoint("qemu-block", args=("bs", "sector_num", "nb_sectors", "qiov"))
 def raw_co_readv(bs: BlockDriverState, sector_num: int, nb_sectors: int,
                  qiov: QEMUIOVector) -> Generator[Any, Any, int]:
     """Read the same sectors from bs->file."""
     return (yield from bdrv_co_readv(bs.file, sector_num, nb_sectors, qiov))
 
 
-@tracepoint("qemu-block", args=("sector_num", "nb_sectors"))
+@tracepoint("qemu-block", args=("bs", "sector_num", "nb_sectors", "qiov"))
 def raw_co_writev(bs: BlockDriverState, sector_num: int, nb_sectors: int,
                   qiov: QEMUIOVector) -> Generator[Any, Any, int]:
     """Write the same sectors to bs->file."""

@@ -67,7 +67,7 @@ def raw_parse_flags(bdrv_flags: int) -> int:
     return flags
 
 
-@tracepoint("qemu-block", args=("filename", "flags"))
+@tracepoint("qemu-block", args=("bs", "flags", "filename"))
 def raw_open(bs: BlockDriverState, filename: str, flags: int) -> int:
     """open(2) the image (O_RDWR or O_RDONLY). Returns 0 or -errno; a read-only filesystem counts as
     -EACCES, as in QEMU."""
@@ -112,7 +112,7 @@ def raw_getlength(bs: BlockDriverState) -> int:
 
 
 # -- the worker side ---------------------------------------------------------------------------------------
-@tracepoint("qemu-threadpool", args=())
+@tracepoint("qemu-threadpool", args=("aiocb", "buf"))
 def handle_aiocb_rw_linear(aiocb: RawPosixAIOData, buf: memoryview) -> int:
     """pwrite/pread `aio_nbytes` bytes between `buf` and the fd at `aio_offset`, looping over short
     transfers and stopping at end of file. Returns the bytes moved or -errno."""
@@ -148,7 +148,7 @@ def handle_aiocb_rw_vector(aiocb: RawPosixAIOData) -> int:
         return -e.errno
 
 
-@tracepoint("qemu-threadpool", args=())
+@tracepoint("qemu-threadpool", args=("aiocb",))
 def handle_aiocb_rw(aiocb: RawPosixAIOData) -> int:
     """One iovec (the IDE case): plain pread/pwrite on it. Several: preadv/pwritev, and if that came up
     short, copy through one bounce buffer and use pread/pwrite. (O_DIRECT misalignment is not modelled.)"""
@@ -167,7 +167,7 @@ def handle_aiocb_rw(aiocb: RawPosixAIOData) -> int:
     return nbytes
 
 
-@tracepoint("qemu-threadpool", args=())
+@tracepoint("qemu-threadpool", args=("arg",))
 def aio_worker(arg: RawPosixAIOData) -> int:
     """The pool function: run the request by type. A full transfer gives 0, a short one -EINVAL, an
     error -errno. A short read of a growable file (reading past its end) is padded with zeros."""
@@ -190,7 +190,7 @@ def aio_worker(arg: RawPosixAIOData) -> int:
 
 
 # -- the submitting side -----------------------------------------------------------------------------------
-@tracepoint("qemu-block", args=("sector_num", "nb_sectors", "type"))
+@tracepoint("qemu-block", args=("bs", "fd", "sector_num", "qiov", "nb_sectors", "cb", "opaque", "type"))
 def paio_submit(bs: BlockDriverState, fd: int, sector_num: int, qiov: QEMUIOVector, nb_sectors: int,
                 cb: Callable[[Any, int], None], opaque: Any, type: int) -> Any:  # noqa: A002
     """Describe the request in bytes and give aio_worker to the AioContext's thread pool."""
@@ -203,7 +203,7 @@ def paio_submit(bs: BlockDriverState, fd: int, sector_num: int, qiov: QEMUIOVect
     return thread_pool_submit_aio(pool, aio_worker, acb, cb, opaque)
 
 
-@tracepoint("qemu-block", args=("sector_num", "nb_sectors", "type"))
+@tracepoint("qemu-block", args=("bs", "sector_num", "qiov", "nb_sectors", "cb", "opaque", "type"))
 def raw_aio_submit(bs: BlockDriverState, sector_num: int, qiov: QEMUIOVector, nb_sectors: int,
                    cb: Callable[[Any, int], None], opaque: Any, type: int) -> Any:  # noqa: A002
     """With O_DIRECT QEMU checks buffer alignment or uses Linux AIO (aio=native); this disk uses the
@@ -214,13 +214,13 @@ def raw_aio_submit(bs: BlockDriverState, sector_num: int, qiov: QEMUIOVector, nb
     return paio_submit(bs, s.fd, sector_num, qiov, nb_sectors, cb, opaque, type)
 
 
-@tracepoint("qemu-block", args=("sector_num", "nb_sectors"))
+@tracepoint("qemu-block", args=("bs", "sector_num", "qiov", "nb_sectors", "cb", "opaque"))
 def raw_aio_readv(bs: BlockDriverState, sector_num: int, qiov: QEMUIOVector, nb_sectors: int,
                   cb: Callable[[Any, int], None], opaque: Any) -> Any:
     return raw_aio_submit(bs, sector_num, qiov, nb_sectors, cb, opaque, QEMU_AIO_READ)
 
 
-@tracepoint("qemu-block", args=("sector_num", "nb_sectors"))
+@tracepoint("qemu-block", args=("bs", "sector_num", "qiov", "nb_sectors", "cb", "opaque"))
 def raw_aio_writev(bs: BlockDriverState, sector_num: int, qiov: QEMUIOVector, nb_sectors: int,
                    cb: Callable[[Any, int], None], opaque: Any) -> Any:
     return raw_aio_submit(bs, sector_num, qiov, nb_sectors, cb, opaque, QEMU_AIO_WRITE)

@@ -24,7 +24,7 @@ class kvm_ioapic:
     irq_states: list[int] = field(default_factory=lambda: [0] * IOAPIC_NUM_PINS)
 
 
-@tracepoint("kvm", args=("irq", "level"))
+@tracepoint("kvm", args=("ioapic", "irq", "irq_source_id", "level"))
 def kvm_ioapic_set_irq(ioapic: kvm_ioapic, irq: int, irq_source_id: int, level: int) -> int:
     if level:
         ioapic.irq_states[irq] |= 1 << irq_source_id

@@ -20,19 +20,19 @@ def kvm_setup_default_irq_routing(kvm) -> None:
     kvm.irq_routing = routes
 
 
-@tracepoint("kvm", args=("pin", "level"))
+@tracepoint("kvm", args=("kvm", "irq_source_id", "level", "pin"))
 def kvm_set_pic_irq(kvm, pin: int, irq_source_id: int, level: int) -> int:
     from vmio_edu.linux.arch.x86.kvm.i8259 import kvm_pic_set_irq
     return kvm_pic_set_irq(kvm.arch.vpic, pin, irq_source_id, level)
 
 
-@tracepoint("kvm", args=("pin", "level"))
+@tracepoint("kvm", args=("kvm", "irq_source_id", "level", "pin"))
 def kvm_set_ioapic_irq(kvm, pin: int, irq_source_id: int, level: int) -> int:
     from .ioapic import kvm_ioapic_set_irq
     return kvm_ioapic_set_irq(kvm.arch.vioapic, pin, irq_source_id, level)
 
 
-@tracepoint("kvm", args=("irq", "level"))
+@tracepoint("kvm", args=("kvm", "irq_source_id", "irq", "level"))
 def kvm_set_irq(kvm, irq_source_id: int, irq: int, level: int) -> int:
     """Drive every pin GSI `irq` is routed to. Returns <0 ignored (masked everywhere), 0 coalesced, >0 the
     number of deliveries (irq_comm.c:149-181)."""

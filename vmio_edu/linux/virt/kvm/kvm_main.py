@@ -177,7 +177,7 @@ def open_emulated_kvm(sched: Any = None) -> KvmDevFile:
 # ==========================================================================================================
 # /dev/kvm ioctls
 # ==========================================================================================================
-@tracepoint("kvm", args=("ioctl",))
+@tracepoint("kvm", args=("filp", "ioctl", "arg"))
 def kvm_dev_ioctl(filp: KvmDevFile, ioctl: int, arg: Any = 0) -> Any:
     """ioctl() on /dev/kvm: API version, extensions, the vCPU mmap size, KVM_CREATE_VM."""
     if ioctl == K.KVM_GET_API_VERSION:
@@ -202,7 +202,7 @@ def kvm_dev_ioctl(filp: KvmDevFile, ioctl: int, arg: Any = 0) -> Any:
 # ==========================================================================================================
 # VM ioctls
 # ==========================================================================================================
-@tracepoint("kvm", args=("ioctl",))
+@tracepoint("kvm", args=("filp", "ioctl", "arg"))
 def kvm_vm_ioctl(k: kvm, filp: KvmVmFile, ioctl: int, arg: Any = 0) -> Any:
     """ioctl() on a VM file: vCPUs, memory slots, the in-kernel irqchip, interrupt lines."""
     if ioctl == K.KVM_CREATE_VCPU:
@@ -223,7 +223,7 @@ def kvm_vm_ioctl(k: kvm, filp: KvmVmFile, ioctl: int, arg: Any = 0) -> Any:
     return kvm_arch_vm_ioctl(k, ioctl, arg)
 
 
-@tracepoint("kvm", args=("id",))
+@tracepoint("kvm", args=("kvm=k", "id"))
 def kvm_vm_ioctl_create_vcpu(k: kvm, id: int) -> kvm_vcpu:  # noqa: A002 - the C name
     """Create vCPU `id`: its kvm_run/PIO pages, its processor (`X86Cpu`) with every memory slot mapped,
     its VMX state, and the reset register state (RIP 0xfff0, RFLAGS 2)."""
@@ -251,7 +251,7 @@ def kvm_vm_ioctl_create_vcpu(k: kvm, id: int) -> kvm_vcpu:  # noqa: A002 - the C
     return vcpu
 
 
-@tracepoint("kvm", args=())
+@tracepoint("kvm", args=("kvm=k", "mem"))
 def kvm_vm_ioctl_set_memory_region(k: kvm, mem: K.kvm_userspace_memory_region) -> int:
     """KVM_SET_USER_MEMORY_REGION: host memory at `userspace_addr` becomes guest-physical
     [guest_phys_addr, +memory_size) (size 0 deletes the slot). Every vCPU's processor maps it (the EPT)."""
@@ -280,7 +280,7 @@ def kvm_vm_ioctl_set_memory_region(k: kvm, mem: K.kvm_userspace_memory_region) -
     return 0
 
 
-@tracepoint("kvm", args=("ioctl",))
+@tracepoint("kvm", args=("ioctl", "arg"))
 def kvm_arch_vm_ioctl(k: kvm, ioctl: int, arg: Any = 0) -> int:
     """The x86 VM ioctls (arch/x86/kvm/x86.c). KVM_CREATE_IRQCHIP creates the PIC pair on the PIO bus,
     the IOAPIC and the default GSI routing; the TSS and identity-map addresses are only stored (VMX
@@ -309,7 +309,7 @@ def kvm_arch_vm_ioctl(k: kvm, ioctl: int, arg: Any = 0) -> int:
 # ==========================================================================================================
 # vCPU ioctls, the mmap, halting
 # ==========================================================================================================
-@tracepoint("kvm", args=("ioctl",))
+@tracepoint("kvm", args=("ioctl", "arg"))
 def kvm_vcpu_ioctl(vcpu: kvm_vcpu, ioctl: int, arg: Any = 0) -> int:
     """ioctl() on a vCPU file: KVM_RUN, registers, special registers, MP state."""
     if ioctl == K.KVM_RUN:
@@ -354,7 +354,7 @@ def kvm_vcpu_fault(vcpu: kvm_vcpu, pgoff: int) -> memoryview:
     return memoryview(vcpu.run_pages).cast("B")[pgoff * PAGE_SIZE:(pgoff + 1) * PAGE_SIZE]
 
 
-@tracepoint("kvm", args=())
+@tracepoint("kvm", args=("vcpu",))
 def kvm_vcpu_block(vcpu: kvm_vcpu) -> None:
     """Sleep until the vCPU may run: an interrupt it can take (IF=1) is pending. The vCPU's scheduler
     thread blocks ("halted") and `kvm_vcpu_kick` wakes it; it re-checks and sleeps again if the interrupt
@@ -377,7 +377,7 @@ def kvm_vcpu_block(vcpu: kvm_vcpu) -> None:
             vcpu.blocked = False
 
 
-@tracepoint("kvm", args=())
+@tracepoint("kvm", args=("vcpu",))
 def kvm_vcpu_kick(vcpu: kvm_vcpu) -> None:
     """Wake a vCPU sleeping in `kvm_vcpu_block` (a vCPU in guest mode would get an IPI: in the model the
     guest only runs inside KVM_RUN on its own thread, so there is nobody to interrupt)."""
@@ -404,7 +404,7 @@ def _matching(k: kvm, bus_idx: int, addr: int, len: int):  # noqa: A002
             yield r.dev
 
 
-@tracepoint("kvm", args=("bus_idx", "addr", "len"))
+@tracepoint("kvm", args=("kvm=k", "bus_idx", "addr", "len", "val"))
 def kvm_io_bus_write(k: kvm, bus_idx: int, addr: int, len: int, val) -> int:  # noqa: A002 - the C name
     """Offer a write to the devices on bus `bus_idx` (KVM_PIO_BUS: ports; KVM_MMIO_BUS: addresses).
     0 if one took it, -EOPNOTSUPP if none did (then the access goes to userspace)."""
@@ -415,7 +415,7 @@ def kvm_io_bus_write(k: kvm, bus_idx: int, addr: int, len: int, val) -> int:  # 
     return -EOPNOTSUPP
 
 
-@tracepoint("kvm", args=("bus_idx", "addr", "len"))
+@tracepoint("kvm", args=("kvm=k", "bus_idx", "addr", "len", "val"))
 def kvm_io_bus_read(k: kvm, bus_idx: int, addr: int, len: int, val) -> int:  # noqa: A002 - the C name
     """Offer a read; the device's data lands in `val` (the PIO page for port reads)."""
     for dev in _matching(k, bus_idx, addr, len):

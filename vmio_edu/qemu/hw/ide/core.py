@@ -24,7 +24,8 @@ import os
 from ....errors import VmioError
 from ....trace.tracepoint import current_context, emit, tracepoint
 from ... import block as _block
-from ...block import bdrv_aio_readv, bdrv_aio_writev, bdrv_get_geometry
+from ...block import (BDRV_ACCT_READ, BlockAcctCookie, bdrv_acct_done, bdrv_acct_start, bdrv_aio_readv,
+                      bdrv_aio_writev, bdrv_get_geometry)
 from ...ioport import MemoryRegionPortio, PortioList, portio_list_add, portio_list_init
 from ...util.iov import QEMUIOVector, iovec, qemu_iovec_init_external
 from ..core.irq import IRQState, qemu_irq_lower
@@ -109,7 +110,7 @@ def bdrv_iostatus_set_err(bs, error: int) -> None:
 
 
 bdrv_get_error_action = getattr(_block, "bdrv_get_error_action", None) or \
-    tracepoint("qemu-block", args=("is_read", "error"), name="bdrv_get_error_action")(_local_bdrv_get_error_action)
+    tracepoint("qemu-block", args=("bs", "is_read", "error"), name="bdrv_get_error_action")(_local_bdrv_get_error_action)
 
 
 def _local_bdrv_error_action(bs, action: str, is_read: bool, error: int) -> None:
@@ -125,7 +126,7 @@ def _local_bdrv_error_action(bs, action: str, is_read: bool, error: int) -> None
 
 
 bdrv_error_action = getattr(_block, "bdrv_error_action", None) or \
-    tracepoint("qemu-block", args=("action", "is_read", "error"), name="bdrv_error_action")(_local_bdrv_error_action)
+    tracepoint("qemu-block", args=("bs", "action", "is_read", "error"), name="bdrv_error_action")(_local_bdrv_error_action)
 
 
 # =====================================================================================================
@@ -144,7 +145,7 @@ def put_le16(buf: bytearray, word: int, v: int) -> None:
     buf[2 * word:2 * word + 2] = (v & 0xFFFF).to_bytes(2, "little")
 
 
-@tracepoint("qemu-ide", args=())
+@tracepoint("qemu-ide", args=("s",))
 def ide_identify(s: IDEState) -> None:
     """Fill io_buffer with the 256 IDENTIFY DEVICE words of a QEMU hard disk (built once, then cached)."""
     if s.identify_set:
@@ -217,7 +218,7 @@ def ide_identify(s: IDEState) -> None:
     s.identify_set = 1
 
 
-@tracepoint("qemu-ide", args=())
+@tracepoint("qemu-ide", args=("s",))
 def ide_set_signature(s: IDEState) -> None:
     """After a reset the task file holds the device signature: 1/1/0/0 for a disk, 0xff/0xff if absent."""
     s.select &= 0xF0  # clear head
@@ -234,14 +235,14 @@ def ide_set_signature(s: IDEState) -> None:
 # =====================================================================================================
 # PIO windows and the task-file address
 # =====================================================================================================
-@tracepoint("qemu-ide", args=())
+@tracepoint("qemu-ide", args=("s",))
 def ide_abort_command(s: IDEState) -> None:
     """Fail the current command: status DRDY|ERR (0x41), error ABRT (0x04). The caller raises the IRQ."""
     s.status = READY_STAT | ERR_STAT
     s.error = ABRT_ERR
 
 
-@tracepoint("qemu-ide", args=("size", "end_transfer_func"))
+@tracepoint("qemu-ide", args=("s", "buf", "size", "end_transfer_func"))
 def ide_transfer_start(s: IDEState, buf, size: int, end_transfer_func) -> None:
     """Open a PIO window of `size` bytes at `buf` (s.io_buffer, or an offset into it); DRQ tells the guest
     to move the data. `end_transfer_func` runs when the guest has moved the last byte."""
@@ -254,7 +255,7 @@ def ide_transfer_start(s: IDEState, buf, size: int, end_transfer_func) -> None:
     s.bus.dma.ops.start_transfer(s.bus.dma)
 
 
-@tracepoint("qemu-ide", args=())
+@tracepoint("qemu-ide", args=("s",))
 def ide_transfer_stop(s: IDEState) -> None:
     """Close the window: DRQ off, pointers back to the start of io_buffer."""
     s.end_transfer_func = ide_transfer_stop
@@ -278,13 +279,13 @@ def describe_sector(s: IDEState) -> int:
     return _sector_from_regs(s)
 
 
-@tracepoint("qemu-ide", args=())
+@tracepoint("qemu-ide", args=("s",))
 def ide_get_sector(s: IDEState) -> int:
     """The 512-byte sector the task file points at: LBA28, LBA48 (with the HOB bytes) or CHS."""
     return _sector_from_regs(s)
 
 
-@tracepoint("qemu-ide", args=("sector_num",))
+@tracepoint("qemu-ide", args=("s", "sector_num"))
 def ide_set_sector(s: IDEState, sector_num: int) -> None:
     """Write a sector number back into the task file, in the addressing mode in use."""
     if s.select & 0x40:
@@ -308,7 +309,7 @@ def ide_set_sector(s: IDEState, sector_num: int) -> None:
         s.sector = (r % s.sectors) + 1
 
 
-@tracepoint("qemu-ide", args=("lba48",))
+@tracepoint("qemu-ide", args=("s", "lba48"))
 def ide_cmd_lba48_transform(s: IDEState, lba48: int) -> None:
     """Turn the count register into the full sector count: for 28-bit commands 0 means 256; for 48-bit
     commands the count is hob_nsector:nsector and 0:0 means 65536."""
@@ -326,14 +327,14 @@ def ide_cmd_lba48_transform(s: IDEState, lba48: int) -> None:
 # =====================================================================================================
 # Errors from the block layer
 # =====================================================================================================
-@tracepoint("qemu-ide", args=())
+@tracepoint("qemu-ide", args=("s",))
 def ide_rw_error(s: IDEState) -> None:
     """Report an I/O error to the guest: ABRT, then the IRQ."""
     ide_abort_command(s)
     ide_set_irq(s.bus)
 
 
-@tracepoint("qemu-ide", args=("error", "op"))
+@tracepoint("qemu-ide", args=("s", "error", "op"))
 def ide_handle_rw_error(s: IDEState, error: int, op: int) -> bool:
     """Apply the drive's rerror/werror policy to a failed PIO or DMA request; True if the caller must stop.
 
@@ -376,11 +377,12 @@ def _pio_qiov(s: IDEState, n: int, sector_num: int) -> None:
          io_buffer_offset=s.iov.iov_offset, iov_len=s.iov.iov_len)
 
 
-@tracepoint("qemu-ide", args=("ret",))
+@tracepoint("qemu-ide", args=("opaque", "ret"))
 def ide_sector_read_cb(opaque: IDEState, ret: int) -> None:
     """A sector read finished (main-loop thread): open a window over it (DRQ), raise the IRQ, then move
     the LBA registers on and count the sector off."""
     s = opaque
+    bdrv_acct_done(s.bs, s.acct)  # core.c:510
     s.pio_aiocb = None
     s.status &= ~BUSY_STAT
     if ret != 0:
@@ -393,7 +395,7 @@ def ide_sector_read_cb(opaque: IDEState, ret: int) -> None:
     s.nsector -= n
 
 
-@tracepoint("qemu-ide", args=())
+@tracepoint("qemu-ide", args=("s",))
 def ide_sector_read(s: IDEState) -> None:
     """Start reading the next block into io_buffer (BSY), or, with nothing left, close the window."""
     s.status = READY_STAT | SEEK_STAT
@@ -406,14 +408,17 @@ def ide_sector_read(s: IDEState) -> None:
     s.status |= BUSY_STAT
     n = min(n, s.req_nb_sectors)
     _pio_qiov(s, n, sector_num)
+    s.acct = s.acct or BlockAcctCookie()
+    bdrv_acct_start(s.bs, s.acct, n * BDRV_SECTOR_SIZE, BDRV_ACCT_READ)  # core.c:561
     s.pio_aiocb = bdrv_aio_readv(s.bs, sector_num, s.qiov, n, ide_sector_read_cb, s)
 
 
-@tracepoint("qemu-ide", args=("ret",))
+@tracepoint("qemu-ide", args=("opaque", "ret"))
 def ide_sector_write_cb(opaque: IDEState, ret: int) -> None:
     """A sector write finished (main-loop thread): count it off, open the next window or close it, move
     the LBA registers on and raise the IRQ."""
     s = opaque
+    bdrv_acct_done(s.bs, s.acct)  # core.c:735
     s.pio_aiocb = None
     s.status &= ~BUSY_STAT
     if ret != 0:
@@ -431,26 +436,30 @@ def ide_sector_write_cb(opaque: IDEState, ret: int) -> None:
     ide_set_irq(s.bus)
 
 
-@tracepoint("qemu-ide", args=())
+@tracepoint("qemu-ide", args=("s",))
 def ide_sector_write(s: IDEState) -> None:
     """The guest filled the window: set BSY and hand io_buffer to the block layer as one sector."""
     s.status = READY_STAT | SEEK_STAT | BUSY_STAT
     sector_num = ide_get_sector(s)
     n = min(s.nsector, s.req_nb_sectors)
     _pio_qiov(s, n, sector_num)
+    # core.c:797 at v1.6.1 counts the PIO write as BDRV_ACCT_READ: a real QEMU bug (query-blockstats shows
+    # PIO writes as reads), kept so the numbers are the ones a learner sees in a real QEMU 1.6.1.
+    s.acct = s.acct or BlockAcctCookie()
+    bdrv_acct_start(s.bs, s.acct, n * BDRV_SECTOR_SIZE, BDRV_ACCT_READ)
     s.pio_aiocb = bdrv_aio_writev(s.bs, sector_num, s.qiov, n, ide_sector_write_cb, s)
 
 
 # =====================================================================================================
 # Commands
 # =====================================================================================================
-@tracepoint("qemu-ide", args=("cmd",))
+@tracepoint("qemu-ide", args=("s", "cmd"))
 def cmd_nop(s: IDEState, cmd: int) -> bool:
     """Commands with nothing to do (RECALIBRATE, STANDBY, IDLE, ...): complete at once."""
     return True
 
 
-@tracepoint("qemu-ide", args=("cmd",))
+@tracepoint("qemu-ide", args=("s", "cmd"))
 def cmd_identify(s: IDEState, cmd: int) -> bool:
     """IDENTIFY DEVICE: build the 256 words, open a read window (0x58) and raise the IRQ at once."""
     if s.bs is not None and s.drive_kind != IDE_CD:
@@ -468,7 +477,7 @@ def cmd_identify(s: IDEState, cmd: int) -> bool:
     return True
 
 
-@tracepoint("qemu-ide", args=("cmd",))
+@tracepoint("qemu-ide", args=("s", "cmd"))
 def cmd_read_pio(s: IDEState, cmd: int) -> bool:
     """READ SECTORS (EXT): one sector per DRQ block; the first read starts now."""
     lba48 = int(cmd == WIN_READ_EXT)
@@ -486,7 +495,7 @@ def cmd_read_pio(s: IDEState, cmd: int) -> bool:
     return False
 
 
-@tracepoint("qemu-ide", args=("cmd",))
+@tracepoint("qemu-ide", args=("s", "cmd"))
 def cmd_write_pio(s: IDEState, cmd: int) -> bool:
     """WRITE SECTORS (EXT): open the first 512-byte window (0x58). No IRQ before the first block."""
     lba48 = int(cmd == WIN_WRITE_EXT)
@@ -544,7 +553,7 @@ def ide_cmd_permitted(s: IDEState, cmd: int) -> bool:
     return entry is not None and bool(entry[1] & (1 << s.drive_kind))
 
 
-@tracepoint("qemu-ide", args=("val",))
+@tracepoint("qemu-ide", args=("bus", "val"))
 def ide_exec_cmd(bus: IDEBus, val: int) -> None:
     """Run the command written to 0x1f7 on the selected drive.
 
@@ -590,7 +599,7 @@ def ide_clear_hob(bus: IDEBus) -> None:
     bus.ifs[1].select &= ~0x80
 
 
-@tracepoint("qemu-ide", args=("addr", "val"))
+@tracepoint("qemu-ide", args=("opaque", "addr", "val"))
 def ide_ioport_write(opaque: IDEBus, addr: int, val: int) -> None:
     """A byte written to 0x1f0-0x1f7. Registers 1-5 go to *both* drives (the old value to hob_*);
     register 6 selects the drive and the addressing mode; 7 is the command. While the selected drive is
@@ -632,7 +641,7 @@ def ide_ioport_write(opaque: IDEBus, addr: int, val: int) -> None:
         ide_exec_cmd(bus, val)
 
 
-@tracepoint("qemu-ide", args=("addr",))
+@tracepoint("qemu-ide", args=("opaque", "addr1=addr"))
 def ide_ioport_read(opaque: IDEBus, addr: int) -> int:
     """A byte read of 0x1f0-0x1f7. Reading the status register (7) also lowers the IRQ line: that read
     is how the guest acknowledges the interrupt. With no drive at all, or an absent slave selected, the
@@ -663,7 +672,7 @@ def ide_ioport_read(opaque: IDEBus, addr: int) -> int:
     return ret
 
 
-@tracepoint("qemu-ide", args=("addr",))
+@tracepoint("qemu-ide", args=("opaque", "addr"))
 def ide_status_read(opaque: IDEBus, addr: int) -> int:
     """Alternate status (a read of 0x3f6): the same byte as 0x1f7, but the IRQ line is left alone."""
     bus = opaque
@@ -673,7 +682,7 @@ def ide_status_read(opaque: IDEBus, addr: int) -> int:
     return s.status
 
 
-@tracepoint("qemu-ide", args=("addr", "val"))
+@tracepoint("qemu-ide", args=("opaque", "addr", "val"))
 def ide_cmd_write(opaque: IDEBus, addr: int, val: int) -> None:
     """Device control (a write of 0x3f6), for both drives. SRST 0→1: BSY|DSC, error 1. SRST 1→0: DRDY|DSC
     and the signature in the task file. The byte is kept in bus.cmd; its bit 1 (nIEN) masks the IRQ.
@@ -691,7 +700,7 @@ def ide_cmd_write(opaque: IDEBus, addr: int, val: int) -> None:
     bus.cmd = val
 
 
-@tracepoint("qemu-ide", args=())
+@tracepoint("qemu-ide", args=("s",))
 def ide_is_pio_out(s: IDEState) -> bool:
     """True if the open window is device-to-host (the guest reads), False if host-to-device; told apart
     by the function that will end it."""
@@ -733,33 +742,33 @@ def _data_read(bus: IDEBus, size: int) -> int:
     return ret
 
 
-@tracepoint("qemu-ide", args=("addr", "val"))
+@tracepoint("qemu-ide", args=("opaque", "addr", "val"))
 def ide_data_writew(opaque: IDEBus, addr: int, val: int) -> None:
     """A 16-bit write to the data port: store the word at data_ptr, move 2 bytes on, and when the window
     is full call end_transfer_func (ide_sector_write for WRITE SECTORS)."""
     _data_write(opaque, val, 2)
 
 
-@tracepoint("qemu-ide", args=("addr",))
+@tracepoint("qemu-ide", args=("opaque", "addr"))
 def ide_data_readw(opaque: IDEBus, addr: int) -> int:
     """A 16-bit read of the data port: the word at data_ptr; after the last one, end_transfer_func
     (ide_sector_read starts the next sector or finishes the command)."""
     return _data_read(opaque, 2)
 
 
-@tracepoint("qemu-ide", args=("addr", "val"))
+@tracepoint("qemu-ide", args=("opaque", "addr", "val"))
 def ide_data_writel(opaque: IDEBus, addr: int, val: int) -> None:
     """A 32-bit write to the data port (outsd): as ide_data_writew, 4 bytes at a time."""
     _data_write(opaque, val, 4)
 
 
-@tracepoint("qemu-ide", args=("addr",))
+@tracepoint("qemu-ide", args=("opaque", "addr"))
 def ide_data_readl(opaque: IDEBus, addr: int) -> int:
     """A 32-bit read of the data port (insd): as ide_data_readw, 4 bytes at a time."""
     return _data_read(opaque, 4)
 
 
-@tracepoint("qemu-ide", args=())
+@tracepoint("qemu-ide", args=("s",))
 def ide_dummy_transfer_stop(s: IDEState) -> None:
     """The end function after a reset: an empty window, with 0xff bytes at the start of the buffer."""
     s.data_ptr = 0
@@ -770,7 +779,7 @@ def ide_dummy_transfer_stop(s: IDEState) -> None:
 # =====================================================================================================
 # Reset and set-up
 # =====================================================================================================
-@tracepoint("qemu-ide", args=())
+@tracepoint("qemu-ide", args=("s",))
 def ide_reset(s: IDEState) -> None:
     """Power-on / hardware reset of one drive: registers cleared, status DRDY|DSC, the signature."""
     if s.pio_aiocb is not None:
@@ -838,7 +847,8 @@ def hd_geometry_guess(bs) -> tuple[int, int, int]:
     return cyls, 16, 63
 
 
-@tracepoint("qemu-ide", args=("kind",))
+@tracepoint("qemu-ide", args=(
+    "s", "bs", "kind", "version", "serial", "model", "wwn", "cylinders", "heads", "secs", "chs_trans"))
 def ide_init_drive(s: IDEState, bs, kind: int, version: str | None = None, serial: str | None = None,
                    model: str | None = None, wwn: int = 0, cylinders: int = 0, heads: int = 0,
                    secs: int = 0, chs_trans: int = 0) -> int:
@@ -889,7 +899,7 @@ def _nop_reset(dma: IDEDMA) -> int:
 ide_dma_nop_ops = IDEDMAOps(start_transfer=_nop_start_transfer, set_unit=_nop_set_unit, reset=_nop_reset)
 
 
-@tracepoint("qemu-ide", args=())
+@tracepoint("qemu-ide", args=("bus", "irq"))
 def ide_init2(bus: IDEBus, irq: IRQState | None) -> None:
     """Create both drive slots empty and reset, connect the IRQ line, no DMA provider yet."""
     bus.ifs = [ide_init1(bus, 0), ide_init1(bus, 1)]
@@ -910,7 +920,7 @@ ide_portio2_list = [
 ]
 
 
-@tracepoint("qemu-ide", args=("iobase", "iobase2"))
+@tracepoint("qemu-ide", args=("bus", "dev", "iobase", "iobase2"))
 def ide_init_ioport(bus: IDEBus, dev, iobase: int, iobase2: int, address_space_io=None) -> None:
     """Register the channel's ports: ide_portio_list at iobase (0x1f0), ide_portio2_list at iobase2
     (0x3f6). `address_space_io` is the I/O address space (QEMU uses the ISA bus's, a global); with None

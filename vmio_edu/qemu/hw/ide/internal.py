@@ -174,6 +174,7 @@ class IDEState:
     pio_aiocb: Any = None
     iov: Any = None  # util.iov.iovec
     qiov: Any = None  # util.iov.QEMUIOVector
+    acct: Any = None  # block.BlockAcctCookie: the I/O being counted (bdrv_acct_start .. bdrv_acct_done)
     # PIO transfer handling
     req_nb_sectors: int = 0  # sectors per DRQ block (1 for READ/WRITE SECTORS)
     end_transfer_func: Callable[["IDEState"], None] | None = None
@@ -266,7 +267,7 @@ def idebus_active_if(bus: IDEBus) -> IDEState:
     return bus.ifs[bus.unit]
 
 
-@tracepoint("qemu-ide", args=())
+@tracepoint("qemu-ide", args=("bus",))
 def ide_set_irq(bus: IDEBus) -> None:
     """Raise the channel's interrupt line, unless the guest set nIEN in the device-control register.
 

@@ -78,7 +78,7 @@ def bmdma_reset(dma: IDEDMA) -> int:
     return 0
 
 
-@tracepoint("qemu-ide", args=())
+@tracepoint("qemu-ide", args=("opaque",))
 def bmdma_restart_bh(opaque: BMDMAState) -> None:
     """After `cont`: re-issue the PIO request that stopped the VM (a write: ide_sector_write writes the
     same io_buffer to the same sector again)."""
@@ -103,7 +103,7 @@ def bmdma_restart_bh(opaque: BMDMAState) -> None:
         raise NotImplementedError("FLUSH CACHE restart is not modelled")
 
 
-@tracepoint("qemu-ide", args=("running", "state"))
+@tracepoint("qemu-ide", args=("opaque", "running", "state"))
 def bmdma_restart_cb(opaque: IDEDMA, running: int, state: str) -> None:
     """VM run-state change: when the VM runs again, schedule bmdma_restart_bh on the main loop."""
     bm = opaque
@@ -118,7 +118,7 @@ bmdma_ops = IDEDMAOps(start_transfer=bmdma_start_transfer, set_unit=bmdma_set_un
                       restart_cb=bmdma_restart_cb)
 
 
-@tracepoint("qemu-ide", args=("n", "level"))
+@tracepoint("qemu-ide", args=("opaque", "n", "level"))
 def bmdma_irq(opaque: BMDMAState, n: int, level: int) -> None:
     """The IDE bus's IRQ line as PCI IDE sees it: a raise also sets BM_STATUS_INT; both raise and lower
     pass on to the ISA line (IRQ 14 for the primary channel)."""
@@ -130,7 +130,7 @@ def bmdma_irq(opaque: BMDMAState, n: int, level: int) -> None:
     qemu_set_irq(bm.irq, level)  # trigger the real irq
 
 
-@tracepoint("qemu-ide", args=())
+@tracepoint("qemu-ide", args=("bus", "bm", "d"))
 def bmdma_init(bus: IDEBus, bm: BMDMAState, d: PCIIDEState) -> None:
     """Make `bm` the bus's DMA provider and put bmdma_irq in front of the bus's IRQ line."""
     if bus.dma is bm:

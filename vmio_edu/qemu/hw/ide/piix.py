@@ -15,7 +15,7 @@ from .pci import BMDMAState, PCIIDEState, bmdma_init
 PORT_INFO = ((0x1F0, 0x3F6, 14), (0x170, 0x376, 15))
 
 
-@tracepoint("qemu-ide", args=())
+@tracepoint("qemu-ide", args=("d",))
 def pci_piix_init_ports(d: PCIIDEState, isa_irqs: dict[int, IRQState | None], address_space_io) -> None:
     """Set up both channels: ports, drive slots on their ISA IRQ, and the BMDMA hook in front of the IRQ.
     (QEMU takes the IRQ from the ISA bus with isa_get_irq; the model is given the lines.)"""

@@ -197,7 +197,7 @@ def segmented_write(ctxt: x86_emulate_ctxt, op: operand, data: bytes) -> int:
 
 
 # -- decode ---------------------------------------------------------------------------------------------
-@tracepoint("kvm", args=())
+@tracepoint("kvm", args=("ctxt", "insn", "insn_len"))
 def x86_decode_insn(ctxt: x86_emulate_ctxt, insn: bytes | None = None, insn_len: int = 0) -> int:
     """Fetch the instruction at CS:RIP and decode its prefixes (REP F3/F2, 66, 67, segment), opcode and
     operands. Here Capstone does the decoding; IN/OUT/INS/OUTS get their operands, an instruction that
@@ -258,7 +258,7 @@ def x86_decode_insn(ctxt: x86_emulate_ctxt, insn: bytes | None = None, insn_len:
 
 
 # -- the I/O instructions -----------------------------------------------------------------------------------
-@tracepoint("kvm", args=("size", "port"))
+@tracepoint("kvm", args=("ctxt", "size", "port"))
 def pio_in_emulated(ctxt: x86_emulate_ctxt, size: int, port: int) -> tuple[int, bytes]:
     """IN/INS data from the read-ahead cache; on an empty cache ask for n elements at once.
 
@@ -292,7 +292,7 @@ def pio_in_emulated(ctxt: x86_emulate_ctxt, size: int, port: int) -> tuple[int, 
     return 1, data
 
 
-@tracepoint("kvm", args=())
+@tracepoint("kvm", args=("ctxt",))
 def em_in(ctxt: x86_emulate_ctxt) -> int:
     """IN/INS: the data comes from `pio_in_emulated`; X86EMUL_IO_NEEDED sends the vCPU to userspace."""
     ok, data = pio_in_emulated(ctxt, ctxt.dst.bytes, ctxt.src.val)
@@ -303,7 +303,7 @@ def em_in(ctxt: x86_emulate_ctxt) -> int:
     return X86EMUL_CONTINUE
 
 
-@tracepoint("kvm", args=())
+@tracepoint("kvm", args=("ctxt",))
 def em_out(ctxt: x86_emulate_ctxt) -> int:
     """OUT/OUTS: always one element (count 1, emulate.c:3274-3281); no register writeback."""
     ctxt.ops.pio_out_emulated(ctxt, ctxt.src.bytes, ctxt.dst.val,
@@ -326,7 +326,7 @@ def write_register_operand(ctxt: x86_emulate_ctxt, op: operand) -> None:
     reg_write(ctxt, op.reg, val)
 
 
-@tracepoint("kvm", args=())
+@tracepoint("kvm", args=("ctxt",))
 def writeback(ctxt: x86_emulate_ctxt) -> int:
     """Store the destination operand: a register, one memory element, or all elements of a string batch."""
     dst = ctxt.dst
@@ -346,7 +346,7 @@ def string_addr_inc(ctxt: x86_emulate_ctxt, reg: int, op: operand) -> None:
     op.ea = register_address(ctxt, reg_read(ctxt, reg))
 
 
-@tracepoint("kvm", args=())
+@tracepoint("kvm", args=("ctxt",))
 def string_insn_completed(ctxt: x86_emulate_ctxt) -> bool:
     """The second REP termination condition, for REPE/REPNE CMPS/SCAS only: never true for INS/OUTS."""
     if ctxt.b in (0xA6, 0xA7, 0xAE, 0xAF) and (
@@ -366,7 +366,7 @@ def _done(ctxt: x86_emulate_ctxt, rc: int) -> int:
     return EMULATION_FAILED if rc == X86EMUL_UNHANDLEABLE else EMULATION_OK
 
 
-@tracepoint("kvm", args=())
+@tracepoint("kvm", args=("ctxt",))
 def x86_emulate_insn(ctxt: x86_emulate_ctxt) -> int:
     """Execute the decoded instruction (emulate.c:4357).
 

@@ -65,7 +65,7 @@ def pic_lock(s: kvm_pic) -> None:
     pass  # one model thread runs at a time: the spinlock has nothing to exclude
 
 
-@tracepoint("kvm", args=())
+@tracepoint("kvm", args=("s",))
 def pic_unlock(s: kvm_pic) -> None:
     """Drop the lock and, if the PIC output went up, kick a vCPU that accepts PIC interrupts (the LAPIC
     of vCPU 0 is in its reset state, LVT0 = ExtINT, so it does)."""
@@ -141,7 +141,7 @@ def pic_irq_request(s: kvm_pic, level: int) -> None:
     s.output = level
 
 
-@tracepoint("kvm", args=())
+@tracepoint("kvm", args=("s",))
 def pic_update_irq(s: kvm_pic) -> None:
     """Propagate: a slave request raises master IR2 (the cascade), then the master drives the CPU's INTR."""
     irq2 = pic_get_irq(s.pics[1], s)
@@ -152,7 +152,7 @@ def pic_update_irq(s: kvm_pic) -> None:
     pic_irq_request(s, 1 if irq >= 0 else 0)
 
 
-@tracepoint("kvm", args=("irq", "level"))
+@tracepoint("kvm", args=("s", "irq", "irq_source_id", "level"))
 def kvm_pic_set_irq(s: kvm_pic, irq: int, irq_source_id: int, level: int) -> int:
     """Drive PIC input `irq` (0-15: 8-15 are the slave's IR0-7) from source `irq_source_id`."""
     if not 0 <= irq < PIC_NUM_PINS:
@@ -179,7 +179,7 @@ def pic_intack(s: kvm_kpic_state, irq: int) -> None:
         pic_clear_isr(s, irq)
 
 
-@tracepoint("kvm", args=())
+@tracepoint("kvm", args=("kvm",))
 def kvm_pic_read_irq(kvm) -> int:
     """The interrupt-acknowledge cycle: the vector of the highest-priority request (ISR set, IRR cleared
     for edge); 7/15 spurious if it went away."""
@@ -308,7 +308,7 @@ def picdev_in_range(addr: int) -> bool:
     return addr in (0x20, 0x21, 0xA0, 0xA1, 0x4D0, 0x4D1)
 
 
-@tracepoint("kvm", args=("addr", "len"))
+@tracepoint("kvm", args=("s", "addr", "len", "val"))
 def picdev_write(s: kvm_pic, addr: int, len: int, val: bytes) -> bool:  # noqa: A002 - the C name
     """A guest OUT to a PIC port, from the KVM PIO bus. Only byte accesses do anything ("non byte write")."""
     if not picdev_in_range(addr):
@@ -326,7 +326,7 @@ def picdev_write(s: kvm_pic, addr: int, len: int, val: bytes) -> bool:  # noqa: 
     return True
 
 
-@tracepoint("kvm", args=("addr", "len"))
+@tracepoint("kvm", args=("s", "addr", "len"))
 def picdev_read(s: kvm_pic, addr: int, len: int) -> bytes | None:  # noqa: A002 - the C name
     """A guest IN from a PIC port. Non-byte reads are swallowed and leave the data untouched (None+handled
     is modelled as b'' here)."""

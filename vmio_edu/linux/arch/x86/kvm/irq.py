@@ -14,7 +14,7 @@ def kvm_apic_accept_pic_intr(vcpu) -> bool:
     return True  # LAPIC reset state: LVT0 unmasked, delivery mode ExtINT
 
 
-@tracepoint("kvm", args=())
+@tracepoint("kvm", args=("v=vcpu",))
 def kvm_cpu_has_interrupt(vcpu) -> bool:
     """Is an interrupt pending for this vCPU (without acknowledging it)?"""
     if not irqchip_in_kernel(vcpu.kvm):
@@ -24,7 +24,7 @@ def kvm_cpu_has_interrupt(vcpu) -> bool:
     return False
 
 
-@tracepoint("kvm", args=())
+@tracepoint("kvm", args=("v=vcpu",))
 def kvm_cpu_get_interrupt(vcpu) -> int:
     """Acknowledge the pending interrupt and return its vector (the PIC's INTA cycle)."""
     from .i8259 import kvm_pic_read_irq

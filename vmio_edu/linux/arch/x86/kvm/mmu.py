@@ -24,7 +24,7 @@ def tdp_page_fault(vcpu, gpa: int, error_code: int) -> int:
     return 1
 
 
-@tracepoint("kvm", args=("cr2", "error_code"))
+@tracepoint("kvm", args=("vcpu", "cr2", "error_code", "insn", "insn_len"))
 def kvm_mmu_page_fault(vcpu, cr2: int, error_code: int, insn: bytes | None = None, insn_len: int = 0) -> int:
     """EPT violation: fix the mapping, or emulate the access if it is MMIO (mmu.c:4070)."""
     from .x86 import x86_emulate_instruction

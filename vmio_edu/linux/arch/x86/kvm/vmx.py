@@ -67,7 +67,7 @@ def vmcs_write(vcpu, field: str, value: int) -> None:
 # ==========================================================================================================
 # Entering and leaving the guest
 # ==========================================================================================================
-@tracepoint("vmx", args=())
+@tracepoint("vmx", args=("vcpu",))
 def vmx_vcpu_run(vcpu) -> None:
     """VM entry and, when the guest exits, VM exit: dirty RSP/RIP go to the VMCS, the general registers
     are loaded, the CPU runs the guest; afterwards the registers are saved to vcpu->arch.regs and the exit
@@ -97,7 +97,7 @@ def after_cpu_step(vcpu) -> None:
     a.regs_dirty = 0
 
 
-@tracepoint("vmx", args=())
+@tracepoint("vmx", args=("vcpu",))
 def vmx_handle_exit(vcpu) -> int:
     """Dispatch the exit through `kvm_vmx_exit_handlers`; 1 = back into the guest, 0 = to userspace."""
     vmx = to_vmx(vcpu)
@@ -174,7 +174,7 @@ def vmx_set_interrupt_shadow(vcpu, mask: int) -> None:
     vmcs_write(vcpu, "GUEST_INTERRUPTIBILITY_INFO", interruptibility)
 
 
-@tracepoint("vmx", args=())
+@tracepoint("vmx", args=("vcpu",))
 def skip_emulated_instruction(vcpu) -> None:
     """RIP += VM_EXIT_INSTRUCTION_LEN, and the STI/MOV SS shadow ends (vmx.c:1687-1697)."""
     rip = kvm_rip_read(vcpu)
@@ -195,7 +195,7 @@ def enable_irq_window(vcpu) -> None:
                vmcs_read(vcpu, "CPU_BASED_VM_EXEC_CONTROL") | V.CPU_BASED_VIRTUAL_INTR_PENDING)
 
 
-@tracepoint("vmx", args=())
+@tracepoint("vmx", args=("vcpu",))
 def vmx_inject_irq(vcpu) -> None:
     """Write VM_ENTRY_INTR_INFO_FIELD: vector | external-interrupt type | valid. The CPU delivers the
     interrupt through the guest's IVT/IDT as part of the next VM entry."""
@@ -232,7 +232,7 @@ def vmx_get_cs_db_l_bits(vcpu) -> tuple[int, int]:
 # ==========================================================================================================
 # Exit handlers
 # ==========================================================================================================
-@tracepoint("vmx", args=())
+@tracepoint("vmx", args=("vcpu",))
 def handle_exception(vcpu) -> int:
     """Exit reason 0. KVM intercepts #UD: it tries to emulate the instruction (EMULTYPE_TRAP_UD, only for
     a few vendor-specific ones) and otherwise queues #UD back into the guest."""
@@ -249,14 +249,14 @@ def handle_exception(vcpu) -> int:
     return 0
 
 
-@tracepoint("vmx", args=())
+@tracepoint("vmx", args=("vcpu",))
 def handle_external_interrupt(vcpu) -> int:
     """Exit reason 1: a host interrupt (here: the end of a time slice). Nothing for KVM to do."""
     vcpu.stat["irq_exits"] += 1
     return 1
 
 
-@tracepoint("vmx", args=())
+@tracepoint("vmx", args=("vcpu",))
 def handle_triple_fault(vcpu) -> int:
     """Exit reason 2: the guest shut down. Userspace gets KVM_EXIT_SHUTDOWN."""
     vcpu.run.exit_reason = K.KVM_EXIT_SHUTDOWN
@@ -264,7 +264,7 @@ def handle_triple_fault(vcpu) -> int:
     return 0
 
 
-@tracepoint("vmx", args=())
+@tracepoint("vmx", args=("vcpu",))
 def handle_io(vcpu) -> int:
     """Exit reason 30 (vmx.c:4386): string or IN → the emulator; plain OUT → skip, then the fast path."""
     exit_qualification = vmcs_read(vcpu, "EXIT_QUALIFICATION")
@@ -279,7 +279,7 @@ def handle_io(vcpu) -> int:
     return x86.kvm_fast_pio_out(vcpu, size, port)
 
 
-@tracepoint("vmx", args=())
+@tracepoint("vmx", args=("vcpu",))
 def handle_interrupt_window(vcpu) -> int:
     """Exit reason 7: the guest can take interrupts again; stop asking, and let vcpu_enter_guest inject."""
     vmcs_write(vcpu, "CPU_BASED_VM_EXEC_CONTROL",
@@ -294,14 +294,14 @@ def handle_interrupt_window(vcpu) -> int:
     return 1
 
 
-@tracepoint("vmx", args=())
+@tracepoint("vmx", args=("vcpu",))
 def handle_halt(vcpu) -> int:
     """Exit reason 12: move RIP past the HLT, then `kvm_emulate_halt`."""
     skip_emulated_instruction(vcpu)
     return x86.kvm_emulate_halt(vcpu)
 
 
-@tracepoint("vmx", args=())
+@tracepoint("vmx", args=("vcpu",))
 def handle_ept_violation(vcpu) -> int:
     """Exit reason 48: no EPT mapping for GUEST_PHYSICAL_ADDRESS. For a gpa outside every slot this is
     MMIO: `kvm_mmu_page_fault` marks the page and emulates the access."""
@@ -312,7 +312,7 @@ def handle_ept_violation(vcpu) -> int:
     return kvm_mmu_page_fault(vcpu, gpa, error_code, None, 0)
 
 
-@tracepoint("vmx", args=())
+@tracepoint("vmx", args=("vcpu",))
 def handle_ept_misconfig(vcpu) -> int:
     """Exit reason 49: the access hit an MMIO spte: emulate it straight away."""
     gpa = vmcs_read(vcpu, "GUEST_PHYSICAL_ADDRESS")
@@ -338,7 +338,7 @@ def _not_modelled(name: str, reason: int) -> Callable:
         return 0
     handler.__name__ = handler.__qualname__ = name
     handler.__doc__ = f"{name}: exists in vmx.c's exit table; not modelled (the emulated CPU does not produce it)."
-    return tracepoint("vmx", name=name)(handler)
+    return tracepoint("vmx", args=("vcpu",), name=name)(handler)
 
 
 _UNMODELLED = (

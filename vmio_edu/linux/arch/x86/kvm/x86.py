@@ -96,7 +96,7 @@ def kvm_arch_vcpu_runnable(vcpu) -> bool:
 # ==========================================================================================================
 # PIO
 # ==========================================================================================================
-@tracepoint("kvm", args=())
+@tracepoint("kvm", args=("vcpu", "pd"))
 def kernel_pio(vcpu, pd) -> int:
     """Offer one element to the in-kernel devices on the PIO bus (0 = handled). String I/O is never split
     into elements for them ("TODO: String I/O for in kernel device")."""
@@ -107,7 +107,7 @@ def kernel_pio(vcpu, pd) -> int:
     return kvm_io_bus_write(vcpu.kvm, KVM_PIO_BUS, pio.port, pio.size, pd)
 
 
-@tracepoint("kvm", args=("size", "port", "count", "in_"))
+@tracepoint("kvm", args=("vcpu", "size", "port", "count", "in=in_"))
 def emulator_pio_in_out(vcpu, size: int, port: int, count: int, in_: bool) -> int:
     """Record the access in vcpu->arch.pio; if no in-kernel device takes it, fill `kvm_run->io` for
     userspace (x86.c:4003-4027) and return 0."""
@@ -127,7 +127,7 @@ def emulator_pio_in_out(vcpu, size: int, port: int, count: int, in_: bool) -> in
     return 0
 
 
-@tracepoint("kvm", args=("size", "port", "count"))
+@tracepoint("kvm", args=("ctxt", "size", "port", "count"))
 def emulator_pio_in_emulated(ctxt, size: int, port: int, count: int) -> tuple[int, bytes]:
     """IN for the emulator: the first call sends the request out; the call on the next KVM_RUN finds
     `pio.count` set and takes size*count bytes from the PIO page (data_avail)."""
@@ -141,7 +141,7 @@ def emulator_pio_in_emulated(ctxt, size: int, port: int, count: int) -> tuple[in
     return 1, data
 
 
-@tracepoint("kvm", args=("size", "port", "count"))
+@tracepoint("kvm", args=("ctxt", "size", "port", "val", "count"))
 def emulator_pio_out_emulated(ctxt, size: int, port: int, val: bytes, count: int) -> int:
     """OUT: copy the data into the PIO page, then `emulator_pio_in_out`."""
     vcpu = ctxt.vcpu
@@ -149,7 +149,7 @@ def emulator_pio_out_emulated(ctxt, size: int, port: int, val: bytes, count: int
     return emulator_pio_in_out(vcpu, size, port, count, False)
 
 
-@tracepoint("kvm", args=("size", "port"))
+@tracepoint("kvm", args=("vcpu", "size", "port"))
 def kvm_fast_pio_out(vcpu, size: int, port: int) -> int:
     """The fast path of a plain OUT (handle_io has already moved RIP past it): RAX's low `size` bytes go out
     as one element; nothing is left for the emulator to do on the next KVM_RUN."""
@@ -163,7 +163,7 @@ def kvm_fast_pio_out(vcpu, size: int, port: int) -> int:
 # ==========================================================================================================
 # The emulator's callbacks (struct x86_emulate_ops emulate_ops)
 # ==========================================================================================================
-@tracepoint("kvm", args=("gpa", "is_write"))
+@tracepoint("kvm", args=("ctxt", "addr=gpa", "val=data", "bytes=n", "is_write"))
 def emulator_read_write(ctxt, gpa: int, data: bytes | None, n: int, is_write: bool) -> tuple[int, bytes]:
     """Guest memory access of the emulator that landed on MMIO (the gpa comes from the EPT exit): offer
     it to in-kernel MMIO devices, else queue a fragment and fill `kvm_run->mmio` (x86.c:3843-3893)."""
@@ -327,7 +327,7 @@ def inject_emulated_exception(vcpu) -> None:
     kvm_queue_exception(vcpu, ex.vector, ex.error_code if ex.error_code_valid else None)
 
 
-@tracepoint("kvm", args=())
+@tracepoint("kvm", args=("vcpu",))
 def handle_emulation_failure(vcpu) -> int:
     """The emulator gave up: KVM_EXIT_INTERNAL_ERROR (suberror 1, emulation) and a #UD queued."""
     vcpu.stat["insn_emulation_fail"] += 1
@@ -341,7 +341,7 @@ def handle_emulation_failure(vcpu) -> int:
     return EMULATE_FAIL
 
 
-@tracepoint("kvm", args=("cr2", "emulation_type"))
+@tracepoint("kvm", args=("vcpu", "cr2", "emulation_type", "insn", "insn_len"))
 def x86_emulate_instruction(vcpu, cr2: int, emulation_type: int, insn: bytes | None = None,
                             insn_len: int = 0) -> int:
     """Decode (unless EMULTYPE_NO_DECODE) and emulate one instruction; decide what the exit handler returns.
@@ -413,20 +413,20 @@ def x86_emulate_instruction(vcpu, cr2: int, emulation_type: int, insn: bytes | N
     return r
 
 
-@tracepoint("kvm", args=("emulation_type",))
+@tracepoint("kvm", args=("vcpu", "emulation_type"))
 def emulate_instruction(vcpu, emulation_type: int) -> int:
     """kvm_host.h's inline wrapper: x86_emulate_instruction(vcpu, 0, emulation_type, NULL, 0)."""
     return x86_emulate_instruction(vcpu, 0, emulation_type, None, 0)
 
 
-@tracepoint("kvm", args=())
+@tracepoint("kvm", args=("vcpu",))
 def complete_emulated_io(vcpu) -> int:
     """Re-run the emulator on the instruction decoded before the exit (EMULTYPE_NO_DECODE)."""
     r = emulate_instruction(vcpu, EMULTYPE_NO_DECODE)
     return 0 if r != EMULATE_DONE else 1
 
 
-@tracepoint("kvm", args=())
+@tracepoint("kvm", args=("vcpu",))
 def complete_emulated_pio(vcpu) -> int:
     """complete_userspace_io for an IN/INS: userspace has put the data in the PIO page."""
     if not vcpu.arch.pio.count:
@@ -434,7 +434,7 @@ def complete_emulated_pio(vcpu) -> int:
     return complete_emulated_io(vcpu)
 
 
-@tracepoint("kvm", args=())
+@tracepoint("kvm", args=("vcpu",))
 def complete_emulated_mmio(vcpu) -> int:
     """complete_userspace_io for MMIO: take the data of a read, then go on to the next fragment or finish
     the instruction (x86.c:5531-5573)."""
@@ -469,7 +469,7 @@ def complete_emulated_mmio(vcpu) -> int:
 # ==========================================================================================================
 # HLT, events, the run loop
 # ==========================================================================================================
-@tracepoint("kvm", args=())
+@tracepoint("kvm", args=("vcpu",))
 def kvm_emulate_halt(vcpu) -> int:
     """With the in-kernel irqchip the vCPU just becomes HALTED (and `__vcpu_run` blocks it); without one
     the HLT goes to userspace as KVM_EXIT_HLT."""
@@ -481,7 +481,7 @@ def kvm_emulate_halt(vcpu) -> int:
     return 0
 
 
-@tracepoint("kvm", args=())
+@tracepoint("kvm", args=("vcpu",))
 def inject_pending_event(vcpu) -> None:
     """Re-inject a queued exception or interrupt, or take a new interrupt from the PIC if the guest can
     accept one now (IF=1, no STI/MOV SS shadow): `kvm_cpu_get_interrupt` acknowledges it (INTA) and
@@ -500,7 +500,7 @@ def inject_pending_event(vcpu) -> None:
             kvm_x86_ops.set_irq(vcpu)
 
 
-@tracepoint("kvm", args=())
+@tracepoint("kvm", args=("vcpu",))
 def vcpu_enter_guest(vcpu) -> int:
     """Handle requests, inject events (or ask for an interrupt window), enter the guest through
     `kvm_x86_ops->run` and hand the exit to `kvm_x86_ops->handle_exit`."""
@@ -529,7 +529,7 @@ def signal_pending(vcpu) -> bool:
                 and (vcpu.sigpending or getattr(sched, "park_requested", False)))
 
 
-@tracepoint("kvm", args=())
+@tracepoint("kvm", args=("vcpu",))
 def __vcpu_run(vcpu) -> int:
     """The KVM_RUN loop: enter the guest while it is runnable, block while it is halted, stop on r <= 0
     or a pending signal (KVM_EXIT_INTR, -EINTR)."""
@@ -573,7 +573,7 @@ def post_kvm_run_save(vcpu) -> None:
                                                 and not kvm_event_needs_reinjection(vcpu))
 
 
-@tracepoint("kvm", args=())
+@tracepoint("kvm", args=("vcpu", "kvm_run"))
 def kvm_arch_vcpu_ioctl_run(vcpu, kvm_run) -> int:
     """KVM_RUN: first finish what the last exit left half done (`complete_userspace_io`), then run."""
     vcpu.exit_detail = ""
@@ -650,7 +650,7 @@ def kvm_arch_vcpu_ioctl_set_sregs(vcpu, sregs: K.kvm_sregs) -> int:
 # ==========================================================================================================
 # VM ioctls that are arch code
 # ==========================================================================================================
-@tracepoint("kvm", args=())
+@tracepoint("kvm", args=("kvm", "irq_event"))
 def kvm_vm_ioctl_irq_line(kvm, irq_event: K.kvm_irq_level) -> int:
     """KVM_IRQ_LINE(_STATUS): drive GSI `irq` to `level` through `kvm_set_irq`; the status (>0 delivered,
     0 coalesced, <0 masked) goes back in the same struct (irq and status share a union)."""

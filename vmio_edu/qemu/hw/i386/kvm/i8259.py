@@ -7,7 +7,7 @@ from ....kvm_all import kvm_set_irq
 from ....state import qemu_state
 
 
-@tracepoint("qemu-cpu", args=("irq", "level"))
+@tracepoint("qemu-cpu", args=("opaque", "irq", "level"))
 def kvm_pic_set_irq(opaque: object, irq: int, level: int) -> None:
     """Tell KVM that PIC input `irq` changed (`kvm_set_irq` → KVM_IRQ_LINE_STATUS)."""
     kvm_set_irq(qemu_state().kvm_state, irq, level)

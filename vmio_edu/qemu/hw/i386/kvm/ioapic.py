@@ -17,7 +17,7 @@ class GSIState:
     ioapic_irq: list[IRQState] = field(default_factory=list)
 
 
-@tracepoint("qemu-cpu", args=("n", "level"))
+@tracepoint("qemu-cpu", args=("opaque=s", "n", "level"))
 def kvm_pc_gsi_handler(s: GSIState, n: int, level: int) -> None:
     """An ISA line (< 16) goes to the PIC input; KVM's kernel forwards it to both PIC and IOAPIC."""
     if n < ISA_NUM_IRQS:
