@@ -25,4 +25,4 @@ def test_cli_backtrace_uses_it(capsys):
 
     assert main(["trace", "--op", "write", "--lba", "1", "--sectors", "1", "--break", "kvm_handle_io"]) == 0
     out = capsys.readouterr().out
-    assert "kvm_handle_io (port=0x1f0, direction=KVM_EXIT_IO_OUT" in out
+    assert "kvm_handle_io (port=0x3f6, direction=KVM_EXIT_IO_OUT" in out  # the first: nIEN on the device control port
