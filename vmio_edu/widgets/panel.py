@@ -184,9 +184,21 @@ class DebuggerPanel(W.VBox):
         return self._command(lambda: self.dbg.goto(-1))
 
     def last(self) -> Any:
-        """The last moment recorded so far; the halt once the run has reached it."""
+        """The end of the run: the guest's halt (run on to it, past the breakpoints, if not there yet)."""
+        return self._command(self._run_to_end)
+
+    def _run_to_end(self) -> Any:
         n = len(self.dbg.events)
-        return self._command(lambda: self.dbg.goto(n if self._halt_index == n else max(n - 1, -1)))
+        if self._halt_index == n:
+            return self.dbg.goto(n)
+        saved = [(b, b.enabled) for b in self.dbg.breakpoints]
+        try:
+            for b, _ in saved:
+                b.enabled = False  # Breakpoint.matches skips a disabled breakpoint
+            return self.dbg.cont()
+        finally:
+            for b, on in saved:
+                b.enabled = on
 
     def provenance(self, source: str, offset: int) -> list:
         """Show the journey of one byte clicked in a hex view (`source`: disk, qiov, ide or pio; `offset`:

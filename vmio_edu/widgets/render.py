@@ -85,7 +85,8 @@ _TD = ' style="padding:0 10px 0 0;white-space:nowrap;line-height:1.3"'
 
 
 def backtrace_html(frames: Sequence[Any]) -> str:
-    """The backtrace as a table, innermost frame first, each with its real file:line and layer.
+    """The backtrace, innermost frame first: each frame's function with its arguments as gdb shows them
+    (`port=0x1f0`, `type=KVM_RUN`), its real file:line under it, its layer as a coloured edge.
 
     The thread is named once when all frames share it (a thread's stack), per frame otherwise.
     """
@@ -98,18 +99,14 @@ def backtrace_html(frames: Sequence[Any]) -> str:
         args = esc(format_args(f.args or {}, f.function))
         where = f"{esc(f.file)}:{esc(f.line)}" if f.file else "?"
         colour = LAYER_COLOURS.get(f.layer, "#999")
-        thread = f"<td{_TD}>{esc(f.thread)}</td>" if per_frame_thread else ""
+        thread = f" on {esc(f.thread)}" if per_frame_thread else ""
         rows.append(
-            f'<tr class="vmio-frame" data-function="{esc(f.function)}" data-layer="{esc(f.layer)}">'
-            f'<td{_TD}>#{f.level}</td><td style="padding:0 10px 0 0"><b>{esc(f.function)}</b> '
-            f'<span class="vmio-dim">({args})</span></td>'
-            f'<td{_TD}><code>{where}</code></td><td{_TD}><span style="color:{colour}">{esc(f.layer)}</span></td>'
-            f'{thread}</tr>')
-    cols = ("#", "function (args)", "file:line", "layer") + (("thread",) if per_frame_thread else ())
-    head = "".join(f'<th{_TD} align="left">{h}</th>' for h in cols)
+            f'<div class="vmio-frame" data-function="{esc(f.function)}" data-layer="{esc(f.layer)}" '
+            f'style="border-left:4px solid {colour};padding-left:4px;margin-bottom:2px" title="layer {esc(f.layer)}">'
+            f'<span class="vmio-dim">#{f.level}</span> <b>{esc(f.function)}</b> <span class="vmio-dim">({args})</span>'
+            f'<br><code class="vmio-dim">{where}</code> <span style="color:{colour}">{esc(f.layer)}</span>{thread}</div>')
     title = "" if per_frame_thread else f'<div>thread <b>{esc(next(iter(threads)))}</b></div>'
-    return (f'<div class="vmio-backtrace">{title}<table style="border-collapse:collapse;font-size:90%;'
-            f'line-height:1.25"><tr>{head}</tr>' + "".join(rows) + "</table></div>")
+    return f'<div class="vmio-backtrace">{title}' + "".join(rows) + "</div>"
 
 
 # -- the breakpoint picker --------------------------------------------------------------------------------
@@ -292,6 +289,9 @@ def view_html(name: str, view: Any, prev: Any = None) -> str:
     tables. With `prev` (the same view at the previous stop) what changed is named and marked."""
     if name == "registers":
         body = registers_html(view, prev)
+        # the disassembly and the decoded flags follow from the registers: name the registers only
+        prev = None if prev is None else {"regs": prev.get("regs"), "rflags": (prev.get("rflags") or {}).get("set")}
+        view = {"regs": view.get("regs"), "rflags": (view.get("rflags") or {}).get("set")}
     elif name == "threads":
         body = threads_html(view, prev)
     else:

@@ -114,7 +114,7 @@ def frame_source_html(frames: Sequence[Any], level: int, kind: str | None) -> st
     head = (f'<div class="vmio-source-head">{link}<br><span class="vmio-dim">the model: '
             f'<code>{esc(path)}:{start + cur}</code></span></div>')
     return (f'<div class="vmio-source" data-function="{esc(f.function)}" data-current="{start + cur}">{head}'
-            f'<pre class="vmio-src">' + "\n".join(rows) + "</pre></div>")
+            f'<pre class="vmio-src">' + "".join(rows) + "</pre></div>")
 
 
 # -- the guest ---------------------------------------------------------------------------------------------
@@ -159,4 +159,4 @@ def guest_listing_html(program: Any, code: bytes, rip: int | None, around: int =
     where = f"rip {rip:#x}" if isinstance(rip, int) else "rip unknown"
     return (f'<div class="vmio-source vmio-guest-source"><div class="vmio-source-head">the guest program '
             f'<b>{esc(program.name)}</b> ({program.mode}-bit), {where}</div>'
-            f'<pre class="vmio-src">' + "\n".join(out) + "</pre></div>")
+            f'<pre class="vmio-src">' + "".join(out) + "</pre></div>")
