@@ -86,11 +86,13 @@ class DebuggerPanel(W.VBox):
         self.timeline.add_class("vmio-timeline-wrap")
         self.backtrace = W.HTML()
         self.backtrace.add_class("vmio-backtrace-pane")
+        self.backtrace.add_class("vmio-scroll")
         self.source_frame = W.Dropdown(options=[("#0", 0)], value=0, layout=W.Layout(width="auto", max_width="100%"))
         self.source_frame.add_class("vmio-source-frame")
         self.source_frame.observe(lambda ch: self._on_kernel_thread(self._show_source), names="value")
         self.source = W.HTML()
         self.source.add_class("vmio-source-pane")
+        self.source.add_class("vmio-scroll")
         on_byte = lambda src, off: self._on_kernel_thread(lambda: self.provenance(src, off))  # noqa: E731
         self.kvm_run_hex = HexWidget(on_byte=on_byte)
         self.byte_hex = {"disk": HexWidget(on_byte=on_byte), "qiov": HexWidget(on_byte=on_byte),
@@ -111,10 +113,11 @@ class DebuggerPanel(W.VBox):
             elif name in ("ide", "qiov"):
                 pages.append(W.VBox([pane, self.byte_hex[name]]))
             elif name == "disk":
-                pages.append(W.VBox([pane, self.byte_hex["disk"]]))
+                pages.append(W.VBox([self.byte_hex["disk"], pane]))
             else:
                 pages.append(pane)
         self.view_stack = W.Stack(pages, selected_index=0)
+        self.view_stack.add_class("vmio-scroll")
         W.jslink((self.view_pick, "index"), (self.view_stack, "selected_index"))
         self.views = W.VBox([self.view_pick, W.VBox([self.hops_title, self.hops]), self.view_stack],
                             layout=W.Layout(flex="1 1 40%", min_width="0"))

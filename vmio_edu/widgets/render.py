@@ -50,7 +50,7 @@ def stop_header(stop: Any) -> str:
     if stop is None or (stop.function is None and stop.reason == "start"):
         return '<div class="vmio-stop">not started: press Continue (to a breakpoint) or Step</div>'
     if stop.reason == "halted":
-        return (f'<div class="vmio-stop vmio-halted">\u2714 #{esc(stop.index)} <b>the guest finished</b>: '
+        return (f'<div class="vmio-stop vmio-halted"><span class="vmio-tick">\u2714</span> #{esc(stop.index)} <b>the guest finished</b>: '
                 f'it ran its last instruction (<code>hlt</code>) and halted normally. {esc(halt_summary(stop))}'
                 '</div>')
     bad = stop.reason in ("error", "condition-error", "interrupted")

@@ -106,7 +106,15 @@ def frame_source_html(frames: Sequence[Any], level: int, kind: str | None) -> st
     also = _called_names(side, f.function, f.line) if level > 0 else ()
     cur = current_line(lines, callee, kind if level == 0 else None, also)
     rows = []
+    # A long function: its signature, then the lines from a little before the current one (the pane shows
+    # about twenty lines without scrolling, and the kernel cannot scroll it).
+    sig_end = next((k for k, ln in enumerate(lines) if ln.rstrip().endswith(":") and "def " in "".join(lines[:k + 1])), 0)
+    skip = range(sig_end + 1, cur - 5) if cur - 5 > sig_end + 2 else range(0)
     for k, ln in enumerate(lines):
+        if k in skip:
+            if k == skip.start:
+                rows.append(f'<span class="vmio-src-line vmio-dim">      \u2026 {len(skip)} lines</span>')
+            continue
         mark = k == cur
         cls = ' class="vmio-src-line vmio-current"' if mark else ' class="vmio-src-line"'
         rows.append(f'<span{cls}><span class="vmio-lineno">{start + k:>4}</span>{"=>" if mark else "  "} '
@@ -147,15 +155,22 @@ def guest_listing_html(program: Any, code: bytes, rip: int | None, around: int =
     labels = guest_labels(program.source, program.mode, base) if program is not None else {}
     rows = disassemble(code, program.mode, base)
     at = next((k for k, r in enumerate(rows) if r[0] == rip), None)
-    lo = 0 if at is None else max(0, at - around // 2)
+    lo = 0 if at is None else max(0, at - 6)
     out = []
+    if lo > 0 and rows and rows[lo][0] not in labels:  # name the routine the listing starts inside
+        above = [a for a in labels if a <= rows[lo][0]]
+        if above:
+            out.append(f'<span class="vmio-asm-label">{esc(labels[max(above)][-1])}: <span class="vmio-dim">\u2026</span></span>')
     for addr, _bytes, mnem, ops in rows[lo:lo + around]:
         for name in labels.get(addr, []):
             out.append(f'<span class="vmio-asm-label">{esc(name)}:</span>')
         mark = addr == rip
         cls = "vmio-src-line vmio-current" if mark else "vmio-src-line"
+        target = re.fullmatch(r"0x([0-9a-f]+)", ops.strip())
+        named = labels.get(int(target.group(1), 16)) if target else None  # gdb's `call 0x10d8 <ata_wait>`
+        note = f' <span class="vmio-dim">&lt;{esc(named[-1])}&gt;</span>' if named else ""
         out.append(f'<span class="{cls}">{"=>" if mark else "  "} <span class="vmio-lineno">{addr:#07x}</span> '
-                   f'{esc(mnem)} {esc(ops)}</span>')
+                   f'{esc(mnem)} {esc(ops)}{note}</span>')
     where = f"rip {rip:#x}" if isinstance(rip, int) else "rip unknown"
     return (f'<div class="vmio-source vmio-guest-source"><div class="vmio-source-head">the guest program '
             f'<b>{esc(program.name)}</b> ({program.mode}-bit), {where}</div>'
