@@ -1,7 +1,7 @@
 """`vmio-edu`: the command line. Other tools script against its output, so formats are stable.
 
     vmio-edu trace [--op write|read|both] [--lba N] [--sectors N] [--break FUNCTION] [--image PATH]
-                   [--engine unicorn|kvm|auto] [--format text|json]
+                   [--engine unicorn|kvm|auto] [--format text|json] [--export FILE.json]
     vmio-edu exits GUEST.bin --mode 16|32|64 [--load ADDR] [--entry ADDR] [--engine ...] [--format json]
     vmio-edu bench [--format text|json|markdown] [--quick] [--engine unicorn|kvm|both] [--plot FILE.png]
 
@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--format", choices=("text", "json"), default="text")
     t.add_argument("--polling", action="store_true", help="guest polls BSY with nIEN set instead of IRQ 14")
     t.add_argument("--seed", type=_int, default=0, help="seed of the data pattern the guest writes")
+    t.add_argument("--export", metavar="FILE.json",
+                   help="also write the recorded run as Chrome/Perfetto trace-event JSON (ui.perfetto.dev)")
 
     c = sub.add_parser("compare", help="run the default guest on both engines and compare, exit by exit")
     c.add_argument("--op", choices=("write", "read", "both"), default="both")
@@ -93,9 +95,18 @@ def cmd_trace(args: argparse.Namespace) -> int:
         if m.engine_note:
             print(f"note: {m.engine_note}", file=sys.stderr)
         if args.brk:
+            if args.export:
+                raise VmioError("--export writes the whole run: leave out --break")
             return _trace_break(m, args)
         m.run()
         report = trace_report(m)
+        if args.export:
+            from .trace.export import write_perfetto
+            doc = write_perfetto(args.export, m.trace.events, m.exits,
+                                 title=f"vmio-edu trace --op {args.op} --lba {args.lba} --sectors "
+                                       f"{args.sectors} --engine {m.engine}")
+            print(f"wrote {len(doc['traceEvents'])} trace events to {args.export} (open it at "
+                  "https://ui.perfetto.dev)", file=sys.stderr)
     if args.format == "json":
         print(json.dumps(report, indent=1))
     else:

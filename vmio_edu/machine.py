@@ -162,6 +162,9 @@ class Machine:
         self.bs = bdrv_open(self.image_path, readonly=readonly)
         self.cpu, self.ide, self.engine_note = pc_init1(self.state, self.ram, engine, self.bs)
         self.engine = self.state.kvm_state.engine
+        # Where each I/O exit's string instruction took or puts its bytes (for byte provenance).
+        from .trace.guest_pio import GuestPioObserver
+        self.sched.attach(listener=GuestPioObserver(self.cpu, self.engine, self.ram))
         if self.engine == "kvm":
             self._limit_real_spins(max_spin_seconds)
         else:  # the emulated CPU counts instructions per KVM_RUN

@@ -223,7 +223,10 @@ def test_cont_to_the_end_and_stay_there(make):
     assert end.reason == "halted" and end.function is None and end.index == len(dbg.events)
     assert m.image_changes() == [6, 7] and m.guest_result()["read_back"] == m.image_bytes(6, 2)
     assert m.exits[-1].reason == "HLT"
-    assert dbg.cont() is end and dbg.step() is end and dbg.next() is end and dbg.finish() is end
+    # commands past the end say the run is over (issue 11: not silently nothing); the state stays the halt
+    for after in (dbg.cont(), dbg.step(), dbg.next(), dbg.finish()):
+        assert after.reason == "end" and after.index == end.index and "run is over" in after.message
+    assert dbg.stop is end
     assert end.views["threads"]["threads"][0]["state"] in ("blocked", "exited")
 
 

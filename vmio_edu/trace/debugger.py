@@ -136,7 +136,8 @@ class Breakpoint:
 class Stop:
     """Where the debugger stopped, and why.
 
-    reason:   "breakpoint", "step", "next", "finish", "goto", "back", "halted", "interrupted",
+    reason:   "breakpoint", "step", "next", "finish", "goto", "back", "halted", "end" (a command after the
+              halt: the run is over), "interrupted",
               "condition-error", "start" (before the first command), "error" (the model failed)
     index:    the position of the event in the recorded trace (-1: not started; len(events): halted)
     kind:     "enter", "leave" or "event" (a point event, reached by goto); None at start / halted
@@ -145,6 +146,8 @@ class Stop:
     backtrace: frames, innermost first (`BtFrame`: .function .args .file .line .layer .thread)
     breakpoint: the Breakpoint hit, if any; message: why it stopped, in words (errors, interrupts)
     views:    the state views (vmio_edu.trace.views), computed when read
+    summary:  at the halt, what the run did and whether it succeeded (vmio_edu.trace.ends)
+    reference: one line of Python that reaches this moment in a fresh machine (vmio_edu.trace.share)
     """
 
     reason: str
@@ -161,6 +164,13 @@ class Stop:
     message: str | None = None
     _views: Views | None = field(default=None, repr=False)
     _stack: Any = field(default=None, repr=False)  # identity of the stack it stopped on (next/finish)
+    summary: dict | None = None
+    _ref: str | None = field(default=None, repr=False)  # `Machine(...)` of the run (share.machine_call)
+
+    @property
+    def reference(self) -> str | None:
+        from .share import reference
+        return reference(self._ref, self.index)
 
     @property
     def views(self) -> Views:
@@ -182,7 +192,8 @@ class Stop:
                "layer": self.layer, "thread": self.thread, "depth": self.depth, "file": self.file,
                "line": self.line, "args": dict(self.args), "result": self.result,
                "breakpoint": self.breakpoint.number if self.breakpoint else None, "message": self.message,
-               "backtrace": [f.to_json() for f in self.backtrace]}
+               "backtrace": [f.to_json() for f in self.backtrace], "reference": self.reference,
+               "summary": self.summary}
         if views:
             out["views"] = self.views.to_json(None if views is True else list(views))
         return out
@@ -278,6 +289,8 @@ class Debugger:
         self._image_fds: dict[int, bool] = {}  # model fd -> is it the disk image?
         self.last_restore: int | None = None  # the checkpoint index the last replay started from (-1: start)
         self._cp_pages = CP._Pages()
+        from .share import machine_call
+        self._ref_prefix = machine_call(m)
         self._attach()
         self.stop: Stop = self._plain_stop("start", -1)
 
@@ -346,6 +359,12 @@ class Debugger:
     @property
     def index(self) -> int:
         return self.stop.index
+
+    def provenance(self, *, image_offset: int | None = None, guest_addr: int | None = None,
+                   op: str | None = None) -> list[dict]:
+        """The journey of one byte, hop by hop, as recorded so far (vmio_edu.trace.provenance)."""
+        from .provenance import provenance
+        return provenance(self.events, image_offset=image_offset, guest_addr=guest_addr, op=op)
 
     # -- commands ---------------------------------------------------------------------------------------
     def cont(self) -> Stop:
@@ -466,7 +485,7 @@ class Debugger:
 
     def _plain_stop(self, reason: str, index: int, message: str | None = None) -> Stop:
         return Stop(reason, index, message=message,
-                    _views=self._views_here())
+                    _views=self._views_here(), _ref=self._ref_prefix)
 
     def _make_stop(self, reason: str, index: int, kind: int, name: str, layer: str, payload: Any,
                    tp: TracePoint | None, ctx: ThreadContext, bp: Breakpoint | None = None,
@@ -481,7 +500,7 @@ class Debugger:
         return Stop(reason, index, KIND_NAMES[kind], name, layer, ctx.name, len(ctx.stack), args, result,
                     backtrace(ctx.stack, ctx.name), bp, message,
                     _views=self._views_here(),
-                    _stack=ctx.stack)
+                    _stack=ctx.stack, _ref=self._ref_prefix)
 
     # -- on the model thread --------------------------------------------------------------------------------
     def _on_event(self, hooks: _Hooks, kind: int, tp: TracePoint | None, name: str, layer: str, payload: Any,
@@ -569,7 +588,7 @@ class Debugger:
         m = self.machine
         m._check_open()
         if self.stop.reason == "halted":
-            return self.stop
+            return self.stop if mode in (_SILENT, _QUIESCE) else self._past_end()
         if self.stop.reason == "error" or m.sched.error is not None:
             raise VmioError("the model failed at this point (see the error); go back with dbg.back() or "
                             "dbg.goto(i) to a point before it")
@@ -593,12 +612,26 @@ class Debugger:
             raise
         if parked.reason == "idle":
             self._complete = True
-            self.stop = self._plain_stop("halted", len(self._hooks.rec.events), "the guest halted")
+            self.stop = self._halted_stop(len(self._hooks.rec.events))
         elif parked.reason == "stop" and isinstance(parked.detail, Stop):
             self.stop = parked.detail
         else:  # parked at a vCPU tick (Ctrl-C seen by the scheduler first)
             self.stop = self._stop_at_tick(parked)
         return self.stop
+
+    def _halted_stop(self, index: int) -> Stop:
+        from .ends import halted_message, run_summary
+        summary = run_summary(self.machine, self._history)
+        stop = self._plain_stop("halted", index, halted_message(summary))
+        stop.summary = summary
+        return stop
+
+    def _past_end(self) -> Stop:
+        """A command after the halt: a Stop saying the run is over (dbg.stop stays the halted stop)."""
+        from .ends import past_end_message
+        h = self.stop
+        return Stop("end", h.index, message=past_end_message(h.index), summary=h.summary, _views=h._views,
+                    _ref=h._ref)
 
     def _stop_at_tick(self, parked: Any) -> Stop:
         sched = self.machine.sched

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ...linux.fs.read_write import sys_pread64, sys_preadv, sys_pwrite64, sys_pwritev
-from ...trace.tracepoint import tracepoint
+from ...trace.tracepoint import emit, tracepoint
 from ..async_ import aio_get_thread_pool
 from ..thread_pool import thread_pool_submit_aio
 from ..util.iov import QEMUIOVector, iov_from_buf, iov_memset, iov_to_buf, iovec
@@ -119,6 +119,9 @@ def handle_aiocb_rw_linear(aiocb: RawPosixAIOData, buf: memoryview) -> int:
     offset = 0
     nbytes = aiocb.aio_nbytes
     while offset < nbytes:
+        # For byte provenance: which bytes of the iovec this system call moves, to which file offset.
+        emit("paio_rw_linear", "host", iov=0, iov_offset=offset, count=nbytes - offset,
+             pos=aiocb.aio_offset + offset, is_write=int(bool(aiocb.aio_type & QEMU_AIO_WRITE)))
         try:
             if aiocb.aio_type & QEMU_AIO_WRITE:
                 n = sys_pwrite64(aiocb.aio_fildes, buf[offset:nbytes], nbytes - offset,

@@ -366,11 +366,14 @@ def ide_handle_rw_error(s: IDEState, error: int, op: int) -> bool:
 # =====================================================================================================
 # READ SECTORS / WRITE SECTORS, one sector per DRQ block
 # =====================================================================================================
-def _pio_qiov(s: IDEState, n: int) -> None:
+def _pio_qiov(s: IDEState, n: int, sector_num: int) -> None:
     # One iovec over the first n sectors of io_buffer (core.c:792-795).
     s.iov = iovec(s.io_buffer, n * BDRV_SECTOR_SIZE)
     s.qiov = QEMUIOVector()
     qemu_iovec_init_external(s.qiov, [s.iov], 1)
+    # For byte provenance: which io_buffer bytes the QEMUIOVector's element 0 covers, for which sectors.
+    emit("ide_pio_qiov", "qemu-ide", sector_num=sector_num, nb_sectors=n, iov=0,
+         io_buffer_offset=s.iov.iov_offset, iov_len=s.iov.iov_len)
 
 
 @tracepoint("qemu-ide", args=("ret",))
@@ -402,7 +405,7 @@ def ide_sector_read(s: IDEState) -> None:
         return
     s.status |= BUSY_STAT
     n = min(n, s.req_nb_sectors)
-    _pio_qiov(s, n)
+    _pio_qiov(s, n, sector_num)
     s.pio_aiocb = bdrv_aio_readv(s.bs, sector_num, s.qiov, n, ide_sector_read_cb, s)
 
 
@@ -434,7 +437,7 @@ def ide_sector_write(s: IDEState) -> None:
     s.status = READY_STAT | SEEK_STAT | BUSY_STAT
     sector_num = ide_get_sector(s)
     n = min(s.nsector, s.req_nb_sectors)
-    _pio_qiov(s, n)
+    _pio_qiov(s, n, sector_num)
     s.pio_aiocb = bdrv_aio_writev(s.bs, sector_num, s.qiov, n, ide_sector_write_cb, s)
 
 
@@ -707,6 +710,7 @@ def _data_write(bus: IDEBus, val: int, size: int) -> None:
     if not (s.status & DRQ_STAT) or ide_is_pio_out(s):
         return
     p = s.data_ptr
+    emit("ide_pio_data", "qemu-ide", io_buffer_offset=p, size=size, is_in=0)  # (for byte provenance)
     s.io_buffer[p:p + size] = (val & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
     p += size
     s.data_ptr = p
@@ -720,6 +724,7 @@ def _data_read(bus: IDEBus, size: int) -> int:
     if not (s.status & DRQ_STAT) or not ide_is_pio_out(s):
         return 0
     p = s.data_ptr
+    emit("ide_pio_data", "qemu-ide", io_buffer_offset=p, size=size, is_in=1)  # (for byte provenance)
     ret = int.from_bytes(s.io_buffer[p:p + size], "little")
     p += size
     s.data_ptr = p
