@@ -135,9 +135,9 @@ def test_slider_goes_there_and_first_last(panel):
     panel.buttons["continue"].click()
     assert panel.stop.reason == "halted"
     assert "vmio-halted" in panel.status.value and "finished" in panel.status.value
-    assert "wrote sector 4" in panel.status.value
+    assert "halted normally" in panel.status.value and "wrote 1 sector" in panel.status.value
     panel.buttons["step"].click()  # past the end: it says so
-    assert "Already at the end" in panel.message.value
+    assert "the run is over" in panel.message.value and panel.stop.reason == "halted"
     panel.buttons["back"].click()
     panel.buttons["last"].click()
     assert panel.stop.reason == "halted" and panel.slider.value == panel.stop.index == panel.slider.max
@@ -329,3 +329,23 @@ def test_debugger_panel_shortcut():
     with Machine(op="write") as m:
         p = m.debugger().panel()
         assert isinstance(p, DebuggerPanel)
+
+
+def test_a_pio_page_byte_is_followed_from_the_exit_it_came_in(panel):
+    """The PIO page shown at a stop holds the element of the current exit: its journey passes through
+    that exit's kvm_run hop, not an earlier or later one (also before the run has reached the disk)."""
+    panel.dbg.break_at("ide_data_writew")
+    for _ in range(20):
+        panel.buttons["continue"].click()
+    here = panel.stop.index
+    exits = [i for i in range(here + 1) if panel.dbg.events[i][0] == 2 and panel.dbg.events[i][1] == "kvm_run_exit"]
+    region = next(r for r in panel.kvm_run_hex.regions if r.get("source") == "pio")
+    comm_msg(panel.kvm_run_hex, {"event": "byte", "source": "pio", "offset": region["base"] + 1})
+    # the run has not written the sector yet: the panel offers to record the rest, then comes back
+    more = panel.hops.children[0]
+    assert "Record the rest" in more.description
+    more.click()
+    assert panel.stop.index == here
+    hops = {b.description.split()[1].rstrip(":"): int(b.description.split()[0][1:]) for b in panel.hops.children}
+    assert exits[-1] - 60 < hops["kvm_run"] <= here  # this exit's page
+    assert hops["guest"] < hops["vmx"] < hops["kvm_run"] < hops["qemu-ide"] < hops["host"] <= hops["disk"]

@@ -215,6 +215,13 @@ class DebuggerPanel(W.VBox):
         except Exception as e:  # noqa: BLE001 - shown in the panel, as gdb prints an error
             self.hops_title.value = f'<div class="vmio-error">byte journey: {R.esc(type(e).__name__)}: {R.esc(e)}</div>'
             self.hops.children = []
+            if self._halt_index is None and hasattr(self.dbg, "provenance"):
+                # The journey is read from the recorded trace: a byte still on its way has no end there yet.
+                more = W.Button(description="Record the rest of the run, then show this byte's journey "
+                                            "(and come back here)", layout=W.Layout(width="100%"))
+                more.add_class("vmio-hop-more")
+                more.on_click(self._handler(lambda: self._provenance_after_end(source, offset)))
+                self.hops.children = [more]
             return []
         what = ", ".join(f"{k}={v:#x}" for k, v in query.items())
         self.hops_title.value = (f'<div class="vmio-hops-title"><b>The journey of the byte at {R.esc(what)}</b> '
@@ -233,7 +240,22 @@ class DebuggerPanel(W.VBox):
         self.hops.children = buttons
         return hops
 
+    def _provenance_after_end(self, source: str, offset: int) -> list:
+        here = self.stop.index
+        query = self._provenance_query(source, offset)  # at this moment (the IDE sector, the PIO page)
+        self.last()
+        self.goto(here)
+        if self.stop.index != here:
+            return []
+        self._pending_query = query
+        try:
+            return self.provenance(source, offset)
+        finally:
+            self._pending_query = None
+
     def _provenance_query(self, source: str, offset: int) -> dict:
+        if getattr(self, "_pending_query", None):
+            return self._pending_query
         """Where a clicked byte is, as Debugger.provenance takes it: an image offset (disk, io_buffer, iovec,
         the PIO page of a transfer into the drive's current sector)."""
         if source == "disk":
@@ -245,16 +267,38 @@ class DebuggerPanel(W.VBox):
         if source in ("qiov", "ide"):
             return {"image_offset": sector * 512 + offset}
         if source == "pio":
-            run = self._shown.get("kvm_run") or {}
-            pio = run.get("pio") or {}
-            buf = ide.get("io_buffer") or {}
-            # the page's bytes were copied to io_buffer just before data_ptr
-            start = buf.get("data_ptr", 0) - pio.get("size", 0) * pio.get("count", 0)
-            pos = start + offset - pio.get("data_offset", 0)
-            if not 0 <= pos < 512:
-                raise ValueError("this PIO page's bytes are not in the sector being transferred now")
-            return {"image_offset": sector * 512 + pos}
+            pio = (self._shown.get("kvm_run") or {}).get("pio") or {}
+            size = pio.get("size") or 1
+            rel = offset - pio.get("data_offset", 0)
+            pos = self._pio_buffer_offset(rel // size, ide)
+            if pos is None or not 0 <= pos + rel % size < 512:
+                raise ValueError("this PIO page's bytes are not data for the drive's sector (not the data port)")
+            return {"image_offset": sector * 512 + pos + rel % size}
         raise ValueError(f"no byte journey for {source!r}")
+
+    def _pio_buffer_offset(self, element: int, ide: dict) -> int | None:
+        """Where element `element` of the PIO page of the current exit goes in (or comes from) io_buffer:
+        the `ide_pio_data` event QEMU's data-port access emitted for it in this exit, or, before that
+        access, the drive's data_ptr now plus the elements before it."""
+        events, i = self.dbg.events, min(self.stop.index, len(self.dbg.events) - 1)
+        start = i
+        while start >= 0 and start > i - 2000:  # back to this exit's return to userspace
+            e = events[start]
+            if e[0] == 2 and e[1] == "kvm_run_exit":
+                break
+            start -= 1
+        else:
+            return None
+        seen = []
+        for k in range(start, i + 1):
+            e = events[k]
+            if e[0] == 2 and e[1] == "ide_pio_data":
+                seen.append(dict(e[4] or ()).get("io_buffer_offset"))
+        if element < len(seen):
+            return seen[element]
+        ptr = (ide.get("io_buffer") or {}).get("data_ptr")
+        size = ((self._shown.get("kvm_run") or {}).get("pio") or {}).get("size") or 1
+        return None if ptr is None else ptr + (element - len(seen)) * size
 
     def _on_slider(self, change: dict) -> None:
         if self._quiet_slider or change["new"] == self.stop.index:
@@ -292,7 +336,11 @@ class DebuggerPanel(W.VBox):
         finally:
             for b in self.buttons.values():
                 b.disabled = False
-        if before is not None and self.stop.reason == "halted" and before.reason == "halted":
+        if getattr(self.stop, "reason", None) == "end":  # a command after the halt: the debugger says so
+            self.message.value = (f'<div class="vmio-info">{R.esc(self.stop.message)}. Use Back, First, the slider '
+                                  'or the timeline to look at earlier moments.</div>')
+            self.stop = self.dbg.stop
+        elif before is not None and self.stop.reason == "halted" and before.reason == "halted":
             self.message.value = ('<div class="vmio-info">Already at the end: the guest halted, there is nothing '
                                   'after this. Use Back, First, the slider or the timeline to look at earlier '
                                   'moments.</div>')

@@ -50,9 +50,13 @@ def stop_header(stop: Any) -> str:
     if stop is None or (stop.function is None and stop.reason == "start"):
         return '<div class="vmio-stop">not started: press Continue (to a breakpoint) or Step</div>'
     if stop.reason == "halted":
-        return (f'<div class="vmio-stop vmio-halted"><span class="vmio-tick">\u2714</span> #{esc(stop.index)} <b>the guest finished</b>: '
-                f'it ran its last instruction (<code>hlt</code>) and halted normally. {esc(halt_summary(stop))}'
-                '</div>')
+        summary = getattr(stop, "summary", None) or {}
+        ok = summary.get("success", True)
+        text = stop.message if summary and stop.message else (
+            "the guest ran its last instruction (hlt) and halted normally. " + halt_summary(stop))
+        mark, cls = ("\u2714", "vmio-halted") if ok else ("\u26a0", "vmio-halted vmio-halted-failed")
+        return (f'<div class="vmio-stop {cls}"><span class="vmio-tick">{mark}</span> #{esc(stop.index)} '
+                f'<b>the guest finished</b>: {esc(text)}</div>')
     bad = stop.reason in ("error", "condition-error", "interrupted")
     cls = "vmio-stop-msg vmio-bad" if bad else "vmio-stop-msg"
     msg = f' <span class="{cls}">{esc(stop.message)}</span>' if stop.message else ""
