@@ -128,6 +128,24 @@ def _run(page, shot) -> None:
     seg.click(force=True)
     wait_index(page, si)
     shot(page, "2-timeline-click")
+    # at the pwrite: the Threads view as cards, the request's QEMUIOVector bytes in the hex view
+    panel.locator(".vmio-view-pick button", has_text="Threads").click()
+    cards = panel.locator(".vmio-view-threads .vmio-card")
+    assert cards.count() == 3, cards.count()  # vcpu0, main, worker-1
+    worker = panel.locator(".vmio-view-threads .vmio-card[data-thread='worker-1']")
+    assert "running" in worker.inner_text() and "sys_pwrite64" in worker.inner_text()
+    for c in range(cards.count()):  # each card inside the views column: no 1,500 px tables any more
+        cb = cards.nth(c).bounding_box()
+        vb = panel.locator(".vmio-views").bounding_box()
+        assert cb["x"] >= vb["x"] - 1 and cb["x"] + cb["width"] <= vb["x"] + vb["width"] + 1, (cb, vb)
+    shot(page, "2b-threads")
+    panel.locator(".vmio-view-pick button", has_text="QEMUIOVector").click()
+    region = panel.locator(".vmio-hex-region[data-source='qiov']").first
+    region.wait_for()
+    rb, vb = region.bounding_box(), panel.locator(".vmio-views").bounding_box()
+    assert rb["x"] + min(rb["width"], 300) <= vb["x"] + vb["width"], (rb, vb)
+    assert region.locator(".vmio-byte").count() >= 256
+    shot(page, "2c-qiov")
 
     # -- the slider: drag the handle to the left, the stop follows the value it shows
     handle = panel.locator(".vmio-slider .noUi-handle").first
@@ -160,9 +178,10 @@ def _run(page, shot) -> None:
     panel.locator(".vmio-view-pick button", has_text="Disk").click()
     byte = panel.locator(".vmio-hex-region[data-source='disk'] .vmio-byte").nth(10)
     byte.click()
-    page.wait_for_function(
-        "() => { const t = document.querySelector('.vmio-panel .vmio-hops-title, .vmio-panel .vmio-views .vmio-error');"
-        "        return t && t.innerText.length > 0; }", timeout=T)
+    page.wait_for_function(  # the hops (after the title), or the panel's error
+        "() => document.querySelector('.vmio-panel .vmio-hop') !== null"
+        "      || document.querySelector('.vmio-panel .vmio-views .vmio-error') !== null", timeout=T)
+    page.wait_for_timeout(300)
     hops = panel.locator(".vmio-hop")
     if hops.count():
         assert "image_offset=0x80a" in panel.locator(".vmio-hops-title").inner_text()

@@ -74,8 +74,9 @@ def test_timeline_lanes_are_threads_coloured_by_layer_with_a_guest_lane(full_tra
     assert any(s[5] == "host" and lanes[s[0]] == "worker-1" for s in thread_segs)
     # the event loop has its own layer (main_loop_wait, aio_poll), on the main thread
     assert any(s[5] == "qemu-event-loop" and lanes[s[0]] == "main" for s in thread_segs)
-    for lane, start, end, fn, n, layer in thread_segs:
-        assert start <= end and events[start][2] == lanes[lane]
+    for lane, start, end, fn, n, layer, go in thread_segs:
+        assert start <= go <= end and events[start][2] == lanes[lane]
+        assert events[go][0] == 0 and REGISTRY[events[go][1]].layer == layer and REGISTRY[events[go][1]].name == fn
         assert layer in {la for i, la, th in entries if start <= i <= end and th == lanes[lane]}
     # the guest lane: stretches the guest ran, each ending at a VM exit; the exits with RIP and reason
     exits = [i for i, e in enumerate(events) if e[0] == 2 and e[1] == "kvm_exit"]

@@ -100,6 +100,12 @@ class DebuggerPanel(W.VBox):
         self.hops_title = W.HTML()
         self.hops = W.VBox([])
         self.hops.add_class("vmio-hops")
+        self.hops_close = W.Button(description="close", icon="times", tooltip="hide the byte's journey",
+                                   layout=W.Layout(width="auto", display="none"))
+        self.hops_close.add_class("vmio-hops-close")
+        self.hops_close.on_click(self._handler(self._close_hops))
+        self.hops_box = W.VBox([W.HBox([self.hops_title, self.hops_close]), self.hops])
+        self.hops_box.add_class("vmio-hops-box")
         self.view_panes = {name: W.HTML() for name in VIEW_NAMES}
         # A row of toggle buttons (they wrap) over a Stack: twelve views fit where tabs would be cut short.
         # jslink switches the view in the browser alone, with no message to the kernel.
@@ -119,7 +125,7 @@ class DebuggerPanel(W.VBox):
         self.view_stack = W.Stack(pages, selected_index=0)
         self.view_stack.add_class("vmio-scroll")
         W.jslink((self.view_pick, "index"), (self.view_stack, "selected_index"))
-        self.views = W.VBox([self.view_pick, W.VBox([self.hops_title, self.hops]), self.view_stack],
+        self.views = W.VBox([self.view_pick, self.hops_box, self.view_stack],
                             layout=W.Layout(flex="1 1 40%", min_width="0"))
         self.views.add_class("vmio-views")
         self.views.add_class("vmio-pane")
@@ -207,6 +213,7 @@ class DebuggerPanel(W.VBox):
         """Show the journey of one byte clicked in a hex view (`source`: disk, qiov, ide or pio; `offset`:
         its position there), from `Debugger.provenance`. Each hop becomes a button that goes there."""
         self._check_thread()
+        self.hops_close.layout.display = ""
         try:
             query = self._provenance_query(source, offset)
             if not hasattr(self.dbg, "provenance"):
@@ -276,6 +283,12 @@ class DebuggerPanel(W.VBox):
             return {"image_offset": sector * 512 + pos + rel % size}
         raise ValueError(f"no byte journey for {source!r}")
 
+    def _close_hops(self) -> None:
+        self._check_thread()
+        self.hops_title.value = ""
+        self.hops.children = []
+        self.hops_close.layout.display = "none"
+
     def _pio_buffer_offset(self, element: int, ide: dict) -> int | None:
         """Where element `element` of the PIO page of the current exit goes in (or comes from) io_buffer:
         the `ide_pio_data` event QEMU's data-port access emitted for it in this exit, or, before that
@@ -337,8 +350,8 @@ class DebuggerPanel(W.VBox):
             for b in self.buttons.values():
                 b.disabled = False
         if getattr(self.stop, "reason", None) == "end":  # a command after the halt: the debugger says so
-            self.message.value = (f'<div class="vmio-info">{R.esc(self.stop.message)}. Use Back, First, the slider '
-                                  'or the timeline to look at earlier moments.</div>')
+            self.message.value = (f'<div class="vmio-info">{R.esc(self.stop.message)}. (In the panel: Back, First, '
+                                  'the slider or the timeline.)</div>')
             self.stop = self.dbg.stop
         elif before is not None and self.stop.reason == "halted" and before.reason == "halted":
             self.message.value = ('<div class="vmio-info">Already at the end: the guest halted, there is nothing '

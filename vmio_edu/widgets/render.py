@@ -160,7 +160,8 @@ def timeline_data(events: Sequence[tuple], registry: Sequence[Any], index: int |
     `events` are the recorder's tuples `(kind, what, thread, depth, payload)`. Each thread lane is cut
     into at most `bins` cells of consecutive events; a cell takes the colour of the rarest layer entered
     in it (so the single `sys_pwrite64` on a worker stays visible among thousands of KVM entries), and
-    neighbouring cells of one layer merge into one segment `[lane, start, end, function, entries, layer]`.
+    neighbouring cells of one layer merge into one segment `[lane, start, end, function, entries, layer,
+    goto]` (`function` and `goto`: the first entry of that layer in the segment, where a click goes).
     The guest lane has a segment for each stretch the guest ran (from `vmx_vcpu_run` to its `kvm_exit`)
     and `exits`: `[event index, label]` for each VM exit, with the guest's RIP and the exit reason.
     """
@@ -197,7 +198,7 @@ def timeline_data(events: Sequence[tuple], registry: Sequence[Any], index: int |
         elif kind == 2 and what == "kvm_exit":
             p = dict(ev[4] or ())
             if run_start is not None:
-                guest_segs.append([0, run_start, i, "guest runs", 1, "guest"])
+                guest_segs.append([0, run_start, i, "guest runs", 1, "guest", run_start])
                 run_start = None
             exits.append([i, _exit_label(p)])
     segments: list[list] = []
@@ -211,8 +212,8 @@ def timeline_data(events: Sequence[tuple], registry: Sequence[Any], index: int |
         if prev is not None and prev[0] == lane and prev[5] == layer:
             prev[2] = end
             prev[4] += entries
-        else:
-            segments.append([lane, start, end, fn, entries, layer])
+        else:  # the last field: where a click goes, the first entry of the layer the colour shows
+            segments.append([lane, start, end, fn, entries, layer, first])
     segments = guest_segs + segments
     segments.sort(key=lambda s: (s[1], s[0]))
     lanes = [{"thread": GUEST_LANE, "label": "guest (vcpu0 code)", "colour": LAYER_COLOURS["guest"]}]

@@ -70,10 +70,10 @@ function render({ model, el }) {
     });
 
     const xOf = (i) => LABEL_W + (i / length) * plotW;
-    for (const [lane, start, end, fn, n, layer] of segs) {
+    for (const [lane, start, end, fn, n, layer, go] of segs) {
       const r = svgEl("rect", {
         x: xOf(start), y: lane * LANE_H + 2, width: Math.max(1.5, xOf(end + 1) - xOf(start)),
-        height: LANE_H - 4, fill: colour[layer] || "#999", "data-index": start,
+        height: LANE_H - 4, fill: colour[layer] || "#999", "data-index": go === undefined ? start : go,
         "class": "vmio-seg", "data-layer": layer,
       }, svg);
       svgEl("title", {}, r).textContent = `${layer}: ${fn}${n > 1 ? " \u2026" : ""} (#${start}-#${end})`;
