@@ -160,6 +160,9 @@ def _run(page, shot) -> None:
                    return r && s && s.innerText.includes('#' + r.innerText.trim() + ' '); }""", timeout=T)
     dragged = status_index(page)
     assert dragged < si, (dragged, si)
+    page.wait_for_function(  # the timeline follows: its zoom strip is around the new stop
+        "([i]) => document.querySelector('.vmio-panel .vmio-timeline').textContent.includes('zoom around #' + i + ':')",
+        arg=[dragged], timeout=T)
     shot(page, "3-slider")
 
     # -- the end: Last runs on to the halt (past the breakpoint), shown as a success; Step past it says so

@@ -239,3 +239,23 @@ def test_stop_header_for_start_enter_leave_and_halt(run):
     assert "vmio-bad" not in halted and "vmio-error" not in halted
     failed = R.stop_header(Stop("error", 5, message="VmioError: boom"))
     assert "vmio-bad" in failed and "boom" in failed
+
+
+def test_qiov_view_is_cards_and_one_hex_region_per_buffer():
+    with Machine(op="write", lba=4, sectors=1) as m:
+        dbg = m.debugger()
+        dbg.break_at("sys_pwrite64")
+        view = dbg.cont().views["qiov"]
+        page = R.view_html("qiov", view)
+        assert page.count('class="vmio-card"') == 2  # the IDE request and the thread pool's
+        assert "aio_worker(aio_type=QEMU_AIO_WRITE" in page and "aio_offset=0x800" in page
+        assert "<table" not in page  # no nested tables (they were 2,000 px wide)
+        regions = R.qiov_regions(view)
+        assert len(regions) == 1 and regions[0]["source"] == "qiov"  # the shared io_buffer, once
+        assert "also thread pool request" in regions[0]["title"]
+        written = bytes.fromhex(view["requests"][0]["iov"][0]["bytes"])
+        assert regions[0]["hex"] == written[:256].hex() and regions[0]["more"] == "… 256 more bytes"
+        assert regions[0]["changed"] == []  # nothing to compare with
+        again = R.qiov_regions(view, {"requests": [{"iov": [dict(view["requests"][0]["iov"][0],
+                                                                 bytes="00" * 512)]}]})
+        assert again[0]["changed"] == [i for i in range(256) if written[i] != 0]

@@ -10,7 +10,7 @@ import html
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ..trace.argfmt import format_args
+from ..trace.argfmt import format_args, format_value
 from ..trace.tracepoint import LAYERS, REGISTRY
 
 # Layer colours, in path order (the timeline, the backtrace and the picker share them).
@@ -300,7 +300,8 @@ def view_html(name: str, view: Any, prev: Any = None) -> str:
     elif name == "threads":
         body = threads_html(view, prev)
     else:
-        special = {"vmcs": vmcs_html, "kvm_run": kvm_run_html, "ide": ide_html, "disk": disk_html}.get(name)
+        special = {"vmcs": vmcs_html, "kvm_run": kvm_run_html, "ide": ide_html, "disk": disk_html,
+                   "qiov": qiov_html}.get(name)
         body = special(view) if special else value_html(view)
     return f'<div class="vmio-view vmio-view-{esc(name)}">{changes_html(prev, view)}{body}</div>'
 
@@ -642,24 +643,59 @@ def disk_regions(view: Mapping, prev: Mapping | None = None, limit: int = 2) -> 
     return out
 
 
-def qiov_regions(view: Mapping, prev: Mapping | None = None, limit: int = 3) -> list[dict]:
-    """Each iovec of each in-flight request as a hex region (first 256 bytes)."""
-    out = []
-    old: dict[str, str] = {}
-    for req in (prev or {}).get("requests", []):
+def qiov_html(view: Mapping) -> str:
+    """The in-flight requests as cards (who owns the QEMUIOVector, its elements, the thread pool's side),
+    the block layer's tracked requests as rows; the bytes are in the hex view under it."""
+    cards = []
+    for req in view.get("requests", []):
+        lines = [f'<div><b>{esc(req.get("owner"))}</b></div>']
+        if "niov" in req:
+            lines.append(f'<div>{esc(req["niov"])} element{"s" if req["niov"] != 1 else ""}, {esc(req.get("size"))} bytes</div>')
+        if "func" in req:
+            arg = req.get("arg") or {}
+            what = ", ".join(f"{k}={format_value(k, v)}" for k, v in arg.items())
+            lines.append(f'<div>{esc(req["func"])}({esc(what)}) <span class="vmio-dim">state</span> '
+                         f'{esc(req.get("state"))} <span class="vmio-dim">on</span> {esc(req.get("worker") or "-")}, '
+                         f'<span class="vmio-dim">then</span> {esc(req.get("cb"))}</div>')
         for k, iov in enumerate(req.get("iov", []) or []):
-            old[f"{req.get('owner')}/{k}"] = iov.get("bytes", "")
+            lines.append(f'<div class="vmio-dim">iov[{k}]: {esc(iov.get("iov_len"))} bytes at '
+                         f'{esc(iov.get("buffer"))} + {esc(iov.get("iov_offset"))}</div>')
+        cards.append(f'<div class="vmio-card">{"".join(lines)}</div>')
+    out = f'<div class="vmio-cards">{"".join(cards)}</div>' if cards else "<div><i>no request in flight</i></div>"
+    tracked = view.get("tracked_requests") or []
+    if tracked:
+        rows = "".join(f'<div>{esc(t.get("bds"))}: {"write" if t.get("is_write") else "read"} sector '
+                       f'{esc(t.get("sector_num"))} ×{esc(t.get("nb_sectors"))} (coroutine {esc(t.get("co"))})</div>'
+                       for t in tracked)
+        out += f'<div><b>tracked requests</b> <span class="vmio-dim">(block layer)</span>{rows}</div>'
+    return out
+
+
+def qiov_regions(view: Mapping, prev: Mapping | None = None, limit: int = 3) -> list[dict]:
+    """Each distinct iovec buffer of the in-flight requests as a hex region (first 256 bytes); a buffer
+    two requests share (the IDE request's io_buffer, handed to the thread pool) is shown once."""
+    out = []
+    old: dict[tuple, str] = {}
+    for req in (prev or {}).get("requests", []):
+        for iov in req.get("iov", []) or []:
+            old[(iov.get("buffer"), iov.get("iov_offset"), iov.get("iov_len"))] = iov.get("bytes", "")
+    seen: dict[tuple, dict] = {}
     for req in view.get("requests", []):
         for k, iov in enumerate(req.get("iov", []) or []):
+            key = (iov.get("buffer"), iov.get("iov_offset"), iov.get("iov_len"))
+            if key in seen:
+                seen[key]["title"] += f"; also {req.get('owner')} iov[{k}]"
+                continue
             if len(out) >= limit or not iov.get("bytes"):
                 continue
             data = bytes.fromhex(iov["bytes"])
-            r = hex_region(f"{req.get('owner')}: iov[{k}] ({iov.get('iov_len')} bytes)", data[:256], 0, [],
-                           width=16)
-            prev_hex = old.get(f"{req.get('owner')}/{k}")
+            r = hex_region(f"{req.get('owner')}: iov[{k}] ({iov.get('iov_len')} bytes of {iov.get('buffer')})",
+                           data[:256], 0, [], width=16)
+            prev_hex = old.get(key)
             r.update(source="qiov", changed=changed_offsets(prev_hex[:512] if prev_hex else None, data[:256].hex()))
             if len(data) > 256:
                 r["more"] = f"… {len(data) - 256} more bytes"
+            seen[key] = r
             out.append(r)
     return out
 
