@@ -14,7 +14,7 @@ from typing import Any, Mapping
 HEX_NAMES = frozenset({
     "addr", "addr1", "port", "val", "data", "mask", "gpa", "cr2", "iobase", "iobase2", "flags", "error_code",
     "emulation_type", "status", "rip", "rsp", "rax", "rcx", "rdx", "rsi", "rdi", "qualification",
-    "exit_qualification", "gva", "pgoff", "aio_offset",
+    "exit_qualification", "gva", "pgoff", "aio_offset", "pos",
 })
 # Argument names whose integers are ioctl request numbers (QEMU's `type`, Linux's `ioctl`).
 IOCTL_NAMES = frozenset({"ioctl", "type", "request", "cmd_ioctl"})
