@@ -109,6 +109,7 @@ class X86Cpu:
         self._io_cache: dict[int, object] = {}  # linear address -> decoded IoInsn (dropped with `kinds`)
         self.code_sites: dict[int, set[int]] = {}  # guest-physical page -> linear addresses in `kinds`
         self.mmio_access: MmioAccess | None = None
+        self.guest_debug: Any = None  # set by a debugger with guest stops (vmio_edu.trace.guest_stops)
         self.last_event = ""              # the last event delivered, for views
         self.fault_detail = ""            # why the last triple fault / emulation failure happened
         self.notes: list[str] = []        # state Unicorn could not take (from KVM_SET_SREGS)
@@ -198,6 +199,8 @@ class X86Cpu:
                 uclib.uc_emu_stop(handle)
             elif k == KIND_IO or k == KIND_HLT:
                 if not st.stepping:
+                    if self.guest_debug is not None:  # a guest stop here first (it ends the hooks' turn)
+                        self.guest_debug(handle, addr)
                     st.stop, st.addr, st.size = k, addr, size
                     uclib.uc_emu_stop(handle)
             elif k == KIND_STI:

@@ -289,6 +289,7 @@ class KvmVcpu(_KvmFile):
         self.sched = vm.sched
         self.exit_on_kick = False
         self.spin_kick_limit: int | None = None
+        self.debug_exit: Any = None  # called on KVM_EXIT_DEBUG (vmio_edu.trace.guest_stops), then KVM_RUN again
         self.halted = False
         self.last_run_ns = 0
         self.last_run_entries = 0
@@ -388,6 +389,9 @@ class KvmVcpu(_KvmFile):
                         st._release()
                         raise _closed_error()
                 if r >= 0:
+                    if run.exit_reason == K.KVM_EXIT_DEBUG and self.debug_exit is not None:
+                        self.debug_exit()  # a guest breakpoint or step: the debugger's, not QEMU's
+                        continue
                     return r
                 if err != errno.EINTR:
                     raise OSError(err, f"KVM_RUN: {os.strerror(err)}")

@@ -166,11 +166,12 @@ class Stop:
     _stack: Any = field(default=None, repr=False)  # identity of the stack it stopped on (next/finish)
     summary: dict | None = None
     _ref: str | None = field(default=None, repr=False)  # `Machine(...)` of the run (share.machine_call)
+    guest: dict | None = None  # at a guest stop (kind "guest"): rip, label, insn, position, regs
 
     @property
     def reference(self) -> str | None:
         from .share import reference
-        return reference(self._ref, self.index)
+        return reference(self._ref, self.index, self.guest["position"] if self.guest else None)
 
     @property
     def views(self) -> Views:
@@ -289,16 +290,24 @@ class Debugger:
         self._image_fds: dict[int, bool] = {}  # model fd -> is it the disk image?
         self.last_restore: int | None = None  # the checkpoint index the last replay started from (-1: start)
         self._cp_pages = CP._Pages()
+        from .guest_stops import GuestStops
         from .share import machine_call
         self._ref_prefix = machine_call(m)
+        self._guest = GuestStops(self)
         self._attach()
         self.stop: Stop = self._plain_stop("start", -1)
 
     # -- breakpoints ------------------------------------------------------------------------------------
     def break_at(self, function: str | None = None, *, layer: str | None = None,
-                 condition: Callable[[Stop], bool] | None = None) -> Breakpoint:
+                 condition: Callable[[Stop], bool] | None = None, guest_label: str | None = None,
+                 guest_addr: int | None = None) -> Breakpoint:
         """Add a breakpoint on entry to `function`, to any function of `layer`, or (condition only) to
-        any function where `condition(stop)` is true."""
+        any function where `condition(stop)` is true; or on a guest instruction, by its label in the
+        guest's assembly or its address (vmio_edu.trace.guest_stops)."""
+        if guest_label is not None or guest_addr is not None:
+            if function is not None or layer is not None or condition is not None:
+                raise VmioError("a guest breakpoint takes guest_label= or guest_addr= alone")
+            return self._guest.break_at(guest_label, guest_addr)  # type: ignore[return-value]
         if layer is not None and layer not in LAYERS:
             raise VmioError(f"unknown layer {layer!r}: choose one of {', '.join(LAYERS)}")
         if function is not None:
@@ -326,6 +335,7 @@ class Debugger:
             if b is bp or b.number == bp:
                 self._breakpoints.remove(b)
                 self._index_breakpoints()
+                self._guest._sync()  # (a guest breakpoint's hook goes)
                 return
         raise VmioError(f"no breakpoint {bp}")
 
@@ -333,6 +343,7 @@ class Debugger:
         """Remove every breakpoint."""
         self._breakpoints.clear()
         self._index_breakpoints()
+        self._guest._sync()
 
     @property
     def breakpoints(self) -> list[Breakpoint]:
@@ -395,9 +406,16 @@ class Debugger:
             return self._go(_STEP, "finish")
         return self._go(_FINISH, "finish", stack=s._stack, depth=depth)
 
-    def goto(self, index: int) -> Stop:
+    def stepi(self) -> Stop:
+        """The next guest instruction (vmio_edu.trace.guest_stops); a breakpoint on the way stops first."""
+        return self._guest.stepi()
+
+    def goto(self, index: int, guest: tuple | None = None) -> Stop:
         """The exact state at `index` of the trace (-1: before the first event; len(events) when the run
-        is complete: the halted state). Forward from here it runs on; backward it replays."""
+        is complete: the halted state). Forward from here it runs on; backward it replays. With `guest`
+        (a guest stop's stop.guest["position"]): that guest instruction in the VM entry after `index`."""
+        if guest is not None:
+            return self._guest.goto(index, guest)
         if not isinstance(index, int) or isinstance(index, bool):
             raise VmioError(f"goto takes a trace index (an int), not {index!r}")
         n = len(self._history)
@@ -473,6 +491,7 @@ class Debugger:
         m.trace = self._hooks.rec
         m.sched.attach(hooks=self._hooks)
         self._checkpointing = m.engine == "unicorn"
+        self._guest.attach(m)
 
     def _views_here(self) -> Views:
         """Views of the machine as it is now, valid while it stays here (same generation, no new event)."""

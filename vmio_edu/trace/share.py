@@ -50,7 +50,11 @@ def machine_call(machine: Any) -> str:
     return f"Machine({', '.join(parts)})"
 
 
-def reference(prefix: str | None, index: int) -> str | None:
+def reference(prefix: str | None, index: int, guest: tuple | None = None) -> str | None:
+    """The line for the moment at `index` (and, at a guest stop, its guest position)."""
     if prefix is None:
         return None
+    if guest is not None:
+        rip, hit, steps = guest
+        return f"{prefix}.debugger().goto({index}, guest=({rip:#x}, {hit}, {steps}))"
     return f"{prefix}.debugger().goto({index})"

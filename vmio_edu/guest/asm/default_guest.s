@@ -286,6 +286,7 @@ ata_fail_protocol:                      # ata_sff_hsm_move's "DRQ=0/1 when it sh
 ata_pio_sector_out:
     mov dx, ATA_DATA
     mov ecx, SECTOR_WORDS
+ata_pio_outsw:                          # (a label for guest breakpoints: break_at(guest_label="ata_pio_outsw"))
     rep outsw
     inc dword ptr [rbp + R_SECTORS]
     ret
@@ -294,6 +295,7 @@ ata_pio_sector_out:
 ata_pio_sector_in:
     mov dx, ATA_DATA
     mov ecx, SECTOR_WORDS
+ata_pio_insw:                           # (a label for guest breakpoints)
     rep insw
     inc dword ptr [rbp + R_SECTORS]
     ret
