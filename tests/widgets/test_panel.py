@@ -349,3 +349,22 @@ def test_a_pio_page_byte_is_followed_from_the_exit_it_came_in(panel):
     hops = {b.description.split()[1].rstrip(":"): int(b.description.split()[0][1:]) for b in panel.hops.children}
     assert exits[-1] - 60 < hops["kvm_run"] <= here  # this exit's page
     assert hops["guest"] < hops["vmx"] < hops["kvm_run"] < hops["qemu-ide"] < hops["host"] <= hops["disk"]
+
+
+def test_guest_breakpoint_from_the_bar_and_stepi(panel):
+    panel.guest_pick.value = "ata_pio_outsw"  # the driver's rep outsw
+    panel.add_guest_bp.click()
+    assert any("ata_pio_outsw" in label for label, _ in panel.bp_list.options)
+    assert "1 set" in panel.bp_bar.get_title(0)
+    panel.buttons["continue"].click()
+    assert panel.stop.kind == "guest" and panel.stop.function == "ata_pio_outsw"
+    # the source pane opens on the guest's assembly, the rep outsw marked under its label
+    assert panel.source_frame.value == -1
+    src = panel.source.value
+    assert "ata_pio_outsw:" in src
+    import re
+    assert "rep outsw" in re.search(r'vmio-current">(.*?)</span></span>', src, re.S).group(1)
+    rcx = panel.stop.guest["regs"]["rcx"]
+    panel.buttons["stepi"].click()  # one element of the rep: still there, one fewer to go
+    assert panel.stop.kind == "guest" and panel.stop.guest["regs"]["rcx"] == rcx - 1
+    assert "ata_pio_outsw" in panel.status.value

@@ -18,6 +18,7 @@ stops, views and the recorded trace, and issues debugger commands.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 from importlib import resources
 from typing import Any, Callable
@@ -36,6 +37,7 @@ BUTTONS = (("First", "fast-backward", "the start, before the first event (time t
            ("Next", "arrow-right", "the next entry or exit at this depth or shallower, not deeper"),
            ("Finish", "arrow-up", "until this function returns"),
            ("Continue", "play", "until a breakpoint is hit or the guest halts"),
+           ("Stepi", "step-forward", "one guest instruction (across VM exits, like gdb's stepi in a VM)"),
            ("Last", "fast-forward", "the last moment recorded so far (the halt, once the run reached it)"))
 _STYLE = resources.files(__package__).joinpath("panel.css").read_text()
 
@@ -66,6 +68,8 @@ class DebuggerPanel(W.VBox):
 
         self.buttons: dict[str, W.Button] = {}
         for name, icon, tip in BUTTONS:
+            if name == "Stepi" and not hasattr(dbg, "stepi"):
+                continue
             b = W.Button(description=name, icon=icon, tooltip=tip, layout=W.Layout(width="auto"))
             b.add_class(f"vmio-btn-{name.lower()}")
             method = {"Continue": "cont"}.get(name, name.lower())
@@ -164,8 +168,26 @@ class DebuggerPanel(W.VBox):
         self.bp_list = W.Select(options=[], rows=3, layout=W.Layout(width="260px"))
         self.del_bp = W.Button(description="Delete", icon="trash", layout=W.Layout(width="auto"))
         self.del_bp.on_click(self._handler(lambda: self._guard(self._delete_breakpoint)))
+        extra = []
+        program = getattr(getattr(self.dbg, "machine", None), "program", None)
+        if program is not None and "guest_label" in inspect.signature(self.dbg.break_at).parameters:
+            try:
+                from ..guest.symbols import symbols
+                labels = sorted(symbols(program).labels.items(), key=lambda kv: kv[1])
+            except Exception:  # noqa: BLE001 - no labels: no guest picker
+                labels = []
+            if labels:
+                self.guest_pick = W.Dropdown(options=[(f"{n}  {a:#x}", n) for n, a in labels
+                                                      if not n.startswith("_")],
+                                             description="guest", layout=W.Layout(width="260px"))
+                self.add_guest_bp = W.Button(description="Break at guest label", icon="stop-circle",
+                                             layout=W.Layout(width="auto"))
+                self.add_guest_bp.on_click(self._handler(lambda: self._guard(
+                    lambda: self.dbg.break_at(guest_label=self.guest_pick.value))))
+                extra = [W.VBox([self.guest_pick, self.add_guest_bp])]
         picker = W.HBox([W.VBox([self.layer_pick, self.function_pick]),
-                         W.VBox([self.add_function_bp, self.add_layer_bp]), W.VBox([self.bp_list, self.del_bp])])
+                         W.VBox([self.add_function_bp, self.add_layer_bp])] + extra
+                        + [W.VBox([self.bp_list, self.del_bp])])
         picker.add_class("vmio-picker")
         return picker
 
@@ -187,6 +209,10 @@ class DebuggerPanel(W.VBox):
 
     def goto(self, index: int) -> Any:
         return self._command(lambda: self.dbg.goto(index))
+
+    def stepi(self) -> Any:
+        """One guest instruction."""
+        return self._command(self.dbg.stepi)
 
     def first(self) -> Any:
         """The start: the machine before its first event."""
@@ -412,7 +438,8 @@ class DebuggerPanel(W.VBox):
         self._show_breakpoints()
         self.backtrace.value = R.backtrace_html(stop.backtrace)
         frames = stop.backtrace
-        opts = [(f"#{f.level} {f.function}", f.level) for f in frames] + [("guest code (assembly)", -1)]
+        opts = [(f"#{f.level} {f.function}", f.level) for f in frames if f.layer != "guest"]
+        opts.insert(0 if stop.kind == "guest" or not opts else len(opts), ("guest code (assembly)", -1))
         if list(self.source_frame.options) != opts:
             self.source_frame.options = opts
         self.source_frame.value = opts[0][1]
@@ -442,10 +469,13 @@ class DebuggerPanel(W.VBox):
         program = getattr(m, "program", None)
         if program is None:
             return '<i>this guest was given as raw bytes: no assembly source to show (see the CPU view)</i>'
-        try:
-            rip = self.stop.views["registers"]["regs"]["rip"]
-        except Exception:  # noqa: BLE001
-            rip = None
+        guest = getattr(self.stop, "guest", None)  # a guest stop: the live RIP
+        rip = guest.get("rip") if isinstance(guest, dict) else None
+        if rip is None:
+            try:
+                rip = self.stop.views["registers"]["regs"]["rip"]
+            except Exception:  # noqa: BLE001
+                rip = None
         return S.guest_listing_html(program, program.code, rip)
 
     def _refresh_timeline(self, index: int) -> None:

@@ -126,24 +126,13 @@ def frame_source_html(frames: Sequence[Any], level: int, kind: str | None) -> st
 
 
 # -- the guest ---------------------------------------------------------------------------------------------
-_LABEL = re.compile(r"^\s*([A-Za-z_.$@?][\w.$@?]*)\s*:(?!:)")
+def guest_labels(program: Any) -> dict[int, list[str]]:
+    """Address → labels of a guest program (vmio_edu.guest.symbols reads them from the assembler)."""
+    from ..guest.symbols import symbols
 
-
-@lru_cache(maxsize=8)
-def guest_labels(source: str, mode: int, base: int) -> dict[int, list[str]]:
-    """Address → labels of a guest program: each label's address is the length of the code before it
-    (the source up to the label, assembled with the later labels stubbed)."""
-    from ..guest.assembler import _try  # the assembler's keystone, under its lock
-
-    lines = source.splitlines()
-    all_labels = [(k, m.group(1)) for k, ln in enumerate(lines) if (m := _LABEL.match(ln.split("#")[0]))]
     out: dict[int, list[str]] = {}
-    for k, name in all_labels:
-        later = [n for j, n in all_labels if j >= k]
-        prefix = "\n".join(lines[:k] + [f"{n}:" for n in dict.fromkeys(later)])
-        enc, err = _try(prefix, mode, base)
-        if err is None:
-            out.setdefault(base + len(enc or b""), []).append(name)
+    for name, addr in sorted(symbols(program).labels.items(), key=lambda kv: kv[1]):
+        out.setdefault(addr, []).append(name)
     return out
 
 
@@ -152,7 +141,10 @@ def guest_listing_html(program: Any, code: bytes, rip: int | None, around: int =
     from ..guest.assembler import disassemble
 
     base = program.load_addr
-    labels = guest_labels(program.source, program.mode, base) if program is not None else {}
+    try:
+        labels = guest_labels(program)
+    except Exception:  # noqa: BLE001 - a listing without labels is still a listing
+        labels = {}
     rows = disassemble(code, program.mode, base)
     at = next((k for k, r in enumerate(rows) if r[0] == rip), None)
     lo = 0 if at is None else max(0, at - 6)
