@@ -214,7 +214,7 @@ def test_disk_view_diff_after_the_write():
 
 def test_value_html_tables_and_hexdump():
     page = R.value_html({"regs": {"rip": 0x1125}, "iov": [{"base": 0x10, "len": 512}, {"base": 0x20, "len": 8}]})
-    assert "rip" in page and "4389 (0x1125)" in page
+    assert "rip" in page and "0x1125" in page and "4389" not in page  # rip in hex, as gdb and the sources write it
     assert page.count("<tr>") >= 3 and ">base</th>" in page
     dump = R.hexdump(bytes(range(32)), base=4096)
     assert dump.splitlines()[1].startswith("01010  10 11 12")

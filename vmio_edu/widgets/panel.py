@@ -114,6 +114,7 @@ class DebuggerPanel(W.VBox):
         # A row of toggle buttons (they wrap) over a Stack: twelve views fit where tabs would be cut short.
         # jslink switches the view in the browser alone, with no message to the kernel.
         self.view_pick = W.ToggleButtons(options=[R.view_title(n) for n in VIEW_NAMES],
+                                         tooltips=[R.VIEW_HELP.get(n, "") for n in VIEW_NAMES],
                                          style={"button_width": "auto"})
         self.view_pick.add_class("vmio-view-pick")
         pages = []
@@ -436,7 +437,9 @@ class DebuggerPanel(W.VBox):
             self._shown_index = stop.index
         self.status.value = R.stop_header(stop) + self._reference(stop)
         self._show_breakpoints()
-        self.backtrace.value = R.backtrace_html(stop.backtrace)
+        self.backtrace.value = R.backtrace_html(stop.backtrace) if stop.backtrace or stop.reason != "halted" else (
+            '<div class="vmio-backtrace"><i>the run is over: no thread is inside a modelled function any more '
+            '(the Threads view shows where each one waits)</i></div>')
         frames = stop.backtrace
         opts = [(f"#{f.level} {f.function}", f.level) for f in frames if f.layer != "guest"]
         opts.insert(0 if stop.kind == "guest" or not opts else len(opts), ("guest code (assembly)", -1))

@@ -10,7 +10,7 @@ import html
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ..trace.argfmt import format_args, format_value
+from ..trace.argfmt import HEX_NAMES, IOCTL_NAMES, format_args, format_value
 from ..trace.tracepoint import LAYERS, REGISTRY
 
 # Layer colours, in path order (the timeline, the backtrace and the picker share them).
@@ -275,6 +275,20 @@ def _thread_rank(thread: str) -> tuple:
 
 # -- views ------------------------------------------------------------------------------------------------
 # `stop.views` (vmio_edu.trace.views) maps each name to plain data; these turn one view into HTML.
+VIEW_HELP = {
+    "registers": "the guest CPU's registers and the instructions around RIP",
+    "vmcs": "the VMCS: what the processor recorded about the last VM exit (reason, qualification)",
+    "kvm_run": "struct kvm_run: the page KVM shares with QEMU to say why KVM_RUN returned",
+    "ide": "the IDE drive's registers, status bits and its PIO buffer (io_buffer)",
+    "qiov": "QEMUIOVector: the list of buffers a block request reads into or writes from",
+    "coroutines": "QEMU coroutines: functions with their own stack that pause and resume (block I/O)",
+    "thread_pool": "the pool of worker threads that run blocking pwrite/pread off the main loop",
+    "aio": "AioContext: the main loop's event sources (bottom halves, file descriptors)",
+    "disk": "the disk image's bytes that changed, and each byte's journey (click one)",
+    "threads": "every model thread: running, ready or blocked, and where",
+    "block": "the block layer: the disk's driver stack (raw format on a file) and its requests",
+    "exits": "the VM exits QEMU has seen so far (each return of KVM_RUN)",
+}
 VIEW_TITLES = {"registers": "CPU", "vmcs": "VMCS", "kvm_run": "kvm_run", "ide": "IDE", "qiov": "QEMUIOVector",
                "coroutines": "Coroutines", "thread_pool": "Thread pool", "aio": "AioContext", "disk": "Disk",
                "threads": "Threads", "block": "Block", "exits": "Exits"}
@@ -333,6 +347,9 @@ def value_html(v: Any, key: str = "") -> str:
             return f'<table class="vmio-rows" style="border-collapse:collapse"><tr>{head}</tr>{body}</table>'
         more = f" … ({len(v)} items)" if len(v) > 64 else ""
         return esc(", ".join(show(x) for x in v[:64])) + more
+    if isinstance(v, int) and not isinstance(v, bool) and (key in HEX_NAMES or key in IOCTL_NAMES
+                                                           or key in ("direction", "exit_reason")):
+        return esc(format_value(key, v))  # port=0x1f0, rip=0x11bf, type=KVM_RUN: as the backtrace says
     return esc(show(v))
 
 
