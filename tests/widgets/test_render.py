@@ -259,3 +259,12 @@ def test_qiov_view_is_cards_and_one_hex_region_per_buffer():
         again = R.qiov_regions(view, {"requests": [{"iov": [dict(view["requests"][0]["iov"][0],
                                                                  bytes="00" * 512)]}]})
         assert again[0]["changed"] == [i for i in range(256) if written[i] != 0]
+
+
+def test_ide_marks_the_status_bits_and_registers_that_changed():
+    html = R.ide_status_html(0x58, 0x50)  # WRITE SECTORS accepted: DRQ comes up
+    marked = re.findall(r'class="vmio-bit (on|off) vmio-changed"[^>]*>(\w+)<', html)
+    assert marked == [("on", "DRQ")]
+    assert "vmio-changed" not in R.ide_status_html(0x58, 0x58) and "vmio-changed" not in R.ide_status_html(0x58)
+    row = R.row_table({"nsector": 1, "sector": 4}, {"nsector": 1, "sector": 3})
+    assert row.count("vmio-changed") == 1 and re.search(r'vmio-changed">0x4<', row)

@@ -314,9 +314,8 @@ def view_html(name: str, view: Any, prev: Any = None) -> str:
     elif name == "threads":
         body = threads_html(view, prev)
     else:
-        special = {"vmcs": vmcs_html, "kvm_run": kvm_run_html, "ide": ide_html, "disk": disk_html,
-                   "qiov": qiov_html}.get(name)
-        body = special(view) if special else value_html(view)
+        special = {"vmcs": vmcs_html, "kvm_run": kvm_run_html, "disk": disk_html, "qiov": qiov_html}.get(name)
+        body = ide_html(view, prev) if name == "ide" else special(view) if special else value_html(view)
     return f'<div class="vmio-view vmio-view-{esc(name)}">{changes_html(prev, view)}{body}</div>'
 
 
@@ -366,11 +365,13 @@ def hexdump(data: bytes, base: int = 0, width: int = 16) -> str:
     return "\n".join(lines)
 
 
-def row_table(values: Mapping) -> str:
-    """A flat mapping as one row of names over one row of values (a register file on one line)."""
+def row_table(values: Mapping, prev: Mapping | None = None) -> str:
+    """A flat mapping as one row of names over one row of values (a register file on one line); with
+    `prev`, the values that changed are marked."""
     head = "".join(f'<th{_TD} align="left">{esc(k)}</th>' for k in values)
-    body = "".join(f"<td{_TD}><code>{esc(v if not isinstance(v, int) or isinstance(v, bool) else hex(v))}</code></td>"
-                   for v in values.values())
+    body = "".join(f"<td{_TD}><code" + (' class="vmio-changed"' if prev is not None and k in prev and prev[k] != v else "")
+                   + f">{esc(v if not isinstance(v, int) or isinstance(v, bool) else hex(v))}</code></td>"
+                   for k, v in values.items())
     return f'<table class="vmio-row" style="border-collapse:collapse"><tr>{head}</tr><tr>{body}</tr></table>'
 
 
@@ -491,9 +492,12 @@ def ide_status_bits(status: int) -> list[tuple[str, bool]]:
     return [(name, bool(status & mask)) for name, mask in STATUS_BITS]
 
 
-def ide_status_html(status: int) -> str:
+def ide_status_html(status: int, prev: int | None = None) -> str:
+    """The status register's bits; with `prev` (the status at the previous stop) the flipped ones marked."""
+    flipped = 0 if prev is None else status ^ prev
     cells = "".join(
-        f'<span class="vmio-bit {"on" if on else "off"}" title="bit {mask.bit_length() - 1}" '
+        f'<span class="vmio-bit {"on" if on else "off"}{" vmio-changed" if flipped & mask else ""}" '
+        f'title="bit {mask.bit_length() - 1}" '
         f'style="display:inline-block;min-width:38px;text-align:center;margin-right:2px">{name}</span>'
         for (name, on), (_, mask) in zip(ide_status_bits(status), STATUS_BITS))
     return f'<div class="vmio-ide-status">status <code>0x{status:02x}</code> {cells}</div>'
@@ -510,11 +514,12 @@ def buffer_position_html(data_ptr: int, data_end: int, length: int) -> str:
             f'<div style="width:{todo:.1f}%;background:#ffd166"></div></div></div>')
 
 
-def ide_html(view: Mapping) -> str:
+def ide_html(view: Mapping, prev: Mapping | None = None) -> str:
     drive = view.get("drive", {})
     cmd = drive.get("command") or {}
     buf = view.get("io_buffer", {})
-    parts = [ide_status_html(view.get("status", 0))]
+    old_regs = ((prev or {}).get("drive") or {}).get("registers") if prev else None
+    parts = [ide_status_html(view.get("status", 0), (prev or {}).get("status") if prev else None)]
     if cmd:
         parts.append(f'<div>command <b>{esc(cmd.get("name"))}</b> (<code>{cmd.get("opcode", 0):#04x}</code>), '
                      f'{esc(drive.get("addressing", ""))} sector {esc(drive.get("sector_num", ""))}, '
@@ -525,9 +530,9 @@ def ide_html(view: Mapping) -> str:
     if bus:
         parts.append(f'<div>IRQ line {esc(bus.get("irq_level"))}, nIEN {esc(show(bus.get("nIEN")))}</div>')
     regs = drive.get("registers", {})
-    parts.append("<div><b>task file</b></div>" + row_table({k: v for k, v in regs.items() if not k.startswith("hob_")})
-                 + row_table({k: v for k, v in regs.items() if k.startswith("hob_")}))
-    parts.append(_details("the PIO buffer bytes", value_html(buf.get("bytes", ""), "bytes")))
+    parts.append("<div><b>task file</b></div>"
+                 + row_table({k: v for k, v in regs.items() if not k.startswith("hob_")}, old_regs)
+                 + row_table({k: v for k, v in regs.items() if k.startswith("hob_")}, old_regs))
     parts.append(_details("everything", value_html(view)))
     return "".join(parts)
 
