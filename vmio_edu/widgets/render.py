@@ -153,66 +153,73 @@ GUEST_LANE = "guest"  # the guest's own lane: when it runs (VM entry to VM exit)
 OVERVIEW_BINS = 600  # the whole-trace strip is drawn in at most this many cells per lane
 
 
+def _entries(events: Sequence[tuple]) -> Any:
+    """(index, trace point id, thread) of every entry. A columnar trace lists them without building every
+    event (`events.entries()`, vmio_edu.trace.events); a plain sequence is read event by event."""
+    if hasattr(events, "entries"):
+        return events.entries()
+    return ((i, ev[1], ev[2]) for i, ev in enumerate(events) if ev[0] == 0)
+
+
 def timeline_data(events: Sequence[tuple], registry: Sequence[Any], index: int | None,
                   bins: int = OVERVIEW_BINS) -> dict:
     """The recorded trace as one lane per thread, coloured by layer, plus a lane for the guest itself.
 
-    `events` are the recorder's tuples `(kind, what, thread, depth, payload)`. Each thread lane is cut
-    into at most `bins` cells of consecutive events; a cell takes the colour of the rarest layer entered
-    in it (so the single `sys_pwrite64` on a worker stays visible among thousands of KVM entries), and
-    neighbouring cells of one layer merge into one segment `[lane, start, end, function, entries, layer,
-    goto]` (`function` and `goto`: the first entry of that layer in the segment, where a click goes).
-    The guest lane has a segment for each stretch the guest ran (from `vmx_vcpu_run` to its `kvm_exit`)
-    and `exits`: `[event index, label]` for each VM exit, with the guest's RIP and the exit reason.
+    Only the entries are read (`_entries`). Each thread lane is cut into at most `bins` cells of
+    consecutive events; a cell takes the colour of the rarest layer entered in it (so the single
+    `sys_pwrite64` on a worker stays visible among thousands of KVM entries), and neighbouring cells of
+    one layer merge into one segment `[lane, start, end, function, entries, layer, goto]` (`function` and
+    `goto`: the first entry of that layer in the segment, where a click goes).
+    The guest lane has a segment for each stretch the guest ran: from the entry into `vmx_vcpu_run` (VM
+    entry) to the VM exit just after it; `exits` lists `[exit index, label]`, the label naming the exit
+    handler `vmx_handle_exit` chose (`VM exit -> handle_io`).
     """
     n = len(events)
     step = max(1, -(-n // max(1, bins)))
     threads: list[str] = []
     counts: dict[tuple[str, str], int] = {}
-    for ev in events:
-        if ev[0] == 0:
-            th = ev[2]
-            if th not in threads:
-                threads.append(th)
-            key = (th, registry[ev[1]].layer)
-            counts[key] = counts.get(key, 0) + 1
-    threads.sort(key=_thread_rank)
-    lane_of = {th: k + 1 for k, th in enumerate(threads)}  # lane 0 is the guest
-    cells: dict[tuple[int, int], dict[str, list]] = {}  # (lane, bin) -> layer -> [first index, function, n]
+    cells: dict[tuple[str, int], dict[str, list]] = {}  # (thread, bin) -> layer -> [first, function, n, last]
     guest_segs: list[list] = []
     exits: list[list] = []
-    run_start: int | None = None
-    for i, ev in enumerate(events):
-        kind, what, th = ev[0], ev[1], ev[2]
-        if kind == 0:
-            tp = registry[what]
-            c = cells.setdefault((lane_of[th], i // step), {})
-            slot = c.get(tp.layer)
-            if slot is None:
-                c[tp.layer] = [i, tp.name, 1, i]
-            else:
-                slot[2] += 1
-                slot[3] = i
-            if tp.name == "vmx_vcpu_run":
-                run_start = i
-        elif kind == 2 and what == "kvm_exit":
-            p = dict(ev[4] or ())
-            if run_start is not None:
-                guest_segs.append([0, run_start, i, "guest runs", 1, "guest", run_start])
-                run_start = None
-            exits.append([i, _exit_label(p)])
+    running: dict[str, int] = {}  # vCPU thread -> index of its vmx_vcpu_run entry (the guest runs)
+    dispatch: dict[str, bool] = {}  # vCPU thread -> the next entry is the exit handler
+    for i, what, th in _entries(events):
+        tp = registry[what]
+        if th not in threads:
+            threads.append(th)
+        key = (th, tp.layer)
+        counts[key] = counts.get(key, 0) + 1
+        c = cells.setdefault((th, i // step), {})
+        slot = c.get(tp.layer)
+        if slot is None:
+            c[tp.layer] = [i, tp.name, 1, i]
+        else:
+            slot[2] += 1
+            slot[3] = i
+        if dispatch.pop(th, False) and exits:
+            exits[-1][1] = f"VM exit \u2192 {tp.name}"
+        start = running.pop(th, None)
+        if start is not None:  # the guest ran from the VM entry to the exit right after it
+            guest_segs.append([0, start, start + 1, "the guest runs", 1, "guest", start])
+            exits.append([start + 1, "VM exit"])
+        if tp.name == "vmx_vcpu_run":
+            running[th] = i
+        elif tp.name == "vmx_handle_exit":
+            dispatch[th] = True
+    threads.sort(key=_thread_rank)
+    lane_of = {th: k + 1 for k, th in enumerate(threads)}  # lane 0 is the guest
     segments: list[list] = []
-    for (lane, _b), c in sorted(cells.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-        th = threads[lane - 1]
+    for (th, _b), c in sorted(cells.items(), key=lambda kv: (lane_of[kv[0][0]], kv[0][1])):
+        lane = lane_of[th]
         layer = min(c, key=lambda la: (counts[(th, la)], -_layer_rank(la)))
-        first, fn, k, last = c[layer]
+        first, fn, _k, _last = c[layer]
         start, end = min(v[0] for v in c.values()), max(v[3] for v in c.values())
         entries = sum(v[2] for v in c.values())
         prev = segments[-1] if segments else None
         if prev is not None and prev[0] == lane and prev[5] == layer:
             prev[2] = end
             prev[4] += entries
-        else:  # the last field: where a click goes, the first entry of the layer the colour shows
+        else:
             segments.append([lane, start, end, fn, entries, layer, first])
     segments = guest_segs + segments
     segments.sort(key=lambda s: (s[1], s[0]))
