@@ -344,13 +344,14 @@ def value_html(v: Any, key: str = "") -> str:
         if not v:
             return "<i>none</i>"
         if all(isinstance(x, Mapping) for x in v):
-            cols: list[str] = []
-            for x in v:
-                cols += [k for k in x if k not in cols]
-            head = "".join(f"<th{_TD}>{esc(c)}</th>" for c in cols)
-            body = "".join("<tr>" + "".join(f"<td{_TD}>{value_html(x.get(c, ''), c)}</td>" for c in cols)
-                           + "</tr>" for x in v)
-            return f'<table class="vmio-rows" style="border-collapse:collapse"><tr>{head}</tr>{body}</table>'
+            if all("function" in x and "level" in x for x in v):  # a backtrace: one line per frame
+                return "".join(
+                    f'<div class="vmio-card-frame">#{esc(x["level"])} <b>{esc(x["function"])}</b> '
+                    f'<span class="vmio-dim">({esc(format_args(x.get("args") or {}, x["function"]))}) '
+                    f'{esc(x.get("file", ""))}:{esc(x.get("line", ""))}</span></div>' for x in v)
+            # one card per element (a table with a column per key was wider than the column it sits in)
+            return ('<div class="vmio-cards">' + "".join(f'<div class="vmio-card">{value_html(x)}</div>' for x in v)
+                    + "</div>")
         more = f" … ({len(v)} items)" if len(v) > 64 else ""
         return esc(", ".join(show(x) for x in v[:64])) + more
     if isinstance(v, int) and not isinstance(v, bool) and (key in HEX_NAMES or key in IOCTL_NAMES
@@ -387,12 +388,14 @@ def _details(summary: str, body: str) -> str:
 
 
 # registers -------------------------------------------------------------------------------------------------
-def disassembly_text(dis: Mapping) -> str:
-    """gdb's `x/i` style listing; the instruction at RIP is marked `=>`."""
+def disassembly_text(dis: Mapping, with_bytes: bool = True) -> str:
+    """gdb's `x/i` style listing; the instruction at RIP is marked `=>` (the panel leaves the bytes out,
+    as gdb does, to fit its column)."""
     rows = []
     for r in dis.get("rows", []):
         mark = "=>" if r.get("current") else "  "
-        rows.append(f"{mark} {r['address']:#07x}  {r['bytes']:<16} {r['mnemonic']} {r['op_str']}".rstrip())
+        code = f"{r['bytes']:<16} " if with_bytes else ""
+        rows.append(f"{mark} {r['address']:#07x}  {code}{r['mnemonic']} {r['op_str']}".rstrip())
     if dis.get("note"):
         rows.append(dis["note"])
     return "\n".join(rows)
@@ -411,7 +414,7 @@ def registers_html(view: Mapping, prev: Mapping | None = None) -> str:
             f'RFLAGS {fl.get("value", 0):#x} [{esc(" ".join(fl.get("set", [])))}]</div>'
             f'<table class="vmio-regs">{grid}</table>'
             f'<div><b>disassembly</b></div><pre class="vmio-disasm" style="{_PRE}">'
-            f'{esc(disassembly_text(dis))}</pre>'
+            f'{esc(disassembly_text(dis, with_bytes=False))}</pre>'
             + _details("segments, control registers, descriptor tables",
                        value_html({k: view[k] for k in ("segments", "control", "tables") if k in view})))
 
