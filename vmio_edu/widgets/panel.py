@@ -1,10 +1,19 @@
-"""The debugger panel: controls, breakpoint picker, backtrace, swimlane timeline and the views.
+"""The debugger panel: one screen for a parked machine.
 
     from vmio_edu import Machine
     from vmio_edu.widgets import DebuggerPanel
     dbg = Machine().debugger()
     dbg.break_at("bdrv_aio_writev")
     DebuggerPanel(dbg)              # Continue runs to the breakpoint; Step, Next, Finish, Back move on
+
+Top to bottom (it fits a 1366x768 laptop inside JupyterLab): the buttons (First, Back, Step, Next, Finish,
+Continue, Stepi, Last) and a slider over the whole run; the stop line with a reference to share the moment;
+the timeline (a lane per thread coloured by layer, the guest's own lane, click to go there); the backtrace,
+the source (the modelled function's Python with the current line, a link to the real line in QEMU v1.6.1 or
+Linux v3.7, or the guest's assembly) and the views side by side; the breakpoints in a folding bar. Each
+view marks what changed since the previous stop; a byte clicked in the Disk, QEMUIOVector, IDE (io_buffer)
+or kvm_run (PIO page) hex view shows its journey (Debugger.provenance), each hop a button to that moment.
+Colours come from JupyterLab's CSS variables (panel.css), so the light and dark themes both work.
 
 Threading rule (ipykernel 7 loses widget updates sent from other threads): the panel is only updated on
 the thread that created it, the kernel's main thread. JupyterLab 4.6 with ipykernel 7 sends widget comm

@@ -290,7 +290,8 @@ VIEW_HELP = {
     "qiov": "QEMUIOVector: the list of buffers a block request reads into or writes from",
     "coroutines": "QEMU coroutines: functions with their own stack that pause and resume (block I/O)",
     "thread_pool": "the pool of worker threads that run blocking pwrite/pread off the main loop",
-    "aio": "AioContext: the main loop's event sources (bottom halves, file descriptors)",
+    "aio": "AioContext: what the main loop waits on: file descriptors, and bottom halves (callbacks "
+           "another thread schedules for the main loop to run soon)",
     "disk": "the disk image's bytes that changed, and each byte's journey (click one)",
     "threads": "every model thread: running, ready or blocked, and where",
     "block": "the block layer: the disk's driver stack (raw format on a file) and its requests",
