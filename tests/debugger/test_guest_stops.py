@@ -81,8 +81,10 @@ def test_stepi_from_a_trace_point_enters_the_guest(make):
     m, dbg = make(op="write")
     dbg.break_at("ide_sector_write")
     t = dbg.cont()
+    resume_at = t.views["registers"]["regs"]["rip"]  # where the guest goes on after this exit
     s = dbg.stepi()
     assert s.kind == "guest" and s.index > t.index and s.layer == "guest"
+    assert s.guest["rip"] == resume_at == OUTSW  # (the rep outsw, for its next word)
     assert s.guest["label"] and s.backtrace[0].layer == "guest"
 
 
@@ -146,6 +148,13 @@ def test_real_kvm_without_guest_debug_says_so(need_kvm, monkeypatch):
         monkeypatch.setattr(vcpu, "ioctl", refuse)
         with pytest.raises(VmioError, match="refused KVM_SET_GUEST_DEBUG.*emulated engine"):
             dbg.break_at(guest_label="ata_pio_outsw")
+        with pytest.raises(VmioError, match="refused KVM_SET_GUEST_DEBUG"):
+            dbg.stepi()
+        # trace-point debugging, and time travel (a fresh machine's debugger arms nothing), go on working
+        dbg.clear()
+        dbg.break_at("ide_sector_write")
+        assert dbg.cont().function == "ide_sector_write"
+        assert dbg.goto(5).index == 5
 
 
 @pytest.mark.kvm
@@ -156,3 +165,17 @@ def test_real_kvm_has_four_hardware_breakpoints(need_kvm):
             dbg.break_at(guest_addr=a)
         with pytest.raises(VmioError, match="at most 4 guest breakpoints"):
             dbg.break_at(guest_addr=OUTSW)
+
+
+def test_registers_view_at_a_guest_stop_is_live(make):
+    m, dbg = make(op="write", lba=1, sectors=2)
+    dbg.break_at(guest_label="ata_pio_outsw")
+    first = dbg.cont()
+    s = dbg.cont()  # the second word (emulated engine) or sector (real KVM): RSI has moved on
+    assert s.kind == "guest" and s.guest["regs"]["rsi"] > first.guest["regs"]["rsi"]
+    regs = s.views["registers"]["regs"]
+    assert regs["rip"] == OUTSW and regs["rcx"] == s.guest["regs"]["rcx"]
+    assert regs["rsi"] == s.guest["regs"]["rsi"]
+    dis = s.views["registers"]["disassembly"]
+    cur = [r for r in dis["rows"] if r["current"]]
+    assert len(cur) == 1 and cur[0]["address"] == OUTSW and cur[0]["mnemonic"].startswith("rep")

@@ -118,3 +118,26 @@ def test_only_what_is_recorded_so_far(make):
     dbg.cont()  # the guest filled io_buffer, nothing is written yet
     with pytest.raises(ProvenanceError, match="never moved"):
         dbg.provenance(image_offset=512)
+
+
+def test_io_buffer_and_kvm_run_bytes_at_a_stop(make):
+    m, dbg = make(op="both", lba=3, sectors=1)
+    dbg.break_at("ide_sector_write")
+    dbg.cont()  # io_buffer holds the sector the guest sent; nothing written yet
+    with pytest.raises(ProvenanceError, match="never moved"):
+        dbg.provenance(image_offset=3 * 512 + 40)  # (not written yet at this point of the recording)
+    dbg.clear()
+    dbg.cont()
+    full = dbg.provenance(image_offset=3 * 512 + 40, op="write")
+    dbg.goto(full[3]["index"] + 1)  # just after ide_data_writew stored that word
+    hops = dbg.provenance(io_buffer_offset=40)
+    assert hops == full
+    # the PIO page byte of the exit that carried byte 41: element 0, byte 1 of the word
+    dbg.goto(full[2]["index"])
+    assert dbg.provenance(kvm_run_offset=full[2]["offset"]) == full
+    # a read: after the whole run, io_buffer holds the sector read back
+    dbg.goto(len(dbg.events) - 1)
+    back = dbg.provenance(io_buffer_offset=40)
+    assert back[0]["layer"] == "disk" and back[0]["offset"] == 3 * 512 + 40 and back[-1]["layer"] == "guest"
+    with pytest.raises(VmioError, match="exactly one"):
+        dbg.provenance(io_buffer_offset=1, kvm_run_offset=1)

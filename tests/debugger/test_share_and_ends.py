@@ -83,3 +83,17 @@ def test_commands_after_the_end_say_the_run_is_over(make):
     back = dbg.back()
     assert back.reason == "back" and back.index < halted.index
     assert dbg.cont().reason == "halted"
+
+
+def test_reference_of_the_start_and_of_the_halt(make):
+    m, dbg = make(op="write", lba=2, sectors=1)
+    assert dbg.stop.reference.endswith(".debugger().goto(-1)")
+    end = dbg.cont()
+    machine_src, rest = end.reference.split(".debugger()")
+    other_m = eval(machine_src)
+    try:
+        other = eval("other_m.debugger()" + rest)
+        assert (other.reason, other.index) == ("halted", end.index)
+        assert other.summary == end.summary
+    finally:
+        other_m.close()

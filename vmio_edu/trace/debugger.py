@@ -194,7 +194,7 @@ class Stop:
                "line": self.line, "args": dict(self.args), "result": self.result,
                "breakpoint": self.breakpoint.number if self.breakpoint else None, "message": self.message,
                "backtrace": [f.to_json() for f in self.backtrace], "reference": self.reference,
-               "summary": self.summary}
+               "summary": self.summary, "guest": self.guest}
         if views:
             out["views"] = self.views.to_json(None if views is True else list(views))
         return out
@@ -372,10 +372,14 @@ class Debugger:
         return self.stop.index
 
     def provenance(self, *, image_offset: int | None = None, guest_addr: int | None = None,
+                   io_buffer_offset: int | None = None, kvm_run_offset: int | None = None,
                    op: str | None = None) -> list[dict]:
-        """The journey of one byte, hop by hop, as recorded so far (vmio_edu.trace.provenance)."""
+        """The journey of one byte, hop by hop, as recorded so far (vmio_edu.trace.provenance); an
+        io_buffer or kvm_run byte as it is at the current stop."""
         from .provenance import provenance
-        return provenance(self.events, image_offset=image_offset, guest_addr=guest_addr, op=op)
+        at = min(self.stop.index, len(self.events) - 1)
+        return provenance(self.events, image_offset=image_offset, guest_addr=guest_addr,
+                          io_buffer_offset=io_buffer_offset, kvm_run_offset=kvm_run_offset, op=op, at=at)
 
     # -- commands ---------------------------------------------------------------------------------------
     def cont(self) -> Stop:

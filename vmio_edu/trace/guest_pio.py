@@ -26,6 +26,7 @@ from typing import Any
 
 from ..cpu.decode import DecodeError, decode_io
 from ..cpu.mmu import PageFault, Paging, translate
+from .views import _Quiet, cpu_mode, peek_regs, peek_sregs
 from ..linux.include.uapi.linux import kvm as K
 from .tracepoint import emit
 
@@ -64,15 +65,23 @@ class GuestPioObserver:
         emit("guest_pio", "guest", **fields)
 
     def _describe(self, io: Any) -> dict:
-        from .views import _Quiet, cpu_mode, peek_regs, peek_sregs
-
         with _Quiet():
-            regs, sregs = peek_regs(self.m), peek_sregs(self.m)
-        mode = cpu_mode(sregs)
-        paging = Paging(sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer)
-        rip = regs["rip"] if mode == 64 else sregs.cs.base + regs["rip"]
+            regs = peek_regs(self.m)
+            cpu = self._emulated_cpu()
+            if cpu is not None:  # the emulated CPU knows its mode, segments and paging as of the exit
+                mode = cpu.code_bits()
+                seg_base = cpu.segment_base
+                to_phys = lambda lin: cpu._phys_page(lin & ~0xFFF) | (lin & 0xFFF)  # noqa: E731 (cached walk)
+                rip = cpu._linear_ip(regs["rip"])
+            else:
+                sregs = self._sregs()
+                mode = cpu_mode(sregs)
+                paging = Paging(sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer)
+                seg_base = lambda seg: getattr(sregs, seg).base  # noqa: E731
+                to_phys = lambda lin: translate(paging, lin, self._read_phys)  # noqa: E731
+                rip = regs["rip"] if mode == 64 else sregs.cs.base + regs["rip"]
         is_in = io.direction == K.KVM_EXIT_IO_IN
-        insn = self._decode(paging, rip, mode)
+        insn = self._decode(to_phys(rip), mode)
         at = rip
         if insn is None or not insn.string:
             last = self._last
@@ -86,21 +95,27 @@ class GuestPioObserver:
         step = -io.size if regs["rflags"] & DF else io.size
         mask = (1 << (8 * insn.ad_bytes)) - 1
         if is_in:
-            base = sregs.es.base if mode != 64 else 0
+            base = seg_base("es") if mode != 64 else 0
             addr = base + (regs["rdi"] & mask)
         else:
-            seg = getattr(sregs, insn.seg)
-            base = seg.base if mode != 64 or insn.seg in ("fs", "gs") else 0
+            base = seg_base(insn.seg) if mode != 64 or insn.seg in ("fs", "gs") else 0
             addr = base + ((regs["rsi"] - io.count * step) & mask)
         return {"string": 1, "insn": at, "addr": addr, "step": step}
 
-    def _decode(self, paging: Paging, linear: int, mode: int):
-        def read_phys(a: int, n: int) -> bytes:
-            return bytes(self.ram[a:a + n])
+    def _emulated_cpu(self) -> Any:
+        if self.m.engine == "kvm":
+            return None
+        vcpu = getattr(self.m.cpu.kvm_fd, "vcpu", None)
+        return getattr(vcpu, "cpu", None)
 
-        phys = translate(paging, linear, read_phys)
-        code = read_phys(phys, 15)
+    def _sregs(self) -> Any:
+        return peek_sregs(self.m)
+
+    def _read_phys(self, a: int, n: int) -> bytes:
+        return bytes(self.ram[a:a + n])
+
+    def _decode(self, phys: int, mode: int):
         try:
-            return decode_io(code, mode)
+            return decode_io(self._read_phys(phys, 15), mode)
         except DecodeError:
             return None

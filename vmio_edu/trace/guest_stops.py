@@ -14,6 +14,10 @@ How the guest is stopped, per engine:
             QEMU's own loop never sees these exits: like gdbstub's, they are the debugger's, not the
             machine's, so the recorded trace, `machine.exits` and time travel stay exactly as without them.
 
+On the emulated engine a breakpoint on a `rep` instruction that exits per element stops at each VM
+entry into it (the CPU starts the instruction again after each exit); on real KVM it stops once per
+execution of the instruction, and stepi steps over the whole `rep` (with its exits), as gdb does.
+
 A guest stop happens between two trace events: the guest runs inside a VM entry. Its `index` is the
 last recorded event (the entry into the guest), and `stop.guest["position"]` is `(rip, hit, steps)`:
 the hit-th arrival at `rip` since that event, then `steps` single steps. `dbg.goto(index,
@@ -27,6 +31,7 @@ last VM exit) and `stop.guest["regs"]` the live CPU registers; on real KVM both 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +39,7 @@ from ..errors import VmioError
 from ..linux.include.uapi.linux import kvm as K
 from .backtrace import BtFrame, backtrace
 from .tracepoint import current_context
+from .views import Views
 
 if TYPE_CHECKING:
     from .debugger import Debugger, Stop
@@ -91,6 +97,7 @@ class GuestStops:
         self._arm_n = -1
         self._stepping_over: int | None = None  # real KVM: the breakpoint being stepped over
         self._hw_set: set[int] = set()  # real KVM: the addresses in the debug registers now
+        self._hw_on = False  # real KVM: guest debugging is enabled in the kernel
 
     # -- public -----------------------------------------------------------------------------------------
     def break_at(self, guest_label: str | None, guest_addr: int | None) -> GuestBreakpoint:
@@ -116,7 +123,12 @@ class GuestStops:
         bp = GuestBreakpoint(d._bp_numbers, addr, label)
         d._breakpoints.append(bp)
         d._index_breakpoints()
-        self._sync()
+        try:
+            self._sync()
+        except VmioError:
+            d._breakpoints.remove(bp)  # (not armed: not kept)
+            d._index_breakpoints()
+            raise
         return bp
 
     def stepi(self, reason: str = "stepi", silent: bool = False) -> "Stop":
@@ -125,15 +137,26 @@ class GuestStops:
         s = d.stop
         self._step_base = (s.index, s.guest["position"]) if s.guest else None
         self._stepping = True
-        self._sync()
+        m = d.machine
+        if s.guest is None and m.engine == "kvm" and not m._closed and len(self._armed()) < MAX_HW_BREAKPOINTS:
+            # The CPU's single-step trap comes after an instruction: to stop before the guest's next one
+            # (as the emulated engine does), also put a breakpoint where the guest will resume.
+            regs = K.kvm_regs()
+            m.cpu.kvm_fd.ioctl(K.KVM_GET_REGS, regs)
+            self._temp = {regs.rip}
         try:
+            self._sync()
             if silent:
                 return d._go("silent", reason, target=1 << 62)
             return d._go("cont", reason)
         finally:
             self._stepping = False
             self._step_base = None
-            self._sync()
+            self._temp = set()
+            try:
+                self._sync()
+            except VmioError:
+                pass  # (disarming on a host that refused to arm: nothing is armed)
 
     def goto(self, index: int, position: Any) -> "Stop":
         try:
@@ -167,7 +190,7 @@ class GuestStops:
         self._machine = machine
         self._uc_hooks, self._step_hook = {}, None
         self._hits, self._at = {}, -1
-        self._stepping_over = None
+        self._stepping_over, self._hw_set, self._hw_on = None, set(), False
         if machine.engine == "kvm":
             vcpu = machine.cpu.kvm_fd
             vcpu.debug_exit = self._on_kvm_debug_exit
@@ -238,17 +261,25 @@ class GuestStops:
 
     @staticmethod
     def _uc_regs(cpu: Any, rip: int) -> dict:
+        """The live registers in KVM_GET_REGS's order (Unicorn holds them while the guest runs)."""
         from unicorn import x86_const as X
-        names = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp") if cpu.uc_mode == 64 else \
-            ("eax", "ebx", "ecx", "edx", "esi", "edi", "esp", "ebp")
-        out = {("r" + n[1:] if n[0] == "e" else n): cpu.uc.reg_read(getattr(X, f"UC_X86_REG_{n.upper()}"))
-               for n in names}
+        out = {}
+        for n, _ in K.kvm_regs._fields_:
+            if n in ("rip", "rflags"):
+                continue
+            uc_name = n if cpu.uc_mode == 64 else ("e" + n[1:] if not n[1:].isdigit() else None)
+            if uc_name is None or n[1:].isdigit() and cpu.uc_mode != 64:
+                out[n] = 0
+                continue
+            out[n] = cpu.uc.reg_read(getattr(X, f"UC_X86_REG_{uc_name.upper()}"))
         out["rip"] = rip
         out["rflags"] = cpu.uc.reg_read(cpu._flags_id)
         return out
 
     # -- real engine ------------------------------------------------------------------------------------------
     def _set_guest_debug(self, m: Any, addrs: list[int], step: bool) -> None:
+        if not addrs and not step and not self._hw_on:
+            return  # never armed: leave guest debugging alone (a host without it still debugs trace points)
         g = kvm_guest_debug()
         if addrs or step:
             g.control = KVM_GUESTDBG_ENABLE
@@ -264,6 +295,7 @@ class GuestStops:
         try:
             m.cpu.kvm_fd.ioctl(KVM_SET_GUEST_DEBUG, g)
             self._hw_set = set(addrs[:MAX_HW_BREAKPOINTS])
+            self._hw_on = bool(g.control)
         except OSError as e:
             raise VmioError(f"real KVM refused KVM_SET_GUEST_DEBUG ({e.strerror}): this host's /dev/kvm "
                             "cannot stop the guest at an instruction; use the emulated engine "
@@ -354,18 +386,42 @@ class GuestStops:
                 f"<guest {prog.name}>"
             line = symbols(prog).line_of(rip)
         host = backtrace(ctx.stack, ctx.name) if ctx is not None else []
-        frames = [BtFrame(0, label, {"rip": f"{rip:#x}", "insn": text}, file, line, "guest",
-                          ctx.name if ctx else "vcpu0")]
-        for f in host:
-            f.level += 1
-            frames.append(f)
+        frames = [BtFrame(level=0, function=label, args={"rip": f"{rip:#x}", "insn": text}, file=file,
+                          line=line, layer="guest", thread=ctx.name if ctx else "vcpu0")]
+        frames += [dataclasses.replace(f, level=f.level + 1) for f in host]
         guest = {"rip": rip, "label": label, "insn": text, "position": position, "regs": regs,
                  "line": line, "file": file}
         where = f"{label} ({rip:#x}): {text}"
         msg = {"breakpoint": f"guest breakpoint {bp.number if bp else ''} at {where}",
                "stepi": f"guest instruction {where}", "goto": f"guest instruction {where}"}.get(
                    reason, f"guest instruction {where}")
+        views = d._views_here()
+        if m.engine != "kvm":
+            views = _LiveRegisterViews(views, regs)
         return Stop(reason, index, "guest", label, "guest", ctx.name if ctx else "vcpu0",
                     len(ctx.stack) + 1 if ctx else 1, {"rip": f"{rip:#x}", "insn": text}, None, frames, bp,
-                    msg, _views=d._views_here(), _stack=ctx.stack if ctx else None, _ref=d._ref_prefix,
+                    msg, _views=views, _stack=ctx.stack if ctx else None, _ref=d._ref_prefix,
                     guest=guest)
+
+
+class _LiveRegisterViews(Views):
+    """The views at a guest stop on the emulated engine: the registers view shows the CPU's live
+    registers (Unicorn holds them until the VM exit; KVM's copy is as of the last exit) and the code
+    around the live RIP."""
+
+    def __init__(self, base: Views, regs: dict) -> None:
+        super().__init__(base._machine, base._pristine, base._valid)
+        self._live = regs
+
+    def _compute(self, name: str) -> Any:
+        out = super()._compute(name)
+        if name == "registers":
+            from .views import RFLAGS_BITS, _Quiet, disassembly_around
+            live = self._live
+            out["regs"] = {k: live.get(k, v) for k, v in out["regs"].items()}
+            fl = live["rflags"]
+            out["rflags"] = {"value": fl, "set": [n for n, b in RFLAGS_BITS if fl >> b & 1]}
+            with _Quiet():
+                out["disassembly"] = disassembly_around(self._machine(), live["rip"], out["mode"])
+            out["live"] = "the CPU's registers at this guest instruction (KVM's copy is older)"
+        return out

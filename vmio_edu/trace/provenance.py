@@ -192,6 +192,20 @@ class _Journeys:
         return seq[-1] if last else seq[0]
 
 
+_last: tuple = (None, -1, None, None)  # (id(events), len, last event, _Journeys): one pass per recording
+
+
+def _journeys(events: Sequence) -> _Journeys:
+    """The links of `events`, computed once per recording (a panel asks about many bytes of one run)."""
+    global _last
+    n = len(events)
+    tail = tuple(events[n - 1][:5]) if n else None
+    key = (id(events), n, tail)
+    if _last[:3] != key:
+        _last = key + (_Journeys(events),)
+    return _last[3]
+
+
 # ==========================================================================================================
 def _hop(layer: str, what: str, addr: int | None, offset: int | None, index: int | None) -> dict:
     return {"layer": layer, "what": what, "addr": addr, "offset": offset, "index": index}
@@ -305,26 +319,81 @@ def _read_journey(j: _Journeys, rw: _Rw, image_offset: int) -> list[dict]:
 
 
 def provenance(events: Sequence, *, image_offset: int | None = None, guest_addr: int | None = None,
-               op: str | None = None) -> list[dict]:
+               io_buffer_offset: int | None = None, kvm_run_offset: int | None = None,
+               op: str | None = None, at: int | None = None) -> list[dict]:
     """The hops of one byte's journey (see the module doc), from a recorded trace.
 
-    Give `image_offset` (a byte of the disk image) or `guest_addr` (a guest linear address). `op`
-    ("write" or "read") picks the direction when the byte went both ways; by default an image byte's
-    journey is the last write that put it there (else the last read of it), a guest byte's the last read
-    that stored into it (else the last write that sent it).
+    Give one of:
+      image_offset      a byte of the disk image;
+      guest_addr        a guest linear address;
+      io_buffer_offset  a byte of IDEState.io_buffer (also the QEMUIOVector's offset: its one element
+                        covers io_buffer from 0), as it is at trace index `at`;
+      kvm_run_offset    a byte of the vCPU's kvm_run mmap (the PIO data page), as it is at index `at`.
+    `op` ("write" or "read") picks the direction when an image or guest byte went both ways; by default
+    an image byte's journey is the last write that put it there (else the last read of it), a guest
+    byte's the last read that stored into it (else the last write that sent it). `at` (default: the end
+    of the trace) is the moment whose io_buffer / kvm_run bytes are meant.
     """
-    if (image_offset is None) == (guest_addr is None):
-        raise VmioError("provenance needs exactly one of image_offset=… or guest_addr=…")
+    given = {k: v for k, v in (("image_offset", image_offset), ("guest_addr", guest_addr),
+                               ("io_buffer_offset", io_buffer_offset), ("kvm_run_offset", kvm_run_offset))
+             if v is not None}
+    if len(given) != 1:
+        raise VmioError("provenance needs exactly one of image_offset=…, guest_addr=…, io_buffer_offset=… "
+                        "or kvm_run_offset=…")
     if op not in (None, "write", "read"):
         raise VmioError(f"op must be 'write', 'read' or None, not {op!r}")
-    value = image_offset if image_offset is not None else guest_addr
+    (what, value), = given.items()
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        what = "image_offset" if image_offset is not None else "guest_addr"
         raise VmioError(f"{what} must be a non-negative int, not {value!r}")
-    j = _Journeys(events)
+    j = _journeys(events)
     if image_offset is not None:
         return _from_image(j, image_offset, op)
-    return _from_guest(j, guest_addr, op)
+    if guest_addr is not None:
+        return _from_guest(j, guest_addr, op)
+    at = len(events) - 1 if at is None else at
+    if io_buffer_offset is not None:
+        return _from_io_buffer(j, io_buffer_offset, at)
+    return _from_kvm_run(j, kvm_run_offset, at)
+
+
+def _from_io_buffer(j: _Journeys, off: int, at: int) -> list[dict]:
+    """io_buffer[off] at index `at` holds what was stored there last: a data-port write (a write's
+    journey) or a pread into the iovec over it (a read's)."""
+    d = next((x for x in reversed(j.data) if x.index <= at and not x.is_in
+              and x.offset <= off < x.offset + x.size), None)
+    fill = None
+    for rw in reversed(j.rws):
+        if rw.is_write or rw.leave is None or rw.leave > at:
+            continue
+        q = j.qiov_before(rw.index, 0, rw.pos)
+        if q is not None and q[1]["io_buffer_offset"] <= off < q[1]["io_buffer_offset"] + q[1]["iov_len"]:
+            iov_byte = off - q[1]["io_buffer_offset"]
+            if rw.iov_offset <= iov_byte < rw.iov_offset + rw.done:
+                fill = (rw, rw.pos + iov_byte - rw.iov_offset)
+                break
+    if fill is not None and (d is None or fill[0].leave > d.index):
+        return _read_journey(j, fill[0], fill[1])
+    if d is not None:
+        return _write_from_data(j, d, off)
+    raise ProvenanceError(f"nothing was stored at io_buffer[{off}] up to index {at}: that byte never moved")
+
+
+def _from_kvm_run(j: _Journeys, off: int, at: int) -> list[dict]:
+    """The PIO data page byte at index `at`: an element of the last I/O exit that used it."""
+    for ex in reversed(j.exits):
+        p = ex.pio
+        if ex.index > at or not p or "data_offset" not in p:
+            continue
+        lo = p["data_offset"]
+        if not lo <= off < lo + p["count"] * p["size"]:
+            continue
+        k, within = divmod(off - lo, p["size"])
+        hits = [d for d in j.data if d.exit is ex and d.element == k]
+        if not hits:
+            raise ProvenanceError(f"element {k} of VM exit #{ex.n} reached no device (port {p['port']:#x})")
+        d = hits[0]
+        return _read_from_data(j, d, d.offset + within) if p["is_in"] else _write_from_data(j, d, d.offset + within)
+    raise ProvenanceError(f"no I/O exit up to index {at} used kvm_run byte {off:#x}: that byte never moved")
 
 
 def _from_image(j: _Journeys, off: int, op: str | None) -> list[dict]:
