@@ -208,6 +208,29 @@ def _run(page, shot) -> None:
         assert "provenance" in panel.locator(".vmio-views").inner_text()
         shot(page, "5-provenance")
 
+    # -- a guest breakpoint from the folding bar: the driver's rep outsw, its assembly in the source pane
+    panel.locator(".vmio-bp-bar .jupyter-widget-Collapse-header, .vmio-bp-bar .p-Collapse-header").first.click()
+    pick = panel.locator(".vmio-guest-pick select")
+    at = pick.evaluate("s => [...s.options].findIndex(o => /^ata_pio_outsw\s/.test(o.text))")
+    assert at >= 0
+    pick.select_option(index=at)
+    panel.locator(".vmio-add-guest-bp").click()
+    page.wait_for_function("() => document.querySelector('.vmio-panel .vmio-bp-bar').innerText.includes('2 set')")
+    box2 = panel.bounding_box()
+    assert box2["height"] <= box["height"] + 1, (box2, box)  # the open bar stays inside the panel
+    shot(page, "5b-breakpoints")
+    panel.locator(".vmio-bp-bar .jupyter-widget-Collapse-header, .vmio-bp-bar .p-Collapse-header").first.click()
+    panel.locator(".vmio-btn-first").click()
+    page.wait_for_function(
+        "() => document.querySelector('.vmio-panel .vmio-status').innerText.includes('not started')", timeout=T)
+    panel.locator(".vmio-btn-continue").click()
+    page.wait_for_function(
+        "() => document.querySelector('.vmio-panel .vmio-status').innerText.includes('ata_pio_outsw')", timeout=T)
+    page.wait_for_function(
+        "() => { const c = document.querySelector('.vmio-panel .vmio-source-pane .vmio-current');"
+        "        return c && c.innerText.includes('rep outsw'); }", timeout=T)
+    shot(page, "5c-guest-stop")
+
     # -- the dark theme: the panel follows JupyterLab's CSS variables
     page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
     page.wait_for_function(

@@ -190,8 +190,10 @@ class DebuggerPanel(W.VBox):
                 self.guest_pick = W.Dropdown(options=[(f"{n}  {a:#x}", n) for n, a in labels
                                                       if not n.startswith("_")],
                                              description="guest", layout=W.Layout(width="260px"))
+                self.guest_pick.add_class("vmio-guest-pick")
                 self.add_guest_bp = W.Button(description="Break at guest label", icon="stop-circle",
                                              layout=W.Layout(width="auto"))
+                self.add_guest_bp.add_class("vmio-add-guest-bp")
                 self.add_guest_bp.on_click(self._handler(lambda: self._guard(
                     lambda: self.dbg.break_at(guest_label=self.guest_pick.value))))
                 extra = [W.VBox([self.guest_pick, self.add_guest_bp])]
