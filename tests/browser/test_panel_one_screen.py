@@ -211,7 +211,7 @@ def _run(page, shot) -> None:
     # -- a guest breakpoint from the folding bar: the driver's rep outsw, its assembly in the source pane
     panel.locator(".vmio-bp-bar .jupyter-widget-Collapse-header, .vmio-bp-bar .p-Collapse-header").first.click()
     pick = panel.locator(".vmio-guest-pick select")
-    at = pick.evaluate("s => [...s.options].findIndex(o => /^ata_pio_outsw\s/.test(o.text))")
+    at = pick.evaluate(r"s => [...s.options].findIndex(o => /^ata_pio_outsw\s/.test(o.text))")  # nbsp counts
     assert at >= 0
     pick.select_option(index=at)
     panel.locator(".vmio-add-guest-bp").click()
