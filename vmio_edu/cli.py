@@ -117,7 +117,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
 def _trace_break(m: Any, args: argparse.Namespace) -> int:
     """`--break FUNCTION`: run under the debugger to the first call of FUNCTION, print where and the
     backtrace."""
-    from .trace.backtrace import format_backtrace
+    from .trace.argfmt import format_frame
 
     dbg = m.debugger()
     dbg.break_at(args.brk)  # VmioError naming the problem for an unknown function
@@ -130,7 +130,7 @@ def _trace_break(m: Any, args: argparse.Namespace) -> int:
         print(json.dumps({"stop": s, "backtrace": [f.to_json() for f in stop.backtrace]}, indent=1))
     else:
         print(f"Stopped at {s['function']} ({s['layer']}, thread {s['thread']}), trace index {s['index']}")
-        print(format_backtrace(stop.backtrace))
+        print("\n".join(format_frame(f) for f in stop.backtrace))  # port=0x1f0, type=KVM_RUN
     return 0
 
 

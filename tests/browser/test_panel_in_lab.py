@@ -85,14 +85,14 @@ def test_tour_in_jupyterlab_step_updates_backtrace():
                 # the header shows the new position once the kernel has stepped and updated the widgets
                 wait_status(page, index, fn)
             pane = panel.locator(".vmio-backtrace-pane")
-            shown = pane.locator("tr.vmio-frame").evaluate_all("rows => rows.map(r => r.dataset.function)")
+            shown = pane.locator(".vmio-frame").evaluate_all("rows => rows.map(r => r.dataset.function)")
             assert shown == last_frames
             assert shown[0] == last_fn and "ide_set_irq" in shown
             # Back: time travel to the stop before (the kernel replays the run)
             prev_index, prev_fn, prev_frames = expected[-2]
             panel.locator(".vmio-btn-back").click()
             wait_status(page, prev_index, prev_fn)
-            shown = pane.locator("tr.vmio-frame").evaluate_all("rows => rows.map(r => r.dataset.function)")
+            shown = pane.locator(".vmio-frame").evaluate_all("rows => rows.map(r => r.dataset.function)")
             assert shown == prev_frames
             assert page.locator(".vmio-panel .vmio-timeline svg").count() == 1
             page.set_viewport_size({"width": 1400, "height": 2200})  # the whole panel in one picture

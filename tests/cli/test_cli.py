@@ -11,7 +11,7 @@ def test_trace_text(capsys):
     assert main(["trace", "--op", "write", "--lba", "3", "--sectors", "1"]) == 0
     out = capsys.readouterr().out
     assert "Image check: OK" in out
-    for layer in ("qemu-cpu", "qemu-memory", "qemu-ide", "qemu-block", "qemu-threadpool"):
+    for layer in ("qemu-cpu", "qemu-memory", "qemu-ide", "qemu-block", "qemu-threadpool", "qemu-event-loop"):
         assert layer in out
     assert "IO out port=0x1f0" in out
 
@@ -22,6 +22,9 @@ def test_trace_json(capsys):
     assert r["check"]["ok"] and r["check"]["sectors_written"] == [2, 3]
     assert r["exits"]["IO out port=0x1f0"] == 512
     assert set(r["stages"]["qemu-threadpool"]) >= {"main", "worker-1"}
+    # the main loop's own functions (main_loop_wait, aio_poll, glib_pollfds_fill) are the event loop's
+    assert r["stages"]["qemu-event-loop"] == ["main"] or set(r["stages"]["qemu-event-loop"]) >= {"main"}
+    assert {"main_loop_wait", "aio_poll", "glib_pollfds_fill"} <= set(r["functions"]["qemu-event-loop"])
 
 
 def test_break_json(capsys):

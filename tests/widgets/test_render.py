@@ -61,24 +61,36 @@ def full_trace():
         return list(m.trace.events)
 
 
-def test_timeline_lanes_and_segments_cover_every_entry(full_trace):
+def test_timeline_lanes_are_threads_coloured_by_layer_with_a_guest_lane(full_trace):
     events = full_trace
     d = R.timeline_data(events, REGISTRY, 100)
     entries = [(i, REGISTRY[e[1]].layer, e[2]) for i, e in enumerate(events) if e[0] == 0]
-    lanes = [(ln["layer"], ln["thread"]) for ln in d["lanes"]]
-    assert set(lanes) == {(la, th) for _, la, th in entries}
-    assert ("host", "worker-1") in lanes and ("qemu-block", "vcpu0") in lanes
-    ranks = [LAYERS.index(la) for la, _ in lanes]
-    assert ranks == sorted(ranks)
-    assert sum(s[4] for s in d["segments"]) == len(entries)
-    assert len(d["segments"]) < len(entries)  # merged
-    # segments are in trace order, and each one's first entry is in its lane with its name
-    starts = [s[1] for s in d["segments"]]
-    assert starts == sorted(starts)
-    for lane, start, end, fn, n in d["segments"]:
-        ev = events[start]
-        assert ev[0] == 0 and (REGISTRY[ev[1]].layer, ev[2]) == lanes[lane] and REGISTRY[ev[1]].name == fn
-        assert start <= end
+    lanes = [ln["thread"] for ln in d["lanes"]]
+    assert lanes[0] == "guest" and lanes[1:] == ["vcpu0", "main", "worker-1"]  # vCPUs, main, workers
+    thread_segs = [s for s in d["segments"] if s[0] > 0]
+    assert sum(s[4] for s in thread_segs) == len(entries)  # every entry is in one segment
+    assert len(d["segments"]) <= 3 * R.OVERVIEW_BINS + len(d["exits"])  # bounded, whatever the length
+    # the single pwrite on the worker is not drowned: its cell takes the rarest layer, host
+    assert any(s[5] == "host" and lanes[s[0]] == "worker-1" for s in thread_segs)
+    # the event loop has its own layer (main_loop_wait, aio_poll), on the main thread
+    assert any(s[5] == "qemu-event-loop" and lanes[s[0]] == "main" for s in thread_segs)
+    for lane, start, end, fn, n, layer, go in thread_segs:
+        assert start <= go <= end and events[start][2] == lanes[lane]
+        assert events[go][0] == 0 and REGISTRY[events[go][1]].layer == layer and REGISTRY[events[go][1]].name == fn
+        assert layer in {la for i, la, th in entries if start <= i <= end and th == lanes[lane]}
+    # the guest lane: stretches the guest ran, each ending at a VM exit; the exits with RIP and reason
+    exits = [i for i, e in enumerate(events) if e[0] == 2 and e[1] == "kvm_exit"]
+    assert [x[0] for x in d["exits"]] == exits  # read from the entries alone, they fall on the kvm_exit events
+    assert d["exits"][0][1] == "VM exit \u2192 handle_io"  # the handler vmx_handle_exit picked
+    assert {x[1] for x in d["exits"]} >= {"VM exit \u2192 handle_io", "VM exit \u2192 handle_halt"}
+    guest = [s for s in d["segments"] if s[0] == 0]
+    assert guest and all(s[2] in exits and s[5] == "guest" for s in guest)
+    # a columnar trace's entries() gives the same picture as reading every event
+    class Columnar(list):
+        def entries(self):
+            return ((i, e[1], e[2]) for i, e in enumerate(self) if e[0] == 0)
+    assert R.timeline_data(Columnar(events), REGISTRY, 100) == d
+    assert {la["layer"] for la in d["layers"]} >= {"guest", "vmx", "kvm", "qemu-ide", "host", "qemu-event-loop"}
     assert d["length"] == len(events) and d["index"] == 100
 
 
@@ -91,8 +103,12 @@ def test_timeline_detail_is_the_window_around_the_position(run):
     idx = [x[1] for x in det]
     assert i0 in idx and all(abs(i - i0) <= 20 for i in idx)
     assert [x[2] for x in det if x[1] == i0] == ["bdrv_aio_writev"]
-    expected = [i for i in range(i0 - 20, min(len(events), i0 + 21)) if events[i][0] == 0]
+    assert [x[4] for x in det if x[1] == i0] == ["qemu-block"]
+    expected = [i for i in range(i0 - 20, min(len(events), i0 + 21))
+                if events[i][0] == 0 or (events[i][0] == 2 and events[i][1] == "kvm_exit")]
     assert idx == expected
+    lanes = [ln["thread"] for ln in d["lanes"]]
+    assert all(lanes[x[0]] == events[x[1]][2] for x in det if x[4] != "guest")
     assert R.timeline_detail(events, REGISTRY, -1, d["lanes"]) == []
     # at a return, the current event is in the strip, labelled as one
     leave = next(i for i in range(i0 - 20, i0) if events[i][0] == 1)
@@ -204,7 +220,7 @@ def test_disk_view_diff_after_the_write():
 
 def test_value_html_tables_and_hexdump():
     page = R.value_html({"regs": {"rip": 0x1125}, "iov": [{"base": 0x10, "len": 512}, {"base": 0x20, "len": 8}]})
-    assert "rip" in page and "4389 (0x1125)" in page
+    assert "rip" in page and "0x1125" in page and "4389" not in page  # rip in hex, as gdb and the sources write it
     assert page.count("<tr>") >= 3 and ">base</th>" in page
     dump = R.hexdump(bytes(range(32)), base=4096)
     assert dump.splitlines()[1].startswith("01010  10 11 12")
@@ -224,4 +240,37 @@ def test_stop_header_for_start_enter_leave_and_halt(run):
     leave = R.stop_header(Stop("finish", 7, "leave", "bdrv_aio_writev", "qemu-block", "vcpu0"))
     assert "#7 returning from <b" in leave and "(finish)" in leave
     halted = R.stop_header(Stop("halted", 99, message="the guest halted"))
-    assert "#99 <b>halted</b>" in halted and "the guest halted" in halted
+    # the normal end is a success, not an error
+    assert "vmio-halted" in halted and "#99" in halted and "halted normally" in halted
+    assert "vmio-bad" not in halted and "vmio-error" not in halted
+    failed = R.stop_header(Stop("error", 5, message="VmioError: boom"))
+    assert "vmio-bad" in failed and "boom" in failed
+
+
+def test_qiov_view_is_cards_and_one_hex_region_per_buffer():
+    with Machine(op="write", lba=4, sectors=1) as m:
+        dbg = m.debugger()
+        dbg.break_at("sys_pwrite64")
+        view = dbg.cont().views["qiov"]
+        page = R.view_html("qiov", view)
+        assert page.count('class="vmio-card"') == 2  # the IDE request and the thread pool's
+        assert "aio_worker(aio_type=QEMU_AIO_WRITE" in page and "aio_offset=0x800" in page
+        assert "<table" not in page  # no nested tables (they were 2,000 px wide)
+        regions = R.qiov_regions(view)
+        assert len(regions) == 1 and regions[0]["source"] == "qiov"  # the shared io_buffer, once
+        assert "also thread pool request" in regions[0]["title"]
+        written = bytes.fromhex(view["requests"][0]["iov"][0]["bytes"])
+        assert regions[0]["hex"] == written[:256].hex() and regions[0]["more"] == "… 256 more bytes"
+        assert regions[0]["changed"] == []  # nothing to compare with
+        again = R.qiov_regions(view, {"requests": [{"iov": [dict(view["requests"][0]["iov"][0],
+                                                                 bytes="00" * 512)]}]})
+        assert again[0]["changed"] == [i for i in range(256) if written[i] != 0]
+
+
+def test_ide_marks_the_status_bits_and_registers_that_changed():
+    html = R.ide_status_html(0x58, 0x50)  # WRITE SECTORS accepted: DRQ comes up
+    marked = re.findall(r'class="vmio-bit (on|off) vmio-changed"[^>]*>(\w+)<', html)
+    assert marked == [("on", "DRQ")]
+    assert "vmio-changed" not in R.ide_status_html(0x58, 0x58) and "vmio-changed" not in R.ide_status_html(0x58)
+    row = R.row_table({"nsector": 1, "sector": 4}, {"nsector": 1, "sector": 3})
+    assert row.count("vmio-changed") == 1 and re.search(r'vmio-changed">0x4<', row)

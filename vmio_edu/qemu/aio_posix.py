@@ -61,7 +61,7 @@ def aio_set_fd_handler(ctx: "async_.AioContext", fd: int, io_read: Callable | No
     node.pfd.events = (G_IO_IN | G_IO_HUP | G_IO_ERR if io_read else 0) | (G_IO_OUT | G_IO_ERR if io_write else 0)
 
 
-@tracepoint("qemu-threadpool", args=("ctx", "notifier", "io_read"))
+@tracepoint("qemu-event-loop", args=("ctx", "notifier", "io_read"))
 def aio_set_event_notifier(ctx: "async_.AioContext", notifier: EventNotifier,
                            io_read: Callable[[EventNotifier], Any] | None) -> None:
     """Watch an event notifier: `io_read(notifier)` runs when its eventfd becomes readable."""
@@ -79,7 +79,7 @@ def aio_pending(ctx: "async_.AioContext") -> bool:
     return False
 
 
-@tracepoint("qemu-threadpool", args=("ctx",))
+@tracepoint("qemu-event-loop", args=("ctx",))
 def aio_dispatch(ctx: "async_.AioContext") -> bool:
     """Call io_read/io_write of every handler whose fd the last poll found ready (and clear that).
     Returns True if a handler other than the context's own notifier ran."""
@@ -101,7 +101,7 @@ def aio_dispatch(ctx: "async_.AioContext") -> bool:
     return progress
 
 
-@tracepoint("qemu-threadpool", args=("ctx", "blocking"))
+@tracepoint("qemu-event-loop", args=("ctx", "blocking"))
 def aio_poll(ctx: "async_.AioContext", blocking: bool) -> bool:
     """Make progress on the context: BHs first, then ready handlers; if nothing happened and `blocking`,
     poll the handlers' fds (sleeping until one is ready) and dispatch again. Returns True on progress."""

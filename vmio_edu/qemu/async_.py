@@ -67,7 +67,7 @@ def aio_bh_new(ctx: AioContext, cb: Callable[[Any], None], opaque: Any) -> QEMUB
     return bh
 
 
-@tracepoint("qemu-threadpool", args=("ctx",))
+@tracepoint("qemu-event-loop", args=("ctx",))
 def aio_bh_poll(ctx: AioContext) -> int:
     """Run every scheduled BH once (BHs added while walking wait for the next pass), then free deleted
     ones. Returns 1 if a non-idle BH ran (that counts as progress)."""
@@ -86,7 +86,7 @@ def aio_bh_poll(ctx: AioContext) -> int:
     return ret
 
 
-@tracepoint("qemu-threadpool", args=("bh",))
+@tracepoint("qemu-event-loop", args=("bh",))
 def qemu_bh_schedule(bh: QEMUBH) -> None:
     """Mark the BH to run at the next aio_bh_poll and kick the context's poll."""
     if bh.scheduled:
@@ -106,7 +106,7 @@ def qemu_bh_delete(bh: QEMUBH) -> None:
     bh.deleted = True
 
 
-@tracepoint("qemu-threadpool", args=("ctx",))
+@tracepoint("qemu-event-loop", args=("ctx",))
 def aio_notify(ctx: AioContext) -> None:
     """Wake the thread polling this context: set its event notifier."""
     event_notifier_set(ctx.notifier)
@@ -132,14 +132,14 @@ def aio_ctx_check(ctx: AioContext) -> bool:
     return aio_posix.aio_pending(ctx)
 
 
-@tracepoint("qemu-threadpool", args=("source=ctx",))
+@tracepoint("qemu-event-loop", args=("source=ctx",))
 def aio_ctx_dispatch(ctx: AioContext) -> bool:
     """GSource dispatch: one non-blocking aio_poll (BHs, then ready fd handlers)."""
     aio_posix.aio_poll(ctx, False)
     return True
 
 
-@tracepoint("qemu-threadpool", args=("ctx",))
+@tracepoint("qemu-event-loop", args=("ctx",))
 def aio_get_thread_pool(ctx: AioContext) -> Any:
     """The context's thread pool, created on first use."""
     from .thread_pool import thread_pool_new

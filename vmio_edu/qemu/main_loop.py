@@ -63,7 +63,7 @@ def qemu_bh_new(cb: Callable[[Any], None], opaque: Any) -> async_.QEMUBH:
     return async_.aio_bh_new(qemu_get_aio_context(), cb, opaque)
 
 
-@tracepoint("qemu-threadpool", args=())
+@tracepoint("qemu-event-loop", args=())
 def glib_pollfds_fill(timeout: int) -> tuple[list[GPollFD], int]:
     """g_main_context_prepare + query: the fds to poll (the AioContext's handlers, shared so the poll's
     results land on them) and the timeout, 0 if a bottom half is already due."""
@@ -77,7 +77,7 @@ def glib_pollfds_fill(timeout: int) -> tuple[list[GPollFD], int]:
     return fds, timeout
 
 
-@tracepoint("qemu-threadpool", args=())
+@tracepoint("qemu-event-loop", args=())
 def glib_pollfds_poll() -> None:
     """g_main_context_check + dispatch: run the AioContext source if it has work."""
     ctx = qemu_get_aio_context()
@@ -85,7 +85,7 @@ def glib_pollfds_poll() -> None:
         async_.aio_ctx_dispatch(ctx)
 
 
-@tracepoint("qemu-threadpool", args=("timeout",))
+@tracepoint("qemu-event-loop", args=("timeout",))
 def os_host_main_loop_wait(timeout: int) -> int:
     """Poll with the BQL dropped (only if we may sleep), then dispatch ready sources with it held.
     (QEMU's 'I/O thread spun for 1000 iterations' guard is not modelled.)"""
@@ -99,7 +99,7 @@ def os_host_main_loop_wait(timeout: int) -> int:
     return ret
 
 
-@tracepoint("qemu-threadpool", args=("nonblocking",))
+@tracepoint("qemu-event-loop", args=("nonblocking",))
 def main_loop_wait(nonblocking: int) -> int:
     """One main-loop iteration: wait for and dispatch events (no timers or slirp in this model)."""
     timeout = 0 if nonblocking else -1  # UINT32_MAX in QEMU: no limit

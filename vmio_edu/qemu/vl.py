@@ -15,7 +15,7 @@ def main_loop_should_exit() -> bool:
     return qemu_state().shutdown_requested
 
 
-@tracepoint("qemu-threadpool", args=())
+@tracepoint("qemu-event-loop", args=())
 def main_loop() -> None:
     """The main thread: with KVM it always waits blocking, iteration after iteration, until shutdown.
     vl.c's main() takes the BQL before calling it; the model thread starts here, so it takes it here."""

@@ -24,8 +24,11 @@ from .sources import SourceRef, lookup
 
 # Layers in path order; the swimlanes and `--format text` group by these.
 LAYERS = (
-    "guest", "vmx", "kvm", "qemu-cpu", "qemu-memory", "qemu-ide", "qemu-block", "qemu-threadpool", "host",
+    "guest", "vmx", "kvm", "qemu-cpu", "qemu-memory", "qemu-ide", "qemu-block", "qemu-threadpool",
+    "qemu-event-loop", "host",
 )
+# qemu-event-loop: the main loop and its AioContext (main_loop, main_loop_wait, glib_pollfds_*, aio_poll,
+# bottom halves, event notifiers), which wait for and dispatch completions; qemu-threadpool: the pool itself.
 _LINUX_LAYERS = {"guest", "vmx", "kvm", "host"}
 
 

@@ -521,7 +521,8 @@ def threads_view(m: Any) -> dict:
         else:
             state = "ready"
             why = (f"runnable, due at vCPU tick {due[id(t)]}" if id(t) in due
-                   else "runnable, waiting for the baton")
+                   else "runnable, waiting for its turn (one model thread runs at a time, in a fixed order, "
+                        "so every run is the same)")
         out.append({"name": t.name, "state": state, "why": why, "vcpu": t.is_vcpu,
                     "backtrace": [f.to_json() for f in backtrace(t.ctx.stack, t.name, t.ctx.machine)]})
     return {"ticks": sched.ticks, "bql_owner": m.state.bql_owner, "threads": out}

@@ -3,7 +3,8 @@
     from vmio_edu.widgets import DebuggerPanel
     DebuggerPanel(dbg)
 
-`render` holds the browser-free rendering (HTML strings, timeline data); `panel` the ipywidgets panel;
+`render` holds the browser-free rendering (HTML strings, timeline data), `source` the source pane; `panel` the
+ipywidgets panel (styled by panel.css);
 `anywidgets` the swimlane timeline and the hex view. ipywidgets and anywidget come with the `notebook` extra.
 """
 from __future__ import annotations

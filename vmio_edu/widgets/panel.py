@@ -1,10 +1,19 @@
-"""The debugger panel: controls, breakpoint picker, backtrace, swimlane timeline and the views.
+"""The debugger panel: one screen for a parked machine.
 
     from vmio_edu import Machine
     from vmio_edu.widgets import DebuggerPanel
     dbg = Machine().debugger()
     dbg.break_at("bdrv_aio_writev")
     DebuggerPanel(dbg)              # Continue runs to the breakpoint; Step, Next, Finish, Back move on
+
+Top to bottom (it fits a 1366x768 laptop inside JupyterLab): the buttons (First, Back, Step, Next, Finish,
+Continue, Stepi, Last) and a slider over the whole run; the stop line with a reference to share the moment;
+the timeline (a lane per thread coloured by layer, the guest's own lane, click to go there); the backtrace,
+the source (the modelled function's Python with the current line, a link to the real line in QEMU v1.6.1 or
+Linux v3.7, or the guest's assembly) and the views side by side; the breakpoints in a folding bar. Each
+view marks what changed since the previous stop; a byte clicked in the Disk, QEMUIOVector, IDE (io_buffer)
+or kvm_run (PIO page) hex view shows its journey (Debugger.provenance), each hop a button to that moment.
+Colours come from JupyterLab's CSS variables (panel.css), so the light and dark themes both work.
 
 Threading rule (ipykernel 7 loses widget updates sent from other threads): the panel is only updated on
 the thread that created it, the kernel's main thread. JupyterLab 4.6 with ipykernel 7 sends widget comm
@@ -18,7 +27,9 @@ stops, views and the recorded trace, and issues debugger commands.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
+from importlib import resources
 from typing import Any, Callable
 
 import ipywidgets as W
@@ -26,19 +37,26 @@ import ipywidgets as W
 from ..trace.tracepoint import REGISTRY
 from ..trace.views import VIEW_NAMES
 from . import render as R
+from . import source as S
 from .anywidgets import HexWidget, TimelineWidget
 
-BUTTONS = (("Step", "arrow-down", "the next trace point entry or exit, on any thread"),
+BUTTONS = (("First", "fast-backward", "the start, before the first event (time travel)"),
+           ("Back", "step-backward", "the previous entry or exit (time travel: replays the run)"),
+           ("Step", "arrow-down", "the next trace point entry or exit, on any thread"),
            ("Next", "arrow-right", "the next entry or exit at this depth or shallower, not deeper"),
            ("Finish", "arrow-up", "until this function returns"),
            ("Continue", "play", "until a breakpoint is hit or the guest halts"),
-           ("Back", "undo", "the previous entry or exit (time travel: replays the run)"))
+           ("Stepi", "step-forward", "one guest instruction (across VM exits, like gdb's stepi in a VM)"),
+           ("Last", "fast-forward", "the last moment recorded so far (the halt, once the run reached it)"))
+_STYLE = resources.files(__package__).joinpath("panel.css").read_text()
 
 
 class DebuggerPanel(W.VBox):
     """A JupyterLab panel over a `vmio_edu.trace.debugger.Debugger`. Display it as a cell's last expression.
 
     Each button has a method of the same name (`cont` for Continue); they return the new `Stop`.
+    The panel fits one laptop screen: the controls and the stop line on top, a compact timeline with a
+    slider, then the backtrace, the source and the views side by side; breakpoints in a folding bar.
     """
 
     def __init__(self, dbg: Any, *, window: int = 60) -> None:
@@ -51,42 +69,95 @@ class DebuggerPanel(W.VBox):
             self._loop = None
         self.stop = dbg.stop
         self._timeline_key: tuple | None = None
+        self._shown: dict[str, Any] = {}  # view name -> its data at the stop on screen
+        self._prev: dict[str, Any] = {}  # ... and at the stop before it (what changed)
+        self._shown_index: int | None = None
+        self._halt_index: int | None = None
+        self._quiet_slider = False
 
         self.buttons: dict[str, W.Button] = {}
         for name, icon, tip in BUTTONS:
+            if name == "Stepi" and not hasattr(dbg, "stepi"):
+                continue
             b = W.Button(description=name, icon=icon, tooltip=tip, layout=W.Layout(width="auto"))
             b.add_class(f"vmio-btn-{name.lower()}")
-            b.on_click(self._handler(getattr(self, "cont" if name == "Continue" else name.lower())))
+            method = {"Continue": "cont"}.get(name, name.lower())
+            b.on_click(self._handler(getattr(self, method)))
             self.buttons[name.lower()] = b
+        self.slider = W.IntSlider(value=-1, min=-1, max=0, continuous_update=False, readout=True,
+                                  description="", layout=W.Layout(flex="1 1 auto", min_width="160px"))
+        self.slider.add_class("vmio-slider")
+        self.slider.observe(lambda ch: self._on_kernel_thread(lambda: self._on_slider(ch)), names="value")
+        toolbar = W.HBox(list(self.buttons.values()) + [self.slider])
+        toolbar.add_class("vmio-toolbar")
         self.status = W.HTML()
         self.status.add_class("vmio-status")
         self.message = W.HTML()
+        self.message.add_class("vmio-message")
 
         self.timeline = TimelineWidget(on_goto=lambda i: self._on_kernel_thread(lambda: self.goto(i)))
+        self.timeline.add_class("vmio-timeline-wrap")
         self.backtrace = W.HTML()
         self.backtrace.add_class("vmio-backtrace-pane")
-        self.kvm_run_hex = HexWidget()
+        self.backtrace.add_class("vmio-scroll")
+        self.source_frame = W.Dropdown(options=[("#0", 0)], value=0, layout=W.Layout(width="auto", max_width="100%"))
+        self.source_frame.add_class("vmio-source-frame")
+        self.source_frame.observe(lambda ch: self._on_kernel_thread(self._show_source), names="value")
+        self.source = W.HTML()
+        self.source.add_class("vmio-source-pane")
+        self.source.add_class("vmio-scroll")
+        on_byte = lambda src, off: self._on_kernel_thread(lambda: self.provenance(src, off))  # noqa: E731
+        self.kvm_run_hex = HexWidget(on_byte=on_byte)
+        self.byte_hex = {"disk": HexWidget(on_byte=on_byte), "qiov": HexWidget(on_byte=on_byte),
+                         "ide": HexWidget(on_byte=on_byte)}
+        self.hops_title = W.HTML()
+        self.hops = W.VBox([])
+        self.hops.add_class("vmio-hops")
+        self.hops_close = W.Button(description="close", icon="times", tooltip="hide the byte's journey",
+                                   layout=W.Layout(width="auto", display="none"))
+        self.hops_close.add_class("vmio-hops-close")
+        self.hops_close.on_click(self._handler(self._close_hops))
+        self.hops_box = W.VBox([W.HBox([self.hops_title, self.hops_close]), self.hops])
+        self.hops_box.add_class("vmio-hops-box")
         self.view_panes = {name: W.HTML() for name in VIEW_NAMES}
         # A row of toggle buttons (they wrap) over a Stack: twelve views fit where tabs would be cut short.
         # jslink switches the view in the browser alone, with no message to the kernel.
         self.view_pick = W.ToggleButtons(options=[R.view_title(n) for n in VIEW_NAMES],
+                                         tooltips=[R.VIEW_HELP.get(n, "") for n in VIEW_NAMES],
                                          style={"button_width": "auto"})
         self.view_pick.add_class("vmio-view-pick")
-        self.view_stack = W.Stack([W.VBox([self.kvm_run_hex, pane]) if name == "kvm_run" else pane
-                                   for name, pane in self.view_panes.items()], selected_index=0)
+        pages = []
+        for name, pane in self.view_panes.items():
+            if name == "kvm_run":
+                pages.append(W.VBox([self.kvm_run_hex, pane]))
+            elif name in ("ide", "qiov"):
+                pages.append(W.VBox([pane, self.byte_hex[name]]))
+            elif name == "disk":
+                pages.append(W.VBox([self.byte_hex["disk"], pane]))
+            else:
+                pages.append(pane)
+        self.view_stack = W.Stack(pages, selected_index=0)
+        self.view_stack.add_class("vmio-scroll")
         W.jslink((self.view_pick, "index"), (self.view_stack, "selected_index"))
-        self.views = W.VBox([self.view_pick, self.view_stack],
-                            layout=W.Layout(flex="1 1 50%", min_width="360px", overflow="auto"))
+        self.views = W.VBox([self.view_pick, self.hops_box, self.view_stack],
+                            layout=W.Layout(flex="1 1 40%", min_width="0"))
         self.views.add_class("vmio-views")
-        left = W.VBox([W.HTML("<b>Backtrace</b> (innermost first)"), self.backtrace],
-                      layout=W.Layout(flex="1 1 50%", min_width="420px", max_height="600px", overflow="auto"))
+        self.views.add_class("vmio-pane")
+        left = W.VBox([W.HTML('<span class="vmio-pane-title">Backtrace</span> <span class="vmio-dim">'
+                              '(innermost first)</span>'), self.backtrace],
+                      layout=W.Layout(flex="1 1 27%", min_width="0"))
+        left.add_class("vmio-pane")
+        middle = W.VBox([W.HBox([W.HTML('<span class="vmio-pane-title">Source</span>'), self.source_frame]),
+                         self.source], layout=W.Layout(flex="1 1 33%", min_width="0"))
+        middle.add_class("vmio-pane")
+        main = W.HBox([left, middle, self.views], layout=W.Layout(width="100%"))
+        main.add_class("vmio-main")
+        self.bp_bar = W.Accordion([self._breakpoint_picker()], selected_index=None)
+        self.bp_bar.set_title(0, "Breakpoints")
+        self.bp_bar.add_class("vmio-bp-bar")
 
-        super().__init__([
-            W.HBox(list(self.buttons.values())), self.status, self.message,
-            W.HTML("<b>Timeline</b>: the recorded trace, layers × threads (click to go there)"), self.timeline,
-            W.HBox([left, self.views], layout=W.Layout(width="100%")),
-            self._breakpoint_picker(),
-        ])
+        super().__init__([W.HTML(f"<style>{_STYLE}</style>"), toolbar, self.status, self.message,
+                          self.timeline, main, self.bp_bar])
         self.add_class("vmio-panel")
         self.refresh()
 
@@ -96,7 +167,7 @@ class DebuggerPanel(W.VBox):
         first = next(iter(self.choices))
         self.layer_pick = W.Dropdown(options=list(self.choices), value=first, description="layer",
                                      layout=W.Layout(width="260px"))
-        self.function_pick = W.Select(options=self.choices[first], rows=6, layout=W.Layout(width="400px"))
+        self.function_pick = W.Select(options=self.choices[first], rows=4, layout=W.Layout(width="400px"))
         self.layer_pick.observe(lambda change: self._on_kernel_thread(lambda: self._on_layer(change)),
                                 names="value")
         self.add_function_bp = W.Button(description="Break at function", icon="stop-circle",
@@ -104,11 +175,31 @@ class DebuggerPanel(W.VBox):
         self.add_function_bp.on_click(self._handler(lambda: self._guard(self._add_function_breakpoint)))
         self.add_layer_bp = W.Button(description="Break on layer", layout=W.Layout(width="auto"))
         self.add_layer_bp.on_click(self._handler(lambda: self._guard(self._add_layer_breakpoint)))
-        self.bp_list = W.Select(options=[], rows=4, layout=W.Layout(width="260px"))
+        self.bp_list = W.Select(options=[], rows=3, layout=W.Layout(width="260px"))
         self.del_bp = W.Button(description="Delete", icon="trash", layout=W.Layout(width="auto"))
         self.del_bp.on_click(self._handler(lambda: self._guard(self._delete_breakpoint)))
-        picker = W.HBox([W.HTML("<b>Breakpoints</b>"), W.VBox([self.layer_pick, self.function_pick]),
-                         W.VBox([self.add_function_bp, self.add_layer_bp]), W.VBox([self.bp_list, self.del_bp])])
+        extra = []
+        program = getattr(getattr(self.dbg, "machine", None), "program", None)
+        if program is not None and "guest_label" in inspect.signature(self.dbg.break_at).parameters:
+            try:
+                from ..guest.symbols import symbols
+                labels = sorted(symbols(program).labels.items(), key=lambda kv: kv[1])
+            except Exception:  # noqa: BLE001 - no labels: no guest picker
+                labels = []
+            if labels:
+                self.guest_pick = W.Dropdown(options=[(f"{n}  {a:#x}", n) for n, a in labels
+                                                      if not n.startswith("_")],
+                                             description="guest", layout=W.Layout(width="260px"))
+                self.guest_pick.add_class("vmio-guest-pick")
+                self.add_guest_bp = W.Button(description="Break at guest label", icon="stop-circle",
+                                             layout=W.Layout(width="auto"))
+                self.add_guest_bp.add_class("vmio-add-guest-bp")
+                self.add_guest_bp.on_click(self._handler(lambda: self._guard(
+                    lambda: self.dbg.break_at(guest_label=self.guest_pick.value))))
+                extra = [W.VBox([self.guest_pick, self.add_guest_bp])]
+        picker = W.HBox([W.VBox([self.layer_pick, self.function_pick]),
+                         W.VBox([self.add_function_bp, self.add_layer_bp])] + extra
+                        + [W.VBox([self.bp_list, self.del_bp])])
         picker.add_class("vmio-picker")
         return picker
 
@@ -131,6 +222,140 @@ class DebuggerPanel(W.VBox):
     def goto(self, index: int) -> Any:
         return self._command(lambda: self.dbg.goto(index))
 
+    def stepi(self) -> Any:
+        """One guest instruction."""
+        return self._command(self.dbg.stepi)
+
+    def first(self) -> Any:
+        """The start: the machine before its first event."""
+        return self._command(lambda: self.dbg.goto(-1))
+
+    def last(self) -> Any:
+        """The end of the run: the guest's halt (run on to it, past the breakpoints, if not there yet)."""
+        return self._command(self._run_to_end)
+
+    def _run_to_end(self) -> Any:
+        n = len(self.dbg.events)
+        if self._halt_index == n:
+            return self.dbg.goto(n)
+        saved = [(b, b.enabled) for b in self.dbg.breakpoints]
+        try:
+            for b, _ in saved:
+                b.enabled = False  # Breakpoint.matches skips a disabled breakpoint
+            return self.dbg.cont()
+        finally:
+            for b, on in saved:
+                b.enabled = on
+
+    def provenance(self, source: str, offset: int) -> list:
+        """Show the journey of one byte clicked in a hex view (`source`: disk, qiov, ide or pio; `offset`:
+        its position there), from `Debugger.provenance`. Each hop becomes a button that goes there."""
+        self._check_thread()
+        self.hops_close.layout.display = ""
+        try:
+            query = self._provenance_query(source, offset)
+            if not hasattr(self.dbg, "provenance"):
+                raise RuntimeError("this debugger has no provenance() yet: the byte's journey needs it")
+            hops = list(self.dbg.provenance(**query))
+        except Exception as e:  # noqa: BLE001 - shown in the panel, as gdb prints an error
+            self.hops_title.value = f'<div class="vmio-error">byte journey: {R.esc(type(e).__name__)}: {R.esc(e)}</div>'
+            self.hops.children = []
+            if self._halt_index is None and hasattr(self.dbg, "provenance"):
+                # The journey is read from the recorded trace: a byte still on its way has no end there yet.
+                more = W.Button(description="Record the rest of the run, then show this byte's journey "
+                                            "(and come back here)", layout=W.Layout(width="100%"))
+                more.add_class("vmio-hop-more")
+                more.on_click(self._handler(lambda: self._provenance_after_end(source, offset)))
+                self.hops.children = [more]
+            return []
+        what = ", ".join(f"{k}={v:#x}" for k, v in query.items())
+        self.hops_title.value = (f'<div class="vmio-hops-title"><b>The journey of the byte at {R.esc(what)}</b> '
+                                 f'<span class="vmio-dim">({len(hops)} hops; click one to go to that moment)</span></div>')
+        buttons = []
+        for h in hops:
+            where = " ".join(f"{k} {h[k]:#x}" for k in ("addr", "offset") if isinstance(h.get(k), int))
+            b = W.Button(description=f"#{h.get('index')} {h.get('layer')}: {h.get('what')} {where}".strip(),
+                         tooltip=f"go to trace index {h.get('index')}", layout=W.Layout(width="100%"))
+            b.add_class("vmio-hop")
+            if isinstance(h.get("index"), int):
+                b.on_click(self._handler(lambda i=h["index"]: self.goto(i)))
+            else:
+                b.disabled = True
+            buttons.append(b)
+        self.hops.children = buttons
+        return hops
+
+    def _provenance_after_end(self, source: str, offset: int) -> list:
+        here = self.stop.index
+        query = self._provenance_query(source, offset)  # at this moment (the IDE sector, the PIO page)
+        self.last()
+        self.goto(here)
+        if self.stop.index != here:
+            return []
+        self._pending_query = query
+        try:
+            return self.provenance(source, offset)
+        finally:
+            self._pending_query = None
+
+    def _provenance_query(self, source: str, offset: int) -> dict:
+        if getattr(self, "_pending_query", None):
+            return self._pending_query
+        """Where a clicked byte is, as Debugger.provenance takes it: an image offset (disk, io_buffer, iovec,
+        the PIO page of a transfer into the drive's current sector)."""
+        if source == "disk":
+            return {"image_offset": offset}
+        ide = self._shown.get("ide") or {}
+        sector = (ide.get("drive") or {}).get("sector_num")
+        if not isinstance(sector, int):
+            raise ValueError("no sector in the IDE drive at this stop: click a byte in the Disk view instead")
+        if source in ("qiov", "ide"):
+            return {"image_offset": sector * 512 + offset}
+        if source == "pio":
+            pio = (self._shown.get("kvm_run") or {}).get("pio") or {}
+            size = pio.get("size") or 1
+            rel = offset - pio.get("data_offset", 0)
+            pos = self._pio_buffer_offset(rel // size, ide)
+            if pos is None or not 0 <= pos + rel % size < 512:
+                raise ValueError("this PIO page's bytes are not data for the drive's sector (not the data port)")
+            return {"image_offset": sector * 512 + pos + rel % size}
+        raise ValueError(f"no byte journey for {source!r}")
+
+    def _close_hops(self) -> None:
+        self._check_thread()
+        self.hops_title.value = ""
+        self.hops.children = []
+        self.hops_close.layout.display = "none"
+
+    def _pio_buffer_offset(self, element: int, ide: dict) -> int | None:
+        """Where element `element` of the PIO page of the current exit goes in (or comes from) io_buffer:
+        the `ide_pio_data` event QEMU's data-port access emitted for it in this exit, or, before that
+        access, the drive's data_ptr now plus the elements before it."""
+        events, i = self.dbg.events, min(self.stop.index, len(self.dbg.events) - 1)
+        start = i
+        while start >= 0 and start > i - 2000:  # back to this exit's return to userspace
+            e = events[start]
+            if e[0] == 2 and e[1] == "kvm_run_exit":
+                break
+            start -= 1
+        else:
+            return None
+        seen = []
+        for k in range(start, i + 1):
+            e = events[k]
+            if e[0] == 2 and e[1] == "ide_pio_data":
+                seen.append(dict(e[4] or ()).get("io_buffer_offset"))
+        if element < len(seen):
+            return seen[element]
+        ptr = (ide.get("io_buffer") or {}).get("data_ptr")
+        size = ((self._shown.get("kvm_run") or {}).get("pio") or {}).get("size") or 1
+        return None if ptr is None else ptr + (element - len(seen)) * size
+
+    def _on_slider(self, change: dict) -> None:
+        if self._quiet_slider or change["new"] == self.stop.index:
+            return
+        self.goto(int(change["new"]))
+
     def _handler(self, work: Callable[[], Any]) -> Callable:
         """A widget callback that runs `work` on the kernel thread."""
         return lambda *_ignored: self._on_kernel_thread(work)
@@ -149,6 +374,7 @@ class DebuggerPanel(W.VBox):
         """Run one debugger command (it blocks until the model has parked), then show the new stop.
         An error is shown in the panel, as gdb prints one and stays at the prompt."""
         self._check_thread()
+        before = self.stop
         for b in self.buttons.values():
             b.disabled = True
         try:
@@ -161,7 +387,16 @@ class DebuggerPanel(W.VBox):
         finally:
             for b in self.buttons.values():
                 b.disabled = False
-        self.message.value = ""
+        if getattr(self.stop, "reason", None) == "end":  # a command after the halt: the debugger says so
+            self.message.value = (f'<div class="vmio-info">{R.esc(self.stop.message)}. (In the panel: Back, First, '
+                                  'the slider or the timeline.)</div>')
+            self.stop = self.dbg.stop
+        elif before is not None and self.stop.reason == "halted" and before.reason == "halted":
+            self.message.value = ('<div class="vmio-info">Already at the end: the guest halted, there is nothing '
+                                  'after this. Use Back, First, the slider or the timeline to look at earlier '
+                                  'moments.</div>')
+        else:
+            self.message.value = ""
         self.refresh()
         return self.stop
 
@@ -175,7 +410,7 @@ class DebuggerPanel(W.VBox):
         self._show_breakpoints()
 
     def _error(self, e: BaseException) -> None:
-        self.message.value = f'<pre class="vmio-error" style="color:#b00">{R.esc(type(e).__name__)}: {R.esc(e)}</pre>'
+        self.message.value = f'<pre class="vmio-error">{R.esc(type(e).__name__)}: {R.esc(e)}</pre>'
 
     # -- breakpoints ----------------------------------------------------------------------------------------
     def _on_layer(self, change: dict) -> None:
@@ -195,18 +430,67 @@ class DebuggerPanel(W.VBox):
         self.dbg.delete(self.bp_list.value)
 
     def _show_breakpoints(self) -> None:
-        self.bp_list.options = [(str(bp), bp) for bp in self.dbg.breakpoints]
+        bps = self.dbg.breakpoints
+        self.bp_list.options = [(str(bp), bp) for bp in bps]
+        if hasattr(self, "bp_bar"):
+            self.bp_bar.set_title(0, f"Breakpoints ({len(bps)} set)" if bps else "Breakpoints (none set: open to add one)")
 
     # -- reading the parked state -------------------------------------------------------------------------
     def refresh(self) -> None:
         """Show the current stop. Only on the kernel thread, with the model parked."""
         self._check_thread()
         stop = self.stop
-        self.status.value = R.stop_header(stop)
+        if stop.reason == "halted":
+            self._halt_index = stop.index
+        if stop.index != self._shown_index:  # a new moment: what was on screen becomes "the previous stop"
+            self._prev = self._shown
+            self._shown = {}
+            self._shown_index = stop.index
+        self.status.value = R.stop_header(stop) + self._reference(stop)
         self._show_breakpoints()
-        self.backtrace.value = R.backtrace_html(stop.backtrace)
+        self.backtrace.value = R.backtrace_html(stop.backtrace) if stop.backtrace or stop.reason != "halted" else (
+            '<div class="vmio-backtrace"><i>the run is over: no thread is inside a modelled function any more '
+            '(the Threads view shows where each one waits)</i></div>')
+        frames = stop.backtrace
+        opts = [(f"#{f.level} {f.function}", f.level) for f in frames if f.layer != "guest"]
+        opts.insert(0 if stop.kind == "guest" or not opts else len(opts), ("guest code (assembly)", -1))
+        if list(self.source_frame.options) != opts:
+            self.source_frame.options = opts
+        self.source_frame.value = opts[0][1]
+        self._show_source()
         self._refresh_timeline(stop.index)
         self._refresh_views(stop)
+
+    def _reference(self, stop: Any) -> str:
+        """The short reference to this moment (`stop.reference` once the debugger gives one)."""
+        ref = getattr(stop, "reference", None)
+        if not ref:
+            cfg = getattr(self.dbg, "_config", {}) or {}
+            params = ", ".join(f"{k}={cfg[k]!r}" for k in ("op", "lba", "sectors", "seed") if k in cfg)
+            ref = f"Machine({params}).debugger().goto({stop.index})"
+        return f'<div class="vmio-dim vmio-reference">to share this moment: <code>{R.esc(ref)}</code></div>'
+
+    def _show_source(self, *_: Any) -> None:
+        self._check_thread()
+        stop, level = self.stop, self.source_frame.value
+        if level == -1 or level is None:
+            self.source.value = self._guest_source()
+        else:
+            self.source.value = S.frame_source_html(stop.backtrace, level, stop.kind)
+
+    def _guest_source(self) -> str:
+        m = self.dbg.machine
+        program = getattr(m, "program", None)
+        if program is None:
+            return '<i>this guest was given as raw bytes: no assembly source to show (see the CPU view)</i>'
+        guest = getattr(self.stop, "guest", None)  # a guest stop: the live RIP
+        rip = guest.get("rip") if isinstance(guest, dict) else None
+        if rip is None:
+            try:
+                rip = self.stop.views["registers"]["regs"]["rip"]
+            except Exception:  # noqa: BLE001
+                rip = None
+        return S.guest_listing_html(program, program.code, rip)
 
     def _refresh_timeline(self, index: int) -> None:
         events = self.dbg.events
@@ -217,16 +501,31 @@ class DebuggerPanel(W.VBox):
         self.timeline.detail = R.timeline_detail(events, REGISTRY, index, self.timeline.data["lanes"],
                                                  self.window)
         self.timeline.index = index
+        self._quiet_slider = True
+        try:
+            top = len(events) if self._halt_index == len(events) else max(len(events) - 1, 0)
+            self.slider.max = max(top, index, 0)
+            self.slider.value = index
+        finally:
+            self._quiet_slider = False
 
     def _refresh_views(self, stop: Any) -> None:
         for name, pane in self.view_panes.items():
             try:
                 view = stop.views[name]
-                pane.value = R.view_html(name, view)
+                prev = self._prev.get(name)
+                self._shown[name] = view
+                pane.value = R.view_html(name, view, prev)
                 if name == "kvm_run":
-                    self.kvm_run_hex.regions = R.kvm_run_regions(view)
+                    self.kvm_run_hex.regions = R.kvm_run_regions(view, prev)
+                elif name == "disk":
+                    self.byte_hex["disk"].regions = R.disk_regions(view, prev)
+                elif name == "qiov":
+                    self.byte_hex["qiov"].regions = R.qiov_regions(view, prev)
+                elif name == "ide":
+                    self.byte_hex["ide"].regions = R.io_buffer_region(view, prev)
             except Exception as e:  # noqa: BLE001 - one view failing must not hide the others
-                pane.value = f'<pre class="vmio-error" style="color:#b00">{R.esc(type(e).__name__)}: {R.esc(e)}</pre>'
+                pane.value = f'<pre class="vmio-error">{R.esc(type(e).__name__)}: {R.esc(e)}</pre>'
 
     def _check_thread(self) -> None:
         if threading.get_ident() != self._owner:

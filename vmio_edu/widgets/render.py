@@ -10,12 +10,15 @@ import html
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ..trace.argfmt import HEX_NAMES, IOCTL_NAMES, format_args, format_value
 from ..trace.tracepoint import LAYERS, REGISTRY
 
 # Layer colours, in path order (the timeline, the backtrace and the picker share them).
+# Ten hues far apart (readable on the light and the dark JupyterLab theme alike).
 LAYER_COLOURS = {
-    "guest": "#6a4c93", "vmx": "#1982c4", "kvm": "#4267ac", "qemu-cpu": "#8ac926", "qemu-memory": "#52a675",
-    "qemu-ide": "#ff924c", "qemu-block": "#ff595e", "qemu-threadpool": "#c5ca30", "host": "#7a7a7a",
+    "guest": "#9467bd", "vmx": "#1f77b4", "kvm": "#17becf", "qemu-cpu": "#2ca02c", "qemu-memory": "#bcbd22",
+    "qemu-ide": "#ff7f0e", "qemu-block": "#d62728", "qemu-threadpool": "#8c564b", "qemu-event-loop": "#e377c2",
+    "host": "#7f7f7f",
 }
 
 
@@ -46,7 +49,17 @@ def stop_header(stop: Any) -> str:
     """One line: where the debugger stopped and why (a `Stop` of vmio_edu.trace.debugger, or None)."""
     if stop is None or (stop.function is None and stop.reason == "start"):
         return '<div class="vmio-stop">not started: press Continue (to a breakpoint) or Step</div>'
-    msg = f' <span class="vmio-stop-msg" style="color:#b00">{esc(stop.message)}</span>' if stop.message else ""
+    if stop.reason == "halted":
+        summary = getattr(stop, "summary", None) or {}
+        ok = summary.get("success", True)
+        text = stop.message if summary and stop.message else (
+            "the guest ran its last instruction (hlt) and halted normally. " + halt_summary(stop))
+        mark, cls = ("\u2714", "vmio-halted") if ok else ("\u26a0", "vmio-halted vmio-halted-failed")
+        return (f'<div class="vmio-stop {cls}"><span class="vmio-tick">{mark}</span> #{esc(stop.index)} '
+                f'<b>the guest finished</b>: {esc(text)}</div>')
+    bad = stop.reason in ("error", "condition-error", "interrupted")
+    cls = "vmio-stop-msg vmio-bad" if bad else "vmio-stop-msg"
+    msg = f' <span class="{cls}">{esc(stop.message)}</span>' if stop.message else ""
     if stop.function is None:
         return (f'<div class="vmio-stop">#{esc(stop.index)} <b>{esc(stop.reason)}</b>'
                 f'{msg or " (the end of the recorded run)"}</div>')
@@ -55,14 +68,29 @@ def stop_header(stop: Any) -> str:
     why = esc(stop.reason) + (f" {esc(stop.breakpoint.number)}" if stop.breakpoint is not None else "")
     return (f'<div class="vmio-stop">#{esc(stop.index)} {verb}<b class="vmio-stop-fn">{esc(stop.function)}</b> '
             f'{layer_badge(stop.layer)} on thread <b>{esc(stop.thread)}</b>{where} '
-            f'<i style="color:#666">({why})</i>{msg}</div>')
+            f'<i class="vmio-dim">({why})</i>{msg}</div>')
+
+
+def halt_summary(stop: Any) -> str:
+    """What the run did, in one sentence, for the halted stop (from its views; empty if they fail)."""
+    try:
+        v = stop.views
+        exits = v["exits"].get("count", 0)
+        disk = v["disk"]
+        changed = disk.get("sectors_changed", [])
+        what = (f"It wrote sector{'s' if len(changed) != 1 else ''} {', '.join(map(str, changed))} of the disk"
+                if changed else "It left the disk as it was (a read, or no I/O)")
+        return f"{what}, with {exits} exits to QEMU (KVM_RUN returns) on the way."
+    except Exception:  # noqa: BLE001 - a summary must never hide the halt itself
+        return ""
 
 
 _TD = ' style="padding:0 10px 0 0;white-space:nowrap;line-height:1.3"'
 
 
 def backtrace_html(frames: Sequence[Any]) -> str:
-    """The backtrace as a table, innermost frame first, each with its real file:line and layer.
+    """The backtrace, innermost frame first: each frame's function with its arguments as gdb shows them
+    (`port=0x1f0`, `type=KVM_RUN`), its real file:line under it, its layer as a coloured edge.
 
     The thread is named once when all frames share it (a thread's stack), per frame otherwise.
     """
@@ -72,21 +100,17 @@ def backtrace_html(frames: Sequence[Any]) -> str:
     per_frame_thread = len(threads) > 1
     rows = []
     for f in frames:
-        args = ", ".join(f"{esc(k)}={esc(v)}" for k, v in (f.args or {}).items())
+        args = esc(format_args(f.args or {}, f.function))
         where = f"{esc(f.file)}:{esc(f.line)}" if f.file else "?"
         colour = LAYER_COLOURS.get(f.layer, "#999")
-        thread = f"<td{_TD}>{esc(f.thread)}</td>" if per_frame_thread else ""
+        thread = f" on {esc(f.thread)}" if per_frame_thread else ""
         rows.append(
-            f'<tr class="vmio-frame" data-function="{esc(f.function)}" data-layer="{esc(f.layer)}">'
-            f'<td{_TD}>#{f.level}</td><td style="padding:0 10px 0 0"><b>{esc(f.function)}</b> '
-            f'<span style="color:#666">({args})</span></td>'
-            f'<td{_TD}><code>{where}</code></td><td{_TD}><span style="color:{colour}">{esc(f.layer)}</span></td>'
-            f'{thread}</tr>')
-    cols = ("#", "function (args)", "file:line", "layer") + (("thread",) if per_frame_thread else ())
-    head = "".join(f'<th{_TD} align="left">{h}</th>' for h in cols)
+            f'<div class="vmio-frame" data-function="{esc(f.function)}" data-layer="{esc(f.layer)}" '
+            f'style="border-left:4px solid {colour};padding-left:4px;margin-bottom:2px" title="layer {esc(f.layer)}">'
+            f'<span class="vmio-dim">#{f.level}</span> <b>{esc(f.function)}</b> <span class="vmio-dim">({args})</span>'
+            f'<br><code class="vmio-dim">{where}</code> <span style="color:{colour}">{esc(f.layer)}</span>{thread}</div>')
     title = "" if per_frame_thread else f'<div>thread <b>{esc(next(iter(threads)))}</b></div>'
-    return (f'<div class="vmio-backtrace">{title}<table style="border-collapse:collapse;font-size:90%;'
-            f'line-height:1.25"><tr>{head}</tr>' + "".join(rows) + "</table></div>")
+    return f'<div class="vmio-backtrace">{title}' + "".join(rows) + "</div>"
 
 
 # -- the breakpoint picker --------------------------------------------------------------------------------
@@ -125,62 +149,123 @@ def breakpoint_choices(registry: Iterable[Any]) -> dict[str, list[tuple[str, str
 
 
 # -- the swimlane timeline --------------------------------------------------------------------------------
-def timeline_data(events: Sequence[tuple], registry: Sequence[Any], index: int | None) -> dict:
-    """The recorded trace as lanes of layer × thread, for the timeline widget.
+GUEST_LANE = "guest"  # the guest's own lane: when it runs (VM entry to VM exit) and each exit's instruction
+OVERVIEW_BINS = 600  # the whole-trace strip is drawn in at most this many cells per lane
 
-    `events` are the recorder's tuples `(kind, what, thread, depth, payload)`; every entry (kind 0) is put
-    in the lane of its trace point's layer and its thread. Consecutive entries in one lane merge into one
-    segment `[lane, start, end, first function, entries]`, which keeps a 10 000-event trace small.
-    `marks` are the single entries near `index` (±window), for the detail strip.
+
+def _entries(events: Sequence[tuple]) -> Any:
+    """(index, trace point id, thread) of every entry. A columnar trace lists them without building every
+    event (`events.entries()`, vmio_edu.trace.events); a plain sequence is read event by event."""
+    if hasattr(events, "entries"):
+        return events.entries()
+    return ((i, ev[1], ev[2]) for i, ev in enumerate(events) if ev[0] == 0)
+
+
+def timeline_data(events: Sequence[tuple], registry: Sequence[Any], index: int | None,
+                  bins: int = OVERVIEW_BINS) -> dict:
+    """The recorded trace as one lane per thread, coloured by layer, plus a lane for the guest itself.
+
+    Only the entries are read (`_entries`). Each thread lane is cut into at most `bins` cells of
+    consecutive events; a cell takes the colour of the rarest layer entered in it (so the single
+    `sys_pwrite64` on a worker stays visible among thousands of KVM entries), and neighbouring cells of
+    one layer merge into one segment `[lane, start, end, function, entries, layer, goto]` (`function` and
+    `goto`: the first entry of that layer in the segment, where a click goes).
+    The guest lane has a segment for each stretch the guest ran: from the entry into `vmx_vcpu_run` (VM
+    entry) to the VM exit just after it; `exits` lists `[exit index, label]`, the label naming the exit
+    handler `vmx_handle_exit` chose (`VM exit -> handle_io`).
     """
-    lanes: list[list[str]] = []
-    lane_of: dict[tuple[str, str], int] = {}
-    segments: list[list] = []
-    # a columnar trace (vmio_edu.trace.events) lists its entries without building every event
-    entries = events.entries() if hasattr(events, "entries") else \
-        ((i, ev[1], ev[2]) for i, ev in enumerate(events) if ev[0] == 0)
-    for i, what, thread in entries:
+    n = len(events)
+    step = max(1, -(-n // max(1, bins)))
+    threads: list[str] = []
+    counts: dict[tuple[str, str], int] = {}
+    cells: dict[tuple[str, int], dict[str, list]] = {}  # (thread, bin) -> layer -> [first, function, n, last]
+    guest_segs: list[list] = []
+    exits: list[list] = []
+    running: dict[str, int] = {}  # vCPU thread -> index of its vmx_vcpu_run entry (the guest runs)
+    dispatch: dict[str, bool] = {}  # vCPU thread -> the next entry is the exit handler
+    for i, what, th in _entries(events):
         tp = registry[what]
-        key = (tp.layer, thread)
-        if key not in lane_of:
-            lane_of[key] = len(lanes)
-            lanes.append([tp.layer, thread])
-        lane = lane_of[key]
-        last = segments[-1] if segments else None
-        if last is not None and last[0] == lane:
-            last[2] = i
-            last[4] += 1
+        if th not in threads:
+            threads.append(th)
+        key = (th, tp.layer)
+        counts[key] = counts.get(key, 0) + 1
+        c = cells.setdefault((th, i // step), {})
+        slot = c.get(tp.layer)
+        if slot is None:
+            c[tp.layer] = [i, tp.name, 1, i]
         else:
-            segments.append([lane, i, i, tp.name, 1])
-    order = sorted(range(len(lanes)), key=lambda k: (_layer_rank(lanes[k][0]), _thread_rank(lanes[k][1])))
-    renum = {old: new for new, old in enumerate(order)}
-    for s in segments:
-        s[0] = renum[s[0]]
-    lanes = [lanes[k] for k in order]
-    return {
-        "lanes": [{"layer": la, "thread": th, "colour": LAYER_COLOURS.get(la, "#999")} for la, th in lanes],
-        "segments": segments,
-        "length": len(events),
-        "index": -1 if index is None else int(index),
-    }
+            slot[2] += 1
+            slot[3] = i
+        if dispatch.pop(th, False) and exits:
+            exits[-1][1] = f"VM exit \u2192 {tp.name}"
+        start = running.pop(th, None)
+        if start is not None:  # the guest ran from the VM entry to the exit right after it
+            guest_segs.append([0, start, start + 1, "the guest runs", 1, "guest", start])
+            exits.append([start + 1, "VM exit"])
+        if tp.name == "vmx_vcpu_run":
+            running[th] = i
+        elif tp.name == "vmx_handle_exit":
+            dispatch[th] = True
+    threads.sort(key=_thread_rank)
+    lane_of = {th: k + 1 for k, th in enumerate(threads)}  # lane 0 is the guest
+    segments: list[list] = []
+    for (th, _b), c in sorted(cells.items(), key=lambda kv: (lane_of[kv[0][0]], kv[0][1])):
+        lane = lane_of[th]
+        layer = min(c, key=lambda la: (counts[(th, la)], -_layer_rank(la)))
+        first, fn, _k, _last = c[layer]
+        start, end = min(v[0] for v in c.values()), max(v[3] for v in c.values())
+        entries = sum(v[2] for v in c.values())
+        prev = segments[-1] if segments else None
+        if prev is not None and prev[0] == lane and prev[5] == layer:
+            prev[2] = end
+            prev[4] += entries
+        else:
+            segments.append([lane, start, end, fn, entries, layer, first])
+    segments = guest_segs + segments
+    segments.sort(key=lambda s: (s[1], s[0]))
+    lanes = [{"thread": GUEST_LANE, "label": "guest (vcpu0 code)", "colour": LAYER_COLOURS["guest"]}]
+    lanes += [{"thread": th, "label": th, "colour": "#999"} for th in threads]
+    used = [la for la in LAYERS if any(la == s[5] for s in segments)]
+    return {"lanes": lanes, "segments": segments, "exits": exits, "length": n,
+            "index": -1 if index is None else int(index),
+            "layers": [{"layer": la, "colour": LAYER_COLOURS.get(la, "#999")} for la in used]}
+
+
+def _exit_label(p: Mapping) -> str:
+    reason = p.get("reason")
+    name = _VMX_EXIT_NAMES.get(reason, f"exit reason {reason}")
+    rip = p.get("rip")
+    return f"VM exit {name}" + (f" at rip {rip:#x}" if isinstance(rip, int) else "")
+
+
+_VMX_EXIT_NAMES = {0: "EXCEPTION_NMI", 1: "EXTERNAL_INTERRUPT", 7: "PENDING_INTERRUPT", 12: "HLT",
+                   30: "IO_INSTRUCTION", 48: "EPT_VIOLATION"}
 
 
 def timeline_detail(events: Sequence[tuple], registry: Sequence[Any], index: int | None,
                     lanes: Sequence[Mapping], window: int = 60) -> list[list]:
-    """Entries within `window` events of `index`, for the zoom strip: `[lane, event index, label, depth]`.
+    """Entries within `window` events of `index`, for the zoom strip:
+    `[lane, event index, label, depth, layer]` (lanes as timeline_data's: one per thread, 0 the guest).
 
-    The event at `index` itself is included whatever its kind (a return is labelled `fn (return)`)."""
+    The event at `index` itself is included whatever its kind (a return is labelled `fn (return)`, a
+    VM exit is put in the guest lane)."""
     if index is None or index < 0:
         return []
-    lane_of = {(ln["layer"], ln["thread"]): k for k, ln in enumerate(lanes)}
+    lane_of = {ln["thread"]: k for k, ln in enumerate(lanes)}
     out = []
     for i in range(max(0, index - window), min(len(events), index + window + 1)):
-        kind, what, thread, depth, _ = events[i]
-        if kind == 2 or (kind == 1 and i != index):
+        kind, what, thread, depth, payload = events[i]
+        if kind == 2:
+            if what == "kvm_exit":
+                out.append([0, i, _exit_label(dict(payload or ())), 0, "guest"])
+            elif i == index:
+                out.append([lane_of.get(thread, 0), i, str(what), depth, "event"])
+            continue
+        if kind == 1 and i != index:
             continue
         tp = registry[what]
         label = tp.name if kind == 0 else f"{tp.name} (return)"
-        out.append([lane_of.get((tp.layer, thread), 0), i, label, depth])
+        out.append([lane_of.get(thread, 0), i, label, depth, tp.layer])
     return out
 
 
@@ -197,6 +282,21 @@ def _thread_rank(thread: str) -> tuple:
 
 # -- views ------------------------------------------------------------------------------------------------
 # `stop.views` (vmio_edu.trace.views) maps each name to plain data; these turn one view into HTML.
+VIEW_HELP = {
+    "registers": "the guest CPU's registers and the instructions around RIP",
+    "vmcs": "the VMCS: what the processor recorded about the last VM exit (reason, qualification)",
+    "kvm_run": "struct kvm_run: the page KVM shares with QEMU to say why KVM_RUN returned",
+    "ide": "the IDE drive's registers, status bits and its PIO buffer (io_buffer)",
+    "qiov": "QEMUIOVector: the list of buffers a block request reads into or writes from",
+    "coroutines": "QEMU coroutines: functions with their own stack that pause and resume (block I/O)",
+    "thread_pool": "the pool of worker threads that run blocking pwrite/pread off the main loop",
+    "aio": "AioContext: what the main loop waits on: file descriptors, and bottom halves (callbacks "
+           "another thread schedules for the main loop to run soon)",
+    "disk": "the disk image's bytes that changed, and each byte's journey (click one)",
+    "threads": "every model thread: running, ready or blocked, and where",
+    "block": "the block layer: the disk's driver stack (raw format on a file) and its requests",
+    "exits": "the VM exits QEMU has seen so far (each return of KVM_RUN)",
+}
 VIEW_TITLES = {"registers": "CPU", "vmcs": "VMCS", "kvm_run": "kvm_run", "ide": "IDE", "qiov": "QEMUIOVector",
                "coroutines": "Coroutines", "thread_pool": "Thread pool", "aio": "AioContext", "disk": "Disk",
                "threads": "Threads", "block": "Block", "exits": "Exits"}
@@ -210,13 +310,21 @@ def view_title(name: str) -> str:
     return VIEW_TITLES.get(name, name)
 
 
-def view_html(name: str, view: Any) -> str:
+def view_html(name: str, view: Any, prev: Any = None) -> str:
     """One view as HTML: registers with the disassembly, VMCS with the qualification decoded, kvm_run's
-    fields, IDE status bits and buffer position, disk sectors as a diff; the rest as tables."""
-    special = {"registers": registers_html, "vmcs": vmcs_html, "kvm_run": kvm_run_html, "ide": ide_html,
-               "disk": disk_html}.get(name)
-    body = special(view) if special else value_html(view)
-    return f'<div class="vmio-view vmio-view-{esc(name)}">{body}</div>'
+    fields, IDE status bits and buffer position, disk sectors as a diff, threads as cards; the rest as
+    tables. With `prev` (the same view at the previous stop) what changed is named and marked."""
+    if name == "registers":
+        body = registers_html(view, prev)
+        # the disassembly and the decoded flags follow from the registers: name the registers only
+        prev = None if prev is None else {"regs": prev.get("regs"), "rflags": (prev.get("rflags") or {}).get("set")}
+        view = {"regs": view.get("regs"), "rflags": (view.get("rflags") or {}).get("set")}
+    elif name == "threads":
+        body = threads_html(view, prev)
+    else:
+        special = {"vmcs": vmcs_html, "kvm_run": kvm_run_html, "disk": disk_html, "qiov": qiov_html}.get(name)
+        body = ide_html(view, prev) if name == "ide" else special(view) if special else value_html(view)
+    return f'<div class="vmio-view vmio-view-{esc(name)}">{changes_html(prev, view)}{body}</div>'
 
 
 def value_html(v: Any, key: str = "") -> str:
@@ -237,15 +345,19 @@ def value_html(v: Any, key: str = "") -> str:
         if not v:
             return "<i>none</i>"
         if all(isinstance(x, Mapping) for x in v):
-            cols: list[str] = []
-            for x in v:
-                cols += [k for k in x if k not in cols]
-            head = "".join(f"<th{_TD}>{esc(c)}</th>" for c in cols)
-            body = "".join("<tr>" + "".join(f"<td{_TD}>{value_html(x.get(c, ''), c)}</td>" for c in cols)
-                           + "</tr>" for x in v)
-            return f'<table class="vmio-rows" style="border-collapse:collapse"><tr>{head}</tr>{body}</table>'
+            if all("function" in x and "level" in x for x in v):  # a backtrace: one line per frame
+                return "".join(
+                    f'<div class="vmio-card-frame">#{esc(x["level"])} <b>{esc(x["function"])}</b> '
+                    f'<span class="vmio-dim">({esc(format_args(x.get("args") or {}, x["function"]))}) '
+                    f'{esc(x.get("file", ""))}:{esc(x.get("line", ""))}</span></div>' for x in v)
+            # one card per element (a table with a column per key was wider than the column it sits in)
+            return ('<div class="vmio-cards">' + "".join(f'<div class="vmio-card">{value_html(x)}</div>' for x in v)
+                    + "</div>")
         more = f" … ({len(v)} items)" if len(v) > 64 else ""
         return esc(", ".join(show(x) for x in v[:64])) + more
+    if isinstance(v, int) and not isinstance(v, bool) and (key in HEX_NAMES or key in IOCTL_NAMES
+                                                           or key in ("direction", "exit_reason")):
+        return esc(format_value(key, v))  # port=0x1f0, rip=0x11bf, type=KVM_RUN: as the backtrace says
     return esc(show(v))
 
 
@@ -262,11 +374,13 @@ def hexdump(data: bytes, base: int = 0, width: int = 16) -> str:
     return "\n".join(lines)
 
 
-def row_table(values: Mapping) -> str:
-    """A flat mapping as one row of names over one row of values (a register file on one line)."""
+def row_table(values: Mapping, prev: Mapping | None = None) -> str:
+    """A flat mapping as one row of names over one row of values (a register file on one line); with
+    `prev`, the values that changed are marked."""
     head = "".join(f'<th{_TD} align="left">{esc(k)}</th>' for k in values)
-    body = "".join(f"<td{_TD}><code>{esc(v if not isinstance(v, int) or isinstance(v, bool) else hex(v))}</code></td>"
-                   for v in values.values())
+    body = "".join(f"<td{_TD}><code" + (' class="vmio-changed"' if prev is not None and k in prev and prev[k] != v else "")
+                   + f">{esc(v if not isinstance(v, int) or isinstance(v, bool) else hex(v))}</code></td>"
+                   for k, v in values.items())
     return f'<table class="vmio-row" style="border-collapse:collapse"><tr>{head}</tr><tr>{body}</tr></table>'
 
 
@@ -275,20 +389,25 @@ def _details(summary: str, body: str) -> str:
 
 
 # registers -------------------------------------------------------------------------------------------------
-def disassembly_text(dis: Mapping) -> str:
-    """gdb's `x/i` style listing; the instruction at RIP is marked `=>`."""
+def disassembly_text(dis: Mapping, with_bytes: bool = True) -> str:
+    """gdb's `x/i` style listing; the instruction at RIP is marked `=>` (the panel leaves the bytes out,
+    as gdb does, to fit its column)."""
     rows = []
     for r in dis.get("rows", []):
         mark = "=>" if r.get("current") else "  "
-        rows.append(f"{mark} {r['address']:#07x}  {r['bytes']:<16} {r['mnemonic']} {r['op_str']}".rstrip())
+        code = f"{r['bytes']:<16} " if with_bytes else ""
+        rows.append(f"{mark} {r['address']:#07x}  {code}{r['mnemonic']} {r['op_str']}".rstrip())
     if dis.get("note"):
         rows.append(dis["note"])
     return "\n".join(rows)
 
 
-def registers_html(view: Mapping) -> str:
+def registers_html(view: Mapping, prev: Mapping | None = None) -> str:
     regs = view.get("regs", {})
-    cells = [f"<td{_TD}><b>{esc(n)}</b></td><td{_TD}><code>{v:#018x}</code></td>" for n, v in regs.items()]
+    old = (prev or {}).get("regs", {})
+    cells = [f"<td{_TD}><b>{esc(n)}</b></td><td{_TD}><code"
+             + (' class="vmio-changed"' if n in old and old[n] != v else "") + f">{v:#018x}</code></td>"
+             for n, v in regs.items()]
     grid = "".join("<tr>" + "".join(cells[i:i + 2]) + "</tr>" for i in range(0, len(cells), 2))
     fl = view.get("rflags", {})
     dis = view.get("disassembly", {})
@@ -296,7 +415,7 @@ def registers_html(view: Mapping) -> str:
             f'RFLAGS {fl.get("value", 0):#x} [{esc(" ".join(fl.get("set", [])))}]</div>'
             f'<table class="vmio-regs">{grid}</table>'
             f'<div><b>disassembly</b></div><pre class="vmio-disasm" style="{_PRE}">'
-            f'{esc(disassembly_text(dis))}</pre>'
+            f'{esc(disassembly_text(dis, with_bytes=False))}</pre>'
             + _details("segments, control registers, descriptor tables",
                        value_html({k: view[k] for k in ("segments", "control", "tables") if k in view})))
 
@@ -308,7 +427,7 @@ def vmcs_html(view: Mapping) -> str:
             + (f", EXIT_QUALIFICATION <code>{q:#x}</code>" if isinstance(q, int) else "")
             + (f', instruction length {esc(view["instruction_length"])}' if "instruction_length" in view else "")
             + "</div>")
-    note = f'<div style="color:#666">{esc(view["note"])}</div>' if view.get("note") else ""
+    note = f'<div class="vmio-dim">{esc(view["note"])}</div>' if view.get("note") else ""
     decoded = value_html(view.get("exit_qualification_decoded") or [])
     rest = {k: v for k, v in view.items() if k not in ("exit_qualification_decoded", "note")}
     return head + note + "<div><b>exit qualification, bit by bit</b></div>" + decoded + _details(
@@ -348,14 +467,18 @@ def field_at(region: Mapping, offset: int) -> str | None:
     return None
 
 
-def kvm_run_regions(view: Mapping) -> list[dict]:
+def kvm_run_regions(view: Mapping, prev: Mapping | None = None) -> list[dict]:
     """The kvm_run view as hex-widget regions: the head of `struct kvm_run` with its fields, and the
-    used part of the PIO page with one field per element."""
+    used part of the PIO page with one field per element (clickable: the byte's journey)."""
     head = bytes.fromhex(view.get("bytes", ""))
     if not head:
         return []
     fields = [(f["name"], f["offset"], f["size"], f["value"]) for f in view.get("fields", [])]
     regions = [hex_region(f"struct kvm_run (first {len(head)} bytes)", head, 0, fields)]
+    regions[0]["changed"] = changed_offsets((prev or {}).get("bytes"), head.hex())
+    moved = set(regions[0]["changed"])
+    for f in regions[0]["fields"]:
+        f["changed"] = any(f["offset"] + j in moved for j in range(f["size"]))
     pio = view.get("pio")
     if pio:
         data, size, off = bytes.fromhex(pio["bytes"]), pio["size"] or 1, pio["data_offset"]
@@ -363,6 +486,7 @@ def kvm_run_regions(view: Mapping) -> list[dict]:
         elems = [(f"data[{i}]", off + i * size, size, int.from_bytes(shown[i * size:(i + 1) * size], "little"))
                  for i in range(len(shown) // size)]
         regions.append(hex_region(f"PIO page at data_offset {off}", shown, off, elems, width=16))
+        regions[-1]["source"] = "pio"
     return regions
 
 
@@ -379,11 +503,13 @@ def ide_status_bits(status: int) -> list[tuple[str, bool]]:
     return [(name, bool(status & mask)) for name, mask in STATUS_BITS]
 
 
-def ide_status_html(status: int) -> str:
+def ide_status_html(status: int, prev: int | None = None) -> str:
+    """The status register's bits; with `prev` (the status at the previous stop) the flipped ones marked."""
+    flipped = 0 if prev is None else status ^ prev
     cells = "".join(
-        f'<span class="vmio-bit {"on" if on else "off"}" title="bit {mask.bit_length() - 1}" '
-        f'style="display:inline-block;min-width:38px;text-align:center;margin-right:2px;border:1px solid #999;'
-        f'background:{"#2a9d8f;color:#fff" if on else "#eee;color:#999"}">{name}</span>'
+        f'<span class="vmio-bit {"on" if on else "off"}{" vmio-changed" if flipped & mask else ""}" '
+        f'title="bit {mask.bit_length() - 1}" '
+        f'style="display:inline-block;min-width:38px;text-align:center;margin-right:2px">{name}</span>'
         for (name, on), (_, mask) in zip(ide_status_bits(status), STATUS_BITS))
     return f'<div class="vmio-ide-status">status <code>0x{status:02x}</code> {cells}</div>'
 
@@ -399,11 +525,12 @@ def buffer_position_html(data_ptr: int, data_end: int, length: int) -> str:
             f'<div style="width:{todo:.1f}%;background:#ffd166"></div></div></div>')
 
 
-def ide_html(view: Mapping) -> str:
+def ide_html(view: Mapping, prev: Mapping | None = None) -> str:
     drive = view.get("drive", {})
     cmd = drive.get("command") or {}
     buf = view.get("io_buffer", {})
-    parts = [ide_status_html(view.get("status", 0))]
+    old_regs = ((prev or {}).get("drive") or {}).get("registers") if prev else None
+    parts = [ide_status_html(view.get("status", 0), (prev or {}).get("status") if prev else None)]
     if cmd:
         parts.append(f'<div>command <b>{esc(cmd.get("name"))}</b> (<code>{cmd.get("opcode", 0):#04x}</code>), '
                      f'{esc(drive.get("addressing", ""))} sector {esc(drive.get("sector_num", ""))}, '
@@ -414,9 +541,9 @@ def ide_html(view: Mapping) -> str:
     if bus:
         parts.append(f'<div>IRQ line {esc(bus.get("irq_level"))}, nIEN {esc(show(bus.get("nIEN")))}</div>')
     regs = drive.get("registers", {})
-    parts.append("<div><b>task file</b></div>" + row_table({k: v for k, v in regs.items() if not k.startswith("hob_")})
-                 + row_table({k: v for k, v in regs.items() if k.startswith("hob_")}))
-    parts.append(_details("the PIO buffer bytes", value_html(buf.get("bytes", ""), "bytes")))
+    parts.append("<div><b>task file</b></div>"
+                 + row_table({k: v for k, v in regs.items() if not k.startswith("hob_")}, old_regs)
+                 + row_table({k: v for k, v in regs.items() if k.startswith("hob_")}, old_regs))
     parts.append(_details("everything", value_html(view)))
     return "".join(parts)
 
@@ -454,6 +581,166 @@ def disk_html(view: Mapping) -> str:
     n = view.get("sectors_changed_count", 0)
     head = (f'<div>{n} sector{"" if n == 1 else "s"} changed'
             + (f': {esc(", ".join(map(str, view.get("sectors_changed", []))))}' if n else "")
-            + f' <span style="color:#666">({esc(view.get("note", ""))})</span></div>')
+            + f' <span class="vmio-dim">({esc(view.get("note", ""))})</span></div>')
     return head + "".join(sector_diff_html(s["lba"], bytes.fromhex(s["before"]), bytes.fromhex(s["after"]))
                           for s in view.get("sectors", []))
+
+
+# -- what changed since the previous stop ----------------------------------------------------------------
+def changed_paths(prev: Any, cur: Any, prefix: str = "", limit: int = 40) -> list[str]:
+    """Dotted paths of the values that differ between two renderings of a view (`regs.rip`,
+    `drive.registers.nsector`): what the panel highlights as changed since the previous stop."""
+    out: list[str] = []
+
+    def walk(a: Any, b: Any, path: str) -> None:
+        if len(out) >= limit:
+            return
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            for k in b:
+                if k not in a:
+                    out.append(f"{path}{k}")
+                else:
+                    walk(a[k], b[k], f"{path}{k}.")
+            return
+        if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b) and len(b) <= 64:
+            for k, (x, y) in enumerate(zip(a, b)):
+                walk(x, y, f"{path}{k}.")
+            return
+        if a != b:
+            out.append(path.rstrip("."))
+
+    walk(prev, cur, prefix)
+    return out
+
+
+def changes_html(prev: Any, cur: Any) -> str:
+    if prev is None:
+        return ""
+    paths = changed_paths(prev, cur)
+    if not paths:
+        return '<div class="vmio-changes vmio-dim">unchanged since the previous stop</div>'
+    shown = ", ".join(paths[:8]) + (f" and {len(paths) - 8} more" if len(paths) > 8 else "")
+    return f'<div class="vmio-changes">changed since the previous stop: <span class="vmio-changed">{esc(shown)}</span></div>'
+
+
+def changed_offsets(prev_hex: str | None, cur_hex: str) -> list[int]:
+    """Positions of the bytes that differ between two hex strings (all of them if there was none)."""
+    if prev_hex is None:
+        return []
+    a, b = bytes.fromhex(prev_hex), bytes.fromhex(cur_hex)
+    return [i for i in range(len(b)) if i >= len(a) or a[i] != b[i]]
+
+
+# -- threads ----------------------------------------------------------------------------------------------
+STATE_HELP = {
+    "running": "this thread is where the debugger stopped",
+    "ready": "it could run now; the model runs one thread at a time, in a fixed order",
+    "blocked": "it waits for something (a lock, poll(), a semaphore, the guest's halt)",
+    "exited": "the thread has finished",
+}
+
+
+def threads_html(view: Mapping, prev: Mapping | None = None) -> str:
+    """One card per model thread: its state (and why), and its top frames."""
+    before = {t["name"]: t for t in (prev or {}).get("threads", [])}
+    cards = []
+    for t in view.get("threads", []):
+        frames = t.get("backtrace", [])[:4]
+        rows = "".join(f'<div class="vmio-card-frame">#{f["level"]} <b>{esc(f["function"])}</b> '
+                       f'<span class="vmio-dim">{esc(f.get("file", ""))}:{esc(f.get("line", ""))}</span></div>'
+                       for f in frames) or '<div class="vmio-dim">no frames</div>'
+        more = len(t.get("backtrace", [])) - len(frames)
+        old = before.get(t["name"])
+        changed = " vmio-changed-card" if old is not None and (old["state"], old.get("why")) != (t["state"], t.get("why")) else ""
+        cards.append(
+            f'<div class="vmio-card vmio-thread-{esc(t["state"])}{changed}" data-thread="{esc(t["name"])}">'
+            f'<div><b>{esc(t["name"])}</b> <span class="vmio-state" title="{esc(STATE_HELP.get(t["state"], ""))}">'
+            f'{esc(t["state"])}</span></div><div class="vmio-dim">{esc(t.get("why", ""))}</div>{rows}'
+            + (f'<div class="vmio-dim">… {more} more frames</div>' if more > 0 else "") + "</div>")
+    bql = view.get("bql_owner")
+    head = (f'<div class="vmio-dim">the big QEMU lock (BQL) is held by <b>{esc(bql)}</b></div>' if bql else
+            '<div class="vmio-dim">nobody holds the big QEMU lock (BQL) now</div>')
+    return head + f'<div class="vmio-cards">{"".join(cards)}</div>'
+
+
+# -- byte regions for the hex view: disk, QEMUIOVector, io_buffer (clickable: provenance) -------------------
+def disk_regions(view: Mapping, prev: Mapping | None = None, limit: int = 2) -> list[dict]:
+    """The changed sectors as clickable hex regions at their image offsets."""
+    old = {s["lba"]: s["after"] for s in (prev or {}).get("sectors", [])}
+    out = []
+    for s in view.get("sectors", [])[:limit]:
+        r = hex_region(f"disk sector {s['lba']} (image offset {s['lba'] * 512:#x})", bytes.fromhex(s["after"]),
+                       s["lba"] * 512, [], width=16)
+        r.update(source="disk", addr_digits=6, changed=changed_offsets(old.get(s["lba"]), s["after"]))
+        out.append(r)
+    return out
+
+
+def qiov_html(view: Mapping) -> str:
+    """The in-flight requests as cards (who owns the QEMUIOVector, its elements, the thread pool's side),
+    the block layer's tracked requests as rows; the bytes are in the hex view under it."""
+    cards = []
+    for req in view.get("requests", []):
+        lines = [f'<div><b>{esc(req.get("owner"))}</b></div>']
+        if "niov" in req:
+            lines.append(f'<div>{esc(req["niov"])} element{"s" if req["niov"] != 1 else ""}, {esc(req.get("size"))} bytes</div>')
+        if "func" in req:
+            arg = req.get("arg") or {}
+            what = ", ".join(f"{k}={format_value(k, v)}" for k, v in arg.items())
+            lines.append(f'<div>{esc(req["func"])}({esc(what)}) <span class="vmio-dim">state</span> '
+                         f'{esc(req.get("state"))} <span class="vmio-dim">on</span> {esc(req.get("worker") or "-")}, '
+                         f'<span class="vmio-dim">then</span> {esc(req.get("cb"))}</div>')
+        for k, iov in enumerate(req.get("iov", []) or []):
+            lines.append(f'<div class="vmio-dim">iov[{k}]: {esc(iov.get("iov_len"))} bytes at '
+                         f'{esc(iov.get("buffer"))} + {esc(iov.get("iov_offset"))}</div>')
+        cards.append(f'<div class="vmio-card">{"".join(lines)}</div>')
+    out = f'<div class="vmio-cards">{"".join(cards)}</div>' if cards else "<div><i>no request in flight</i></div>"
+    tracked = view.get("tracked_requests") or []
+    if tracked:
+        rows = "".join(f'<div>{esc(t.get("bds"))}: {"write" if t.get("is_write") else "read"} sector '
+                       f'{esc(t.get("sector_num"))} ×{esc(t.get("nb_sectors"))} (coroutine {esc(t.get("co"))})</div>'
+                       for t in tracked)
+        out += f'<div><b>tracked requests</b> <span class="vmio-dim">(block layer)</span>{rows}</div>'
+    return out
+
+
+def qiov_regions(view: Mapping, prev: Mapping | None = None, limit: int = 3) -> list[dict]:
+    """Each distinct iovec buffer of the in-flight requests as a hex region (first 256 bytes); a buffer
+    two requests share (the IDE request's io_buffer, handed to the thread pool) is shown once."""
+    out = []
+    old: dict[tuple, str] = {}
+    for req in (prev or {}).get("requests", []):
+        for iov in req.get("iov", []) or []:
+            old[(iov.get("buffer"), iov.get("iov_offset"), iov.get("iov_len"))] = iov.get("bytes", "")
+    seen: dict[tuple, dict] = {}
+    for req in view.get("requests", []):
+        for k, iov in enumerate(req.get("iov", []) or []):
+            key = (iov.get("buffer"), iov.get("iov_offset"), iov.get("iov_len"))
+            if key in seen:
+                seen[key]["title"] += f"; also {req.get('owner')} iov[{k}]"
+                continue
+            if len(out) >= limit or not iov.get("bytes"):
+                continue
+            data = bytes.fromhex(iov["bytes"])
+            r = hex_region(f"{req.get('owner')}: iov[{k}] ({iov.get('iov_len')} bytes of {iov.get('buffer')})",
+                           data[:256], 0, [], width=16)
+            prev_hex = old.get(key)
+            r.update(source="qiov", changed=changed_offsets(prev_hex[:512] if prev_hex else None, data[:256].hex()))
+            if len(data) > 256:
+                r["more"] = f"… {len(data) - 256} more bytes"
+            seen[key] = r
+            out.append(r)
+    return out
+
+
+def io_buffer_region(view: Mapping, prev: Mapping | None = None) -> list[dict]:
+    buf = view.get("io_buffer", {})
+    hexs = buf.get("bytes", "")
+    if not hexs:
+        return []
+    data = bytes.fromhex(hexs)[:512]
+    r = hex_region(f"io_buffer (position {buf.get('data_ptr', 0)} of {buf.get('data_end', 0)})", data, 0, [],
+                   width=16)
+    prev_hex = (prev or {}).get("io_buffer", {}).get("bytes")
+    r.update(source="io_buffer", changed=changed_offsets(prev_hex[:1024] if prev_hex else None, data.hex()))
+    return [r]

@@ -60,7 +60,7 @@ def fd_readable(fd: int) -> bool:
     return bool(p.poll(0))
 
 
-@tracepoint("qemu-threadpool", args=("e",))
+@tracepoint("qemu-event-loop", args=("e",))
 def event_notifier_set(e: EventNotifier) -> int:
     """Add 1 to the eventfd counter (a real write), which makes the fd readable and wakes its pollers."""
     try:
@@ -71,7 +71,7 @@ def event_notifier_set(e: EventNotifier) -> int:
     return 0
 
 
-@tracepoint("qemu-threadpool", args=("e",))
+@tracepoint("qemu-event-loop", args=("e",))
 def event_notifier_test_and_clear(e: EventNotifier) -> bool:
     """Read the counter back to zero (a real read); True if it was set."""
     try:
