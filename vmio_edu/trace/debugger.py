@@ -201,7 +201,7 @@ class _Hooks(Recorder):
         if args:
             try:
                 ref = self._refs.get(args) or _args_ref(self, args)
-            except TypeError:
+            except (TypeError, ValueError):  # unhashable (a writable memoryview raises ValueError)
                 ref = _args_ref(self, args)
         else:
             ref = 0

@@ -41,7 +41,7 @@ def _args_ref(rec: "Recorder", args: tuple) -> int:
         return 0
     try:
         ref = rec._refs.get(args)
-    except TypeError:  # an unhashable argument (a list, a bytearray)
+    except (TypeError, ValueError):  # an unhashable argument (a list, a bytearray, a writable memoryview)
         ref = None
     if ref is None:
         ref = rec.events.payload_ref(_kept(args))
@@ -73,7 +73,7 @@ class Recorder:
         if args:
             try:
                 ref = self._refs.get(args) or _args_ref(self, args)
-            except TypeError:
+            except (TypeError, ValueError):  # unhashable (a writable memoryview raises ValueError)
                 ref = _args_ref(self, args)
         else:
             ref = 0
