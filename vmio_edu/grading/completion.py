@@ -118,7 +118,7 @@ PARTS = (
     Part("once", 1, "each request completes exactly once: every sector reaches the image"),
     Part("reads", 1, "a write + read back still works"),
 )
-WATCH = ("handle_aiocb_rw", "ide_sector_write_cb", "ide_sector_read_cb", "bdrv_co_em_bh", "bdrv_aio_writev",
+WATCH = ("sys_pwrite64", "sys_pread64", "ide_sector_write_cb", "ide_sector_read_cb", "bdrv_co_em_bh", "bdrv_aio_writev",
          "bdrv_aio_readv")
 QEMU_AIO_READ, QEMU_AIO_WRITE = 1, 2
 EIO = 5
@@ -172,8 +172,8 @@ def _order(run: Any, label: str) -> str | None:
     completed = {QEMU_AIO_READ: 0, QEMU_AIO_WRITE: 0}
     for thread, stack, info in run.extra["calls"]:
         fn = stack[-1]
-        if fn == "handle_aiocb_rw" and isinstance(info, int):
-            done[info & 3] = done.get(info & 3, 0) + 1
+        if fn in ("sys_pwrite64", "sys_pread64"):
+            done[QEMU_AIO_WRITE if fn == "sys_pwrite64" else QEMU_AIO_READ] += 1
         elif fn in ("ide_sector_write_cb", "ide_sector_read_cb"):
             kind = QEMU_AIO_WRITE if fn == "ide_sector_write_cb" else QEMU_AIO_READ
             completed[kind] += 1
@@ -250,7 +250,7 @@ def _once(part: Part, answer: Any, p: dict) -> PartResult:
     if not run.ok:
         problems.append(f"the write did not finish: {run.error}")
     else:
-        pw = sum(1 for _t, _s, info in _named(run, "handle_aiocb_rw") if isinstance(info, int) and info & 2)
+        pw = len(_named(run, "sys_pwrite64"))
         cbs = _named(run, "ide_sector_write_cb")
         if len(cbs) != pw or pw != w["sectors"]:
             problems.append(f"{w['sectors']} request(s), {pw} pwrite(s), {len(cbs)} completion callbacks: each "
@@ -295,7 +295,7 @@ def _reads(part: Part, answer: Any, p: dict) -> PartResult:
             problems.append(f"the guest read back different bytes than it wrote at LBA {w['lba']} (a read must "
                             "call bdrv_co_do_readv: it fills the guest's buffer from the image)")
         problems += image_problems(run, w["lba"], w["sectors"])
-        reads = sum(1 for _t, _s, info in _named(run, "handle_aiocb_rw") if isinstance(info, int) and info & 1)
+        reads = len(_named(run, "sys_pread64"))
         if reads != w["sectors"]:
             problems.append(f"{reads} pread(s) for {w['sectors']} sectors read back: a read request must read")
         rcb = len(_named(run, "ide_sector_read_cb"))

@@ -255,11 +255,9 @@ def run_default_guest(op: str, lba: int, sectors: int, seed: int = 0, record: bo
 
 
 def _call_info(name: str, args: tuple) -> Any:
-    """What a watched call carries that a check needs: a completion's ret, a pwrite/pread's type."""
-    if name.endswith("_cb") and len(args) >= 2 and type(args[1]) is int:
-        return args[1]
-    if name == "handle_aiocb_rw" and args:
-        return getattr(args[0], "aio_type", None)
+    """What a watched call carries that a check needs: a completion's ret."""
+    if name.endswith("_cb") and args and type(args[-1]) is int:
+        return args[-1]  # the trace point keeps (ret,)
     return None
 
 

@@ -11,7 +11,7 @@ import json
 import math
 from typing import Any
 
-MAX_ITEMS = 50_000  # values in one answer (a 256-element list of pairs is ~800)
+MAX_ITEMS = 400_000  # values in one message (a model run summary with its trace has ~100k)
 MAX_STR = 4_000
 MAX_INT_BITS = 4_096
 MAX_DEPTH = 8
