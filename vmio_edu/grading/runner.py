@@ -423,4 +423,8 @@ def grade_notebook(path: str, student: str | None = None, exercise_name: str | N
         notes.append("the notebook has no code cell: every part scores zero")
     skip: set[int] = set()
     results = [grade_part(ex, p, cells, params, hidden, limits, skip, notes) for p in wanted]
+    ids = _unprivileged()
+    if ids is None or not _can_drop(ids):
+        notes.append("the sandbox ran as the grader's own user: it could read what that user can read. Grade as "
+                     "root with a Python every user can run (the sandbox then drops to nobody), or in a container")
     return GradeReport(path, name, student, int(seed), source, results, list(dict.fromkeys(notes)))
