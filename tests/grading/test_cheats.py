@@ -191,3 +191,19 @@ def test_the_sandbox_cannot_read_the_instructor_material_or_the_graders_environm
     r = grade(submit(tmp_path, "exit_qual", spy), "--part", "size", capsys=capsys)
     assert "size should be" in r["parts"][0]["feedback"]
     assert "you returned 0x0" in r["parts"][0]["feedback"], r["parts"][0]["feedback"]  # nothing was readable
+
+
+def test_tampering_with_the_sandboxs_watch_is_caught(tmp_path, capsys, model):
+    code = ("import gc, vmio_edu.qemu.kvm_all as k\n"
+            "from vmio_edu.grading.sandbox import Watch\n"
+            "W = [o for o in gc.get_objects() if isinstance(o, Watch)][0]\n"
+            "_real = W.real['kvm_handle_io']\n"
+            "def kvm_handle_io(*a):\n"
+            "    W.active -= 1\n"
+            "    try:\n"
+            "        return _real(*a)\n"
+            "    finally:\n"
+            "        W.active += 1\n")
+    r = grade(submit(tmp_path, "handle_io", code), "--part", "out", "--part", "model_write", capsys=capsys)
+    assert all_zero(r), r["parts"]
+    assert all("library's own kvm_handle_io" in p["feedback"] for p in r["parts"]), r["parts"]

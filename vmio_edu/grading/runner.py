@@ -82,6 +82,7 @@ def _limits(memory_mb: int, ids: tuple[int, int] | None):
             limit = memory_mb * 1024 * 1024
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         if ids is not None:
+            resource.setrlimit(resource.RLIMIT_NPROC, (256, 256))  # no fork bomb (root ignores it)
             os.setgroups([])
             os.setgid(ids[1])
             os.setuid(ids[0])
