@@ -115,11 +115,12 @@ class Diagnostics:
     """What to show when the test fails: command outputs as they happen, log files read at the end."""
 
     def __init__(self) -> None:
+        self.t0 = time.monotonic()
         self.notes: list[tuple[str, str]] = []
         self.logs: list[tuple[str, Path]] = []
 
     def note(self, title: str, text: str) -> None:
-        self.notes.append((title, text))
+        self.notes.append((f"{time.monotonic() - self.t0:7.1f} s: {title}", text))
 
     def report(self, tail: int = 12000) -> str:
         out = [f"--- {title} ---\n{text[-tail:]}" for title, text in self.notes]
@@ -376,6 +377,12 @@ class Student:
                         json={"course_id": COURSE_ID, "assignment_id": assignment}).json()
         assert res.get("success"), f"{self.user.name}: {action} {assignment}: {res}"
         return res
+
+    def validate(self, path: str) -> dict:
+        """nbgrader's Validate button: the server runs the notebook in a kernel, as this student."""
+        res = self.call("POST", "assignments/validate", json={"path": path}, timeout=900).json()
+        assert res.get("success"), f"{self.user.name}: validate {path}: {res}"
+        return res["value"]
 
     # the Jupyter contents API (what the notebook editor calls)
     def read_notebook(self, path: str) -> dict:

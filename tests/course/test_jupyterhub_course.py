@@ -14,6 +14,8 @@ import re
 
 import pytest
 
+from vmio_edu.grading import seed_for_user
+
 from .hub import COURSE_ID
 
 pytestmark = pytest.mark.slow
@@ -105,6 +107,15 @@ def test_a_course_on_jupyterhub(course):
         student.save_notebook(NOTEBOOK, answer(nb, code))
         assert code in "".join(next(c["source"] for c in student.read_notebook(NOTEBOOK)["cells"]
                                     if c["metadata"].get("nbgrader", {}).get("solution")))
+        # before submitting, the student presses Validate: their own kernel runs the notebook (and the
+        # model, as their unix user) on their own cases
+        checked = student.validate(NOTEBOOK)  # {} when every test cell passes
+        if student is alice:
+            assert checked == {}, checked
+        else:
+            assert set(checked) == {"failed"}, checked
+            errors = " ".join(f["error"] for f in checked["failed"])
+            assert "your plan says" in html_text(errors), checked
         after = student.assignment_action("submit", ASSIGNMENT)["value"]
         submitted = [a for a in after if a["status"] == "submitted"]
         assert len(submitted) == 1 and len(submitted[0]["submissions"]) == 1, after
@@ -135,6 +146,8 @@ def test_a_course_on_jupyterhub(course):
         feedback = html_text(student.read_text(f"{subs[0]['local_feedback_path']}/{ASSIGNMENT}.html"))
         total = sum(EXPECTED[who].values())
         assert f"Score: {total:.1f} / {sum(PARTS.values()):.1f}" in feedback, (who, feedback[:3000])
+        # graded on their own numbers: the seed comes from their user name, not from the instructor's
+        assert f"Your seed: {seed_for_user(student.user.name)}" in feedback, (who, feedback[:3000])
         if who == "bob":
             # the hidden test's message names the case: the pwrites the model made, and bob's
             assert re.search(r"pwrites were \[\(\d+, 512\)[^\]]*\], your plan says \[\(\d+, 1\)", feedback), \
