@@ -11,13 +11,14 @@ From a notebook:
     g.show_problem("exit_qual", SEED)     # the problem with your numbers
     g.self_check("exit_qual", decode_exit_qualification, SEED)   # feedback per part
 
-Graders: `vmio-edu grade NOTEBOOK` (each part in a subprocess with a time and memory limit) or nbgrader,
-whose hidden test cells call `autograde_part` (it returns the points, nbgrader's partial credit).
+The self-check tries the student's own cases only. Grading (hidden cases, the course secret, the reference
+solutions) needs the instructor material, which is not in this package: `vmio-edu grade NOTEBOOK`, or
+nbgrader configured with `nbgrader_autograde.use_vmio_edu_grader` (see docs/teaching.md).
 """
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from typing import Any
 
 from .base import Exercise, PartResult, seed_for_user
 
@@ -27,6 +28,7 @@ EXERCISE_MODULES = ("exit_qual", "pio_exits", "kvm_run", "handle_io", "ide_write
 
 __all__ = ["EXERCISE_MODULES", "Exercise", "PartResult", "all_exercises", "assert_part", "autograde_part",
            "check", "exercise", "make", "problem", "seed_for_user", "self_check", "show_problem"]
+SELF_CHECK_TIMEOUT = 60.0  # seconds for a whole self-check (the kernel is never blocked for longer)
 
 
 def exercise(name: str) -> Exercise:
@@ -49,10 +51,12 @@ def problem(name: str, seed: int) -> str:
     return ex.problem(ex.make(int(seed)))
 
 
-def check(name: str, answer: Any, seed: int, parts: list[str] | None = None,
-          hidden: bool = False) -> list[PartResult]:
-    ex = exercise(name)
-    return ex.check(answer, ex.make(int(seed)), parts=parts, hidden=hidden)
+def check(name: str, answer: Any, seed: int, parts: list[str] | None = None) -> list[PartResult]:
+    """Check `answer` on the cases of `seed` (the student's own cases; hidden cases are not in this package).
+    Runs in a forked copy of this process with a time limit where the platform allows, so a function that
+    loops or crashes costs a message, not the kernel."""
+    from .selfcheck import isolated_check
+    return isolated_check(name, answer, int(seed), parts, SELF_CHECK_TIMEOUT)
 
 
 def show_problem(name: str, seed: int) -> None:
@@ -79,27 +83,33 @@ def format_results(results: list[PartResult]) -> str:
 def self_check(name: str, answer: Any, seed: int, parts: list[str] | None = None) -> list[PartResult]:
     """Check your function on your own cases and print feedback per part (what nbgrader will grade, minus
     the hidden cases)."""
-    results = check(name, answer, seed, parts=parts, hidden=False)
+    results = check(name, answer, seed, parts=parts)
     print(format_results(results))
     return results
 
 
 def assert_part(name: str, part: str, answer: Any, seed: int) -> None:
     """The visible test of one part: raise AssertionError with the feedback unless it is right on your cases."""
-    (r,) = check(name, answer, seed, parts=[part], hidden=False)
+    (r,) = check(name, answer, seed, parts=[part])
     if not r.full:
-        raise AssertionError(f"{name}/{part}: {r.feedback}")
+        raise PartFailed(f"{name}/{part}: {r.feedback}")
     print(f"{part}: ok on your cases ({r.feedback})")
 
 
-def autograde_part(name: str, part: str, answer: Any, seed: int) -> float:
-    """The hidden test of one part: your cases and the hidden ones. Prints the feedback and returns the
-    points (nbgrader uses a test cell's numeric result as partial credit)."""
-    (r,) = check(name, answer, seed, parts=[part], hidden=True)
+class PartFailed(AssertionError):
+    """A graded test cell's verdict: the message is the feedback (no traceback into the grader)."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython shows this instead of a traceback
+        return [f"\x1b[31m{self.args[0]}\x1b[0m" if self.args else "failed"]
+
+
+def autograde_part(name: str, part: str, answer: Any = None, seed: int | None = None) -> float:
+    """The hidden test of one part, when nbgrader runs the notebook itself (without
+    `use_vmio_edu_grader`): grades this notebook's file part `part` in the sandbox, with the student's
+    hidden cases, and returns the points (nbgrader's partial credit). Needs the instructor material
+    ($VMIO_EDU_INSTRUCTOR). The student's code has already run in this kernel, so this path is not
+    tamper-proof; `use_vmio_edu_grader` is (docs/teaching.md)."""
+    from .nbgrader_autograde import grade_this_notebook_part
+    r = grade_this_notebook_part(name, part)
     print(f"{part}: {r.points:g}/{r.max_points:g}\n{r.feedback}")
     return float(r.points)
-
-
-def reference(name: str) -> Callable:
-    """The reference solution of an exercise (for instructors and tests)."""
-    return exercise(name).reference()

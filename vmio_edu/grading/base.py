@@ -4,11 +4,13 @@ An exercise module (one per exercise, e.g. `exit_qual.py`) builds one `Exercise`
 
 * `make(seed) -> dict`: the randomized parameters (JSON-able). Same seed, same exercise.
 * `problem(params) -> str`: the problem text (Markdown) with the student's own numbers.
-* `SOLUTION`: the solution cell's source, with `### BEGIN SOLUTION` / `### END SOLUTION` around what the
-  student writes. `reference()` execs it, so the notebook's solution *is* the reference solution, and the
-  tests check it against the exercise's independent oracle (the encoder, the model, a recorded trace).
-* `check(answer, params, parts=None, hidden=False) -> list[PartResult]`: grade the student's function.
-  `hidden=False` tries the student's own instances (the self-check); `hidden=True` adds the hidden cases.
+* `TEMPLATE`: the answer cell as the student gets it (`# YOUR CODE HERE` / `raise NotImplementedError()`).
+  The reference solution, the oracles and the hidden cases are instructor material (`instructor/`,
+  not in this package; see `course.py`).
+* `check(answer, params, parts=None, hidden=None) -> list[PartResult]`: grade the student's function on
+  the student's own cases, plus `hidden` (cases with their expected values, from the instructor material).
+  `answer` is a local function (the self-check) or a `runner.Remote`: the function running in the sandbox,
+  whose calls return plain data; stateful checks go through `capture(answer, kind, data)`.
 """
 from __future__ import annotations
 
@@ -63,9 +65,15 @@ class Exercise:
     make: Callable[[int], dict]
     problem: Callable[[dict], str]
     check: Callable[..., list[PartResult]]
-    solution: str  # the solution cell, with the BEGIN/END SOLUTION markers
+    template: str  # the answer cell as handed out: imports, signature, `raise NotImplementedError()`
     intro: str = ""  # Markdown before the solution cell: what to know, where the real code is
     uses_model: bool = False  # its checks run Machine (slower; needs the QEMU/Linux model)
+    # What an answer may not run (the sandbox watches): the library's own implementation of the function to
+    # write, as (module, attribute); `pure`: no vmio-edu code at all may run inside the student's function.
+    originals: tuple[tuple[str, str], ...] = ()
+    pure: bool = False
+    # kind -> capture(student_fn, data) -> plain data: run in the sandbox, judged by `check` in the grader
+    captures: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     def part(self, name: str) -> Part:
@@ -82,11 +90,18 @@ class Exercise:
     def max_points(self) -> float:
         return sum(p.points for p in self.parts)
 
-    def reference(self) -> Callable:
-        """The reference solution: the solution cell run on its own."""
-        ns: dict[str, Any] = {"__name__": "__main__"}
-        exec(compile(self.solution, f"<reference solution of {self.name}>", "exec"), ns)
-        return ns[self.answer]
+
+def capture(answer: Any, kind: str, data: Any, captures: dict) -> Any:
+    """Run capture `kind` on the student's function: in the sandbox when `answer` is remote, else here
+    (the self-check), through the same plain-data encoding so both see the same values."""
+    if hasattr(answer, "capture"):
+        return answer.capture(kind, data)
+    from . import wire
+    try:
+        out = captures[kind](answer, wire.decode(wire.encode(data)))
+    except BaseException as e:  # noqa: BLE001
+        raise StudentError(describe_exception(e)) from None
+    return wire.decode(wire.encode(out))
 
 
 # -- seeds -----------------------------------------------------------------------------------------------
@@ -125,11 +140,23 @@ class StudentError(Exception):
 
 
 def call(fn: Callable, *args: Any, **kwargs: Any) -> Any:
-    """Call student code; turn any exception into StudentError naming it and the line it came from."""
+    """Call student code; turn any exception into StudentError naming it and the line it came from.
+    A local function's result goes through the same plain-data encoding as the sandbox's answers."""
+    if isinstance(fn, Exception):
+        raise StudentError(str(fn))
     try:
-        return fn(*args, **kwargs)
+        out = fn(*args, **kwargs)
+    except StudentError:
+        raise
     except BaseException as e:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included: never fatal
         raise StudentError(describe_exception(e)) from None
+    if hasattr(fn, "capture"):
+        return out  # already plain data from the sandbox
+    from . import wire
+    try:
+        return wire.decode(wire.encode(out))
+    except wire.WireError as e:
+        raise StudentError(f"your function returned something the grader cannot read ({e})") from None
 
 
 def describe_exception(e: BaseException) -> str:
@@ -150,9 +177,6 @@ def not_callable(answer: Any, name: str) -> str | None:
         return f"`{name}` is not defined: run the cell that defines it (did it raise an error?)"
     if not callable(answer):
         return f"`{name}` should be a function, but it is a {type(answer).__name__}"
-    mod = getattr(answer, "__module__", "") or ""
-    if mod.startswith("vmio_edu.grading"):
-        return f"`{name}` is the grader's own reference solution: write your own"
     return None
 
 
@@ -161,7 +185,11 @@ def fail_all(ex: Exercise, parts: list[str] | None, message: str) -> list[PartRe
 
 
 def verdict(part: Part, failures: list[str], total: int, ok_text: str = "") -> PartResult:
-    """All or nothing: full points when every case passed, else zero with the first failures named."""
+    """All or nothing: full points when every case passed, else zero with the first failures named. No case
+    at all is zero too: a check never passes vacuously."""
+    if not failures and total <= 0:
+        return PartResult(part.name, 0, part.points, "no case checked this part (the graded run adds hidden "
+                          "cases for it)")
     if not failures:
         return PartResult(part.name, part.points, part.points, f"correct on all {total} cases" +
                           (f": {ok_text}" if ok_text else ""))

@@ -1,7 +1,9 @@
 """`vmio-edu release` and `vmio-edu grade`: the course commands (added to vmio_edu.cli by `add_commands`).
 
     vmio-edu release [SOURCE_DIR] [--out DIR]
-    vmio-edu grade NOTEBOOK [--seed S] [--format text|json] [--timeout SECONDS] [--memory-mb MB] [--part P]
+    vmio-edu grade NOTEBOOK [--student ID] [--exercise NAME] [--instructor DIR] [--format text|json]
+                   [--timeout SECONDS] [--cell-timeout SECONDS] [--memory-mb MB] [--part P]
+    vmio-edu course-secret [--instructor DIR]
 """
 from __future__ import annotations
 
@@ -17,14 +19,24 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--out", default=None, metavar="DIR", help="where to write them (default: exercises/release)")
     r.set_defaults(func=cmd_release)
 
-    g = sub.add_parser("grade", help="grade one submitted exercise notebook, part by part")
+    g = sub.add_parser("grade", help="grade one submitted exercise notebook, part by part, in a sandbox")
     g.add_argument("notebook", metavar="NOTEBOOK")
-    g.add_argument("--seed", type=int, help="the student's seed (default: the one in the notebook)")
+    g.add_argument("--student", help="the student id (default: from the nbgrader path submitted/<id>/...)")
+    g.add_argument("--exercise", help="the exercise (default: the nbgrader assignment name, else the notebook's)")
+    g.add_argument("--instructor", metavar="DIR", help="the instructor material (default: $VMIO_EDU_INSTRUCTOR)")
+    g.add_argument("--seed", type=int, help="grade the visible cases of this seed instead of the student's")
     g.add_argument("--format", choices=("text", "json"), default="text")
-    g.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="time limit per part (60)")
-    g.add_argument("--memory-mb", type=int, default=None, metavar="MB", help="address-space limit per part (2048)")
+    g.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="time limit per call of the student's function (5; machine runs: 60)")
+    g.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
+                   help="time limit per notebook cell (15)")
+    g.add_argument("--memory-mb", type=int, default=None, metavar="MB", help="address-space limit (4096)")
     g.add_argument("--part", action="append", metavar="PART", help="grade only this part (repeatable)")
     g.set_defaults(func=cmd_grade)
+
+    k = sub.add_parser("course-secret", help="create the course secret in the instructor directory (once)")
+    k.add_argument("--instructor", metavar="DIR", help="the instructor material (default: $VMIO_EDU_INSTRUCTOR)")
+    k.set_defaults(func=cmd_course_secret)
 
 
 def cmd_release(args: argparse.Namespace) -> int:
@@ -43,7 +55,7 @@ def cmd_release(args: argparse.Namespace) -> int:
         for ex in all_exercises():
             path = os.path.join(out, f"{ex.name}.ipynb")
             with open(path, "w", encoding="utf-8") as f:
-                f.write(dumps(release_notebook(build_notebook(ex))))
+                f.write(dumps(release_notebook(build_notebook(ex))))  # the template: no solution here
             written.append(path)
     if not written:
         raise NotebookError("nothing to release")
@@ -54,19 +66,34 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 def cmd_grade(args: argparse.Namespace) -> int:
     from .notebook import NotebookError
-    from .runner import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, grade_notebook
+    from .runner import Limits, grade_notebook
 
-    if args.timeout is not None and args.timeout <= 0:
-        raise NotebookError("--timeout must be positive")
+    for opt in ("timeout", "cell_timeout"):
+        v = getattr(args, opt)
+        if v is not None and v <= 0:
+            raise NotebookError(f"--{opt.replace('_', '-')} must be positive")
+    limits = Limits()
+    if args.timeout:
+        limits.call = args.timeout
+        limits.run = max(limits.run, args.timeout)
+    if args.cell_timeout:
+        limits.cell = args.cell_timeout
+    if args.memory_mb is not None:
+        limits.memory_mb = args.memory_mb
     try:
-        report = grade_notebook(args.notebook, seed=args.seed,
-                                timeout=args.timeout or DEFAULT_TIMEOUT,
-                                memory_mb=args.memory_mb if args.memory_mb is not None else DEFAULT_MEMORY_MB,
-                                parts=args.part)
+        report = grade_notebook(args.notebook, student=args.student, exercise_name=args.exercise, limits=limits,
+                                parts=args.part, instructor=args.instructor, seed=args.seed)
     except KeyError as e:
         raise NotebookError(str(e).strip("'\"")) from None
     if args.format == "json":
         print(json.dumps(report.to_json(), indent=1))
     else:
         print(report.text())
+    return 0
+
+
+def cmd_course_secret(args: argparse.Namespace) -> int:
+    from .course import init_secret
+    path, created = init_secret(args.instructor)
+    print(f"{'created' if created else 'exists'}: {path}")
     return 0

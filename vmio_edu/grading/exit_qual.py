@@ -66,19 +66,6 @@ def _flip_string(c: dict, r) -> dict:
     return f
 
 
-def hidden_cases(seed: int) -> list[dict]:
-    r = rng(NAME, seed, "hidden")
-    edge = [dict(size=4, direction="in", string=False, rep=False, operand="dx", port=0xFFFF),
-            dict(size=1, direction="out", string=False, rep=False, operand="imm8", port=0x80),
-            dict(size=2, direction="out", string=True, rep=True, operand="dx", port=0x1F0),
-            dict(size=2, direction="in", string=True, rep=True, operand="dx", port=0x1F0),
-            dict(size=1, direction="out", string=True, rep=False, operand="dx", port=0)]
-    for f in edge:
-        f["q"] = encode(f["size"], f["direction"], f["string"], f["rep"], f["operand"] == "imm8", f["port"])
-        f["insn"] = instruction_text(f)
-    return edge + [random_case(r) for _ in range(30)]
-
-
 def problem(p: dict) -> str:
     rows = "\n".join(f"| {i + 1} | `{c['q']:#010x}` |" for i, c in enumerate(p["cases"]))
     return f"""**Your exits** (seed {p['seed']}): a guest ran four port-I/O instructions, and each one left
@@ -109,18 +96,10 @@ INTRO = """Intel SDM Vol. 3C, table "Exit Qualification for I/O Instructions", a
 KVM itself reads only size, direction, string and port: `string = q & 16`, `in = q & 8`,
 `port = q >> 16`, `size = (q & 7) + 1`."""
 
-SOLUTION = '''def decode_exit_qualification(q: int) -> dict:
+TEMPLATE = '''def decode_exit_qualification(q: int) -> dict:
     """The fields of an I/O exit qualification (exit reason 30)."""
-    ### BEGIN SOLUTION
-    return {
-        "size": (q & 7) + 1,
-        "direction": "in" if q & 8 else "out",
-        "string": bool(q & 16),
-        "rep": bool(q & 32),
-        "operand": "imm8" if q & 64 else "dx",
-        "port": (q >> 16) & 0xFFFF,
-    }
-    ### END SOLUTION
+    # YOUR CODE HERE
+    raise NotImplementedError()
 '''
 
 PARTS = (
@@ -149,11 +128,11 @@ def _same(field: str, got: Any, want: Any) -> bool:
     return isinstance(got, int) and not isinstance(got, bool) and got == want
 
 
-def check(answer: Any, params: dict, parts: list[str] | None = None, hidden: bool = False) -> list[PartResult]:
+def check(answer: Any, params: dict, parts: list[str] | None = None, hidden: list | None = None) -> list[PartResult]:
     problem_ = not_callable(answer, EXERCISE.answer)
     if problem_:
         return fail_all(EXERCISE, parts, problem_)
-    cases = list(params["cases"]) + (hidden_cases(params["seed"]) if hidden else [])
+    cases = list(params["cases"]) + list(hidden or [])
     failures: dict[str, list[str]] = {p.name: [] for p in PARTS}
     for c in cases:
         label = f"q={c['q']:#010x} ({c['insn']})"
@@ -182,4 +161,4 @@ EXERCISE = Exercise(
     goal="Read the VMCS exit qualification of an I/O exit the way `handle_io` does, and tell from its bits "
          "which instruction trapped: its size, direction, port, and whether it was a (REP) string instruction.",
     answer="decode_exit_qualification", parts=PARTS, make=make, problem=problem, check=check,
-    solution=SOLUTION, intro=INTRO)
+    template=TEMPLATE, intro=INTRO, pure=True)

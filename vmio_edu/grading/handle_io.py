@@ -9,19 +9,17 @@ Two kinds of checks:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from ..linux.arch.x86.include.asm.kvm_host import KVM_PIO_PAGE_OFFSET
 from ..linux.arch.x86.include.asm.page_types import PAGE_SIZE
 from ..linux.include.uapi.linux import kvm as K
-from .base import Exercise, Part, PartResult, StudentError, call, fail_all, not_callable, rng, verdict
-from .model import ModelUnavailable, image_problems, run_default_guest
+from .base import Exercise, Part, PartResult, StudentError, capture, fail_all, not_callable, rng, verdict
+from .model import from_summary, image_problems, probe, run_default_guest, summarize
+from .standins import PORT_FUNCS, FakeCPU, PortRecorder
 
 NAME = "handle_io"
 DATA_OFFSET = KVM_PIO_PAGE_OFFSET * PAGE_SIZE
-PORT_FUNCS = {("out", 1): "cpu_outb", ("out", 2): "cpu_outw", ("out", 4): "cpu_outl",
-              ("in", 1): "cpu_inb", ("in", 2): "cpu_inw", ("in", 4): "cpu_inl"}
 
 
 def random_unit_case(r, direction: str | None = None) -> dict:
@@ -45,14 +43,6 @@ def make(seed: int) -> dict:
     return {"seed": seed, "unit": unit,
             "write": {"lba": r.randrange(1, 1900), "sectors": r.choice((1, 2)), "pattern": r.randrange(1 << 16)},
             "read": {"lba": r.randrange(1, 1900), "sectors": 1, "pattern": r.randrange(1 << 16)}}
-
-
-def hidden_unit(seed: int) -> list[dict]:
-    r = rng(NAME, seed, "hidden")
-    edge = [{"direction": "out", "size": 4, "count": 1, "port": 0xCFC, "data": "78563412"},
-            {"direction": "in", "size": 2, "count": 256, "port": 0x1F0, "answers": list(range(256))},
-            {"direction": "out", "size": 1, "count": 0, "port": 0x80, "data": ""}]
-    return edge + [random_unit_case(r) for _ in range(10)]
 
 
 def problem(p: dict) -> str:
@@ -84,23 +74,14 @@ same port, each of `size` bytes, element `i` at `data_offset + i*size` in the vC
 → `ide_data_writew`) separately. Your function replaces `vmio_edu.qemu.kvm_all.kvm_handle_io` while the
 checks run the machine."""
 
-SOLUTION = '''from vmio_edu.linux.include.uapi.linux.kvm import KVM_EXIT_IO_IN, KVM_EXIT_IO_OUT
+TEMPLATE = '''from vmio_edu.linux.include.uapi.linux.kvm import KVM_EXIT_IO_IN, KVM_EXIT_IO_OUT
 from vmio_edu.qemu.ioport import cpu_inb, cpu_inl, cpu_inw, cpu_outb, cpu_outl, cpu_outw
 
 
 def kvm_handle_io(cpu, port: int, data_offset: int, direction: int, size: int, count: int) -> None:
     """Replay one KVM_EXIT_IO: `count` accesses of `size` bytes on `port` (kvm-all.c:1495)."""
-    ### BEGIN SOLUTION
-    ptr = data_offset
-    for _ in range(count):
-        if direction == KVM_EXIT_IO_IN:
-            value = {1: cpu_inb, 2: cpu_inw, 4: cpu_inl}[size](port)
-            cpu.kvm_run_mem[ptr:ptr + size] = value.to_bytes(size, "little")
-        else:
-            value = int.from_bytes(cpu.kvm_run_mem[ptr:ptr + size], "little")
-            {1: cpu_outb, 2: cpu_outw, 4: cpu_outl}[size](port, value)
-        ptr += size
-    ### END SOLUTION
+    # YOUR CODE HERE
+    raise NotImplementedError()
 '''
 
 PARTS = (
@@ -111,51 +92,19 @@ PARTS = (
 )
 
 
-@dataclass
-class FakeCPU:
-    """What kvm_handle_io uses of CPUState: the vCPU mmap."""
-
-    kvm_run_mem: memoryview
-    cpu_index: int = 0
-
-
-class PortRecorder:
-    def __init__(self, answers: list[int]):
-        self.calls: list[tuple[str, int, int | None]] = []
-        self.answers = list(answers)
-
-    def out(self, name: str):
-        def f(port: int, val: int) -> None:
-            self.calls.append((name, port, val))
-        f.__name__ = name
-        return f
-
-    def inp(self, name: str):
-        def f(port: int) -> int:
-            self.calls.append((name, port, None))
-            return self.answers.pop(0) if self.answers else 0
-        f.__name__ = name
-        return f
-
-    def table(self) -> dict:
-        t = {}
-        for (d, _size), name in PORT_FUNCS.items():
-            t[name] = self.out(name) if d == "out" else self.inp(name)
-        return t
-
-
-def _with_fake_ports(answer: Any, rec: PortRecorder):
+def _with_fake_ports(student: Any, rec: PortRecorder):
     """Put recorders where the student's function will look up the port functions: its globals, and the
     ioport module (for students who call `ioport.cpu_outw`)."""
     import vmio_edu.qemu.ioport as ioport
     table = rec.table()
-    targets = [getattr(answer, "__globals__", {}), vars(ioport)]
+    fn = getattr(student, "__wrapped_student__", student)
+    targets = [getattr(fn, "__globals__", {}), vars(ioport)]
     saved = [(g, {k: g[k] for k in table if k in g}) for g in targets]
     for g in targets:
         for k in table:
             if k in g or g is vars(ioport):
                 g[k] = table[k]
-    return saved, table
+    return saved
 
 
 def _restore(saved) -> None:
@@ -167,29 +116,52 @@ def _restore(saved) -> None:
                 g.pop(k, None)
 
 
-def run_unit(answer: Any, c: dict) -> str | None:
-    """None if the student's function handled the exit right, else what went wrong."""
+def capture_unit(student: Any, c: dict) -> dict:
+    """Sandbox side: run one exit on a fake vCPU with recording ports; what was called, and the mmap after."""
     mem = bytearray(2 * PAGE_SIZE)
-    size, count, port = c["size"], c["count"], c["port"]
-    d = K.KVM_EXIT_IO_OUT if c["direction"] == "out" else K.KVM_EXIT_IO_IN
     if c["direction"] == "out":
         data = bytes.fromhex(c["data"])
         mem[DATA_OFFSET:DATA_OFFSET + len(data)] = data
-    before = bytes(mem)
+    d = K.KVM_EXIT_IO_OUT if c["direction"] == "out" else K.KVM_EXIT_IO_IN
     rec = PortRecorder(c.get("answers", []))
-    saved, _ = _with_fake_ports(answer, rec)
+    saved = _with_fake_ports(student, rec)
     try:
-        call(answer, FakeCPU(memoryview(mem)), port, DATA_OFFSET, d, size, count)
-    except StudentError as e:
-        return f"your function raised {e}"
+        student(FakeCPU(memoryview(mem)), c["port"], DATA_OFFSET, d, c["size"], c["count"])
     finally:
         _restore(saved)
+    return {"calls": rec.calls[:5000], "mem": bytes(mem)}
+
+
+def capture_model(student: Any, w: dict) -> dict:
+    """Sandbox side: the default guest on the model with the student's kvm_handle_io plugged in."""
+    import vmio_edu.qemu.kvm_all as kvm_all
+    run = run_default_guest(w["op"], w["lba"], w["sectors"], seed=w["pattern"],
+                            patches=[(kvm_all, "kvm_handle_io", student)])
+    return summarize(run)
+
+
+def run_unit(answer: Any, c: dict) -> str | None:
+    """None if the student's function handled the exit right, else what went wrong."""
+    size, count, port = c["size"], c["count"], c["port"]
+    before = bytearray(2 * PAGE_SIZE)
+    if c["direction"] == "out":
+        data = bytes.fromhex(c["data"])
+        before[DATA_OFFSET:DATA_OFFSET + len(data)] = data
+    before = bytes(before)
+    try:
+        got_raw = capture(answer, "unit", c, CAPTURES)
+    except StudentError as e:
+        return f"your function raised {e}"
+    if not (isinstance(got_raw, dict) and isinstance(got_raw.get("calls"), list)
+            and isinstance(got_raw.get("mem"), bytes) and len(got_raw["mem"]) == len(before)):
+        return "the sandbox sent back something that is not a record of the port calls"
+    mem = got_raw["mem"]
+    got = [tuple(x) if isinstance(x, list) and len(x) == 3 else ("?", None, None) for x in got_raw["calls"]]
     fname = PORT_FUNCS[(c["direction"], size)]
     if c["direction"] == "out":
         want = [(fname, port, int.from_bytes(data[i * size:(i + 1) * size], "little")) for i in range(count)]
     else:
         want = [(fname, port, None) for _ in range(count)]
-    got = rec.calls
     if len(got) != len(want):
         used = sorted({g[0] for g in got}) or ["no port function"]
         return (f"expected {count} call(s) of {fname}, one per element, your function made {len(got)} "
@@ -222,13 +194,15 @@ def run_unit(answer: Any, c: dict) -> str | None:
 
 
 def _model_part(part: Part, answer: Any, p: dict, op: str) -> PartResult:
-    import vmio_edu.qemu.kvm_all as kvm_all
     w = p["write"] if op == "write" else p["read"]
     lba, sectors = w["lba"], w["sectors"]
+    why = probe()
+    if why is not None:
+        return PartResult(part.name, 0, part.points, f"not graded: the model cannot run here ({why})")
     try:
-        run = run_default_guest(op, lba, sectors, seed=w["pattern"], patches=[(kvm_all, "kvm_handle_io", answer)])
-    except ModelUnavailable as e:
-        return PartResult(part.name, 0, part.points, f"not graded: the model cannot run here ({e})")
+        run = from_summary(capture(answer, "model", dict(w, op=op), CAPTURES), op, lba, sectors, w["pattern"])
+    except StudentError as e:
+        return PartResult(part.name, 0, part.points, f"op={op}, LBA {lba}: {e}")
     problems = []
     if not run.ok:
         problems.append(f"the machine did not finish: {run.error}")
@@ -238,8 +212,9 @@ def _model_part(part: Part, answer: Any, p: dict, op: str) -> PartResult:
     if run.ok and len(outs) != 256 * sectors:
         problems.append(f"the guest needed {len(outs)} data-port OUT exits, expected {256 * sectors}")
     if op == "both" and run.ok:
-        back = run.guest.get("read_back", b"")[:512 * sectors]
-        want = run.image.get(lba, b"")
+        back = run.guest.get("read_back", b"")
+        back = back[:512 * sectors] if isinstance(back, bytes) else b""
+        want = run.expected.get(lba, b"")
         if back != want:
             from .model import first_difference
             i = first_difference(back, want)
@@ -259,12 +234,12 @@ def _model_part(part: Part, answer: Any, p: dict, op: str) -> PartResult:
                       f"{what}: the image holds exactly the guest's bytes ({len(run.exits)} exits)")
 
 
-def check(answer: Any, params: dict, parts: list[str] | None = None, hidden: bool = False) -> list[PartResult]:
+def check(answer: Any, params: dict, parts: list[str] | None = None, hidden: list | None = None) -> list[PartResult]:
     problem_ = not_callable(answer, EXERCISE.answer)
     if problem_:
         return fail_all(EXERCISE, parts, problem_)
     out = []
-    cases = list(params["unit"]) + (hidden_unit(params["seed"]) if hidden else [])
+    cases = list(params["unit"]) + list(hidden or [])
     for part in PARTS:
         if parts is not None and part.name not in parts:
             continue
@@ -284,9 +259,12 @@ def check(answer: Any, params: dict, parts: list[str] | None = None, hidden: boo
     return out
 
 
+CAPTURES = {"unit": capture_unit, "model": capture_model}
+
 EXERCISE = Exercise(
     name=NAME, title="Implement kvm_handle_io",
     goal="Write QEMU's `kvm_handle_io`, the loop that turns one `KVM_EXIT_IO` into `count` port accesses, "
          "and see the whole machine (IDE, block layer, thread pool, pwrite) work, or break, on your code.",
-    answer="kvm_handle_io", parts=PARTS, make=make, problem=problem, check=check, solution=SOLUTION,
-    intro=INTRO, uses_model=True)
+    answer="kvm_handle_io", parts=PARTS, make=make, problem=problem, check=check, template=TEMPLATE,
+    intro=INTRO, uses_model=True, originals=(("vmio_edu.qemu.kvm_all", "kvm_handle_io"),),
+    captures=CAPTURES)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from .base import Exercise, Part, PartResult, StudentError, call, fail_all, not_callable, rng, verdict
-from .model import ModelUnavailable, image_problems, plugged, run_default_guest
+from .base import Exercise, Part, PartResult, StudentError, capture, fail_all, not_callable, rng, verdict
+from .model import ModelUnavailable, from_summary, image_problems, plugged, probe, run_default_guest, summarize
+from .standins import EndRecorder
 
 NAME = "ide_write"
 
@@ -28,13 +29,11 @@ def make(seed: int) -> dict:
     windows = [random_window(r) for _ in range(2)]
     windows[0].update(start=0, size=512)
     windows[0]["words"] = [r.getrandbits(16) for _ in range(256)]
+    windows[1]["unit"] = 1  # the slave drive: the word goes to the drive the guest selected
+    if len(windows[1]["words"]) < 2:
+        windows[1].update(size=4, words=[r.getrandbits(16) for _ in range(2)])
     return {"seed": seed, "windows": windows, "stray": [r.getrandbits(16) for _ in range(3)],
-            "model": {"lba": r.randrange(1, 1900), "sectors": r.choice((1, 2)), "pattern": r.randrange(1 << 16)}}
-
-
-def hidden_windows(seed: int) -> list[dict]:
-    r = rng(NAME, seed, "hidden")
-    return [dict(random_window(r), start=0, size=2, words=[0xBEEF])] + [random_window(r) for _ in range(4)]
+            "model": {"lba": r.randrange(1, 1900), "sectors": 2, "pattern": r.randrange(1 << 16)}}
 
 
 def problem(p: dict) -> str:
@@ -64,7 +63,7 @@ INTRO = """QEMU 1.6.1 `ide_data_writew` (hw/ide/core.c:1890-1908; semantics.md (
 
 In vmio-edu `data_ptr` and `data_end` are offsets into `io_buffer` (a `bytearray`), not C pointers."""
 
-SOLUTION = '''from vmio_edu.qemu.hw.ide.core import ide_is_pio_out
+TEMPLATE = '''from vmio_edu.qemu.hw.ide.core import ide_is_pio_out
 from vmio_edu.qemu.hw.ide.internal import DRQ_STAT, idebus_active_if
 
 
@@ -72,16 +71,8 @@ def ide_data_writew(opaque, addr: int, val: int) -> None:
     """A 16-bit guest write to the IDE data port (0x1f0)."""
     bus = opaque
     s = idebus_active_if(bus)
-    ### BEGIN SOLUTION
-    if not (s.status & DRQ_STAT) or ide_is_pio_out(s):
-        return
-    p = s.data_ptr
-    s.io_buffer[p:p + 2] = (val & 0xFFFF).to_bytes(2, "little")
-    p += 2
-    s.data_ptr = p
-    if p >= s.data_end:
-        s.end_transfer_func(s)
-    ### END SOLUTION
+    # YOUR CODE HERE
+    raise NotImplementedError()
 '''
 
 PARTS = (
@@ -92,116 +83,157 @@ PARTS = (
 )
 
 
-class EndRecorder:
-    """Stands for the window's end function; like ide_sector_write it drops DRQ (and sets BSY)."""
-
-    def __init__(self, name: str):
-        self.__name__ = name
-        self.calls: list[int] = []  # data_ptr at each call
-
-    def __call__(self, s: Any) -> None:
-        self.calls.append(s.data_ptr)
-        s.status = 0xD0
-
-
 @contextlib.contextmanager
-def drive(end: EndRecorder, read_end: EndRecorder):
-    """A fresh bus and drive of the model, with ide_sector_write / ide_sector_read standing in as recorders
-    (ide_is_pio_out compares against those names)."""
+def drive(end: EndRecorder, read_end: EndRecorder, unit: int = 0):
+    """A fresh bus of the model with drive `unit` selected, ide_sector_write / ide_sector_read standing in as
+    recorders (ide_is_pio_out compares against those names)."""
     from ..qemu.hw.ide import core
     from ..qemu.hw.ide.internal import IDEBus
     with plugged(core, "ide_sector_write", end) as w, plugged(core, "ide_sector_read", read_end) as r:
         bus = IDEBus()
         core.ide_init2(bus, None)
-        yield bus, bus.ifs[0], core, w, r
+        bus.unit = unit
+        yield bus, bus.ifs[unit], core, w, r
 
 
-def _window(answer: Any, w: dict) -> dict[str, list[str]]:
-    """Run one window; failures by part."""
-    out: dict[str, list[str]] = {"store": [], "end": [], "guard": []}
-    end, rend = EndRecorder("ide_sector_write"), EndRecorder("ide_sector_read")
-    label = f"window of {w['size']} bytes at offset {w['start']}"
-    with drive(end, rend) as (bus, s, core, w_fn, _r):
+def capture_window(student: Any, w: dict) -> dict:
+    """Sandbox side: open a host-to-device window on drive w["unit"], write its words, then one more.
+    Records, per word, where data_ptr was before and after and what landed there; at each call of the end
+    function, the state it was handed; then what the extra word changed."""
+    end = EndRecorder("ide_sector_write", w["start"], w["size"])
+    rend = EndRecorder("ide_sector_read")
+    words: list[list] = []
+    out: dict = {"words": words, "ends": end.calls, "raised": None}
+    with drive(end, rend, w.get("unit", 0)) as (bus, s, core, w_fn, _r):
+        other = bus.ifs[1 - w.get("unit", 0)]
+        other_before = bytes(other.io_buffer)
         s.status = 0x50
         core.ide_transfer_start(s, w["start"] if w["start"] else s.io_buffer, w["size"], w_fn)
         before = bytes(s.io_buffer)
-        for i, val in enumerate(w["words"]):
+        for val in w["words"]:
             ptr = s.data_ptr
+            student(bus, 0x1F0, val)
+            words.append([ptr, s.data_ptr, bytes(s.io_buffer[ptr:ptr + 2]), len(end.calls)])
+        closed = bytes(s.io_buffer)
+        ptr_closed = s.data_ptr
+        student(bus, 0x1F0, w["extra"])
+        out["extra_changed"] = bytes(s.io_buffer) != closed or s.data_ptr != ptr_closed
+        out["ends_after_extra"] = len(end.calls)
+        out["outside"] = next((i for i in range(len(before)) if not w["start"] <= i < w["start"] + w["size"]
+                               and closed[i] != before[i]), None)
+        out["other_drive_changed"] = bytes(other.io_buffer) != other_before
+    return out
+
+
+def capture_guard(student: Any, g: dict) -> dict:
+    """Sandbox side: stray words with DRQ clear, or into a device-to-host window: did anything change?"""
+    end, rend = EndRecorder("ide_sector_write"), EndRecorder("ide_sector_read")
+    with drive(end, rend, g.get("unit", 0)) as (bus, s, core, w_fn, r_fn):
+        s.status = 0x50
+        if g["setup"] == "read":
+            core.ide_transfer_start(s, s.io_buffer, 512, r_fn)
+        else:
+            core.ide_transfer_start(s, s.io_buffer, 512, w_fn)
+            s.status = 0x50  # DRQ off again
+        before, ptr = bytes(s.io_buffer), s.data_ptr
+        for v in g["words"]:
+            student(bus, 0x1F0, v)
+        return {"changed": bytes(s.io_buffer) != before or s.data_ptr != ptr or bool(end.calls or rend.calls)}
+
+
+def capture_model(student: Any, m: dict) -> dict:
+    from ..qemu.hw.ide import core
+    run = run_default_guest("write", m["lba"], m["sectors"], seed=m["pattern"],
+                            patches=[(core, "ide_data_writew", student)])
+    return summarize(run)
+
+
+def _window(answer: Any, w: dict) -> dict[str, list[str]]:
+    """Judge one window; failures by part (one message per part: a window is one case)."""
+    out: dict[str, list[str]] = {"store": [], "end": [], "guard": []}
+    drv = "slave" if w.get("unit") else "master"
+    label = f"{drv} drive, window of {w['size']} bytes at offset {w['start']}"
+    try:
+        got = capture(answer, "window", w, CAPTURES)
+    except StudentError as e:
+        for k in ("store", "end"):
+            out[k].append(f"{label}: your function raised {e}")
+        return out
+    words, ends = got.get("words"), got.get("ends")
+    if not isinstance(words, list) or not isinstance(ends, list) or len(words) != len(w["words"]):
+        for k in out:
+            out[k].append(f"{label}: the sandbox sent back an incomplete record")
+        return out
+    n = len(w["words"])
+    data_end = w["start"] + w["size"]
+    for i, (val, rec) in enumerate(zip(w["words"], words)):
+        ptr, after, stored, nends = rec
+        want = val.to_bytes(2, "little")
+        last = i == n - 1
+        if stored != want and not out["store"]:
+            hint = "store it little-endian (low byte first)" if stored == val.to_bytes(2, "big") else \
+                f"it belongs at io_buffer[data_ptr] = io_buffer[{ptr}]"
+            if last and nends:
+                hint = "the end function already ran, so the last word never reached the sector it handed on"
+            out["store"].append(f"{label}, word {i} ({val:#06x}): io_buffer[{ptr}:{ptr + 2}] holds "
+                                f"{stored.hex() if isinstance(stored, bytes) else stored!r}, expected {want.hex()}; {hint}")
+        if not last and after != ptr + 2 and not out["store"]:
+            out["store"].append(f"{label}, word {i}: data_ptr went from {ptr} to {after}, expected {ptr + 2}")
+        if not last and nends and not out["end"]:
+            out["end"].append(f"{label}: end_transfer_func was called after word {i}, before the window was "
+                              f"full ({after} of {data_end})")
+    if len(ends) != 1 and not out["end"]:
+        out["end"].append(f"{label}: end_transfer_func was called {len(ends)} times; expected once, when data_ptr "
+                          f"reaches data_end ({data_end})")
+    if len(ends) == 1 and not out["end"]:
+        seen = ends[0] if isinstance(ends[0], dict) else {}
+        full = b"".join(v.to_bytes(2, "little") for v in w["words"])
+        if seen.get("window") != full:
+            out["end"].append(f"{label}: when end_transfer_func ran, the window did not hold all {n} words yet "
+                              "(the end function hands the sector on: store the word first, then call it)")
+        elif seen.get("data_ptr") != data_end:
+            out["end"].append(f"{label}: end_transfer_func saw data_ptr = {seen.get('data_ptr')}, expected "
+                              f"data_end = {data_end}: move data_ptr before the hand-off")
+        elif words[-1][1] != 0:
+            out["end"].append(f"{label}: after end_transfer_func returned, your function set data_ptr to "
+                              f"{words[-1][1]}; the end function had closed the window (data_ptr 0) or opened the "
+                              "next one: don't touch the drive after the hand-off")
+    if got.get("outside") is not None and not out["store"]:
+        out["store"].append(f"{label}: bytes outside the window changed (first at offset {got['outside']})")
+    if got.get("other_drive_changed") and not out["store"]:
+        out["store"].append(f"{label}: the other drive's buffer changed: write to idebus_active_if(bus), the "
+                            "drive bit 4 of 0x1f6 selected")
+    if len(ends) == 1 and (got.get("extra_changed") or got.get("ends_after_extra") != 1):
+        out["guard"].append(f"{label}: a word written after the window closed (DRQ off) changed the drive; "
+                            "with DRQ clear it must be ignored")
+    return out
+
+
+def _guard(answer: Any, stray: list[int], units: tuple[int, ...] = (0,)) -> tuple[list[str], int]:
+    fails, total = [], 0
+    for unit in units:
+        for setup, label in (("nodrq", "DRQ clear (status 0x50, no window)"),
+                             ("read", "a device-to-host window (a READ SECTORS in progress, status 0x58)")):
+            total += 1
             try:
-                call(answer, bus, 0x1F0, val)
+                got = capture(answer, "guard", {"setup": setup, "words": stray, "unit": unit}, CAPTURES)
             except StudentError as e:
-                for k in ("store", "end"):
-                    out[k].append(f"{label}, word {i}: your function raised {e}")
-                return {k: v[:1] for k, v in out.items()}
-            got = bytes(s.io_buffer[ptr:ptr + 2])
-            want = val.to_bytes(2, "little")
-            if got != want and not out["store"]:
-                hint = "store it little-endian (low byte first)" if got == val.to_bytes(2, "big") else \
-                    f"it belongs at io_buffer[data_ptr] = io_buffer[{ptr}]"
-                out["store"].append(f"{label}, word {i} ({val:#06x}): io_buffer[{ptr}:{ptr + 2}] holds "
-                                    f"{got.hex()}, expected {want.hex()}; {hint}")
-            if s.data_ptr != ptr + 2 and not out["store"]:
-                out["store"].append(f"{label}, word {i}: data_ptr went from {ptr} to {s.data_ptr}, expected {ptr + 2}")
-            last = i == len(w["words"]) - 1
-            if not last and end.calls and not out["end"]:
-                out["end"].append(f"{label}: end_transfer_func was called after word {i}, before the window was "
-                                  f"full ({s.data_ptr} of {w['start'] + w['size']})")
-        if len(end.calls) != 1 and not out["end"]:
-            out["end"].append(f"{label}: end_transfer_func was called {len(end.calls)} times after the last word; "
-                              f"expected once, when data_ptr reaches data_end ({w['start'] + w['size']})")
-        if len(end.calls) != 1:
-            return {k: v[:1] for k, v in out.items()}  # the window never closed properly: nothing more to try
-        # one more word after the window closed (DRQ dropped by the end function): ignored
-        ptr_after = s.data_ptr
-        snapshot = bytes(s.io_buffer)
-        try:
-            call(answer, bus, 0x1F0, w["extra"])
-        except StudentError as e:
-            out["guard"].append(f"{label}: a word after the window closed made your function raise {e}")
-            return out
-        if bytes(s.io_buffer) != snapshot or s.data_ptr != ptr_after or len(end.calls) > 1:
-            out["guard"].append(f"{label}: a word written after the window closed (DRQ off) changed the drive; "
-                                "with DRQ clear it must be ignored")
-        outside = [i for i in range(len(before)) if not w["start"] <= i < w["start"] + w["size"]
-                   and snapshot[i] != before[i]]
-        if outside and not out["store"]:
-            out["store"].append(f"{label}: bytes outside the window changed (first at offset {outside[0]})")
-    return {k: v[:1] for k, v in out.items()}  # one message per part and window: a window is one case
-
-
-def _guard(answer: Any, stray: list[int]) -> list[str]:
-    fails = []
-    for label, setup in (("DRQ clear (status 0x50, no window)", "nodrq"),
-                         ("a device-to-host window (a READ SECTORS in progress, status 0x58)", "read")):
-        end, rend = EndRecorder("ide_sector_write"), EndRecorder("ide_sector_read")
-        with drive(end, rend) as (bus, s, core, w_fn, r_fn):
-            s.status = 0x50
-            if setup == "read":
-                core.ide_transfer_start(s, s.io_buffer, 512, r_fn)
-            else:
-                core.ide_transfer_start(s, s.io_buffer, 512, w_fn)
-                s.status = 0x50  # DRQ off again
-            before, ptr = bytes(s.io_buffer), s.data_ptr
-            for v in stray:
-                try:
-                    call(answer, bus, 0x1F0, v)
-                except StudentError as e:
-                    fails.append(f"{label}: your function raised {e}")
-                    break
-            else:
-                if bytes(s.io_buffer) != before or s.data_ptr != ptr or end.calls or rend.calls:
-                    fails.append(f"{label}: a word write changed the drive; with "
-                                 f"{'DRQ clear' if setup == 'nodrq' else 'ide_is_pio_out(s) true'} it must be ignored")
-    return fails
+                fails.append(f"{label}: your function raised {e}")
+                continue
+            if not isinstance(got, dict) or got.get("changed") is not False:
+                fails.append(f"{label}: a word write changed the drive; with "
+                             f"{'DRQ clear' if setup == 'nodrq' else 'ide_is_pio_out(s) true'} it must be ignored")
+    return fails, total
 
 
 def _model(part: Part, answer: Any, m: dict) -> PartResult:
-    from ..qemu.hw.ide import core
+    why = probe()
+    if why is not None:
+        return PartResult(part.name, 0, part.points, f"not graded: the model cannot run here ({why})")
     try:
-        run = run_default_guest("write", m["lba"], m["sectors"], seed=m["pattern"],
-                                patches=[(core, "ide_data_writew", answer)])
-    except ModelUnavailable as e:
-        return PartResult(part.name, 0, part.points, f"not graded: the model cannot run here ({e})")
+        run = from_summary(capture(answer, "model", m, CAPTURES), "write", m["lba"], m["sectors"], m["pattern"])
+    except StudentError as e:
+        return PartResult(part.name, 0, part.points, f"write of {m['sectors']} sector(s) at LBA {m['lba']}: {e}")
     problems = image_problems(run, m["lba"], m["sectors"]) if run.ok else \
         [f"the machine did not finish: {run.error}"]
     if run.ok and (run.guest.get("error") or run.guest.get("sectors_done") != m["sectors"]):
@@ -213,20 +245,23 @@ def _model(part: Part, answer: Any, m: dict) -> PartResult:
     return PartResult(part.name, part.points, part.points, f"{label}: the image holds exactly the guest's bytes")
 
 
-def check(answer: Any, params: dict, parts: list[str] | None = None, hidden: bool = False) -> list[PartResult]:
+def check(answer: Any, params: dict, parts: list[str] | None = None, hidden: list | None = None) -> list[PartResult]:
     problem_ = not_callable(answer, EXERCISE.answer)
     if problem_:
         return fail_all(EXERCISE, parts, problem_)
     want = [p.name for p in PARTS if parts is None or p.name in parts]
     fails: dict[str, list[str]] = {"store": [], "end": [], "guard": []}
-    windows = list(params["windows"]) + (hidden_windows(params["seed"]) if hidden else [])
+    windows = list(params["windows"]) + list(hidden or [])
+    totals = {"store": len(windows), "end": len(windows), "guard": len(windows)}
     try:
         if {"store", "end", "guard"} & set(want):
             for w in windows:
                 for k, v in _window(answer, w).items():
                     fails[k] += v
         if "guard" in want:
-            fails["guard"] += _guard(answer, params["stray"])
+            f, n = _guard(answer, params["stray"], (0, 1) if hidden else (0,))
+            fails["guard"] += f
+            totals["guard"] += n
     except ModelUnavailable as e:
         return fail_all(EXERCISE, parts, f"not graded: the IDE model is not available ({e})")
     out = []
@@ -236,14 +271,17 @@ def check(answer: Any, params: dict, parts: list[str] | None = None, hidden: boo
         if p.name == "model":
             out.append(_model(p, answer, params["model"]))
         else:
-            out.append(verdict(p, fails[p.name], len(windows) + (2 if p.name == "guard" else 0)))
+            out.append(verdict(p, fails[p.name], totals[p.name]))
     return out
 
+
+CAPTURES = {"window": capture_window, "guard": capture_guard, "model": capture_model}
 
 EXERCISE = Exercise(
     name=NAME, title="The IDE data port: ide_data_writew",
     goal="Implement the step of the IDE WRITE SECTORS state machine that takes each word of the guest's "
          "`rep outsw`: the DRQ guard, the PIO window over io_buffer, and the hand-off to `ide_sector_write` "
          "when a sector is full; then watch the model write the sector through your code.",
-    answer="ide_data_writew", parts=PARTS, make=make, problem=problem, check=check, solution=SOLUTION,
-    intro=INTRO, uses_model=True)
+    answer="ide_data_writew", parts=PARTS, make=make, problem=problem, check=check, template=TEMPLATE,
+    intro=INTRO, uses_model=True, originals=(("vmio_edu.qemu.hw.ide.core", "ide_data_writew"),),
+    captures=CAPTURES)

@@ -25,7 +25,10 @@ def random_exit(r, kind: str | None = None) -> dict:
     kind = kind or r.choice(("out", "out", "in", "in", "mmio"))
     if kind == "mmio":
         length = r.choice((1, 2, 4, 8))
-        f = {"exit_reason": K.KVM_EXIT_MMIO, "phys_addr": r.choice((0x400000, 0x400004, 0x40000C, 0xFEBF0000)),
+        # 64-bit BARs and MMIO above 4 GiB are common: phys_addr is a u64
+        f = {"exit_reason": K.KVM_EXIT_MMIO, "phys_addr": r.choice((0x400000, 0xFEBF0000 + 4 * r.randrange(64),
+                                                                    0x1_0000_0000 + r.randrange(1 << 20) * 8,
+                                                                    0xFD_0000_0000 + r.randrange(1 << 12) * 16)),
              "len": length, "is_write": r.random() < 0.6}
         f["value"] = r.getrandbits(8 * length) if f["is_write"] else None
         f["stale"] = r.getrandbits(64)  # what sits in data[] before QEMU answers a read
@@ -41,15 +44,16 @@ def random_exit(r, kind: str | None = None) -> dict:
     return f
 
 
-def encode(f: dict, r) -> bytes:
+def encode(f: dict, r, busy_header: bool = False) -> bytes:
     """The mmap as QEMU finds it: struct kvm_run in page 0, PIO data in page 1, noise elsewhere."""
     mem = bytearray(r.randbytes(MMAP_SIZE))
     run = K.kvm_run.from_buffer(mem)
     ctypes.memset(ctypes.addressof(run), 0, 32)  # the header fields, then plausible values
-    run.request_interrupt_window = r.random() < 0.3
+    # a header with every flag set catches reads wider than the field (a u64 exit_reason takes in bytes 12-13)
+    run.request_interrupt_window = busy_header or r.random() < 0.3
     run.exit_reason = f["exit_reason"]
-    run.ready_for_interrupt_injection = r.random() < 0.5
-    run.if_flag = r.random() < 0.7
+    run.ready_for_interrupt_injection = busy_header or r.random() < 0.5
+    run.if_flag = busy_header or r.random() < 0.7
     run.cr8 = r.randrange(0, 16)
     run.apic_base = 0xFEE00900
     if f["exit_reason"] == K.KVM_EXIT_IO:
@@ -69,21 +73,25 @@ def encode(f: dict, r) -> bytes:
     return bytes(mem)
 
 
-def _case(r, kind: str | None = None) -> dict:
+def case(r, kind: str | None = None, busy_header: bool = False, **fields) -> dict:
     f = random_exit(r, kind)
     f.pop("stale", None)
-    mem = encode(dict(f, stale=r.getrandbits(64)), r)
+    f.update(fields)
+    if f["exit_reason"] == K.KVM_EXIT_IO and f["direction"] == "out" and "values" not in fields:
+        f["values"] = [r.getrandbits(8 * f["size"]) for _ in range(f["count"])]
+    if f["exit_reason"] == K.KVM_EXIT_MMIO and f["is_write"] and "value" not in fields:
+        f["value"] = r.getrandbits(8 * f["len"])
+    mem = encode(dict(f, stale=r.getrandbits(64)), r, busy_header)
     return {"fields": f, "mem": mem.hex()}
 
 
 def make(seed: int) -> dict:
     r = rng(NAME, seed)
-    return {"seed": seed, "cases": [_case(r, "out"), _case(r, "in"), _case(r, "mmio")]}
-
-
-def hidden_cases(seed: int) -> list[dict]:
-    r = rng(NAME, seed, "hidden")
-    return [_case(r, k) for k in ("out", "in", "mmio")] + [_case(r) for _ in range(15)]
+    mmio = case(r, "mmio", busy_header=True)
+    if mmio["fields"]["phys_addr"] < 1 << 32:  # one address above 4 GiB in everyone's own cases
+        mmio = case(r, "mmio", busy_header=True, phys_addr=0x1_0000_0000 + r.randrange(1 << 20) * 8)
+    return {"seed": seed, "cases": [case(r, "out", busy_header=True, size=2, count=r.randrange(2, 6)),
+                                    case(r, "in"), mmio]}
 
 
 def hexdump(mem: bytes, start: int, n: int) -> str:
@@ -137,25 +145,10 @@ Element `i` of a port transfer sits at `data_offset + i*size`: the PIO page, pag
 (`KVM_PIO_PAGE_OFFSET` = 1, so `data_offset` = 4096). Bytes outside the fields of this exit are left over
 from earlier exits: don't read them. Python's `int.from_bytes(b, "little")` or `struct.unpack_from` help."""
 
-SOLUTION = '''def decode_kvm_run(mem: bytes) -> dict:
+TEMPLATE = '''def decode_kvm_run(mem: bytes) -> dict:
     """Decode struct kvm_run (page 0 of the vCPU mmap) and the data of the exit."""
-    ### BEGIN SOLUTION
-    import struct
-    out = {"exit_reason": struct.unpack_from("<I", mem, 8)[0]}
-    if out["exit_reason"] == 2:  # KVM_EXIT_IO
-        direction, size, port, count, data_offset = struct.unpack_from("<BBHIQ", mem, 32)
-        out.update(direction="in" if direction == 0 else "out", size=size, port=port, count=count,
-                   data_offset=data_offset)
-        out["values"] = None if direction == 0 else [
-            int.from_bytes(mem[data_offset + i * size:data_offset + (i + 1) * size], "little")
-            for i in range(count)]
-    elif out["exit_reason"] == 6:  # KVM_EXIT_MMIO
-        phys_addr, = struct.unpack_from("<Q", mem, 32)
-        length, is_write = struct.unpack_from("<IB", mem, 48)
-        out.update(phys_addr=phys_addr, len=length, is_write=bool(is_write))
-        out["values"] = [int.from_bytes(mem[40:40 + length], "little")] if is_write else None
-    return out
-    ### END SOLUTION
+    # YOUR CODE HERE
+    raise NotImplementedError()
 '''
 
 PARTS = (
@@ -193,11 +186,11 @@ def _values_why(f: dict) -> str:
             "element i at data_offset + i*size, each little-endian")
 
 
-def check(answer: Any, params: dict, parts: list[str] | None = None, hidden: bool = False) -> list[PartResult]:
+def check(answer: Any, params: dict, parts: list[str] | None = None, hidden: list | None = None) -> list[PartResult]:
     problem_ = not_callable(answer, EXERCISE.answer)
     if problem_:
         return fail_all(EXERCISE, parts, problem_)
-    cases = list(params["cases"]) + (hidden_cases(params["seed"]) if hidden else [])
+    cases = list(params["cases"]) + list(hidden or [])
     fails: dict[str, list[str]] = {p.name: [] for p in PARTS}
     counts = {p.name: 0 for p in PARTS}
     for n, c in enumerate(cases):
@@ -237,5 +230,5 @@ EXERCISE = Exercise(
     name=NAME, title="Decode struct kvm_run",
     goal="Read `struct kvm_run` and the PIO data page straight from the bytes QEMU sees after KVM_RUN, with "
          "the real offsets of Linux 3.7's kvm.h, and find where the guest's data is.",
-    answer="decode_kvm_run", parts=PARTS, make=make, problem=problem, check=check, solution=SOLUTION,
-    intro=INTRO)
+    answer="decode_kvm_run", parts=PARTS, make=make, problem=problem, check=check, template=TEMPLATE,
+    intro=INTRO, pure=True)

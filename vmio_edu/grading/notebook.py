@@ -47,9 +47,12 @@ def _cell(kind: str, source: str, cell_id: str, role: str, nbgrader: dict | None
             "source": source}
 
 
-def build_notebook(ex: Exercise) -> dict:
-    """The source (instructor) notebook of one exercise: solution and hidden tests included."""
+def build_notebook(ex: Exercise, solution: str | None = None) -> dict:
+    """The notebook of one exercise: with `solution` (the answer cell with its BEGIN/END SOLUTION markers,
+    from the instructor material) the source notebook; without, the template's (a student version after
+    `release_notebook`)."""
     n = ex.name
+    answer_cell = (solution if solution is not None else ex.template).rstrip("\n")
     parts_table = "\n".join(f"| `{p.name}` | {p.points:g} | {p.title} |" for p in ex.parts)
     model_note = ("\n\nSome checks run the whole vmio-edu machine with your function plugged in; they take a "
                   "few seconds." if ex.uses_model else "")
@@ -74,7 +77,7 @@ Write the function `{ex.answer}` in the answer cell, run the self-check for feed
               _nbg(f"{n}_problem", locked=True)),
         _cell("markdown", "## What you need to know\n\n" + ex.intro, f"{n}-background", "background",
               _nbg(f"{n}_background", locked=True)),
-        _cell("code", ex.solution.rstrip("\n"), f"{n}-solution", "solution", _nbg(f"{n}_solution", solution=True)),
+        _cell("code", answer_cell, f"{n}-solution", "solution", _nbg(f"{n}_solution", solution=True)),
         _cell("markdown", "## Self-check\n\nRun this for feedback on your own cases (the graded tests below "
               "also try hidden cases).", f"{n}-selfcheck-md", "selfcheck-intro",
               _nbg(f"{n}_selfcheck_md", locked=True)),

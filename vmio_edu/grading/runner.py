@@ -1,36 +1,307 @@
-"""Grade one submitted notebook, part by part, each part in its own subprocess with limits.
+"""Grade one submitted notebook: the student's code in a sandbox, the judging here.
 
-Every part gets a fresh interpreter (`vmio_edu.grading.worker`): the student's code cells run there, then
-the part's check. A time limit (wall clock, the whole process group is killed), a memory limit
-(RLIMIT_AS) and no core dumps. Code that raises, crashes the interpreter or loops scores zero for that part
-with a message saying so, and grading carries on with the next part.
+For every part a fresh sandbox (`sandbox.py`) runs the notebook's code cells, then answers requests:
+"call your function on these inputs", "run this capture". The grader holds the expected values, the hidden
+cases and the points, from the instructor's exercise definition; what comes back is plain data, checked
+(`wire.py`) and judged here. Nothing the sandbox writes is a score.
 
-This isolates mistakes, not malice: the student's code runs as the grader's user (run the grader in a
-container or as a separate user for untrusted submissions, as with nbgrader).
+Limits: each cell and each call has a wall-clock deadline (the whole process group is killed when it
+passes); the sandbox has an address-space limit, a CPU-time limit, a file-size limit and no core dumps;
+run as root, the grader drops the sandbox to an unprivileged user (`nobody`, or $VMIO_EDU_GRADE_USER).
+A cell that loops or kills the process is skipped (and named) in the next sandbox; a call that does is
+that case's failure, and the cases after it are not run: that part scores zero, the others go on.
 """
 from __future__ import annotations
 
-import json
 import os
+import select
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
-from .base import PartResult, seed_for_user
-from .notebook import NotebookError, exercise_name, load_notebook, student_code, submitted_seed
+from . import wire
+from .base import PartResult, StudentError
 
-DEFAULT_TIMEOUT = 60.0
-DEFAULT_MEMORY_MB = 2048  # address space: a process with a few emulated machines peaks near 0.5 GiB
-LOG_TAIL = 600
+DEFAULT_TIMEOUT = 5.0  # one call of the student's function
+DEFAULT_RUN_TIMEOUT = 60.0  # one capture that runs the machine
+DEFAULT_CELL_TIMEOUT = 15.0  # one notebook cell
+DEFAULT_MEMORY_MB = 4096  # address space: the emulated engine maps ~3 GiB of guest-visible space
+CPU_SECONDS = 300
+FILE_MB = 256
+LOG_TAIL = 400
 
 
+class SandboxDied(StudentError):
+    """The sandbox process is gone (a crash, an exit, a time limit): no more calls can run in it."""
+
+
+def _unprivileged() -> tuple[int, int] | None:
+    """(uid, gid) to run the sandbox as, when the grader runs as root; None to keep the grader's user."""
+    if os.geteuid() != 0:
+        return None
+    name = os.environ.get("VMIO_EDU_GRADE_USER", "nobody")
+    if name in ("", "root"):
+        return None
+    try:
+        import pwd
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        return None
+    return pw.pw_uid, pw.pw_gid
+
+
+_CAN_DROP: dict[tuple[int, int], bool] = {}
+
+
+def _can_drop(ids: tuple[int, int]) -> bool:
+    """Whether the sandbox works as that user (it must be able to read the installed package)."""
+    if ids not in _CAN_DROP:
+        try:
+            p = subprocess.run([sys.executable, "-I", "-c", "import vmio_edu.grading.sandbox"],
+                               preexec_fn=_limits(0, ids), capture_output=True, timeout=60, cwd="/")
+            _CAN_DROP[ids] = p.returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            _CAN_DROP[ids] = False
+    return _CAN_DROP[ids]
+
+
+def _limits(memory_mb: int, ids: tuple[int, int] | None):
+    def apply() -> None:
+        import resource
+        os.setsid()  # its own process group: a time-out kills every thread and child it made
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_CPU, (CPU_SECONDS, CPU_SECONDS))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_MB << 20, FILE_MB << 20))
+        if memory_mb:
+            limit = memory_mb * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        if ids is not None:
+            os.setgroups([])
+            os.setgid(ids[1])
+            os.setuid(ids[0])
+    return apply
+
+
+@dataclass
+class Limits:
+    call: float = DEFAULT_TIMEOUT
+    run: float = DEFAULT_RUN_TIMEOUT
+    cell: float = DEFAULT_CELL_TIMEOUT
+    memory_mb: int = DEFAULT_MEMORY_MB
+
+
+class Sandbox:
+    """One sandbox process running a notebook's cells, then serving calls of the student's function."""
+
+    def __init__(self, exercise: str, cells: list[tuple[int, str]], limits: Limits, skip: set[int] = frozenset()):
+        self.exercise, self.limits = exercise, limits
+        self.dead: str | None = None
+        self.forbidden: list[str] = []
+        self.threads: list[str] = []
+        self.tmp = tempfile.mkdtemp(prefix="vmio-sandbox-")
+        self.log = os.path.join(self.tmp, "log")
+        ids = _unprivileged()
+        if ids is not None and not _can_drop(ids):
+            ids = None
+        self.user = "an unprivileged user" if ids else "the grader's user"
+        if ids is not None:
+            os.chown(self.tmp, ids[0], ids[1])
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": self.tmp, "TMPDIR": self.tmp,
+               "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg"}
+        for k in ("VMIO_EDU_GRADING_ENGINE",):
+            if k in os.environ:
+                env[k] = os.environ[k]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-m", "vmio_edu.grading.sandbox", str(to_child_r), str(from_child_w), self.log],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            pass_fds=(to_child_r, from_child_w), preexec_fn=_limits(limits.memory_mb, ids), env=env, cwd=self.tmp)
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self._w = os.fdopen(to_child_w, "w", encoding="utf-8")
+        self._r = from_child_r
+        self._buf = b""
+        self.start = time.monotonic()
+        self.ready: dict = {}
+        self.cell_problem: tuple[int, str] | None = None
+        self._send({"exercise": exercise, "cells": [list(c) for c in cells], "skip": sorted(skip)})
+        self._run_cells()
+
+    # -- messages ------------------------------------------------------------------------------------
+    def _send(self, msg: dict) -> None:
+        try:
+            self._w.write(wire.dumps(msg))
+            self._w.flush()
+        except (BrokenPipeError, OSError):
+            pass  # the reply loop sees the process gone
+
+    def _recv(self, deadline: float) -> dict | None:
+        """The next message, or None at the deadline or when the sandbox is gone (self.dead says which)."""
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.kill()
+                self.dead = "timeout"
+                return None
+            ready, _, _ = select.select([self._r], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(self._r, 1 << 16)
+            if not chunk:
+                self.dead = self._how_it_died()
+                return None
+            self._buf += chunk
+            if len(self._buf) > wire.MAX_LINE:
+                self.kill()
+                self.dead = "sent a message too large"
+                return None
+        line, self._buf = self._buf.split(b"\n", 1)
+        try:
+            return wire.loads(line.decode("utf-8", "replace"))
+        except wire.WireError as e:
+            self.kill()
+            self.dead = f"sent something that is not a grader message ({e})"
+            return None
+
+    def _how_it_died(self) -> str:
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return "closed its channel to the grader"
+        self.kill()
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            hint = {"SIGSEGV": " (a crash: a segfault)", "SIGXCPU": " (CPU time limit)",
+                    "SIGKILL": " (killed: out of memory?)", "SIGXFSZ": " (it wrote too large a file)"}.get(name, "")
+            return f"was killed by {name}{hint}"
+        tail = self.tail()
+        if "MemoryError" in tail:
+            return f"exited with status {code} (out of memory)"
+        return f"exited with status {code} (something called exit, e.g. os._exit or sys.exit in a thread)"
+
+    def tail(self) -> str:
+        try:
+            with open(self.log, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - LOG_TAIL))
+                return f.read().decode("utf-8", "replace").strip()
+        except OSError:
+            return ""
+
+    # -- cells -----------------------------------------------------------------------------------------
+    def _run_cells(self) -> None:
+        current = None
+        deadline = time.monotonic() + self.limits.cell + 10  # + interpreter start-up
+        while True:
+            msg = self._recv(deadline)
+            if msg is None:
+                how = (f"did not finish within {self.limits.cell:g} s (an endless loop?)" if self.dead == "timeout"
+                       else f"stopped the process: it {self.dead}")
+                self.cell_problem = (current, how) if current is not None else None
+                self.ready = {"defined": False, "errors": [f"the sandbox {self.dead} before running any cell"]
+                              if current is None else []}
+                return
+            if "cell" in msg:
+                current = msg["cell"] if isinstance(msg["cell"], int) else current
+                deadline = time.monotonic() + self.limits.cell
+            elif msg.get("ready"):
+                self.ready = msg
+                self.threads = [str(t) for t in msg.get("threads", [])][:5]
+                return
+
+    # -- calls -----------------------------------------------------------------------------------------
+    def request(self, kind: str, payload: Any, timeout: float) -> Any:
+        """Run one request; the decoded value, or StudentError saying what went wrong."""
+        if self.dead:
+            raise SandboxDied(f"not run: the process running your code {self.dead} on an earlier case")
+        rid = int(time.monotonic() * 1e6)
+        msg = {"id": rid, "kind": kind}
+        msg["args" if kind == "call" else "input"] = wire.encode(payload)
+        self._send(msg)
+        deadline = time.monotonic() + timeout + 2
+        started = False
+        while True:
+            reply = self._recv(deadline)
+            if reply is None:
+                if self.dead == "timeout":
+                    self.dead = f"hit the time limit ({timeout:g} s)"
+                    raise SandboxDied(f"time limit: your function did not return within {timeout:g} s "
+                                      "(an endless loop? a wait that never ends?)")
+                raise SandboxDied(f"the process running your function {self.dead}"
+                                  + ("" if started else " before the call started"))
+            if reply.get("start") == rid:
+                started = True
+                deadline = time.monotonic() + timeout
+                continue
+            if reply.get("id") != rid:
+                continue  # stale or forged: ignore
+            break
+        hits = reply.get("forbidden", [])
+        if isinstance(hits, list):
+            self.forbidden += [str(h)[:200] for h in hits[:3]]
+        if isinstance(reply.get("threads"), list) and reply["threads"]:
+            self.threads = [str(t)[:40] for t in reply["threads"][:3]]
+        if reply.get("ok") is True:
+            try:
+                return wire.decode(reply.get("value"))
+            except wire.WireError as e:
+                raise StudentError(f"your function returned something the grader cannot read ({e})") from None
+        err = reply.get("error")
+        raise StudentError(str(err)[:600] if isinstance(err, str) else "your function failed")
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def close(self) -> None:
+        self.kill()
+        try:
+            self._w.close()
+        except OSError:
+            pass
+        try:
+            os.close(self._r)
+        except OSError:
+            pass
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class Remote:
+    """The student's function as the checks see it: a call runs in the sandbox and returns plain data."""
+
+    def __init__(self, box: Sandbox, name: str):
+        self.box, self.__name__ = box, name
+        self.is_generator = bool(box.ready.get("generator"))
+
+    def __call__(self, *args: Any) -> Any:
+        return self.box.request("call", list(args), self.box.limits.call)
+
+    def capture(self, kind: str, data: Any) -> Any:
+        return self.box.request(kind, data, self.box.limits.run)
+
+
+# -- grading a notebook ---------------------------------------------------------------------------------
 @dataclass
 class GradeReport:
     notebook: str
     exercise: str
+    student: str
     seed: int
     seed_source: str
     parts: list[PartResult]
@@ -45,13 +316,13 @@ class GradeReport:
         return sum(p.max_points for p in self.parts)
 
     def to_json(self) -> dict:
-        return {"notebook": self.notebook, "exercise": self.exercise, "seed": self.seed,
+        return {"notebook": self.notebook, "exercise": self.exercise, "student": self.student, "seed": self.seed,
                 "seed_source": self.seed_source, "parts": [p.to_json() for p in self.parts],
                 "total": self.total, "max_total": self.max_total, "notes": self.notes}
 
     def text(self) -> str:
         out = [f"vmio-edu grade: {self.notebook}",
-               f"exercise {self.exercise}, seed {self.seed} ({self.seed_source})", ""]
+               f"exercise {self.exercise}, student {self.student!r}, seed {self.seed} ({self.seed_source})", ""]
         for p in self.parts:
             out.append(f"  {p.name:<14} {p.points:g}/{p.max_points:g}")
             out += [f"      {ln}" for ln in p.feedback.splitlines()]
@@ -60,137 +331,96 @@ class GradeReport:
         return "\n".join(out)
 
 
-def _limits(memory_mb: int):
-    def apply() -> None:
-        import resource
-        os.setsid()  # its own process group: a time-out kills every thread and child it made
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if memory_mb:
-            limit = memory_mb * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    return apply
-
-
-def _tail(path: str) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - LOG_TAIL))
-            return f.read().decode("utf-8", "replace").strip()
-    except OSError:
-        return ""
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
-def run_part(exercise: str, part: str, max_points: float, cells: list[tuple[int, str]], seed: int,
-             timeout: float = DEFAULT_TIMEOUT, memory_mb: int = DEFAULT_MEMORY_MB,
-             hidden: bool = True) -> tuple[PartResult, list[str]]:
-    """Grade one part in a fresh subprocess. Returns the result and the errors raised by notebook cells."""
-    with tempfile.TemporaryDirectory(prefix="vmio-grade-") as tmp:
-        job = {"exercise": exercise, "part": part, "seed": seed, "cells": cells, "hidden": hidden,
-               "result": os.path.join(tmp, "result.json"), "status": os.path.join(tmp, "status"),
-               "log": os.path.join(tmp, "log")}
-        job_path = os.path.join(tmp, "job.json")
-        with open(job_path, "w", encoding="utf-8") as f:
-            json.dump(job, f)
-        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg")
-        proc = subprocess.Popen([sys.executable, "-m", "vmio_edu.grading.worker", job_path],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                preexec_fn=_limits(memory_mb), env=env, cwd=tmp)
-        start = time.monotonic()
+def grade_part(ex: Any, part: str, cells: list[tuple[int, str]], params: dict, hidden: list | None,
+               limits: Limits, skip: set[int], notes: list[str]) -> PartResult:
+    """One part in its own sandbox. Cells that loop or kill the process are added to `skip` and retried."""
+    from .base import fail_all
+    p = ex.part(part)
+    for _attempt in range(len(cells) + 1):
+        box = Sandbox(ex.name, cells, limits, skip)
         try:
-            code = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill(proc)
-            status = _read(job["status"]) or "starting the grader"
-            return PartResult(part, 0, max_points, f"time limit: stopped after {timeout:g} s while {status} "
-                              "(an endless loop? a wait that never ends?)"), []
-        _kill(proc)  # leftovers of the group (threads are gone with the process; children may not be)
-        raw = _read(job["result"])
-        if raw:
+            if box.cell_problem is not None:
+                index, how = box.cell_problem
+                if index is None:
+                    return PartResult(part, 0, p.points, f"the sandbox could not start: {box.dead}")
+                skip.add(index)
+                notes.append(f"cell {index} {how}; it was skipped when grading")
+                continue
+            ready = box.ready
+            if not ready.get("defined") or not ready.get("callable"):
+                why = (f"`{ex.answer}` is not defined after running your notebook" if not ready.get("defined")
+                       else f"`{ex.answer}` should be a function")
+                errs = [str(e) for e in ready.get("errors", [])][:2]
+                if errs:
+                    why += "; " + "; ".join(errs)
+                return PartResult(part, 0, p.points, why)
+            remote = Remote(box, ex.answer)
             try:
-                data = json.loads(raw)
-                (r,) = [PartResult(**d) for d in data["results"]]
-                return r, list(data.get("cell_errors", []))
-            except (ValueError, TypeError, KeyError):
-                pass
-        elapsed = time.monotonic() - start
-        status = _read(job["status"]) or "starting the grader"
-        if code < 0:
-            try:
-                how = f"was killed by {signal.Signals(-code).name}"
-            except ValueError:
-                how = f"was killed by signal {-code}"
-        else:
-            how = f"exited with status {code}"
-        log = _tail(job["log"])
-        hint = " (out of memory?)" if "MemoryError" in log else ""
-        msg = f"the Python process running your code {how}{hint} after {elapsed:.1f} s, while {status}"
-        if log:
-            msg += f"; its last output:\n{log}"
-        return PartResult(part, 0, max_points, msg), []
+                (r,) = ex.check(remote, params, parts=[part], hidden=hidden)
+            except Exception as e:  # noqa: BLE001 - a check that breaks on odd data still reports
+                from .base import describe_exception
+                (r,) = fail_all(ex, [part], f"the check could not use your function's results: "
+                                            f"{describe_exception(e)}")
+            where = f" (your `{ex.answer}` is defined in cell {ready.get('defined_in')})" \
+                if ready.get("defined_in") is not None else ""
+            if box.forbidden:
+                r = PartResult(part, 0, p.points, f"scored 0: while your function ran, it used "
+                               f"{box.forbidden[0]}. An answer may not be, wrap or call the library's "
+                               f"implementation of `{ex.answer}` or the grader's code{where}.")
+            elif box.dead and not r.full:
+                r = PartResult(part, r.points, r.max_points, r.feedback + where)
+            elif box.threads and r.full and not ex.uses_model:
+                r = PartResult(part, 0, p.points, f"your code left threads running ({', '.join(box.threads)}): "
+                               "an answer must return only when its work is done" + where)
+            return PartResult(part, float(min(max(r.points, 0), p.points)), p.points, r.feedback)
+        finally:
+            box.close()
+    return PartResult(part, 0, p.points, "every cell of the notebook failed to run")
 
 
-def _kill(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
-
-
-def _nbgrader_student(path: str) -> str | None:
-    """The student id in an nbgrader course path: .../submitted/<student>/<assignment>/<notebook>.ipynb."""
-    parts = os.path.normpath(os.path.abspath(path)).split(os.sep)
-    if len(parts) >= 4 and parts[-4] in ("submitted", "autograded", "feedback"):
-        return parts[-3] or None
-    return None
-
-
-def grade_notebook(path: str, seed: int | None = None, timeout: float = DEFAULT_TIMEOUT,
-                   memory_mb: int = DEFAULT_MEMORY_MB, parts: list[str] | None = None) -> GradeReport:
-    """Grade a submitted exercise notebook. Raises NotebookError for a notebook it cannot grade at all."""
+def grade_notebook(path: str, student: str | None = None, exercise_name: str | None = None,
+                   limits: Limits | None = None, parts: list[str] | None = None,
+                   instructor: str | None = None, seed: int | None = None) -> GradeReport:
+    """Grade a submitted exercise notebook. Raises NotebookError / CourseError for what it cannot grade."""
     from . import EXERCISE_MODULES, exercise
+    from .course import Course, student_from_path
+    from .notebook import NotebookError, exercise_name as nb_exercise, load_notebook, student_code
 
+    limits = limits or Limits()
+    course = Course.load(instructor)
     nb = load_notebook(path)
-    name = exercise_name(nb)
+    notes: list[str] = []
+    assignment = os.path.basename(os.path.dirname(os.path.abspath(path)))
+    name = exercise_name or (assignment if assignment in EXERCISE_MODULES else None)
+    claimed = nb_exercise(nb)
     if name is None:
-        raise NotebookError(f"{path!r} is not a vmio-edu exercise (no vmio_edu.exercise in its metadata and no "
-                            "known nbgrader grade_id)")
+        name = claimed
+        if name is not None:
+            notes.append("the exercise was taken from the notebook's metadata (give --exercise to be sure)")
+    elif claimed is not None and claimed != name:
+        notes.append(f"the notebook says it is {claimed!r}; it was graded as {name!r}")
+    if name is None:
+        raise NotebookError(f"{path!r} is not a vmio-edu exercise (give --exercise NAME)")
     if name not in EXERCISE_MODULES:
         raise NotebookError(f"{path!r} is exercise {name!r}, which this vmio-edu does not know "
                             f"(known: {', '.join(EXERCISE_MODULES)})")
     ex = exercise(name)
-    if seed is not None:
-        source = "given on the command line"
+    student = student or student_from_path(path)
+    if not student:
+        raise NotebookError(f"no student id for {path!r}: give --student ID (or grade inside an nbgrader course "
+                            "directory: submitted/<student>/<assignment>/)")
+    if seed is None:
+        seed, source = course.visible_seed(student), f"from the student id {student!r}"
     else:
-        seed, source = submitted_seed(nb)
-        student = _nbgrader_student(path)
-        if seed is None and student:
-            seed, source = seed_for_user(student), f"from the nbgrader student id {student!r}"
-        if seed is None:
-            seed, source = seed_for_user(), "not found in the notebook: the grader's own default"
+        source = "given by the instructor"
+    params = ex.make(int(seed))
+    hidden = course.hidden_cases(name, student, params)
     wanted = ex.part_names if parts is None else parts
     for p in wanted:
         ex.part(p)  # KeyError for an unknown part
     cells = student_code(nb)
-    notes: list[str] = []
     if not cells:
-        notes.append("the notebook has no answer cell: every part scores zero")
-    results, cell_errors = [], []
-    for p in wanted:
-        r, errs = run_part(name, p, ex.part(p).points, cells, int(seed), timeout, memory_mb)
-        results.append(r)
-        cell_errors = cell_errors or errs
-    notes += [f"while running the notebook, {e}" for e in cell_errors[:3]]
-    return GradeReport(path, name, int(seed), source, results, notes)
+        notes.append("the notebook has no code cell: every part scores zero")
+    skip: set[int] = set()
+    results = [grade_part(ex, p, cells, params, hidden, limits, skip, notes) for p in wanted]
+    return GradeReport(path, name, student, int(seed), source, results, list(dict.fromkeys(notes)))

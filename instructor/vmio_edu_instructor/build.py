@@ -1,7 +1,7 @@
 """Write the exercise notebooks (the instructor's source versions) from the exercise modules.
 
-    python -m vmio_edu.grading.build [OUT_DIR]        # default: exercises/source
-    python -m vmio_edu.grading.build --check [OUT_DIR]  # exit 1 if a committed notebook is stale
+    PYTHONPATH=instructor python -m vmio_edu_instructor.build [OUT_DIR]        # default: exercises/source
+    PYTHONPATH=instructor python -m vmio_edu_instructor.build --check [OUT_DIR]  # exit 1 if one is stale
 
 The notebooks are generated so they stay consistent with the checks; commit the generated files.
 """
@@ -11,8 +11,10 @@ import argparse
 import os
 import sys
 
-from . import all_exercises
-from .notebook import build_notebook, dumps
+from vmio_edu.grading import all_exercises
+from vmio_edu.grading.notebook import build_notebook, dumps
+
+from . import solution
 
 
 def build(out_dir: str) -> list[str]:
@@ -21,7 +23,7 @@ def build(out_dir: str) -> list[str]:
     for ex in all_exercises():
         path = os.path.join(out_dir, f"{ex.name}.ipynb")
         with open(path, "w", encoding="utf-8") as f:
-            f.write(dumps(build_notebook(ex)))
+            f.write(dumps(build_notebook(ex, solution(ex.name))))
         written.append(path)
     return written
 
@@ -33,7 +35,7 @@ def stale(out_dir: str) -> list[str]:
         path = os.path.join(out_dir, f"{ex.name}.ipynb")
         try:
             with open(path, encoding="utf-8") as f:
-                if f.read() == dumps(build_notebook(ex)):
+                if f.read() == dumps(build_notebook(ex, solution(ex.name))):
                     continue
         except OSError:
             pass
@@ -42,7 +44,7 @@ def stale(out_dir: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m vmio_edu.grading.build", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m vmio_edu_instructor.build", description=__doc__.split("\n\n")[0])
     p.add_argument("out", nargs="?", default=os.path.join("exercises", "source"))
     p.add_argument("--check", action="store_true", help="only report notebooks that need rebuilding")
     args = p.parse_args(argv)

@@ -1,0 +1,245 @@
+"""The sandbox: the child process that runs a student's notebook code and reports what it did.
+
+    python -I -m vmio_edu.grading.sandbox IN_FD OUT_FD LOG
+
+The grader (`runner.py`) starts it with resource limits, without the instructor material on its path or in
+its environment, and talks to it in JSON lines (`wire.py`): first the notebook's code cells, then one
+request per case: call the student's function on these inputs (or run this capture: a window of IDE
+words, a machine run), answer with what it returned and what it did. The sandbox never sees expected
+values and never computes a score; the grader judges what comes back.
+
+While the student's function runs, a profiler watches which code executes, on every thread: code of the
+library's own implementation of the function to write (by code object, and by file and name for a
+re-executed copy), or of the grader, is reported and the part scores zero. The library's own
+implementation is also swapped for a trap before the notebook runs, so a reference to it taken in any
+way (`__wrapped__`, a module attribute, the garbage collector) raises instead of answering.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import sys
+import threading
+import types
+from typing import Any, Callable
+
+from . import wire
+
+GRADING_DIR = os.path.dirname(os.path.abspath(__file__))
+PACKAGE_DIR = os.path.dirname(GRADING_DIR)
+# Grader files a student's code may run through: this sandbox, the stand-ins handed to the function, and
+# the model runner (its trace callback runs inside every call of a plugged function).
+ALLOWED_GRADING_FILES = frozenset(os.path.join(GRADING_DIR, f) for f in
+                                  ("sandbox.py", "wire.py", "standins.py", "model.py", "base.py"))
+
+
+class ForbiddenCall(Exception):
+    """Raised by the trap that replaced the library's own implementation of the function to write."""
+
+
+class Watch:
+    """What runs while the student's function is active (any thread)."""
+
+    def __init__(self, originals: list[tuple[str, str]], whole_package: bool):
+        self.active = 0
+        self.hits: list[str] = []
+        self.whole_package = whole_package
+        self.codes: dict[Any, str] = {}
+        self.names: dict[tuple[str, str], str] = {}
+        self.real: dict[str, Callable] = {}
+        self._verdict: dict[Any, str | None] = {}
+        for modname, attr in originals:
+            mod = importlib.import_module(modname)
+            fn = getattr(mod, attr)
+            inner = getattr(fn, "__wrapped__", fn)
+            label = f"the library's own {attr} ({modname})"
+            self.codes[inner.__code__] = label
+            self.names[(os.path.abspath(inner.__code__.co_filename), inner.__code__.co_name)] = label
+            self._trap(mod, inner, attr, label)
+
+    # -- the trap ------------------------------------------------------------------------------------
+    def _trap(self, mod: Any, inner: Callable, attr: str, label: str) -> None:
+        """Swap `inner`'s code for a trap: the grader's own runs (no student code active) still get the
+        real function, a student's call raises ForbiddenCall."""
+        real = types.FunctionType(inner.__code__, inner.__globals__, inner.__name__, inner.__defaults__,
+                                  inner.__closure__)
+        real.__kwdefaults__ = inner.__kwdefaults__
+        self.real[attr] = real
+        if inner.__closure__:
+            return  # a closure cannot take another code object: the profiler still sees it run
+        gen = inspect.isgeneratorfunction(inner)
+        body = ("    return (yield from __vmio_edu_trap__(%r, a, k))\n" if gen else
+                "    return __vmio_edu_trap__(%r, a, k)\n") % attr
+        ns: dict = {}
+        exec(compile(f"def {attr}(*a, **k):\n" + body, f"<vmio-edu grader trap for {attr}>", "exec"), ns)
+        watch = self
+
+        def trap(name: str, a: tuple, k: dict) -> Any:
+            if watch.active:
+                watch.hits.append(label)
+                raise ForbiddenCall(f"{label} may not be used in your answer: write your own")
+            return watch.real[name](*a, **k)
+
+        inner.__globals__["__vmio_edu_trap__"] = trap
+        inner.__code__ = ns[attr].__code__
+        inner.__defaults__ = None
+        inner.__kwdefaults__ = None
+
+    # -- the profiler ----------------------------------------------------------------------------------
+    def _judge(self, code: Any) -> str | None:
+        label = self.codes.get(code)
+        if label:
+            return label
+        path = os.path.abspath(code.co_filename)
+        label = self.names.get((path, code.co_name))
+        if label:
+            return label
+        if path.startswith(GRADING_DIR + os.sep) and path not in ALLOWED_GRADING_FILES:
+            return f"the grader's own code ({os.path.basename(path)}: {code.co_name})"
+        if self.whole_package and path.startswith(PACKAGE_DIR + os.sep) and path not in ALLOWED_GRADING_FILES:
+            rel = os.path.relpath(path, os.path.dirname(PACKAGE_DIR))
+            return f"vmio-edu's own code ({rel}: {code.co_name}); this answer must not call into the library"
+        return None
+
+    def profile(self, frame: Any, event: str, arg: Any) -> None:
+        if event != "call" or not self.active:
+            return
+        code = frame.f_code
+        try:
+            label = self._verdict[code]
+        except KeyError:
+            label = self._verdict[code] = self._judge(code)
+        if label and (not self.hits or self.hits[-1] != label):
+            self.hits.append(label)
+
+    def install(self) -> None:
+        sys.setprofile(self.profile)
+        threading.setprofile(self.profile)
+
+    def intact(self) -> bool:
+        return sys.getprofile() == self.profile
+
+    # -- running the student's function --------------------------------------------------------------
+    def wrap(self, fn: Callable) -> Callable:
+        """`fn`, counted as student code while it runs (for a generator function: while it is resumed)."""
+        watch = self
+        if inspect.isgeneratorfunction(fn):
+            def student_generator(*a: Any, **k: Any) -> Any:
+                watch.active += 1
+                try:
+                    g = fn(*a, **k)
+                finally:
+                    watch.active -= 1
+                value: Any = None
+                while True:
+                    watch.active += 1
+                    try:
+                        try:
+                            y = g.send(value)
+                        except StopIteration as stop:
+                            return stop.value
+                    finally:
+                        watch.active -= 1
+                    value = yield y
+            student_generator.__name__ = getattr(fn, "__name__", "answer")
+            student_generator.__wrapped_student__ = fn
+            return student_generator
+
+        def student_function(*a: Any, **k: Any) -> Any:
+            watch.active += 1
+            try:
+                return fn(*a, **k)
+            finally:
+                watch.active -= 1
+        student_function.__name__ = getattr(fn, "__name__", "answer")
+        student_function.__wrapped_student__ = fn
+        return student_function
+
+
+def _describe(e: BaseException) -> str:
+    from .base import describe_exception
+    return describe_exception(e)
+
+
+def main(argv: list[str]) -> int:
+    in_fd, out_fd, log = int(argv[0]), int(argv[1]), argv[2]
+    rd = os.fdopen(in_fd, "r", encoding="utf-8")
+    wr = os.fdopen(out_fd, "w", encoding="utf-8")
+    # The student's prints (Python and C level) go to the log, never into the replies.
+    log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    sys.stdin = open(os.devnull)
+
+    def send(msg: dict) -> None:
+        wr.write(wire.dumps(msg))
+        wr.flush()
+
+    job = wire.loads(rd.readline())
+    ex = importlib.import_module(f"vmio_edu.grading.{job['exercise']}")
+    spec = ex.EXERCISE
+    watch = Watch(list(spec.originals), spec.pure)
+    ns: dict = {"__name__": "__main__", "__builtins__": __builtins__}
+    errors: list[str] = []
+    defined_in = None
+    skip = set(job.get("skip", []))
+    threads_before = set(threading.enumerate())
+    for index, source in job["cells"]:
+        if index in skip:
+            continue
+        send({"cell": index})
+        before = ns.get(spec.answer)
+        try:
+            exec(compile(source, f"<cell {index}>", "exec"), ns)  # noqa: S102 - running the submission
+        except BaseException as e:  # noqa: BLE001 - SystemExit included
+            errors.append(f"cell {index} raised {_describe(e)}")
+        if ns.get(spec.answer) is not before:
+            defined_in = index
+    stray = [t.name for t in threading.enumerate() if t not in threads_before and t.is_alive()]
+    answer = ns.get(spec.answer)
+    send({"ready": True, "defined": answer is not None, "callable": callable(answer), "defined_in": defined_in,
+          "errors": errors[:5], "threads": stray[:5],
+          "generator": bool(answer is not None and inspect.isgeneratorfunction(answer))})
+    if not callable(answer):
+        return 0
+    student = watch.wrap(answer)
+    watch.install()
+    while True:
+        line = rd.readline()
+        if not line:
+            return 0
+        req = wire.loads(line)
+        hits_before = len(watch.hits)
+        threads_before = set(threading.enumerate())
+        send({"start": req["id"]})
+        reply: dict = {"id": req["id"]}
+        try:
+            if req["kind"] == "call":
+                args = wire.decode(req["args"])
+                value = student(*args)
+            else:
+                value = spec.captures[req["kind"]](student, wire.decode(req["input"]))
+            reply["value"] = wire.encode(value)
+            reply["ok"] = True
+        except BaseException as e:  # noqa: BLE001 - whatever the student's code raises is a result
+            reply["ok"] = False
+            reply["error"] = _describe(e)[:600]
+        if not watch.intact():
+            watch.hits.append("the grader's profiler (your code replaced or removed it)")
+            watch.install()
+        reply["forbidden"] = list(dict.fromkeys(watch.hits[hits_before:]))[:3]
+        if req["kind"] == "call":
+            left = [t.name for t in threading.enumerate() if t not in threads_before and t.is_alive()]
+            if left:
+                reply["threads"] = left[:3]
+        send(reply)
+
+
+if __name__ == "__main__":
+    try:
+        code = main(sys.argv[1:])
+    finally:
+        sys.stdout.flush()
+    os._exit(code)  # don't wait for threads the student (or a stuck model run) left behind
