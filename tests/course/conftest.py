@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .hub import COURSE_ID, Diagnostics, Hub, Student, UnixUsers, User, build_course_env, missing
+from .hub import COURSE_ID, REPO, Diagnostics, Hub, Student, UnixUsers, User, build_course_env, missing
 
 # .ci/run sets it: in CI this test must run, so what would be a skip elsewhere is a failure there
 REQUIRED = os.environ.get("VMIO_EDU_COURSE_TEST") == "required"
@@ -32,16 +32,21 @@ class Course:
     instructor: User
     students: list[Student]
     course_dir: Path
+    instructor_material: Path
     exchange: Path
     diag: Diagnostics
 
-    def nbgrader(self, *args: str, timeout: float = 900) -> str:
-        """`nbgrader ARGS` in the course directory, as the instructor (as a teacher runs it)."""
-        p = self.users.run_as(self.instructor, ["python", "-m", "nbgrader", *args], cwd=self.course_dir,
-                              bin_dir=self.bin_dir, timeout=timeout)
-        self.diag.note(f"instructor: nbgrader {' '.join(args)} -> {p.returncode}", p.stdout)
-        assert p.returncode == 0, f"nbgrader {' '.join(args)} failed ({p.returncode}):\n{p.stdout[-6000:]}"
+    def as_instructor(self, *argv: str, timeout: float = 900) -> str:
+        """A command in the course directory, as the instructor's unix user (as a teacher runs it), with
+        $VMIO_EDU_INSTRUCTOR pointing at the instructor material (docs/teaching.md)."""
+        p = self.users.run_as(self.instructor, list(argv), cwd=self.course_dir, bin_dir=self.bin_dir,
+                              timeout=timeout, env={"VMIO_EDU_INSTRUCTOR": str(self.instructor_material)})
+        self.diag.note(f"instructor: {' '.join(argv)} -> {p.returncode}", p.stdout)
+        assert p.returncode == 0, f"{' '.join(argv)} failed ({p.returncode}):\n{p.stdout[-6000:]}"
         return p.stdout
+
+    def nbgrader(self, *args: str, timeout: float = 900) -> str:
+        return self.as_instructor("python", "-m", "nbgrader", *args, timeout=timeout)
 
 
 @pytest.fixture
@@ -74,22 +79,33 @@ def course(request):
         (site / "nbgrader_config.py").write_text(
             f"c = get_config()\nc.CourseDirectory.course_id = {COURSE_ID!r}\nc.Exchange.root = {str(exchange)!r}\n")
 
-        # The instructor's course directory, owned by the instructor
+        # The instructor's material (reference solutions, hidden cases; not in the wheel) and course
+        # directory, owned by the instructor, in a home only the instructor can read (docs/teaching.md).
+        # autograde goes through vmio-edu's sandbox (use_vmio_edu_grader), not nbgrader's kernel.
+        material = instructor.home / "instructor"
+        shutil.copytree(REPO / "instructor", material,
+                        ignore=shutil.ignore_patterns("__pycache__", "course_secret"))
         course_dir = instructor.home / "course"
         course_dir.mkdir()
         (course_dir / "nbgrader_config.py").write_text(
+            "from vmio_edu.grading.nbgrader_autograde import use_vmio_edu_grader\n"
             f"c = get_config()\nc.CourseDirectory.course_id = {COURSE_ID!r}\n"
             f"c.Exchange.root = {str(exchange)!r}\n"
-            "c.ExecutePreprocessor.timeout = 300\n")
-        shutil.chown(course_dir, instructor.uid, instructor.gid)
-        shutil.chown(course_dir / "nbgrader_config.py", instructor.uid, instructor.gid)
+            "c.ExecutePreprocessor.timeout = 300\n"
+            "use_vmio_edu_grader(c)\n")
+        for d in (material, course_dir):
+            for p in [d, *d.rglob("*")]:
+                shutil.chown(p, instructor.uid, instructor.gid)
+        material.chmod(0o700)
 
         hub = Hub(base / "hub", bin_dir, {u.name for u in [instructor, *students]},
                   {"JUPYTER_CONFIG_PATH": str(site), "PYTHONUNBUFFERED": "1"}, diag)
         hub.start()
+        course = Course(hub, bin_dir, users, instructor, [Student(hub, s, diag) for s in students], course_dir,
+                        material, exchange, diag)
+        course.as_instructor("vmio-edu", "course-secret", timeout=300)  # once per course
         ready = True
-        yield Course(hub, bin_dir, users, instructor, [Student(hub, s, diag) for s in students], course_dir, exchange,
-                     diag)
+        yield course
     finally:
         call = getattr(request.node, "rep_call", None)
         failed = not ready or (call is not None and call.failed)

@@ -213,12 +213,13 @@ class UnixUsers:
             subprocess.run(["userdel", "--remove", user.name], capture_output=True, timeout=60)
         self.users.clear()
 
-    def run_as(self, user: User, argv: list[str], cwd: Path, bin_dir: Path,
-               timeout: float) -> subprocess.CompletedProcess:
+    def run_as(self, user: User, argv: list[str], cwd: Path, bin_dir: Path, timeout: float,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         """Run a command as `user` with a clean login-like environment (the instructor's nbgrader commands).
         In its own session, so a time-out can stop the command and everything it started."""
         env = ["HOME=" + str(user.home), "USER=" + user.name, "LOGNAME=" + user.name, "SHELL=/bin/bash",
-               "LANG=C.UTF-8", "PATH=" + f"{bin_dir}:/usr/local/bin:/usr/bin:/bin"]
+               "LANG=C.UTF-8", "PATH=" + f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
+               *(f"{k}={v}" for k, v in (env or {}).items())]
         cmd = ["runuser", "-u", user.name, "--", "env", "-i", *env, *argv]
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True, preexec_fn=_umask022)

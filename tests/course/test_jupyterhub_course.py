@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from vmio_edu.grading import seed_for_user
+from vmio_edu.grading import make, seed_for_user
 
 from .hub import COURSE_ID
 
@@ -146,11 +146,16 @@ def test_a_course_on_jupyterhub(course):
         feedback = html_text(student.read_text(f"{subs[0]['local_feedback_path']}/{ASSIGNMENT}.html"))
         total = sum(EXPECTED[who].values())
         assert f"Score: {total:.1f} / {sum(PARTS.values()):.1f}" in feedback, (who, feedback[:3000])
-        # graded on their own numbers: the seed comes from their user name, not from the instructor's
-        assert f"Your seed: {seed_for_user(student.user.name)}" in feedback, (who, feedback[:3000])
+        # graded on their own numbers: the model case comes from the student's user name (visible seed)
+        case = make(ASSIGNMENT, seed_for_user(student.user.name))["model"]
+        lba, n = case["lba"], case["sectors"]
+        real = ", ".join(f"({(lba + i) * 512}, 512)" for i in range(n))
+        assert f"the model wrote {n} sector(s) at LBA {lba} " in feedback, (who, feedback[:5000])
         if who == "bob":
-            # the hidden test's message names the case: the pwrites the model made, and bob's
-            assert re.search(r"pwrites were \[\(\d+, 512\)[^\]]*\], your plan says \[\(\d+, 1\)", feedback), \
-                feedback[:5000]
+            # the case that failed and the rule broken: the model's pwrites against bob's plan
+            mine = ", ".join(f"({lba + i}, 1)" for i in range(n))
+            assert f"its pwrites were [{real}], your plan says [{mine}]" in feedback, feedback[:5000]
+            assert "pwrites should be" in feedback and "offset = sector_num * 512" in feedback, feedback[:5000]
         else:
-            assert "your plan says" not in feedback
+            assert f"your plan matches its pwrites [{real}]" in feedback, feedback[:5000]
+            assert "your plan says" not in feedback and "should be" not in feedback, feedback[:5000]

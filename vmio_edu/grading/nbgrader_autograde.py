@@ -64,6 +64,8 @@ def _preprocessor_class() -> type:
     class GradeInSandbox(Preprocessor):
         """nbgrader's Execute step, replaced: grade with vmio-edu's sandbox, write the verdicts as outputs."""
 
+        enabled = True  # nbconvert skips a preprocessor that is not enabled: no outputs = full marks
+
         def preprocess(self, nb: Any, resources: dict) -> tuple[Any, dict]:
             info = resources.get("nbgrader", {})
             graded, _report = grade_nb_dict(json.loads(json.dumps(nb)), info.get("student", ""),
@@ -76,7 +78,7 @@ def _preprocessor_class() -> type:
 def use_vmio_edu_grader(c: Any) -> None:
     """Configure nbgrader (`c = get_config()`) to autograde with vmio-edu's sandbox."""
     from nbgrader.converters.autograde import Autograde
-    steps = list(Autograde.autograde_preprocessors.default_value)
+    steps = list(Autograde.class_traits()["autograde_preprocessors"].default())
     from nbgrader.preprocessors import Execute
     c.Autograde.autograde_preprocessors = [_preprocessor_class() if s is Execute else s for s in steps]
 
