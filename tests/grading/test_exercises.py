@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from conftest import graded, reference
 from vmio_edu.grading import EXERCISE_MODULES, all_exercises, exercise, seed_for_user
 
 PURE = [ex.name for ex in all_exercises() if not ex.uses_model]
@@ -14,8 +15,8 @@ MODEL = [ex.name for ex in all_exercises() if ex.uses_model]
 def test_at_least_eight_exercises_over_the_layers():
     assert len(EXERCISE_MODULES) >= 8
     for ex in all_exercises():
-        assert ex.parts and ex.max_points > 0 and ex.answer in ex.solution
-        assert "### BEGIN SOLUTION" in ex.solution and "### END SOLUTION" in ex.solution
+        assert ex.parts and ex.max_points > 0 and ex.answer in ex.template
+        assert "raise NotImplementedError()" in ex.template and "BEGIN SOLUTION" not in ex.template
 
 
 @pytest.mark.parametrize("seed", [0, 1, 7, 4242, 999_999])
@@ -23,17 +24,50 @@ def test_at_least_eight_exercises_over_the_layers():
 def test_reference_full_marks_pure(name, seed):
     ex = exercise(name)
     for hidden in (False, True):
-        results = ex.check(ex.reference(), ex.make(seed), hidden=hidden)
-        assert [r.name for r in results] == ex.part_names
-        assert all(r.full for r in results), [(r.name, r.feedback) for r in results if not r.full]
+        results = graded(name, reference(name), seed, hidden=hidden)
+        assert list(results) == ex.part_names
+        assert all(r.full for r in results.values()), [(r.name, r.feedback) for r in results.values() if not r.full]
 
 
 @pytest.mark.parametrize("seed", [3, 20_260])
 @pytest.mark.parametrize("name", MODEL)
 def test_reference_full_marks_on_the_model(name, seed, model):
-    ex = exercise(name)
-    results = ex.check(ex.reference(), ex.make(seed), hidden=True)
+    results = graded(name, reference(name), seed)
+    assert all(r.full for r in results.values()), [(r.name, r.feedback) for r in results.values() if not r.full]
+
+
+@pytest.mark.parametrize("name", EXERCISE_MODULES)
+def test_the_self_check_needs_no_instructor_material(name, model):
+    """A student's kernel has only the package: the self-check runs (forked, with a time limit) on the
+    student's own cases and gives the reference full marks."""
+    import vmio_edu.grading as g
+    results = g.check(name, reference(name), 11)
+    assert [r.name for r in results] == exercise(name).part_names
     assert all(r.full for r in results), [(r.name, r.feedback) for r in results if not r.full]
+
+
+def test_the_self_check_survives_a_loop_and_a_crash(monkeypatch):
+    import vmio_edu.grading as g
+    monkeypatch.setattr(g, "SELF_CHECK_TIMEOUT", 2.0)
+
+    def loops(q):
+        while True:
+            pass
+
+    def crashes(q):
+        import os
+        os._exit(7)
+    (r,) = g.check("exit_qual", loops, 1, parts=["size"])
+    assert r.points == 0 and "time limit" in r.feedback
+    (r,) = g.check("exit_qual", crashes, 1, parts=["size"])
+    assert r.points == 0 and "exited with status 7" in r.feedback
+
+
+def test_the_self_check_says_when_an_answer_is_the_library(model):
+    import vmio_edu.grading as g
+    from vmio_edu.qemu.hw.ide.core import ide_data_writew
+    results = g.check("ide_write", ide_data_writew, 1, parts=["store"])
+    assert results[0].points == 0 and "library's own ide_data_writew" in results[0].feedback
 
 
 @pytest.mark.parametrize("name", EXERCISE_MODULES)

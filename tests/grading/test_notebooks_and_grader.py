@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import material, solution_code
+from sandbox_helpers import grade, submit
 from vmio_edu.cli import main
 from vmio_edu.grading import EXERCISE_MODULES, exercise
 from vmio_edu.grading.base import SOLUTION_BEGIN, SOLUTION_END
-from vmio_edu.grading.build import stale
-from vmio_edu.grading.notebook import (build_notebook, dumps, fill_answer, load_notebook, release_notebook,
-                                       without_markers)
+from vmio_edu.grading.notebook import build_notebook, dumps, load_notebook, release_notebook
+from vmio_edu_instructor.build import stale
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "exercises" / "source"
@@ -21,7 +22,7 @@ SOURCE = ROOT / "exercises" / "source"
 def solution_body(name: str) -> list[str]:
     """The lines between the solution markers: what must never reach a student."""
     lines, inside = [], False
-    for line in exercise(name).solution.split("\n"):
+    for line in material.solution(name).split("\n"):
         if SOLUTION_BEGIN in line:
             inside = True
         elif SOLUTION_END in line:
@@ -31,25 +32,9 @@ def solution_body(name: str) -> list[str]:
     return lines
 
 
-def grade(path, *args, capsys) -> dict:
-    rc = main(["grade", str(path), "--format", "json", *args])
-    out = capsys.readouterr()
-    assert rc == 0, out.err
-    return json.loads(out.out)
-
-
-def submission(tmp_path, name: str, code: str, seed: int | None = 5, released: bool = True) -> Path:
-    nb = build_notebook(exercise(name))
-    if released:
-        nb = release_notebook(nb)
-    path = tmp_path / f"{name}.ipynb"
-    path.write_text(dumps(fill_answer(nb, code, seed=seed)))
-    return path
-
-
 # -- the committed notebooks ---------------------------------------------------------------------------------
 def test_committed_notebooks_are_the_generated_ones():
-    assert stale(str(SOURCE)) == [], "run: python -m vmio_edu.grading.build"
+    assert stale(str(SOURCE)) == [], "run: PYTHONPATH=instructor python -m vmio_edu_instructor.build"
 
 
 @pytest.mark.parametrize("name", EXERCISE_MODULES)
@@ -105,20 +90,37 @@ def test_release_without_a_source_dir_uses_the_builtin_exercises(tmp_path, monke
 def test_release_of_a_broken_source_is_a_clear_error(tmp_path, capsys):
     src = tmp_path / "src"
     src.mkdir()
-    nb = build_notebook(exercise("exit_qual"))
+    nb = build_notebook(exercise("exit_qual"), material.solution("exit_qual"))
     nb["cells"][4]["source"] = nb["cells"][4]["source"].replace(SOLUTION_END, "")
     (src / "x.ipynb").write_text(dumps(nb))
     assert main(["release", str(src), "--out", str(tmp_path / "o")]) == 2
     assert "without '### END SOLUTION'" in capsys.readouterr().err
 
 
+def test_the_wheel_has_no_instructor_material():
+    """Reference solutions, oracles and hidden cases live in instructor/, which the package does not ship."""
+    import tomllib
+    conf = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert conf["tool"]["setuptools"]["packages"]["find"]["include"] == ["vmio_edu*"]
+    # (the model under vmio_edu/qemu is the library's own implementation by design: an answer may not run it;
+    # completion hands out the right statements in the wrong order, by design too)
+    bodies = [line for name in EXERCISE_MODULES if name != "completion" for line in solution_body(name)
+              if len(line) > 40]
+    for path in (ROOT / "vmio_edu" / "grading").rglob("*.py"):
+        text = path.read_text()
+        leaked = [line for line in bodies if line in text]
+        assert not leaked, (path, leaked[:2])
+
+
 # -- grading --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", EXERCISE_MODULES)
 def test_grading_the_released_notebook_scores_zero(name, tmp_path, capsys):
-    path = tmp_path / f"{name}.ipynb"
-    path.write_text(dumps(release_notebook(build_notebook(exercise(name)))))
-    r = grade(path, "--seed", "11", capsys=capsys)
-    assert r["exercise"] == name and r["seed"] == 11
+    nb = release_notebook(load_notebook(str(SOURCE / f"{name}.ipynb")))
+    folder = tmp_path / "submitted" / "bo" / name
+    folder.mkdir(parents=True)
+    (folder / f"{name}.ipynb").write_text(dumps(nb))
+    r = grade(folder / f"{name}.ipynb", capsys=capsys)
+    assert r["exercise"] == name and r["student"] == "bo"
     assert [p["name"] for p in r["parts"]] == exercise(name).part_names
     assert r["total"] == 0 and r["max_total"] == exercise(name).max_points
     assert all("NotImplementedError" in p["feedback"] or "generator" in p["feedback"] or
@@ -126,92 +128,42 @@ def test_grading_the_released_notebook_scores_zero(name, tmp_path, capsys):
 
 
 def test_grading_a_correct_submission(tmp_path, capsys):
-    path = submission(tmp_path, "exit_qual", without_markers(exercise("exit_qual").solution), seed=321)
-    r = grade(path, capsys=capsys)
-    assert r["seed"] == 321 and r["seed_source"] == "set in the notebook"
+    r = grade(submit(tmp_path, "exit_qual", solution_code("exit_qual")), capsys=capsys)
     assert r["total"] == r["max_total"] == 4
 
 
-def test_grading_a_correct_model_submission(tmp_path, capsys, model):
-    path = submission(tmp_path, "handle_io", without_markers(exercise("handle_io").solution), seed=8)
-    r = grade(path, capsys=capsys)
+@pytest.mark.parametrize("name", ["handle_io", "ide_write", "completion", "sectors", "threads"])
+def test_grading_a_correct_model_submission(tmp_path, capsys, model, name):
+    r = grade(submit(tmp_path, name, solution_code(name)), capsys=capsys)
     assert r["total"] == r["max_total"], r["parts"]
 
 
 def test_text_report(tmp_path, capsys):
-    code = without_markers(exercise("exit_qual").solution).replace('"size": (q & 7) + 1', '"size": q & 7')
-    path = submission(tmp_path, "exit_qual", code)
-    assert main(["grade", str(path)]) == 0
+    code = solution_code("exit_qual").replace('"size": (q & 7) + 1', '"size": q & 7')
+    assert main(["grade", str(submit(tmp_path, "exit_qual", code))]) == 0
     out = capsys.readouterr().out
     assert "size           0/1" in out and "total 3/4" in out and "encode size - 1" in out
 
 
-def test_the_seed_printed_in_the_notebook_is_used(tmp_path, capsys):
-    nb = release_notebook(build_notebook(exercise("pio_exits")))
-    for cell in nb["cells"]:
-        if cell["metadata"].get("vmio_edu", {}).get("role") == "seed":
-            cell["outputs"] = [{"name": "stdout", "output_type": "stream", "text": ["Your seed: 4711\n"]}]
-    path = tmp_path / "p.ipynb"
-    path.write_text(dumps(nb))
-    r = grade(path, "--part", "exits", capsys=capsys)
-    assert r["seed"] == 4711 and r["seed_source"] == "printed in the notebook"
-    assert [p["name"] for p in r["parts"]] == ["exits"]
-
-
-# -- limits: loops, crashes, memory ------------------------------------------------------------------------
-def test_an_endless_loop_scores_zero_and_grading_goes_on(tmp_path, capsys):
-    code = "def decode_exit_qualification(q):\n    while True:\n        pass\n"
-    r = grade(submission(tmp_path, "exit_qual", code), "--timeout", "2", "--part", "size", "--part", "port",
-              capsys=capsys)
-    assert [p["name"] for p in r["parts"]] == ["size", "port"] and r["total"] == 0
-    assert all("time limit" in p["feedback"] and "checking part" in p["feedback"] for p in r["parts"])
-
-
-def test_an_endless_loop_at_the_top_of_a_cell(tmp_path, capsys):
-    code = "while True:\n    pass\n"
-    r = grade(submission(tmp_path, "kvm_run", code), "--timeout", "2", "--part", "io", capsys=capsys)
-    (part,) = r["parts"]
-    assert part["points"] == 0 and "running your notebook cell" in part["feedback"]
-
-
-def test_a_loop_in_one_part_spares_the_others(tmp_path, capsys):
-    ref = without_markers(exercise("kvm_run").solution)
-    code = ref.replace("    elif out[\"exit_reason\"] == 6:  # KVM_EXIT_MMIO\n",
-                       "    elif out[\"exit_reason\"] == 6:  # KVM_EXIT_MMIO\n        while True:\n            pass\n")
-    assert code != ref
-    r = grade(submission(tmp_path, "kvm_run", code), "--timeout", "2", capsys=capsys)
-    parts = {p["name"]: p for p in r["parts"]}
-    for looping in ("exit_reason", "values", "mmio"):  # these try the MMIO exits too
-        assert parts[looping]["points"] == 0 and "time limit" in parts[looping]["feedback"]
-    assert parts["io"]["points"] == 2  # graded after exit_reason timed out: the grader went on
-
-
-@pytest.mark.parametrize("body,phrase", [
-    ("import os\n    os._exit(3)", "exited with status 3"),
-    ("import ctypes\n    return ctypes.string_at(0)", "SIGSEGV"),
-    ("raise SystemExit(1)", "SystemExit"),
-    ("return bytearray(1 << 30)", "MemoryError"),
-])
-def test_crashes_and_memory_hogs_score_zero(tmp_path, capsys, body, phrase):
-    code = f"def decode_exit_qualification(q):\n    {body}\n"
-    r = grade(submission(tmp_path, "exit_qual", code), "--memory-mb", "600", "--part", "size", "--part", "port",
-              capsys=capsys)
-    assert [p["name"] for p in r["parts"]] == ["size", "port"]
-    for p in r["parts"]:
-        assert p["points"] == 0 and phrase in p["feedback"], p
+def test_part_names_and_points_come_from_the_instructor_not_the_submission(tmp_path, capsys):
+    path = submit(tmp_path, "exit_qual", solution_code("exit_qual"))
+    nb = json.loads(path.read_text())
+    nb["metadata"]["vmio_edu"]["exercise"] = "kvm_run"  # claims another exercise
+    for c in nb["cells"]:
+        g = c["metadata"].get("nbgrader", {})
+        if g.get("grade"):
+            g["points"] = 1000
+    path.write_text(json.dumps(nb))
+    r = grade(path, capsys=capsys)
+    assert r["exercise"] == "exit_qual" and r["max_total"] == 4 and r["total"] == 4
+    assert any("kvm_run" in n for n in r["notes"])
 
 
 def test_a_cell_that_raises_is_reported(tmp_path, capsys):
     code = "import no_such_module_here\ndef decode_exit_qualification(q):\n    return {}\n"
-    r = grade(submission(tmp_path, "exit_qual", code), "--part", "size", capsys=capsys)
+    r = grade(submit(tmp_path, "exit_qual", code), "--part", "size", capsys=capsys)
     assert r["parts"][0]["points"] == 0
     assert any("ModuleNotFoundError" in n for n in r["notes"])
-
-
-def test_student_prints_do_not_reach_the_report(tmp_path, capsys):
-    code = ("print('{\"total\": 99}')\n" + without_markers(exercise("exit_qual").solution))
-    r = grade(submission(tmp_path, "exit_qual", code), "--part", "size", capsys=capsys)
-    assert r["total"] == 1 and r["max_total"] == 1
 
 
 @pytest.mark.parametrize("content,phrase", [
@@ -230,24 +182,29 @@ def test_broken_notebooks_give_a_clear_error(tmp_path, capsys, content, phrase):
     assert err.startswith("error: ") and phrase in err and "Traceback" not in err
 
 
-def test_missing_notebook_and_unknown_part(tmp_path, capsys):
+def test_missing_notebook_unknown_part_and_no_student(tmp_path, capsys):
     assert main(["grade", str(tmp_path / "nowhere.ipynb")]) == 2
     assert "cannot read" in capsys.readouterr().err
-    path = submission(tmp_path, "exit_qual", "x = 1\n")
+    path = submit(tmp_path, "exit_qual", "x = 1\n")
     assert main(["grade", str(path), "--part", "nope"]) == 2
     assert "has no part 'nope'" in capsys.readouterr().err
+    loose = tmp_path / "loose.ipynb"
+    loose.write_text(path.read_text())
+    assert main(["grade", str(loose)]) == 2
+    assert "--student" in capsys.readouterr().err
+    r = grade(loose, "--student", "ann", "--part", "size", capsys=capsys)
+    assert r["student"] == "ann" and r["exercise"] == "exit_qual"
 
 
 def test_grade_works_on_a_notebook_without_our_metadata(tmp_path, capsys):
-    """A Jupyter front end may drop unknown metadata: nbgrader's grade_ids are enough."""
-    nb = fill_answer(release_notebook(build_notebook(exercise("exit_qual"))),
-                     without_markers(exercise("exit_qual").solution), seed=1)
+    """A Jupyter front end may drop unknown metadata: the assignment directory names the exercise."""
+    path = submit(tmp_path, "exit_qual", solution_code("exit_qual"))
+    nb = json.loads(path.read_text())
     nb["metadata"].pop("vmio_edu")
     for c in nb["cells"]:
         c["metadata"].pop("vmio_edu", None)
-    path = tmp_path / "plain.ipynb"
     path.write_text(dumps(nb))
-    r = grade(path, "--seed", "1", capsys=capsys)
+    r = grade(path, capsys=capsys)
     assert r["exercise"] == "exit_qual" and r["total"] == 4
 
 
@@ -257,15 +214,12 @@ def test_vmio_edu_console_script_has_the_commands():
     out = subprocess.run([sys.executable, "-m", "vmio_edu.cli", "--help"], capture_output=True, text=True,
                          env=dict(os.environ))
     assert "release" in out.stdout and "grade" in out.stdout and "trace" in out.stdout
+    assert "course-secret" in out.stdout
 
 
 def test_seeds_follow_the_nbgrader_student(tmp_path, capsys, monkeypatch):
     from vmio_edu.grading import seed_for_user
-    nb = release_notebook(build_notebook(exercise("exit_qual")))
-    folder = tmp_path / "submitted" / "zoe" / "exit_qual"
-    folder.mkdir(parents=True)
-    (folder / "exit_qual.ipynb").write_text(dumps(nb))
-    r = grade(folder / "exit_qual.ipynb", "--part", "size", capsys=capsys)
+    r = grade(submit(tmp_path, "exit_qual", "x = 1\n", student="zoe"), "--part", "size", capsys=capsys)
     assert r["seed"] == seed_for_user("zoe") and "zoe" in r["seed_source"]
     # inside `nbgrader autograde` the kernel runs as the instructor in autograded/<student>/<assignment>
     work = tmp_path / "autograded" / "zoe" / "exit_qual"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import answer_from, by_part, variant
+from conftest import answer_from, graded, variant
 from vmio_edu.grading import exercise
 
 SEEDS = (2, 31)
@@ -45,6 +45,11 @@ PURE_CASES = [
      ["mmio"], ["exit_reason", "io"], "u32 at offset 48"),
     ("sectors", "forgets LBA bits 27:24", [(" | (regs[\"select\"] & 0x0F) << 24", "")],
      ["lba"], [], "select"),
+    ("sectors", "select mask keeps the drive bit", [('(regs["select"] & 0x0F) << 24', '(regs["select"] & 0x1F) << 24')],
+     ["lba", "requests", "pwrites"], [], "& 0x0f"),
+    ("kvm_run", "phys_addr as 32 bits", [('phys_addr, = struct.unpack_from("<Q", mem, 32)',
+                                          'phys_addr, = struct.unpack_from("<I", mem, 32)')],
+     ["mmio"], ["exit_reason", "io", "values"], "u64 at offset 32"),
     ("sectors", "nsector 0 is not 256", [('n = regs["nsector"] or 256', 'n = regs["nsector"]')],
      ["requests", "pwrites"], ["lba"], "nsector 0 means 256"),
     ("sectors", "one request for every sector", [("requests = [(lba + i, 1) for i in range(n)]",
@@ -54,8 +59,7 @@ PURE_CASES = [
 
 
 def _check(name, code, seed, hidden=True, parts=None):
-    ex = exercise(name)
-    return by_part(ex.check(answer_from(name, code), ex.make(seed), parts=parts, hidden=hidden))
+    return graded(name, answer_from(name, code), seed, parts=parts, hidden=hidden)
 
 
 @pytest.mark.parametrize("name,what,repl,zero,full,phrase", PURE_CASES, ids=[f"{c[0]}: {c[1]}" for c in PURE_CASES])
@@ -97,14 +101,15 @@ def test_missing_or_wrong_kind_of_answer():
     for answer, phrase in ((None, "not defined"), (42, "should be a function")):
         for r in ex.check(answer, ex.make(1)):
             assert r.points == 0 and phrase in r.feedback
+    # a dict subclass that claims to hold and equal everything is read as the plain (empty) dict it is
+    liar = ("class Liar(dict):\n    def __eq__(self, o):\n        return True\n    def __contains__(self, k):\n"
+            "        return True\n    def __getitem__(self, k):\n        return True\n"
+            "class Int(int):\n    def __eq__(self, o):\n        return True\n"
+            "def decode_exit_qualification(q):\n    return Liar(size=Int(0), port=Int(0))\n")
+    res = _check("exit_qual", liar, 1)
+    assert all(r.points == 0 for r in res.values())
     assert all(r.points == 0 and "expected a dict" in r.feedback
                for r in ex.check(lambda q: [q], ex.make(1)))
-
-
-def test_grader_internals_are_not_accepted_as_an_answer():
-    from vmio_edu.grading import pio_exits
-    r = pio_exits.EXERCISE.check(pio_exits.oracle, pio_exits.make(1))
-    assert all(x.points == 0 and "reference" in x.feedback for x in r)
 
 
 # -- answers plugged into the model ------------------------------------------------------------------------
@@ -162,6 +167,16 @@ def test_the_model_really_runs_the_students_kvm_handle_io(model):
 
 
 IDE_CASES = [
+    ("end function before the last word is stored",
+     [("    p = s.data_ptr\n    s.io_buffer[p:p + 2] = (val & 0xFFFF).to_bytes(2, \"little\")\n    p += 2\n"
+       "    s.data_ptr = p\n    if p >= s.data_end:\n        s.end_transfer_func(s)\n",
+       "    p = s.data_ptr\n    if p + 2 >= s.data_end:\n        s.data_ptr = p + 2\n        s.end_transfer_func(s)\n"
+       "    s.io_buffer[p:p + 2] = (val & 0xFFFF).to_bytes(2, \"little\")\n    if p + 2 < s.data_end:\n"
+       "        s.data_ptr = p + 2\n")], ["end"], ["guard"], "did not hold all"),
+    ("data_ptr moved after the end function",
+     [("    s.data_ptr = p\n    if p >= s.data_end:\n        s.end_transfer_func(s)\n",
+       "    if p >= s.data_end:\n        s.end_transfer_func(s)\n    s.data_ptr = p\n")],
+     ["end"], ["guard"], "move data_ptr before the hand-off"),
     ("no DRQ guard", [("if not (s.status & DRQ_STAT) or ide_is_pio_out(s):\n        return", "pass")],
      ["guard"], ["store", "end", "model"], "must be ignored"),
     ("big-endian word", [('to_bytes(2, "little")', 'to_bytes(2, "big")')], ["store", "model"], ["guard"],
@@ -203,7 +218,7 @@ def test_wrong_threads(model):
 @pytest.mark.parametrize("bug,zero,full,phrase", [
     ("early", ["after_io"], ["bottom_half", "once", "reads"], "before its pwrite"),
     ("direct", ["bottom_half"], ["after_io", "once", "reads"], "inside the submitting call"),
-    ("double", ["once", "bottom_half"], ["after_io"], "exactly once"),
+    ("double", ["once", "bottom_half"], [], "exactly once"),
 ])
 def test_each_buggy_completion_order_is_caught(bug, zero, full, phrase, model):
     from vmio_edu.grading import completion

@@ -27,7 +27,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--seed", type=int, help="grade the visible cases of this seed instead of the student's")
     g.add_argument("--format", choices=("text", "json"), default="text")
     g.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                   help="time limit per call of the student's function (5; machine runs: 60)")
+                   help="time limit per call of the student's function (5)")
+    g.add_argument("--run-timeout", type=float, default=None, metavar="SECONDS",
+                   help="time limit per machine run with the student's function plugged in (30)")
     g.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
                    help="time limit per notebook cell (15)")
     g.add_argument("--memory-mb", type=int, default=None, metavar="MB", help="address-space limit (4096)")
@@ -68,14 +70,15 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from .notebook import NotebookError
     from .runner import Limits, grade_notebook
 
-    for opt in ("timeout", "cell_timeout"):
+    for opt in ("timeout", "cell_timeout", "run_timeout"):
         v = getattr(args, opt)
         if v is not None and v <= 0:
             raise NotebookError(f"--{opt.replace('_', '-')} must be positive")
     limits = Limits()
     if args.timeout:
         limits.call = args.timeout
-        limits.run = max(limits.run, args.timeout)
+    if args.run_timeout:
+        limits.run = args.run_timeout
     if args.cell_timeout:
         limits.cell = args.cell_timeout
     if args.memory_mb is not None:

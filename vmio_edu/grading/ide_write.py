@@ -103,7 +103,7 @@ def capture_window(student: Any, w: dict) -> dict:
     end = EndRecorder("ide_sector_write", w["start"], w["size"])
     rend = EndRecorder("ide_sector_read")
     words: list[list] = []
-    out: dict = {"words": words, "ends": end.calls, "raised": None}
+    out: dict = {"words": words, "ends": [], "raised": None}
     with drive(end, rend, w.get("unit", 0)) as (bus, s, core, w_fn, _r):
         other = bus.ifs[1 - w.get("unit", 0)]
         other_before = bytes(other.io_buffer)
@@ -116,6 +116,7 @@ def capture_window(student: Any, w: dict) -> dict:
             words.append([ptr, s.data_ptr, bytes(s.io_buffer[ptr:ptr + 2]), len(end.calls)])
         closed = bytes(s.io_buffer)
         ptr_closed = s.data_ptr
+        out["ends"] = list(end.calls)  # before the extra word: that one is the guard's business
         student(bus, 0x1F0, w["extra"])
         out["extra_changed"] = bytes(s.io_buffer) != closed or s.data_ptr != ptr_closed
         out["ends_after_extra"] = len(end.calls)

@@ -46,7 +46,10 @@ def grade_nb_dict(nb: dict, student: str, assignment: str) -> tuple[dict, Any]:
             continue
         meta = cell.get("metadata", {})
         part = (meta.get("vmio_edu") or {}).get("part")
-        if cell_role(cell) == "test" and part in by_part:
+        gid = (meta.get("nbgrader") or {}).get("grade_id", "")
+        if part is None and meta.get("nbgrader", {}).get("grade") and gid.startswith(f"{report.exercise}_"):
+            part = gid[len(report.exercise) + 1:]  # nbgrader's sanitizing may drop our metadata
+        if part in by_part:
             cell["outputs"] = _outputs(by_part[part])
         else:
             cell["outputs"] = []
@@ -58,10 +61,10 @@ def grade_nb_dict(nb: dict, student: str, assignment: str) -> tuple[dict, Any]:
 
 
 def _preprocessor_class() -> type:
-    from nbconvert.preprocessors import Preprocessor
     from nbformat import from_dict
+    from nbgrader.preprocessors import NbGraderPreprocessor
 
-    class GradeInSandbox(Preprocessor):
+    class GradeInSandbox(NbGraderPreprocessor):  # enabled by default, as nbgrader's own steps
         """nbgrader's Execute step, replaced: grade with vmio-edu's sandbox, write the verdicts as outputs."""
 
         enabled = True  # nbconvert skips a preprocessor that is not enabled: no outputs = full marks

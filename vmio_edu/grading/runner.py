@@ -28,7 +28,8 @@ from . import wire
 from .base import PartResult, StudentError
 
 DEFAULT_TIMEOUT = 5.0  # one call of the student's function
-DEFAULT_RUN_TIMEOUT = 60.0  # one capture that runs the machine
+DEFAULT_RUN_TIMEOUT = 30.0  # one capture that runs the machine (0.1-2 s normally)
+MACHINE_CAPTURES = ("model", "run")
 DEFAULT_CELL_TIMEOUT = 15.0  # one notebook cell
 DEFAULT_MEMORY_MB = 4096  # address space: the emulated engine maps ~3 GiB of guest-visible space
 CPU_SECONDS = 300
@@ -81,6 +82,7 @@ def _limits(memory_mb: int, ids: tuple[int, int] | None):
             limit = memory_mb * 1024 * 1024
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         if ids is not None:
+            resource.setrlimit(resource.RLIMIT_NPROC, (256, 256))  # no fork bomb (root ignores it)
             os.setgroups([])
             os.setgid(ids[1])
             os.setuid(ids[0])
@@ -216,7 +218,6 @@ class Sandbox:
                 deadline = time.monotonic() + self.limits.cell
             elif msg.get("ready"):
                 self.ready = msg
-                self.threads = [str(t) for t in msg.get("threads", [])][:5]
                 return
 
     # -- calls -----------------------------------------------------------------------------------------
@@ -293,7 +294,8 @@ class Remote:
         return self.box.request("call", list(args), self.box.limits.call)
 
     def capture(self, kind: str, data: Any) -> Any:
-        return self.box.request(kind, data, self.box.limits.run)
+        limit = self.box.limits.run if kind in MACHINE_CAPTURES else self.box.limits.call
+        return self.box.request(kind, data, limit)
 
 
 # -- grading a notebook ---------------------------------------------------------------------------------
@@ -347,6 +349,10 @@ def grade_part(ex: Any, part: str, cells: list[tuple[int, str]], params: dict, h
                 notes.append(f"cell {index} {how}; it was skipped when grading")
                 continue
             ready = box.ready
+            notes += [f"while running the notebook, {str(e)[:300]}" for e in ready.get("errors", [])[:3]]
+            if ready.get("threads"):
+                notes.append(f"the notebook's cells left threads running ({', '.join(map(str, ready['threads']))});"
+                             " the grader ignores them")
             if not ready.get("defined") or not ready.get("callable"):
                 why = (f"`{ex.answer}` is not defined after running your notebook" if not ready.get("defined")
                        else f"`{ex.answer}` should be a function")
@@ -367,11 +373,12 @@ def grade_part(ex: Any, part: str, cells: list[tuple[int, str]], params: dict, h
                 r = PartResult(part, 0, p.points, f"scored 0: while your function ran, it used "
                                f"{box.forbidden[0]}. An answer may not be, wrap or call the library's "
                                f"implementation of `{ex.answer}` or the grader's code{where}.")
+            elif box.threads and not ex.uses_model:
+                r = PartResult(part, 0, p.points, f"your code left threads running ({', '.join(box.threads)}): "
+                               "an answer must return only when its work is done" + where +
+                               ("" if r.full else "\n" + r.feedback))
             elif box.dead and not r.full:
                 r = PartResult(part, r.points, r.max_points, r.feedback + where)
-            elif box.threads and r.full and not ex.uses_model:
-                r = PartResult(part, 0, p.points, f"your code left threads running ({', '.join(box.threads)}): "
-                               "an answer must return only when its work is done" + where)
             return PartResult(part, float(min(max(r.points, 0), p.points)), p.points, r.feedback)
         finally:
             box.close()
@@ -423,4 +430,8 @@ def grade_notebook(path: str, student: str | None = None, exercise_name: str | N
         notes.append("the notebook has no code cell: every part scores zero")
     skip: set[int] = set()
     results = [grade_part(ex, p, cells, params, hidden, limits, skip, notes) for p in wanted]
+    ids = _unprivileged()
+    if ids is None or not _can_drop(ids):
+        notes.append("the sandbox ran as the grader's own user: it could read what that user can read. Grade as "
+                     "root with a Python every user can run (the sandbox then drops to nobody), or in a container")
     return GradeReport(path, name, student, int(seed), source, results, list(dict.fromkeys(notes)))

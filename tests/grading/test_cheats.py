@@ -1,0 +1,209 @@
+"""A student who wants marks without learning: every trick scores 0 for the parts it touches. Graded the
+way an instructor grades (`vmio-edu grade`, the sandbox), never in-process."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from conftest import INSTRUCTOR, solution_code, variant
+from sandbox_helpers import grade, parts, submit
+from vmio_edu.grading import exercise, seed_for_user
+
+EXIT_WRONG = variant("exit_qual", ('"size": (q & 7) + 1', '"size": q & 7'))
+
+
+def all_zero(report: dict) -> bool:
+    return report["total"] == 0 and all(p["points"] == 0 for p in report["parts"])
+
+
+@pytest.mark.parametrize("code,phrase", [
+    ("import vmio_edu.grading as g\ndecode_exit_qualification = g.reference('exit_qual')\n", "reference"),
+    ("from vmio_edu.grading.exit_qual import oracle as decode_exit_qualification\n", "oracle"),
+    ("import vmio_edu_instructor\ndecode_exit_qualification = vmio_edu_instructor.reference('exit_qual')\n",
+     "vmio_edu_instructor"),
+    ("import os, sys\nsys.path.insert(0, os.environ.get('VMIO_EDU_INSTRUCTOR', '/nowhere'))\n"
+     "import vmio_edu_instructor\ndecode_exit_qualification = vmio_edu_instructor.reference('exit_qual')\n",
+     "vmio_edu_instructor"),
+])
+def test_no_reference_or_oracle_can_be_imported(tmp_path, capsys, code, phrase):
+    r = grade(submit(tmp_path, "exit_qual", code), capsys=capsys)
+    assert all_zero(r), r["parts"]
+    assert phrase in r["parts"][0]["feedback"] or phrase in " ".join(r["notes"])
+
+
+@pytest.mark.parametrize("name,code,phrase", [
+    ("ide_write", "from vmio_edu.qemu.hw.ide.core import ide_data_writew\n", "library's own ide_data_writew"),
+    ("handle_io", "import vmio_edu.qemu.kvm_all as k\nkvm_handle_io = k.kvm_handle_io.__wrapped__\n",
+     "library's own kvm_handle_io"),
+    ("handle_io", "import vmio_edu.qemu.kvm_all as k\n_real = k.kvm_handle_io\n"
+     "def kvm_handle_io(*a):\n    return _real(*a)\n", "library's own kvm_handle_io"),
+    ("completion", "import vmio_edu.qemu.block as b\n_lib = b.bdrv_co_do_rw\n"
+     "def bdrv_co_do_rw(acb):\n    return (yield from _lib(acb))\n", "library's own bdrv_co_do_rw"),
+    ("completion", "import gc, types, vmio_edu.qemu.block as b\n"
+     "_code = b.bdrv_co_do_rw.__wrapped__.__code__\n"
+     "def bdrv_co_do_rw(acb):\n    f = types.FunctionType(_code, b.__dict__)\n    return (yield from f(acb))\n",
+     "library's own bdrv_co_do_rw"),
+    # a fresh copy of the library's module, executed from its own file: same file and name, new code objects
+    ("ide_write", "import importlib.util, vmio_edu.qemu.hw.ide.core as c\n"
+     "spec = importlib.util.spec_from_file_location('vmio_edu.qemu.hw.ide.core_copy', c.__file__)\n"
+     "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+     "ide_data_writew = m.ide_data_writew.__wrapped__\n", "library's own ide_data_writew"),
+    # a pure exercise answered by running the simulator inside the function
+    ("pio_exits", "from vmio_edu.grading.pio_exits import simulate as predict_exits\n", "own code"),
+    ("sectors", "from vmio_edu.grading.sectors import expected, registers\n"
+     "def plan_write(regs):\n    lba = regs['sector'] | regs['lcyl'] << 8 | regs['hcyl'] << 16 | "
+     "(regs['select'] & 15) << 24\n    return expected(lba, regs['nsector'])\n", "own code"),
+])
+def test_the_librarys_own_function_scores_zero(tmp_path, capsys, name, code, phrase, model):
+    r = grade(submit(tmp_path, name, code), capsys=capsys)
+    assert all_zero(r), r["parts"]
+    assert all(phrase in p["feedback"] and "scored 0" in p["feedback"] for p in r["parts"]), r["parts"]
+
+
+def test_monkeypatching_the_check_changes_nothing(tmp_path, capsys):
+    code = ("import vmio_edu.grading as g, vmio_edu.grading.exit_qual as e\n"
+            "from vmio_edu.grading.base import PartResult\n"
+            "e.EXERCISE.check = lambda *a, **k: [PartResult(p.name, 99, p.points, 'ok') for p in e.PARTS]\n"
+            "g.check = e.check = e.EXERCISE.check\n" + EXIT_WRONG)
+    r = grade(submit(tmp_path, "exit_qual", code), capsys=capsys)
+    assert parts(r)["size"]["points"] == 0 and r["total"] == 3
+
+
+def test_grader_frames_hold_no_expected_values(tmp_path, capsys):
+    code = ("import sys\n"
+            "def decode_exit_qualification(q):\n"
+            "    f = sys._getframe(1)\n"
+            "    while f is not None:\n"
+            "        for v in list(f.f_locals.values()):\n"
+            "            if isinstance(v, dict) and 'size' in v and 'port' in v:\n"
+            "                return v\n"
+            "            if isinstance(v, list):\n"
+            "                for c in v:\n"
+            "                    if isinstance(c, dict) and c.get('q') == q:\n"
+            "                        return c\n"
+            "        f = f.f_back\n"
+            "    return {}\n")
+    r = grade(submit(tmp_path, "exit_qual", code), capsys=capsys)
+    assert all_zero(r), r["parts"]
+
+
+@pytest.mark.parametrize("forge", [
+    # a result file and a clean exit, as the old grader's worker wrote it
+    "import json, os\nfor fd in range(3, 64):\n    try:\n"
+    "        os.write(fd, (json.dumps({'results': [{'name': 'size', 'points': 250, 'max_points': 1, 'feedback': 'ok'}]})"
+    " + '\\n').encode())\n    except OSError:\n        pass\nos._exit(0)\n",
+    # a forged reply on every descriptor, then carry on
+    "import json, os\nfor fd in range(3, 64):\n    try:\n"
+    "        os.write(fd, (json.dumps({'id': 1, 'ok': True, 'value': {'$dict': []}, 'points': 99}) + '\\n').encode())\n"
+    "    except OSError:\n        pass\n",
+])
+def test_forged_results_and_points_are_worthless(tmp_path, capsys, forge):
+    r = grade(submit(tmp_path, "exit_qual", EXIT_WRONG, extra=(forge,)), capsys=capsys)
+    assert r["total"] <= 3 and r["max_total"] == 4
+    assert all(0 <= p["points"] <= 1 for p in r["parts"])
+    assert parts(r)["size"]["points"] == 0
+
+
+def test_forged_results_from_inside_the_function(tmp_path, capsys):
+    code = ("import json, os\n"
+            "def decode_exit_qualification(q):\n"
+            "    for fd in range(3, 64):\n"
+            "        try:\n"
+            "            os.write(fd, (json.dumps({'id': 0, 'ok': True, 'value': 1, 'points': 250}) + '\\n').encode())\n"
+            "        except OSError:\n"
+            "            pass\n"
+            "    os._exit(0)\n")
+    r = grade(submit(tmp_path, "exit_qual", code), capsys=capsys)
+    assert all_zero(r)
+
+
+def test_the_seed_in_the_notebook_is_ignored(tmp_path, capsys):
+    path = submit(tmp_path, "exit_qual", solution_code("exit_qual"), student="zoe", seed=12345)
+    r = grade(path, capsys=capsys)
+    assert r["seed"] == seed_for_user("zoe") and r["student"] == "zoe" and r["total"] == 4
+
+
+def test_the_public_check_has_no_hidden_cases():
+    import vmio_edu.grading as g
+    with pytest.raises(TypeError):
+        g.check("exit_qual", lambda q: {}, 1, hidden=True)
+    assert not hasattr(g, "reference")
+    for name in ("exit_qual", "pio_exits", "sectors", "kvm_run", "handle_io", "ide_write"):
+        mod = __import__(f"vmio_edu.grading.{name}", fromlist=["x"])
+        assert not hasattr(mod, "hidden_cases") and not hasattr(mod, "oracle") and not hasattr(mod, "SOLUTION")
+    from vmio_edu.grading import threads
+    assert not hasattr(threads, "POOL")  # the answer key of `threads` is instructor material
+
+
+def test_hidden_cases_depend_on_the_course_secret():
+    import random
+
+    import vmio_edu_instructor as material
+    from vmio_edu.grading.course import hidden_seed
+    params = exercise("pio_exits").make(7)
+    a = material.hidden_cases("pio_exits", random.Random(hidden_seed(b"secret-one-0123456789", "pio_exits", "al")), params)
+    b = material.hidden_cases("pio_exits", random.Random(hidden_seed(b"secret-two-0123456789", "pio_exits", "al")), params)
+    c = material.hidden_cases("pio_exits", random.Random(hidden_seed(b"secret-one-0123456789", "pio_exits", "bo")), params)
+    assert a != b and a != c
+
+
+def test_grading_needs_the_instructor_material_and_a_secret(tmp_path, capsys, monkeypatch):
+    path = submit(tmp_path, "exit_qual", solution_code("exit_qual"))
+    from vmio_edu.cli import main
+    monkeypatch.delenv("VMIO_EDU_INSTRUCTOR")
+    assert main(["grade", str(path)]) == 2 and "VMIO_EDU_INSTRUCTOR" in capsys.readouterr().err
+    monkeypatch.setenv("VMIO_EDU_INSTRUCTOR", str(INSTRUCTOR))
+    monkeypatch.delenv("VMIO_EDU_COURSE_SECRET")
+    copy = tmp_path / "instr"
+    shutil.copytree(INSTRUCTOR / "vmio_edu_instructor", copy / "vmio_edu_instructor")
+    assert main(["grade", str(path), "--instructor", str(copy)]) == 2
+    assert "course-secret" in capsys.readouterr().err
+    assert main(["course-secret", "--instructor", str(copy)]) == 0
+    assert os.stat(copy / "course_secret").st_mode & 0o077 == 0
+    capsys.readouterr()
+    r = grade(path, "--instructor", str(copy), capsys=capsys)
+    assert r["total"] == 4
+
+
+def _can_drop() -> bool:
+    from vmio_edu.grading import runner
+    ids = runner._unprivileged()
+    return ids is not None and runner._can_drop(ids)
+
+
+@pytest.mark.skipif(not _can_drop(), reason="the sandbox cannot run as another user here (not root, or this "
+                                            "Python is not readable by nobody)")
+def test_the_sandbox_cannot_read_the_instructor_material_or_the_graders_environment(tmp_path, capsys, monkeypatch):
+    copy = tmp_path / "instr"
+    shutil.copytree(INSTRUCTOR / "vmio_edu_instructor", copy / "vmio_edu_instructor")
+    (copy / "course_secret").write_text("a-secret-of-this-course-0123456789\n")
+    os.chmod(copy, 0o700)
+    monkeypatch.setenv("VMIO_EDU_INSTRUCTOR", str(copy))
+    spy = ("import os\nfound = []\n"
+           f"for p in ({str(copy / 'course_secret')!r}, {str(copy / 'vmio_edu_instructor' / 'exit_qual.py')!r},\n"
+           "          f'/proc/{os.getppid()}/environ'):\n"
+           "    try:\n        found.append(open(p, 'rb').read())\n    except OSError:\n        pass\n"
+           "LEAK = b''.join(found)\n"
+           "def decode_exit_qualification(q):\n"
+           "    return {'size': len(LEAK), 'direction': 'out', 'string': False, 'rep': False, 'operand': 'dx', 'port': 0}\n")
+    r = grade(submit(tmp_path, "exit_qual", spy), "--part", "size", capsys=capsys)
+    assert "size should be" in r["parts"][0]["feedback"]
+    assert "you returned 0x0" in r["parts"][0]["feedback"], r["parts"][0]["feedback"]  # nothing was readable
+
+
+def test_tampering_with_the_sandboxs_watch_is_caught(tmp_path, capsys, model):
+    code = ("import gc, vmio_edu.qemu.kvm_all as k\n"
+            "from vmio_edu.grading.sandbox import Watch\n"
+            "W = [o for o in gc.get_objects() if isinstance(o, Watch)][0]\n"
+            "_real = W.real['kvm_handle_io']\n"
+            "def kvm_handle_io(*a):\n"
+            "    W.active -= 1\n"
+            "    try:\n"
+            "        return _real(*a)\n"
+            "    finally:\n"
+            "        W.active += 1\n")
+    r = grade(submit(tmp_path, "handle_io", code), "--part", "out", "--part", "model_write", capsys=capsys)
+    assert all_zero(r), r["parts"]
+    assert all("library's own kvm_handle_io" in p["feedback"] for p in r["parts"]), r["parts"]
