@@ -67,8 +67,6 @@ def _preprocessor_class() -> type:
     class GradeInSandbox(NbGraderPreprocessor):  # enabled by default, as nbgrader's own steps
         """nbgrader's Execute step, replaced: grade with vmio-edu's sandbox, write the verdicts as outputs."""
 
-        enabled = True  # nbconvert skips a preprocessor that is not enabled: no outputs = full marks
-
         def preprocess(self, nb: Any, resources: dict) -> tuple[Any, dict]:
             info = resources.get("nbgrader", {})
             graded, _report = grade_nb_dict(json.loads(json.dumps(nb)), info.get("student", ""),
