@@ -36,17 +36,19 @@ class Course:
     exchange: Path
     diag: Diagnostics
 
-    def as_instructor(self, *argv: str, timeout: float = 900) -> str:
-        """A command in the course directory, as the instructor's unix user (as a teacher runs it), with
-        $VMIO_EDU_INSTRUCTOR pointing at the instructor material (docs/teaching.md)."""
-        p = self.users.run_as(self.instructor, list(argv), cwd=self.course_dir, bin_dir=self.bin_dir,
-                              timeout=timeout, env={"VMIO_EDU_INSTRUCTOR": str(self.instructor_material)})
-        self.diag.note(f"instructor: {' '.join(argv)} -> {p.returncode}", p.stdout)
+    def as_instructor(self, *argv: str, root: bool = False, timeout: float = 900) -> str:
+        """A command in the course directory, as the instructor's unix user (as a teacher runs it), or as
+        root (`sudo`), with $VMIO_EDU_INSTRUCTOR pointing at the instructor material (docs/teaching.md)."""
+        p = self.users.run_as(None if root else self.instructor, list(argv), cwd=self.course_dir,
+                              bin_dir=self.bin_dir, timeout=timeout,
+                              env={"VMIO_EDU_INSTRUCTOR": str(self.instructor_material)})
+        who = "instructor (root)" if root else "instructor"
+        self.diag.note(f"{who}: {' '.join(argv)} -> {p.returncode}", p.stdout)
         assert p.returncode == 0, f"{' '.join(argv)} failed ({p.returncode}):\n{p.stdout[-6000:]}"
         return p.stdout
 
-    def nbgrader(self, *args: str, timeout: float = 900) -> str:
-        return self.as_instructor("python", "-m", "nbgrader", *args, timeout=timeout)
+    def nbgrader(self, *args: str, root: bool = False, timeout: float = 900) -> str:
+        return self.as_instructor("python", "-m", "nbgrader", *args, root=root, timeout=timeout)
 
 
 @pytest.fixture

@@ -180,6 +180,7 @@ class UnixUsers:
 
     base: Path
     users: list[User] = field(default_factory=list)
+    sessions: set[int] = field(default_factory=set)  # sessions run_as started
 
     def add(self, role: str) -> User:
         name = f"vmio{role}{secrets.token_hex(3)}"
@@ -195,15 +196,18 @@ class UnixUsers:
         return user
 
     def processes(self) -> list[int]:
-        """Pids of processes running as one of these users (servers the hub did not stop, stray kernels)."""
+        """Pids of processes running as one of these users (servers the hub did not stop, stray kernels),
+        or left in a session run_as started (a grader's sandbox, which runs as nobody)."""
         uids = {u.uid for u in self.users}
         pids = []
         for d in os.listdir("/proc"):
             if d.isdigit():
                 try:
-                    if os.stat(f"/proc/{d}").st_uid in uids:
+                    with open(f"/proc/{d}/stat") as f:
+                        sid = int(f.read().rsplit(")", 1)[1].split()[4])
+                    if os.stat(f"/proc/{d}").st_uid in uids or sid in self.sessions:
                         pids.append(int(d))
-                except OSError:
+                except (OSError, ValueError, IndexError):
                     pass
         return pids
 
@@ -213,22 +217,24 @@ class UnixUsers:
             subprocess.run(["userdel", "--remove", user.name], capture_output=True, timeout=60)
         self.users.clear()
 
-    def run_as(self, user: User, argv: list[str], cwd: Path, bin_dir: Path, timeout: float,
+    def run_as(self, user: User | None, argv: list[str], cwd: Path, bin_dir: Path, timeout: float,
                env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        """Run a command as `user` with a clean login-like environment (the instructor's nbgrader commands).
-        In its own session, so a time-out can stop the command and everything it started."""
-        env = ["HOME=" + str(user.home), "USER=" + user.name, "LOGNAME=" + user.name, "SHELL=/bin/bash",
-               "LANG=C.UTF-8", "PATH=" + f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
-               *(f"{k}={v}" for k, v in (env or {}).items())]
-        cmd = ["runuser", "-u", user.name, "--", "env", "-i", *env, *argv]
+        """Run a command as `user` (None: root) with a clean login-like environment (the instructor's
+        commands). In its own session, so a time-out can stop the command and everything it started."""
+        name, home = (user.name, user.home) if user else ("root", Path("/root"))
+        env_ = ["HOME=" + str(home), "USER=" + name, "LOGNAME=" + name, "SHELL=/bin/bash",
+                "LANG=C.UTF-8", "PATH=" + f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
+                *(f"{k}={v}" for k, v in (env or {}).items())]
+        cmd = [*(["runuser", "-u", name, "--"] if user else []), "env", "-i", *env_, *argv]
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True, preexec_fn=_umask022)
+        self.sessions.add(proc.pid)  # its session id: teardown stops whatever is left in it, as any user
         try:
             out, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             out, _ = proc.communicate(timeout=30)
-            raise AssertionError(f"{' '.join(argv)} as {user.name}: no result within {timeout:g} s\n{out}")
+            raise AssertionError(f"{' '.join(argv)} as {name}: no result within {timeout:g} s\n{out}")
         return subprocess.CompletedProcess(argv, proc.returncode, out, "")
 
 

@@ -125,7 +125,9 @@ def test_a_course_on_jupyterhub(course):
     course.nbgrader("collect", ASSIGNMENT)
     for name in names.values():
         assert (course.course_dir / "submitted" / name / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").is_file()
-    course.nbgrader("autograde", ASSIGNMENT)
+    # autograde as root (sudo): vmio-edu's sandbox then runs the students' code as nobody, who cannot read
+    # the instructor material (0700) or the course secret (docs/teaching.md, threat model)
+    course.nbgrader("autograde", ASSIGNMENT, root=True)
     course.nbgrader("generate_feedback", ASSIGNMENT)
     course.nbgrader("release_feedback", ASSIGNMENT)
 
@@ -151,6 +153,7 @@ def test_a_course_on_jupyterhub(course):
         lba, n = case["lba"], case["sectors"]
         real = ", ".join(f"({(lba + i) * 512}, 512)" for i in range(n))
         assert f"the model wrote {n} sector(s) at LBA {lba} " in feedback, (who, feedback[:5000])
+        assert "sandbox ran as the grader's own user" not in feedback, feedback[:5000]
         if who == "bob":
             # the case that failed and the rule broken: the model's pwrites against bob's plan
             mine = ", ".join(f"({lba + i}, 1)" for i in range(n))
