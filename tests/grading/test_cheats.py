@@ -195,8 +195,7 @@ def test_the_sandbox_cannot_read_the_instructor_material_or_the_graders_environm
 
 def test_tampering_with_the_sandboxs_watch_is_caught(tmp_path, capsys, model):
     code = ("import gc, vmio_edu.qemu.kvm_all as k\n"
-            "from vmio_edu.grading.sandbox import Watch\n"
-            "W = [o for o in gc.get_objects() if isinstance(o, Watch)][0]\n"
+            "W = [o for o in gc.get_objects() if type(o).__name__ == 'Watch'][0]\n"
             "_real = W.real['kvm_handle_io']\n"
             "def kvm_handle_io(*a):\n"
             "    W.active -= 1\n"
