@@ -68,7 +68,8 @@ def test_monkeypatching_the_check_changes_nothing(tmp_path, capsys):
             "e.EXERCISE.check = lambda *a, **k: [PartResult(p.name, 99, p.points, 'ok') for p in e.PARTS]\n"
             "g.check = e.check = e.EXERCISE.check\n" + EXIT_WRONG)
     r = grade(submit(tmp_path, "exit_qual", code), capsys=capsys)
-    assert parts(r)["size"]["points"] == 0 and r["total"] == 3
+    assert parts(r)["size"]["points"] == 0 and r["total"] <= 3
+    assert all_zero(r) and "was replaced" in r["parts"][0]["feedback"]  # and changing the grader costs it all
 
 
 def test_grader_frames_hold_no_expected_values(tmp_path, capsys):
@@ -206,3 +207,27 @@ def test_tampering_with_the_sandboxs_watch_is_caught(tmp_path, capsys, model):
     r = grade(submit(tmp_path, "handle_io", code), "--part", "out", "--part", "model_write", capsys=capsys)
     assert all_zero(r), r["parts"]
     assert all("library's own kvm_handle_io" in p["feedback"] for p in r["parts"]), r["parts"]
+
+
+@pytest.mark.parametrize("name,patch", [
+    # fabricate the record of every IDE window from its inputs, instead of writing the handler
+    ("ide_write", "import vmio_edu.grading.ide_write as iw\n"
+     "def fake(student, w):\n"
+     "    words = [[w['start'] + 2 * i, w['start'] + 2 * i + 2 if i < len(w['words']) - 1 else 0,\n"
+     "              v.to_bytes(2, 'little'), 0 if i < len(w['words']) - 1 else 1] for i, v in enumerate(w['words'])]\n"
+     "    full = b''.join(v.to_bytes(2, 'little') for v in w['words'])\n"
+     "    return {'words': words, 'ends': [{'data_ptr': w['start'] + w['size'], 'data_end': w['start'] + w['size'],\n"
+     "            'window': full}], 'extra_changed': False, 'ends_after_extra': 1, 'outside': None,\n"
+     "            'other_drive_changed': False}\n"
+     "iw.EXERCISE.captures['window'] = fake\niw.capture_window = fake\n"),
+    # a machine run that reports the image the grader expects
+    ("handle_io", "import vmio_edu.grading.model as m\n_s = m.summarize\n"
+     "def summarize(run):\n    d = _s(run)\n    d['ok'] = True\n    return d\nm.summarize = summarize\n"),
+    ("exit_qual", "import json\n_d = json.dumps\njson.dumps = lambda *a, **k: _d(*a, **k)\n"),
+])
+def test_monkeypatching_the_graders_code_in_the_sandbox_scores_zero(tmp_path, capsys, name, patch, model):
+    code = f"def {exercise(name).answer}(*a):\n    raise NotImplementedError()\n" if name != "exit_qual" \
+        else solution_code("exit_qual")
+    r = grade(submit(tmp_path, name, code, extra=(patch,)), capsys=capsys)
+    assert all_zero(r), r["parts"]
+    assert all("was replaced" in p["feedback"] for p in r["parts"]), r["parts"]

@@ -112,3 +112,14 @@ def test_the_problem_text_shows_the_students_numbers():
 def test_unknown_exercise_is_named():
     with pytest.raises(KeyError, match="no exercise 'nope'"):
         exercise("nope")
+
+
+def test_a_failed_graded_cell_shows_the_feedback_not_a_traceback(capsys):
+    import vmio_edu.grading as g
+
+    def wrong(q):
+        return {"size": q & 7, "direction": "out", "string": False, "rep": False, "operand": "dx", "port": 0}
+    with pytest.raises(g.PartFailed) as info:
+        g.assert_part("exit_qual", "size", wrong, 3)
+    shown = info.value._render_traceback_()  # what IPython prints instead of a traceback
+    assert len(shown) == 1 and "exit_qual/size" in shown[0] and "encode size - 1" in shown[0]

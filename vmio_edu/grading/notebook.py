@@ -68,7 +68,7 @@ Write the function `{ex.answer}` in the answer cell, run the self-check for feed
 |---|---|---|
 {parts_table}"""
     seed_src = ("import vmio_edu.grading as grading\n\n"
-                "SEED = grading.seed_for_user()  # set any number here to practise on other values\n"
+                "SEED = grading.seed_for_user()  # any number to practise; grading always uses your own seed\n"
                 "print(\"Your seed:\", SEED)")
     cells = [
         _cell("markdown", intro, f"{n}-intro", "intro", _nbg(f"{n}_intro", locked=True)),

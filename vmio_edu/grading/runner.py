@@ -360,6 +360,9 @@ def grade_part(ex: Any, part: str, cells: list[tuple[int, str]], params: dict, h
                 if errs:
                     why += "; " + "; ".join(errs)
                 return PartResult(part, 0, p.points, why)
+            if ready.get("tampered"):
+                box.forbidden.append(f"a change to the grader's or the library's code "
+                                     f"({str(ready['tampered'])[:120]} was replaced by your notebook)")
             remote = Remote(box, ex.answer)
             try:
                 (r,) = ex.check(remote, params, parts=[part], hidden=hidden)

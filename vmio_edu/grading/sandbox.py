@@ -170,6 +170,47 @@ class Watch:
         return student_function
 
 
+GUARDED_STDLIB = ("builtins", "json", "os", "sys", "select", "struct", "threading", "types", "inspect")
+
+
+class Guard:
+    """What the grader's code in this process relies on: every function and class bound in vmio-edu's
+    modules (and their classes) and in the few standard modules the sandbox uses. Taken after the trap is
+    set and before the notebook runs; `changed()` names what a student's code rebound since (a
+    monkeypatched capture, model method or `json.dumps` would otherwise shape the data sent back)."""
+
+    def __init__(self) -> None:
+        self.snap = self._take()
+
+    @staticmethod
+    def _take() -> dict:
+        snap: dict = {}
+        for name, mod in list(sys.modules.items()):
+            if mod is None or not (name == "vmio_edu" or name.startswith("vmio_edu.") or name in GUARDED_STDLIB):
+                continue
+            snap[(name, None)] = id(mod)
+            for attr, v in list(vars(mod).items()):
+                if callable(v) or isinstance(v, (types.ModuleType, dict)) and attr in ("captures",):
+                    snap[(name, attr)] = id(v)
+                if isinstance(v, type) and getattr(v, "__module__", "") == name:
+                    for k, m in list(vars(v).items()):
+                        if callable(m) or isinstance(m, (staticmethod, classmethod, property)):
+                            snap[(name, f"{attr}.{k}")] = id(m)
+            ex = vars(mod).get("EXERCISE")
+            if ex is not None and isinstance(getattr(ex, "captures", None), dict):
+                snap[(name, "EXERCISE.captures")] = tuple((k, id(f)) for k, f in sorted(ex.captures.items()))
+                snap[(name, "EXERCISE.check")] = id(ex.check)
+        return snap
+
+    def changed(self) -> str | None:
+        now = self._take()
+        for key, v in self.snap.items():
+            if now.get(key) != v:
+                mod, attr = key
+                return f"{mod}.{attr}" if attr else f"the module {mod}"
+        return None
+
+
 def _describe(e: BaseException) -> str:
     from .base import describe_exception
     return describe_exception(e)
@@ -194,6 +235,8 @@ def main(argv: list[str]) -> int:
     ex = importlib.import_module(f"vmio_edu.grading.{job['exercise']}")
     spec = ex.EXERCISE
     watch = Watch(list(spec.originals), spec.pure)
+    captures = dict(spec.captures)
+    guard = Guard()
     ns: dict = {"__name__": "__main__", "__builtins__": __builtins__}
     errors: list[str] = []
     defined_in = None
@@ -211,10 +254,11 @@ def main(argv: list[str]) -> int:
         if ns.get(spec.answer) is not before:
             defined_in = index
     stray = [t.name for t in threading.enumerate() if t not in threads_before and t.is_alive()]
+    tampered = guard.changed()
     answer = ns.get(spec.answer)
     send({"ready": True, "defined": answer is not None, "callable": callable(answer), "defined_in": defined_in,
           "errors": errors[:5], "threads": stray[:5],
-          "generator": bool(answer is not None and inspect.isgeneratorfunction(answer))})
+          "generator": bool(answer is not None and inspect.isgeneratorfunction(answer)), "tampered": tampered})
     if not callable(answer):
         return 0
     student = watch.wrap(answer)
@@ -233,7 +277,7 @@ def main(argv: list[str]) -> int:
                 args = wire.decode(req["args"])
                 value = student(*args)
             else:
-                value = spec.captures[req["kind"]](student, wire.decode(req["input"]))
+                value = captures[req["kind"]](student, wire.decode(req["input"]))
             reply["value"] = wire.encode(value)
             reply["ok"] = True
         except BaseException as e:  # noqa: BLE001 - whatever the student's code raises is a result
@@ -244,6 +288,9 @@ def main(argv: list[str]) -> int:
             watch.hits = [*list(watch.hits)[:hits_before], "the grader's profiler (your code changed or removed it)"]
             watch.install()
         reply["forbidden"] = list(dict.fromkeys(watch.hits[hits_before:]))[:3]
+        tampered = guard.changed()
+        if tampered:
+            reply["forbidden"].append(f"a change to the grader's or the library's code ({tampered} was replaced)")
         if req["kind"] == "call":
             left = [t.name for t in threading.enumerate() if t not in threads_before and t.is_alive()]
             if left:
