@@ -433,6 +433,13 @@ def grade_notebook(path: str, student: str | None = None, exercise_name: str | N
         notes.append("the notebook has no code cell: every part scores zero")
     skip: set[int] = set()
     results = [grade_part(ex, p, cells, params, hidden, limits, skip, notes) for p in wanted]
+    from .course import instructor_dir
+    try:
+        if os.stat(instructor_dir(instructor)).st_mode & 0o007:
+            notes.append("the instructor material is readable by other users (chmod -R go-rwx it, and the "
+                         "source notebooks): a sandbox running as another user could read the solutions")
+    except OSError:
+        pass
     ids = _unprivileged()
     if ids is None or not _can_drop(ids):
         notes.append("the sandbox ran as the grader's own user: it could read what that user can read. Grade as "
