@@ -153,7 +153,9 @@ def test_a_course_on_jupyterhub(course):
         lba, n = case["lba"], case["sectors"]
         real = ", ".join(f"({(lba + i) * 512}, 512)" for i in range(n))
         assert f"the model wrote {n} sector(s) at LBA {lba} " in feedback, (who, feedback[:5000])
+        # the protected configuration: no note that the sandbox ran as the grader or could read the material
         assert "sandbox ran as the grader's own user" not in feedback, feedback[:5000]
+        assert "instructor material is readable by other users" not in feedback, feedback[:5000]
         if who == "bob":
             # the case that failed and the rule broken: the model's pwrites against bob's plan
             mine = ", ".join(f"({lba + i}, 1)" for i in range(n))
