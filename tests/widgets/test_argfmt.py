@@ -1,4 +1,6 @@
 """Arguments as the panel and the CLI print them: hex where the sources write hex, constants by name."""
+import re
+
 from vmio_edu.linux.include.uapi.linux import kvm as K
 from vmio_edu.trace.argfmt import format_args, format_value, ioctl_name
 
@@ -25,4 +27,17 @@ def test_cli_backtrace_uses_it(capsys):
 
     assert main(["trace", "--op", "write", "--lba", "1", "--sectors", "1", "--break", "kvm_handle_io"]) == 0
     out = capsys.readouterr().out
-    assert "kvm_handle_io (port=0x3f6, direction=KVM_EXIT_IO_OUT" in out  # the first: nIEN on the device control port
+    # the first: nIEN on the device control port. Every real parameter of kvm_handle_io (kvm-all.c:1499) in
+    # order, the port and the PIO page pointer in hex, the direction by its <linux/kvm.h> name
+    assert re.search(r"#0  kvm_handle_io \(port=0x3f6, data=0x[0-9a-f]+, direction=KVM_EXIT_IO_OUT, size=1, "
+                     r"count=1\) at kvm-all\.c:\d+\n", out), out
+    assert re.search(r"#1  kvm_cpu_exec \(cpu=0x[0-9a-f]+\) at kvm-all\.c:\d+", out), out
+
+
+def test_a_frame_prints_as_the_cli_prints_it():
+    # str(frame) in a notebook says what `vmio-edu trace --break` says: one formatting for every view
+    from vmio_edu.trace.backtrace import BtFrame
+
+    f = BtFrame(0, "kvm_vcpu_ioctl", {"cpu": "0x5555573c7200", "type": K.KVM_RUN, "arg": "<optimized out>"},
+                "kvm-all.c", 1646, "qemu-cpu", "vcpu0")
+    assert str(f) == "#0  kvm_vcpu_ioctl (cpu=0x5555573c7200, type=KVM_RUN, arg=<optimized out>) at kvm-all.c:1646"

@@ -5,8 +5,8 @@ line a breakpoint on it stops at: the first statement after the prologue (`bdrv_
 block.c:3388, not its declaration at 3384). The call lines come from the source map (`calls_at`), the stop
 lines from `sources_stops.json`. Every parameter of the real signature is shown, pointers as stable
 addresses (see `addresses.py`), so a frame reads
-`#2 ide_data_writew (opaque=0x555556a3c2c0, addr=496, val=35863) at hw/ide/core.c:1907`, as in a real gdb
-session on QEMU 1.6.1. A coroutine's stack ends in `coroutine_trampoline` (coroutine-ucontext.c), as in gdb.
+`#2 ide_data_writew (opaque=0x555556a3c2c0, addr=0x1f0, val=0x8c17) at hw/ide/core.c:1907`, as in a real gdb
+session on QEMU 1.6.1 (integers formatted by `argfmt`: hex where the sources write hex, constants by name). A coroutine's stack ends in `coroutine_trampoline` (coroutine-ucontext.c), as in gdb.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .addresses import KVM_RUN_MAP, AddressMap
+from .argfmt import format_frame
 from .sources import call_site, lookup
 from .tracepoint import Frame
 
@@ -34,9 +35,7 @@ class BtFrame:
     thread: str
 
     def __str__(self) -> str:
-        args = ", ".join(f"{k}={v}" for k, v in self.args.items())
-        where = f" at {self.file}:{self.line}" if self.file else ""
-        return f"#{self.level:<2} {self.function} ({args}){where}"
+        return format_frame(self)  # as the CLI and the panel print it: port=0x1f0, type=KVM_RUN
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -86,6 +86,16 @@ class _Rw:
     caller_leave: int | None = None
 
 
+def _arg(tp: Any, payload: Any, name: str) -> Any:
+    """The recorded value of argument `name` of an ENTER event (None if not recorded): payloads list the
+    real signature's arguments in order, objects kept as None, so they are read by name, not position."""
+    try:
+        i = tp.argnames.index(name)
+    except ValueError:
+        return None
+    return payload[i] if payload and i < len(payload) else None
+
+
 class _Journeys:
     """One pass over the trace, linking what each byte-moving step did."""
 
@@ -136,7 +146,7 @@ class _Journeys:
             tp = REGISTRY[what]
             name = tp.name
             if kind == ENTER:
-                if name == "kvm_vcpu_ioctl" and tp.layer == "qemu-cpu" and payload and payload[0] == K.KVM_RUN:
+                if name == "kvm_vcpu_ioctl" and tp.layer == "qemu-cpu" and _arg(tp, payload, "type") == K.KVM_RUN:
                     last_run[thread] = i
                     ex = waiting_run.pop(thread, None)
                     if ex is not None:
