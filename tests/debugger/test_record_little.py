@@ -39,3 +39,17 @@ def test_a_recording_machine_keeps_recording_under_the_debugger():
         dbg = m.debugger()
         assert dbg.cont().reason == "halted"
         assert HOLE not in dbg._history.words and not dbg._replay_box
+
+
+def test_the_halt_summary_needs_no_fill_in():
+    """Running to the halt counts most events; its summary (bytes the host wrote and read) comes from the
+    host reads' and writes' exits, which are always recorded, so no recording replay is started."""
+    with Machine(engine="unicorn", op="both", lba=5, sectors=2) as m:
+        dbg = m.debugger()
+        end = dbg.cont()
+        assert end.reason == "halted" and not dbg._replay_box
+        assert sum(1 for w in dbg._history.words if w == HOLE) > len(dbg._history) // 2
+        s = end.summary
+        assert (s["sectors_written"], s["sectors_read"], s["bytes_written"]) == (2, 2, 1024)
+        assert s["events"] == len(dbg._history) and s["success"] is True
+        assert dbg.events[-1] is not None and dbg._replay_box  # a reader of the whole trace fills it in

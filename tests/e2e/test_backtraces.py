@@ -134,3 +134,23 @@ def test_an_object_keeps_its_address_from_stop_to_stop():
     assert a["ide_sector_write"]["s"] == c["ide_sector_write_cb"]["opaque"]
     assert b["bdrv_co_do_rw"]["opaque"] == c["bdrv_co_em_bh"]["opaque"]
     assert a["bdrv_aio_writev"]["qiov"] == b["paio_submit"]["qiov"]
+
+
+def test_an_address_does_not_depend_on_the_scheduler_threads():
+    """A vCPU notes the model thread that runs its KVM_RUN (the real engine only at the first watchdog
+    kick, a matter of timing). The walk that names objects does not go through threads, so the CPUState
+    keeps the address of its place on the vCPU thread's stack either way."""
+    from vmio_edu.trace.addresses import AddressMap
+
+    with Machine(op="write", lba=3, sectors=1) as m:
+        dbg = m.debugger()
+        dbg.break_at("ide_sector_write")
+        dbg.cont()
+        ctx = m.sched._parked.ctx
+        cpu = next(f.args[0] for f in ctx.stack if f.tp.name == "kvm_cpu_exec")
+        vcpu = m.cpu.kvm_fd.vcpu
+        vcpu.model_thread = m.sched._parked
+        held = AddressMap(ctx.machine, [(ctx.name, ctx.stack)]).address(cpu)
+        vcpu.model_thread = None
+        free = AddressMap(ctx.machine, [(ctx.name, ctx.stack)]).address(cpu)
+        assert held == free and held is not None

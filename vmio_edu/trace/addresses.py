@@ -35,6 +35,11 @@ _GLOBALS = (("address_space_io", "address_space_io"), ("address_space_memory", "
 _WALK_DEPTH = 12
 _BY_ID = frozenset({"Coroutine", "BlockDriverAIOCBCoroutine"})  # named by their per-machine id
 _SKIP = frozenset({"events", "hooks", "listeners", "sched", "machine", "fn", "history", "tp", "source"})
+# Not the machine's state, never walked through: trace points, and the scheduler's threads. A vCPU holds
+# the model thread that runs its KVM_RUN (`model_thread`: the real engine notes it at the first kick, a
+# matter of timing), and a path through it (…model_thread._args[0]) would name the CPUState by when a kick
+# came; threads are reached as roots, by their stacks, last.
+_NOT_STATE = frozenset({"TracePoint", "ModelThread"})
 
 
 def _crc(s: str) -> int:
@@ -127,7 +132,7 @@ class AddressMap:
                 fields = getattr(obj, "__dict__", None) or {}
                 items = ((f"{path}.{a}", v) for a, v in fields.items() if a not in _SKIP)
             for p, v in items:
-                if id(v) in seen or type(v).__name__ == "TracePoint":
+                if id(v) in seen or type(v).__name__ in _NOT_STATE:
                     continue
                 if _walkable(v):
                     todo.append((v, p, depth + 1))

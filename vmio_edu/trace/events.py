@@ -217,6 +217,14 @@ class EventStore(Sequence):
             yield _new(Event, (kind, names[what] if kind == POINT else what, threads[(w >> 16) & 0xFF],
                                (w >> 24) & 0xFF, payloads[ref] if ref else (None if kind == LEAVE else ())))
 
+    def recorded(self) -> Iterator[tuple[int, Event]]:
+        """(index, event) of every event recorded so far, in order, skipping those only counted (HOLEs)
+        and without filling them in: for readers that need only events the debugger always records
+        (the host reads' and writes' exits: see `Debugger._arm`), such as the halt's summary."""
+        for i, w in enumerate(self.words):
+            if w != HOLE:
+                yield i, self.decode(i, w)
+
     def entries(self) -> Iterator[tuple[int, int, str]]:
         """(index, trace point id, thread) of every entry, in order, without building the events (the
         timeline's overview reads only these)."""
