@@ -39,3 +39,20 @@ def test_a_recording_machine_keeps_recording_under_the_debugger():
         dbg = m.debugger()
         assert dbg.cont().reason == "halted"
         assert HOLE not in dbg._history.words and not dbg._replay_box
+
+
+def test_a_cont_to_the_halt_stays_counted_and_its_summary_is_the_full_traces():
+    # The halt's summary (vmio_edu.trace.ends) needs only the host reads' and writes' returns, which are
+    # recorded: it must not fill the history in (a replay of the whole run at every halt).
+    from vmio_edu.trace.ends import run_summary
+
+    for op in ("write", "read"):
+        with Machine(engine="unicorn", op=op, lba=2, sectors=2) as m:
+            dbg = m.debugger()
+            stop = dbg.cont()
+            assert stop.reason == "halted"
+            words = dbg._history.words
+            assert sum(1 for w in words if w == HOLE) > len(words) // 2  # still counted, not filled in
+            summary = dict(stop.summary)
+            assert summary == run_summary(m, list(dbg.events))  # the same as from the filled-in trace
+            assert summary["bytes_written" if op == "write" else "bytes_read"] == 1024

@@ -587,10 +587,10 @@ class Debugger(TimeTravel):
         h.sync = True
         live = [b for b in self._breakpoints if b.enabled]
         # breakpoints stop at entries; checkpoints are taken at KVM_RUN entries; the redo log keeps
-        # what a host write wrote when it returns
+        # what a host write wrote when it returns; the halt's summary counts what host I/O returned
         watched = {self._run_tp.id} if self._checkpointing else set()
         h.armed = frozenset(watched | {tp.id for tp in REGISTRY if any(b.matches(tp) for b in live)})
-        h.armed_leave = frozenset(tp.id for tp in self._write_tps)
+        h.armed_leave = frozenset(tp.id for tp in self._write_tps + self._read_tps)
         h.count_from = 1 << 62
         if mode == _CONT and not self._bp_any:
             h.fast_until = 1 << 62

@@ -8,20 +8,37 @@ a Stop with reason "end" whose message says the run is over (dbg.stop stays the 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
+from .events import _WIDE, HOLE, EventStore
 from .tracepoint import REGISTRY
 
 ENTER, LEAVE, POINT = 0, 1, 2
 SECTOR = 512
 
 
+def _host_io_leaves(events: Sequence) -> Iterator[tuple[int, Any, Any]]:
+    """(kind, what, payload) of the events that can be host I/O returns. From a packed trace only the
+    recorded words are decoded: a debugger's `cont` counts most events without recording them (HOLEs,
+    vmio_edu.trace.events) but records the host reads' and writes' exits, and reading the others would
+    replay the whole run to fill them in."""
+    if not isinstance(events, EventStore):
+        for e in events:
+            yield e[0], e[1], e[4]
+        return
+    wanted = {tp.bits | LEAVE for tp in REGISTRY
+              if tp.name in ("sys_pwrite64", "sys_pwritev", "sys_pread64", "sys_preadv")}
+    for i, w in enumerate(events.words):
+        if w & 0xFFFF in wanted or (w & 3 == _WIDE and w != HOLE):
+            e = events.decode(i, w)
+            yield e[0], e[1], e[4]
+
+
 def run_summary(machine: Any, events: Sequence) -> dict:
     """What the run did: bytes and sectors the host wrote and read on the image (pwrite/pread results in
     the trace), the VM exits by reason, and for the default guest its own result block."""
     wrote = read = 0
-    for i in range(len(events)):
-        kind, what, _thread, _depth, payload = events[i][:5]
+    for kind, what, payload in _host_io_leaves(events):
         if kind == LEAVE and isinstance(payload, int) and payload > 0:
             name = REGISTRY[what].name
             if name in ("sys_pwrite64", "sys_pwritev"):
