@@ -53,3 +53,20 @@ def test_the_halt_summary_needs_no_fill_in():
         assert (s["sectors_written"], s["sectors_read"], s["bytes_written"]) == (2, 2, 1024)
         assert s["events"] == len(dbg._history) and s["success"] is True
         assert dbg.events[-1] is not None and dbg._replay_box  # a reader of the whole trace fills it in
+
+
+def test_a_cont_to_the_halt_stays_counted_and_its_summary_is_the_full_traces():
+    # The halt's summary (vmio_edu.trace.ends) needs only the host reads' and writes' returns, which are
+    # recorded: it must not fill the history in (a replay of the whole run at every halt).
+    from vmio_edu.trace.ends import run_summary
+
+    for op in ("write", "read"):
+        with Machine(engine="unicorn", op=op, lba=2, sectors=2) as m:
+            dbg = m.debugger()
+            stop = dbg.cont()
+            assert stop.reason == "halted"
+            words = dbg._history.words
+            assert sum(1 for w in words if w == HOLE) > len(words) // 2  # still counted, not filled in
+            summary = dict(stop.summary)
+            assert summary == run_summary(m, list(dbg.events))  # the same as from the filled-in trace
+            assert summary["bytes_written" if op == "write" else "bytes_read"] == 1024

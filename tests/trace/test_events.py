@@ -87,3 +87,37 @@ def test_recorder_keeps_only_small_values():
     assert list(rec.events) == [(ENTER, 3, "main", 0, (None, 4)), (ENTER, 3, "main", 0, (None, 5)),
                                 (LEAVE, 3, "main", 0, None), (LEAVE, 3, "main", 0, True),
                                 (POINT, "pt", "main", 0, (("n", 1), ("s", "x")))]
+
+
+class _Unhashable:
+    """A model object that cannot be hashed (as a dataclass with eq is), counting the attempts."""
+
+    tries = 0
+
+    def __hash__(self) -> int:
+        type(self).tries += 1
+        raise TypeError("unhashable type: '_Unhashable'")
+
+
+def test_unhashable_arguments_are_recorded_as_before_and_not_hashed_again():
+    # Every real parameter is traced, so most entries carry a model object (`s`, `vcpu`): the recorder
+    # remembers that a trace point's argument types cannot be looked up, and stops trying (an exception
+    # each), while recording the same payloads as the look-up path.
+    tp = TracePoint(4, "f", "qemu-ide", "qemu", ("s", "addr", "val"), (0, 1, 2), None)
+    ctx = ThreadContext("main")
+    rec = Recorder()
+    s = _Unhashable()
+    _Unhashable.tries = 0
+    rec.enter(tp, (0x1F0, 7, "x"), ctx)  # plain: interned under itself
+    for val in (7, 8, 7, True):
+        rec.enter(tp, (s, 0x1F0, val), ctx)
+    rec.enter(tp, (s, 0x1F0, memoryview(bytearray(2))), ctx)  # another shape: looked up (and raises)
+    rec.enter(tp, (s, 0x1F0, memoryview(bytearray(2))), ctx)
+    rec.enter(tp, (0x1F0, 7, "x"), ctx)
+    assert _Unhashable.tries == 3  # once per shape (int, bool, memoryview last), not once per call
+    assert list(rec.events) == [(ENTER, 4, "main", 0, p) for p in [
+        (0x1F0, 7, "x"), (None, 0x1F0, 7), (None, 0x1F0, 8), (None, 0x1F0, 7), (None, 0x1F0, True),
+        (None, 0x1F0, None), (None, 0x1F0, None), (0x1F0, 7, "x")]]
+    # the same payloads share one reference, as when every call was looked up
+    refs = [w >> 32 for w in rec.events.words]
+    assert refs[1] == refs[3] and refs[0] == refs[7] and refs[5] == refs[6] and len(set(refs)) == 5

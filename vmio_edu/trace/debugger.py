@@ -42,7 +42,8 @@ from ..errors import VmioError
 from ..linux.include.uapi.linux import kvm as K
 from .backtrace import BtFrame, backtrace, show_value
 from .events import _WIDE, HOLE, EventStore
-from .recorder import ENTER, LEAVE, POINT, Recorder, _args_ref, _kept, _result_ref, _small
+from .recorder import (ENTER, LEAVE, POINT, Recorder, _args_ref, _kept, _result_ref, _shape_ref, _small,
+                       _unhashable_ref)
 from .tracepoint import LAYERS, REGISTRY, ThreadContext, TracePoint, by_name, untraced
 from .timetravel import CHECKPOINT_EVERY, QUIESCE_LIMIT, TimeTravel  # noqa: F401 (re-exported)
 from .views import Views
@@ -199,10 +200,14 @@ class _Hooks(Recorder):
             return
         # Recorder.enter, inlined (it runs for every traced call)
         if args:
-            try:
-                ref = self._refs.get(args) or _args_ref(self, args)
-            except (TypeError, ValueError):  # unhashable (a writable memoryview raises ValueError)
-                ref = _args_ref(self, args)
+            shape = self._unhashable.get(tp.id)
+            if shape is not None and shape == tuple(map(type, args)):
+                ref = _shape_ref(self, args)
+            else:
+                try:
+                    ref = self._refs.get(args) or _args_ref(self, args)
+                except (TypeError, ValueError):  # unhashable (a writable memoryview raises ValueError)
+                    ref = _unhashable_ref(self, tp, args)
         else:
             ref = 0
         depth = len(ctx.stack)

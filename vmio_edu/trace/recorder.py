@@ -48,6 +48,23 @@ def _args_ref(rec: "Recorder", args: tuple) -> int:
     return ref
 
 
+def _unhashable_ref(rec: "Recorder", tp: TracePoint, args: tuple) -> int:
+    """The payload reference of arguments whose look-up raised (an unhashable model object among them: a
+    dataclass, a writable memoryview). Remembers their types for `tp`, so the next call with the same
+    types skips the look-up that would raise again: an exception costs about a microsecond, and since the
+    trace points carry every real parameter most of them pass such an object (`s`, `vcpu`, `opaque`)."""
+    rec._unhashable[tp.id] = tuple(map(type, args))
+    return rec.events.payload_ref(_kept(args))
+
+
+def _shape_ref(rec: "Recorder", args: tuple) -> int:
+    """The payload reference of arguments of a shape `_unhashable_ref` remembered: what a look-up of
+    `args` would give (it cannot hit: an unhashable object, or a container of the same type, never
+    equals a kept number or string), without raising."""
+    kept = tuple([a if isinstance(a, _SMALL) else None for a in args])
+    return rec._refs.get(kept) or rec.events.payload_ref(kept)
+
+
 def _result_ref(rec: "Recorder", result: Any) -> int:
     """The payload reference of a return value: None (or an object) 0, False 1, True 2, else interned."""
     if result is None:
@@ -67,14 +84,20 @@ class Recorder:
         self.events = EventStore() if events is None else events
         self.on_enter: Callable[[TracePoint, tuple, ThreadContext], None] | None = None
         self._refs: dict = self.events._ids  # payload -> ref (the store's intern table)
+        # trace point id -> the argument types whose look-up raised last time (see _unhashable_ref)
+        self._unhashable: dict[int, tuple] = {}
 
     def enter(self, tp: TracePoint, args: tuple, ctx: ThreadContext) -> None:
         # (_args_ref inlined for the common case: this runs for every traced call)
         if args:
-            try:
-                ref = self._refs.get(args) or _args_ref(self, args)
-            except (TypeError, ValueError):  # unhashable (a writable memoryview raises ValueError)
-                ref = _args_ref(self, args)
+            shape = self._unhashable.get(tp.id)
+            if shape is not None and shape == tuple(map(type, args)):
+                ref = _shape_ref(self, args)
+            else:
+                try:
+                    ref = self._refs.get(args) or _args_ref(self, args)
+                except (TypeError, ValueError):  # unhashable (a writable memoryview raises ValueError)
+                    ref = _unhashable_ref(self, tp, args)
         else:
             ref = 0
         depth = len(ctx.stack)
