@@ -1,11 +1,11 @@
 """debug_with: the learner's own function runs inside the machine, under the debugger, until close()."""
+from conftest import reference
 from vmio_edu.grading.demo import debug_with
-from vmio_edu.grading.ide_write import EXERCISE
 from vmio_edu.qemu.hw.ide import core
 
 
 def test_the_learners_function_runs_in_the_machine_and_the_panel_stops_in_it():
-    real = EXERCISE.reference()
+    real = reference("ide_write")  # instructor material (the tests play the instructor)
     calls = []
 
     def ide_data_writew(opaque, addr, val):  # the learner's version: the reference, counting its calls
