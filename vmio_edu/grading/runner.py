@@ -104,6 +104,7 @@ class Sandbox:
         self.exercise, self.limits = exercise, limits
         self.dead: str | None = None
         self.forbidden: list[str] = []
+        self.forged: str | None = None  # a message the grader did not ask for: the channel was written to
         self.threads: list[str] = []
         self.tmp = tempfile.mkdtemp(prefix="vmio-sandbox-")
         self.log = os.path.join(self.tmp, "log")
@@ -219,6 +220,9 @@ class Sandbox:
             elif msg.get("ready"):
                 self.ready = msg
                 return
+            else:
+                self.forged = self.forged or "sent messages the grader did not ask for (a forged reply?)"
+
 
     # -- calls -----------------------------------------------------------------------------------------
     def request(self, kind: str, payload: Any, timeout: float) -> Any:
@@ -240,12 +244,15 @@ class Sandbox:
                                       "(an endless loop? a wait that never ends?)")
                 raise SandboxDied(f"the process running your function {self.dead}"
                                   + ("" if started else " before the call started"))
-            if reply.get("start") == rid:
+            if reply.get("start") == rid and not started:
                 started = True
                 deadline = time.monotonic() + timeout
                 continue
-            if reply.get("id") != rid:
-                continue  # stale or forged: ignore
+            if reply.get("id") != rid or not started:
+                # The sandbox sends exactly one start and one reply per request, and a time-out ends it:
+                # anything else was written by the student's code (a forged reply, or the real one after it).
+                self.forged = self.forged or "sent messages the grader did not ask for (a forged reply?)"
+                continue
             break
         hits = reply.get("forbidden", [])
         if isinstance(hits, list):
@@ -259,6 +266,32 @@ class Sandbox:
                 raise StudentError(f"your function returned something the grader cannot read ({e})") from None
         err = reply.get("error")
         raise StudentError(str(err)[:600] if isinstance(err, str) else "your function failed")
+
+    def finish(self) -> None:
+        """The closing handshake after the last case: the sandbox reports what its profiler and guard saw over
+        the whole part. Every real reply precedes it, so a reply the student's code forged shows up as a
+        duplicate; a sandbox that cannot answer it (it exited, its channel was redirected) is not trusted."""
+        if self.dead:
+            return
+        rid = int(time.monotonic() * 1e6)
+        self._send({"id": rid, "kind": "end"})
+        deadline = time.monotonic() + self.limits.call + 2
+        while True:
+            msg = self._recv(deadline)
+            if msg is None:
+                self.forged = self.forged or f"stopped answering after the last case (it {self.dead})"
+                return
+            if msg.get("id") == rid and msg.get("end") is True:
+                break
+            self.forged = self.forged or "sent messages the grader did not ask for (a forged reply?)"
+        hits = msg.get("forbidden")
+        if isinstance(hits, list):
+            self.forbidden += [str(h)[:200] for h in hits[:3]]
+        if msg.get("tampered"):
+            self.forbidden.append(f"a change to the grader's or the library's code ({str(msg['tampered'])[:120]} "
+                                  "was replaced)")
+        if msg.get("intact") is not True:
+            self.forbidden.append("the grader's profiler (your code changed or removed it)")
 
     def kill(self) -> None:
         try:
@@ -372,7 +405,11 @@ def grade_part(ex: Any, part: str, cells: list[tuple[int, str]], params: dict, h
                                             f"{describe_exception(e)}")
             where = f" (your `{ex.answer}` is defined in cell {ready.get('defined_in')})" \
                 if ready.get("defined_in") is not None else ""
-            if box.forbidden:
+            box.finish()
+            if box.forged:
+                r = PartResult(part, 0, p.points, f"scored 0: the process running your code {box.forged}. "
+                               f"Only the grader's sandbox may write to the grader{where}.")
+            elif box.forbidden:
                 r = PartResult(part, 0, p.points, f"scored 0: while your function ran, it used "
                                f"{box.forbidden[0]}. An answer may not be, wrap or call the library's "
                                f"implementation of `{ex.answer}` or the grader's code{where}.")
