@@ -289,3 +289,35 @@ def test_a_copy_of_the_librarys_function_from_its_source_scores_zero(tmp_path, c
     r = grade(submit(tmp_path, "ide_write", code), capsys=capsys)
     assert all_zero(r), r["parts"]
     assert all("library's own ide_data_writew" in p["feedback"] for p in r["parts"]), r["parts"]
+
+
+def _running(token: str) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                if token.encode() in f.read():
+                    found.append(int(name))
+        except (OSError, ValueError):
+            pass
+    return found
+
+
+def test_a_daemon_started_by_the_notebook_does_not_outlive_its_part(tmp_path, capsys):
+    # fork, setsid, fork: the daemon leaves the sandbox's process group, so killing the group misses it. Left
+    # running, it could write into the next sandbox's channel (or another student's) as the same user.
+    token = f"vmio-edu-daemon-{os.getpid()}"
+    cell = ("import os\n"
+            "if os.fork() == 0:\n"
+            "    os.setsid()\n"
+            "    if os.fork() == 0:\n"
+            f"        os.execv('/bin/sh', ['/bin/sh', '-c', 'sleep 600', {token!r}])\n"
+            "    os._exit(0)\n")
+    try:
+        r = grade(submit(tmp_path, "exit_qual", solution_code("exit_qual"), extra=(cell,)), capsys=capsys)
+        assert not _running(token), "a process the notebook daemonized outlived the grading"
+        assert r["total"] == r["max_total"], r["parts"]  # the answer itself is right: the daemon costs nothing
+        assert any("process(es) running" in n for n in r["notes"]), r["notes"]
+    finally:
+        for pid in _running(token):
+            os.kill(pid, 9)

@@ -89,6 +89,68 @@ def _limits(memory_mb: int, ids: tuple[int, int] | None):
     return apply
 
 
+_SUBREAPER: list[bool] = []
+
+
+def _become_subreaper() -> bool:
+    """Make this process the subreaper of its descendants (Linux prctl PR_SET_CHILD_SUBREAPER): a process the
+    student's code daemonizes (fork, setsid, fork) leaves the sandbox's process group, but is re-parented to
+    the grader instead of init, so the grader can find it and end it."""
+    if not _SUBREAPER:
+        ok = False
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            ok = libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+        except (OSError, AttributeError):
+            pass
+        _SUBREAPER.append(ok)
+    return _SUBREAPER[0]
+
+
+def _children() -> set[int]:
+    """This process's children (live or zombie), from /proc."""
+    me, found = os.getpid(), set()
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return found
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 1 and int(fields[1]) == me:
+            found.add(int(name))
+    return found
+
+
+def _end_strays(before: set[int]) -> int:
+    """Kill and reap the processes that the sandbox left behind and that were re-parented to the grader.
+    Returns how many there were."""
+    ended: set[int] = set()
+    for _round in range(50):  # killing one re-parents its own children to us: repeat until none is left
+        strays = _children() - before
+        if not strays:
+            break
+        for pid in strays:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for pid in strays:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        ended |= strays
+    return len(ended)
+
+
 @dataclass
 class Limits:
     call: float = DEFAULT_TIMEOUT
@@ -114,6 +176,9 @@ class Sandbox:
         self.user = "an unprivileged user" if ids else "the grader's user"
         if ids is not None:
             os.chown(self.tmp, ids[0], ids[1])
+        self.reaper = _become_subreaper()
+        self.before = _children()
+        self.strays = 0
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": self.tmp, "TMPDIR": self.tmp,
@@ -305,6 +370,8 @@ class Sandbox:
 
     def close(self) -> None:
         self.kill()
+        if self.reaper:
+            self.strays = _end_strays(self.before)
         try:
             self._w.close()
         except OSError:
@@ -422,6 +489,9 @@ def grade_part(ex: Any, part: str, cells: list[tuple[int, str]], params: dict, h
             return PartResult(part, float(min(max(r.points, 0), p.points)), p.points, r.feedback)
         finally:
             box.close()
+            if box.strays:
+                notes.append(f"your code left {box.strays} process(es) running after the sandbox ended (a daemon?); "
+                             "the grader killed them")
     return PartResult(part, 0, p.points, "every cell of the notebook failed to run")
 
 
