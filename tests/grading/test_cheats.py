@@ -321,3 +321,19 @@ def test_a_daemon_started_by_the_notebook_does_not_outlive_its_part(tmp_path, ca
     finally:
         for pid in _running(token):
             os.kill(pid, 9)
+
+
+@pytest.mark.parametrize("erase", [
+    "sys.getprofile().__self__.hits.clear()",  # the profiler's record of this call, emptied before the reply
+    "w = sys.getprofile().__self__; del w.hits[:]; w.hits.extend(['x'] * 0)",
+])
+def test_erasing_the_profilers_record_does_not_hide_a_forbidden_call(tmp_path, capsys, erase):
+    code = ("import sys\n"
+            "from vmio_edu.grading.pio_exits import simulate as _sim\n"
+            "def predict_exits(insn, rcx, rdi):\n"
+            "    v = _sim(insn, rcx, rdi)\n"
+            f"    {erase}\n"
+            "    return v\n")
+    r = grade(submit(tmp_path, "pio_exits", code), capsys=capsys)
+    assert all_zero(r), r["parts"]
+    assert all("simulate" in p["feedback"] for p in r["parts"]), r["parts"]

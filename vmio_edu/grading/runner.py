@@ -210,7 +210,16 @@ class Sandbox:
             pass  # the reply loop sees the process gone
 
     def _recv(self, deadline: float) -> dict | None:
-        """The next message, or None at the deadline or when the sandbox is gone (self.dead says which)."""
+        """The next message, or None at the deadline or when the sandbox is gone (self.dead says which). The
+        profiler's verdicts, sent the moment they happen, are collected on the way."""
+        while True:
+            msg = self._recv_any(deadline)
+            if msg is None or set(msg) != {"hit"}:
+                return msg
+            if len(self.forbidden) < 10:
+                self.forbidden.append(str(msg["hit"])[:200])
+
+    def _recv_any(self, deadline: float) -> dict | None:
         while b"\n" not in self._buf:
             left = deadline - time.monotonic()
             if left <= 0:
