@@ -231,3 +231,109 @@ def test_monkeypatching_the_graders_code_in_the_sandbox_scores_zero(tmp_path, ca
     r = grade(submit(tmp_path, name, code, extra=(patch,)), capsys=capsys)
     assert all_zero(r), r["parts"]
     assert all("was replaced" in p["feedback"] for p in r["parts"]), r["parts"]
+
+
+# A reply the student's function writes itself, for the case in progress, with the right value (from the
+# grader's simulator) and an empty list of what the profiler saw: the sandbox's own reports must not be
+# forgeable by sending them first, or by silencing the real ones after.
+FORGE_REPLY = (
+    "import os, sys\n"
+    "from vmio_edu.grading.pio_exits import simulate as _sim\n"
+    "from vmio_edu.grading import wire as _wire\n"
+    "def predict_exits(insn, rcx, rdi):\n"
+    "    v = _sim(insn, rcx, rdi)\n"
+    "    f = sys._getframe(1)\n"
+    "    while 'req' not in f.f_locals:\n"
+    "        f = f.f_back\n"
+    "    msg = {'id': f.f_locals['req']['id'], 'ok': True, 'value': _wire.encode(v), 'forbidden': []}\n"
+    "    os.write(int(sys.argv[2]), _wire.dumps(msg).encode())\n"
+    "    %s\n"
+    "    return v\n")
+
+
+@pytest.mark.parametrize("after", [
+    "pass",  # the real reply follows the forged one
+    "os.dup2(os.open(os.devnull, os.O_WRONLY), int(sys.argv[2]))",  # the real replies are silenced
+    "os._exit(0)",  # no real reply at all
+])
+def test_a_forged_reply_cannot_hide_what_the_profiler_saw(tmp_path, capsys, after):
+    r = grade(submit(tmp_path, "pio_exits", FORGE_REPLY % after), capsys=capsys)
+    assert all_zero(r), r["parts"]
+    if after == "pass":
+        assert "did not ask for" in r["parts"][0]["feedback"], r["parts"]
+
+
+# Copies of the library's (or the grader's) function compiled from its source under another name and file:
+# neither the code object nor (file, name) is the original's, the bytecode is.
+COPY_FROM_SOURCE = (
+    "import ast, importlib\n"
+    "_m = importlib.import_module(%r)\n"
+    "_fn = next(n for n in ast.parse(open(_m.__file__).read()).body\n"
+    "           if isinstance(n, ast.FunctionDef) and n.name == %r)\n"
+    "_fn.decorator_list = []\n"
+    "_fn.name = 'my_own_work'\n"
+    "_ns = dict(vars(_m))\n"
+    "exec(compile(ast.Module([_fn], []), '<my notes>', 'exec'), _ns)\n"
+    "%s = _ns['my_own_work']\n")
+
+
+def test_a_copy_of_the_graders_simulator_from_its_source_scores_zero(tmp_path, capsys):
+    code = COPY_FROM_SOURCE % ("vmio_edu.grading.pio_exits", "simulate", "predict_exits")
+    r = grade(submit(tmp_path, "pio_exits", code), capsys=capsys)
+    assert all_zero(r), r["parts"]
+    assert all("simulate" in p["feedback"] for p in r["parts"]), r["parts"]
+
+
+def test_a_copy_of_the_librarys_function_from_its_source_scores_zero(tmp_path, capsys, model):
+    code = COPY_FROM_SOURCE % ("vmio_edu.qemu.hw.ide.core", "ide_data_writew", "ide_data_writew")
+    r = grade(submit(tmp_path, "ide_write", code), capsys=capsys)
+    assert all_zero(r), r["parts"]
+    assert all("library's own ide_data_writew" in p["feedback"] for p in r["parts"]), r["parts"]
+
+
+def _running(token: str) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                if token.encode() in f.read():
+                    found.append(int(name))
+        except (OSError, ValueError):
+            pass
+    return found
+
+
+def test_a_daemon_started_by_the_notebook_does_not_outlive_its_part(tmp_path, capsys):
+    # fork, setsid, fork: the daemon leaves the sandbox's process group, so killing the group misses it. Left
+    # running, it could write into the next sandbox's channel (or another student's) as the same user.
+    token = f"vmio-edu-daemon-{os.getpid()}"
+    cell = ("import os\n"
+            "if os.fork() == 0:\n"
+            "    os.setsid()\n"
+            "    if os.fork() == 0:\n"
+            f"        os.execv('/bin/sh', ['/bin/sh', '-c', 'sleep 600', {token!r}])\n"
+            "    os._exit(0)\n")
+    try:
+        r = grade(submit(tmp_path, "exit_qual", solution_code("exit_qual"), extra=(cell,)), capsys=capsys)
+        assert not _running(token), "a process the notebook daemonized outlived the grading"
+        assert r["total"] == r["max_total"], r["parts"]  # the answer itself is right: the daemon costs nothing
+        assert any("process(es) running" in n for n in r["notes"]), r["notes"]
+    finally:
+        for pid in _running(token):
+            os.kill(pid, 9)
+
+
+@pytest.mark.parametrize("erase", [
+    "sys.getprofile().__self__.hits.clear()",  # the profiler's record of this call, emptied before the reply
+    "w = sys.getprofile().__self__; del w.hits[:]; w.hits.extend(['x'] * 0)",
+])
+def test_erasing_the_profilers_record_does_not_hide_a_forbidden_call(tmp_path, capsys, erase):
+    code = ("import sys\n"
+            "from vmio_edu.grading.pio_exits import simulate as _sim\n"
+            "def predict_exits(insn, rcx, rdi):\n"
+            "    v = _sim(insn, rcx, rdi)\n"
+            f"    {erase}\n"
+            "    return v\n")
+    r = grade(submit(tmp_path, "pio_exits", code), capsys=capsys)
+    assert all_zero(r), r["parts"]
+    assert all("simulate" in p["feedback"] for p in r["parts"]), r["parts"]

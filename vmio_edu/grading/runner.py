@@ -89,6 +89,68 @@ def _limits(memory_mb: int, ids: tuple[int, int] | None):
     return apply
 
 
+_SUBREAPER: list[bool] = []
+
+
+def _become_subreaper() -> bool:
+    """Make this process the subreaper of its descendants (Linux prctl PR_SET_CHILD_SUBREAPER): a process the
+    student's code daemonizes (fork, setsid, fork) leaves the sandbox's process group, but is re-parented to
+    the grader instead of init, so the grader can find it and end it."""
+    if not _SUBREAPER:
+        ok = False
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            ok = libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+        except (OSError, AttributeError):
+            pass
+        _SUBREAPER.append(ok)
+    return _SUBREAPER[0]
+
+
+def _children() -> set[int]:
+    """This process's children (live or zombie), from /proc."""
+    me, found = os.getpid(), set()
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return found
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 1 and int(fields[1]) == me:
+            found.add(int(name))
+    return found
+
+
+def _end_strays(before: set[int]) -> int:
+    """Kill and reap the processes that the sandbox left behind and that were re-parented to the grader.
+    Returns how many there were."""
+    ended: set[int] = set()
+    for _round in range(50):  # killing one re-parents its own children to us: repeat until none is left
+        strays = _children() - before
+        if not strays:
+            break
+        for pid in strays:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for pid in strays:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        ended |= strays
+    return len(ended)
+
+
 @dataclass
 class Limits:
     call: float = DEFAULT_TIMEOUT
@@ -104,6 +166,7 @@ class Sandbox:
         self.exercise, self.limits = exercise, limits
         self.dead: str | None = None
         self.forbidden: list[str] = []
+        self.forged: str | None = None  # a message the grader did not ask for: the channel was written to
         self.threads: list[str] = []
         self.tmp = tempfile.mkdtemp(prefix="vmio-sandbox-")
         self.log = os.path.join(self.tmp, "log")
@@ -113,6 +176,9 @@ class Sandbox:
         self.user = "an unprivileged user" if ids else "the grader's user"
         if ids is not None:
             os.chown(self.tmp, ids[0], ids[1])
+        self.reaper = _become_subreaper()
+        self.before = _children()
+        self.strays = 0
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": self.tmp, "TMPDIR": self.tmp,
@@ -144,7 +210,16 @@ class Sandbox:
             pass  # the reply loop sees the process gone
 
     def _recv(self, deadline: float) -> dict | None:
-        """The next message, or None at the deadline or when the sandbox is gone (self.dead says which)."""
+        """The next message, or None at the deadline or when the sandbox is gone (self.dead says which). The
+        profiler's verdicts, sent the moment they happen, are collected on the way."""
+        while True:
+            msg = self._recv_any(deadline)
+            if msg is None or set(msg) != {"hit"}:
+                return msg
+            if len(self.forbidden) < 10:
+                self.forbidden.append(str(msg["hit"])[:200])
+
+    def _recv_any(self, deadline: float) -> dict | None:
         while b"\n" not in self._buf:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -219,6 +294,9 @@ class Sandbox:
             elif msg.get("ready"):
                 self.ready = msg
                 return
+            else:
+                self.forged = self.forged or "sent messages the grader did not ask for (a forged reply?)"
+
 
     # -- calls -----------------------------------------------------------------------------------------
     def request(self, kind: str, payload: Any, timeout: float) -> Any:
@@ -240,12 +318,15 @@ class Sandbox:
                                       "(an endless loop? a wait that never ends?)")
                 raise SandboxDied(f"the process running your function {self.dead}"
                                   + ("" if started else " before the call started"))
-            if reply.get("start") == rid:
+            if reply.get("start") == rid and not started:
                 started = True
                 deadline = time.monotonic() + timeout
                 continue
-            if reply.get("id") != rid:
-                continue  # stale or forged: ignore
+            if reply.get("id") != rid or not started:
+                # The sandbox sends exactly one start and one reply per request, and a time-out ends it:
+                # anything else was written by the student's code (a forged reply, or the real one after it).
+                self.forged = self.forged or "sent messages the grader did not ask for (a forged reply?)"
+                continue
             break
         hits = reply.get("forbidden", [])
         if isinstance(hits, list):
@@ -260,6 +341,32 @@ class Sandbox:
         err = reply.get("error")
         raise StudentError(str(err)[:600] if isinstance(err, str) else "your function failed")
 
+    def finish(self) -> None:
+        """The closing handshake after the last case: the sandbox reports what its profiler and guard saw over
+        the whole part. Every real reply precedes it, so a reply the student's code forged shows up as a
+        duplicate; a sandbox that cannot answer it (it exited, its channel was redirected) is not trusted."""
+        if self.dead:
+            return
+        rid = int(time.monotonic() * 1e6)
+        self._send({"id": rid, "kind": "end"})
+        deadline = time.monotonic() + self.limits.call + 2
+        while True:
+            msg = self._recv(deadline)
+            if msg is None:
+                self.forged = self.forged or f"stopped answering after the last case (it {self.dead})"
+                return
+            if msg.get("id") == rid and msg.get("end") is True:
+                break
+            self.forged = self.forged or "sent messages the grader did not ask for (a forged reply?)"
+        hits = msg.get("forbidden")
+        if isinstance(hits, list):
+            self.forbidden += [str(h)[:200] for h in hits[:3]]
+        if msg.get("tampered"):
+            self.forbidden.append(f"a change to the grader's or the library's code ({str(msg['tampered'])[:120]} "
+                                  "was replaced)")
+        if msg.get("intact") is not True:
+            self.forbidden.append("the grader's profiler (your code changed or removed it)")
+
     def kill(self) -> None:
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
@@ -272,6 +379,8 @@ class Sandbox:
 
     def close(self) -> None:
         self.kill()
+        if self.reaper:
+            self.strays = _end_strays(self.before)
         try:
             self._w.close()
         except OSError:
@@ -372,7 +481,11 @@ def grade_part(ex: Any, part: str, cells: list[tuple[int, str]], params: dict, h
                                             f"{describe_exception(e)}")
             where = f" (your `{ex.answer}` is defined in cell {ready.get('defined_in')})" \
                 if ready.get("defined_in") is not None else ""
-            if box.forbidden:
+            box.finish()
+            if box.forged:
+                r = PartResult(part, 0, p.points, f"scored 0: the process running your code {box.forged}. "
+                               f"Only the grader's sandbox may write to the grader{where}.")
+            elif box.forbidden:
                 r = PartResult(part, 0, p.points, f"scored 0: while your function ran, it used "
                                f"{box.forbidden[0]}. An answer may not be, wrap or call the library's "
                                f"implementation of `{ex.answer}` or the grader's code{where}.")
@@ -385,6 +498,9 @@ def grade_part(ex: Any, part: str, cells: list[tuple[int, str]], params: dict, h
             return PartResult(part, float(min(max(r.points, 0), p.points)), p.points, r.feedback)
         finally:
             box.close()
+            if box.strays:
+                notes.append(f"your code left {box.strays} process(es) running after the sandbox ended (a daemon?); "
+                             "the grader killed them")
     return PartResult(part, 0, p.points, "every cell of the notebook failed to run")
 
 
