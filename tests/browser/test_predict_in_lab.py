@@ -68,6 +68,9 @@ def test_predict_question_answers_in_jupyterlab():
 
             q = page.locator(".vmio-predict").first
             q.scroll_into_view_if_needed()
+            # the output area exists before the widget's view has rendered its children: wait for the text
+            page.wait_for_function("() => { const q = document.querySelector('.vmio-predict');"
+                                   " return q !== null && q.innerText.includes('Which thread raises IRQ 14'); }")
             assert "Which thread raises IRQ 14" in q.inner_text()
             q.get_by_text("vcpu0", exact=True).click()
             q.locator("button", has_text="Check").click()

@@ -5,7 +5,7 @@ import pytest
 matplotlib.use("Agg")
 
 from vmio_edu import Machine  # noqa: E402
-from vmio_edu.widgets.figures import find_arrows, thread_sequence  # noqa: E402
+from vmio_edu.widgets.figures import entry_index, find_arrows, thread_sequence  # noqa: E402
 
 COMPLETION = [("aio_worker", "sys_pwrite64", "pwrite(2)"),
               ("event_notifier_set", "event_notifier_ready", "eventfd"),
@@ -42,3 +42,16 @@ def test_drawing_returns_the_same_arrows_and_missing_ones_are_named(events):
     plt.close(fig)
     with pytest.raises(ValueError, match="no entry of 'sys_preadv'"):
         find_arrows(events, [("aio_worker", "sys_preadv", "read")])
+
+
+def test_entry_index_finds_the_job_before_the_pwrite_across_point_events(events):
+    from vmio_edu.trace.tracepoint import REGISTRY
+    pw = entry_index(events, "sys_pwrite64")
+    job = entry_index(events, "aio_worker", before=pw)
+    assert events[pw][0] == 0 and REGISTRY[events[pw][1]].name == "sys_pwrite64"
+    assert events[job][0] == 0 and REGISTRY[events[job][1]].name == "aio_worker" and job < pw
+    # a point event (paio_rw_linear) sits in between: counting entries would land past aio_worker
+    assert any(events[i][0] == 2 for i in range(job, pw))
+    assert find_arrows(events, COMPLETION[:1], job)[0].src_index == job
+    with pytest.raises(ValueError, match="no entry of 'aio_worker' before index"):
+        entry_index(events, "aio_worker", before=job)

@@ -65,6 +65,19 @@ def _entries(events: Sequence[Any]) -> list[tuple[int, str, str, str]]:
     return out
 
 
+def entry_index(events: Sequence[Any], name: str, start: int = 0, before: int | None = None) -> int:
+    """Trace index of the first entry of `name` at or after `start`; with `before`, the last entry before
+    that index instead (e.g. the worker's aio_worker that led to a pwrite). Point events count as positions
+    too, so never derive an index by counting entries from a stage list."""
+    fn, layer = _spec(name)
+    hits = [i for i, f, l, _t in _entries(events) if f == fn and (layer is None or l == layer)
+            and i >= start and (before is None or i < before)]
+    if not hits:
+        where = f"before index {before}" if before is not None else f"after index {start}"
+        raise ValueError(f"the trace has no entry of {name!r} {where}")
+    return hits[-1] if before is not None else hits[0]
+
+
 def find_arrows(events: Sequence[Any], arrows: Sequence[tuple[str, str, str]], start: int = 0,
                 lane: Callable[[str, str], str | None] = lane_of) -> list[Arrow]:
     """Place each (src, dst, label): src is the first entry of that function at or after the previous
@@ -134,4 +147,4 @@ def thread_sequence(events: Sequence[Any], arrows: Sequence[tuple[str, str, str]
     return found
 
 
-__all__ = ["thread_sequence", "find_arrows", "lane_of", "Arrow", "LANES"]
+__all__ = ["thread_sequence", "find_arrows", "entry_index", "lane_of", "Arrow", "LANES"]
