@@ -7,9 +7,9 @@ machine loads the guest's registers through it; 10.2 calls kvm_init_vcpu on this
 """
 from __future__ import annotations
 
-from ...qemu.state import qemu_state
-from ...trace.tracepoint import tracepoint
-from ..system.cpus import bql_lock, bql_unlock
+from ....qemu.state import qemu_state
+from ....trace.tracepoint import tracepoint
+from ...system.cpus import bql_lock, bql_unlock
 from .kvm_all import CPUState, kvm_cpu_exec
 
 
@@ -24,9 +24,16 @@ def kvm_vcpu_thread_fn(cpu: CPUState) -> None:
     bql_unlock()
 
 
+def kvm_vcpu_thread(cpu: CPUState) -> None:
+    """What the thread kvm_start_vcpu_thread creates runs: qemu_thread_start → kvm_vcpu_thread_fn (the
+    machine spawns its vCPU thread on this, so gdb's bottom frame qemu_thread_start is there too)."""
+    from ...util.qemu_thread_posix import QemuThreadArgs, qemu_thread_start
+    qemu_thread_start(QemuThreadArgs(kvm_vcpu_thread_fn, cpu, f"CPU {cpu.cpu_index}/KVM"))
+
+
 def kvm_start_vcpu_thread(cpu: CPUState):
     """qemu_thread_create(cpu->thread, "CPU 0/KVM", kvm_vcpu_thread_fn, cpu, QEMU_THREAD_JOINABLE)."""
-    from ..util.qemu_thread_posix import QEMU_THREAD_JOINABLE, QemuThread, qemu_thread_create
+    from ...util.qemu_thread_posix import QEMU_THREAD_JOINABLE, QemuThread, qemu_thread_create
     t = QemuThread()
     qemu_thread_create(t, f"CPU {cpu.cpu_index}/KVM", kvm_vcpu_thread_fn, cpu, QEMU_THREAD_JOINABLE, vcpu=True,
                        model_name=f"vcpu{cpu.cpu_index}")

@@ -17,13 +17,13 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
-from ...trace.tracepoint import emit, tracepoint
-from ...errors import GuestFault
-from ...linux.include.uapi.linux import kvm as K
-from ...qemu.kvm_all import CPUState, KVMState, kvm_init, kvm_init_vcpu  # noqa: F401 - data, set-up
-from ...qemu.state import qemu_state
-from ..system.cpus import bql_lock, bql_unlock
-from ..system.physmem import MEMTXATTRS_UNSPECIFIED, address_space_rw
+from ....trace.tracepoint import emit, tracepoint
+from ....errors import GuestFault
+from ....linux.include.uapi.linux import kvm as K
+from ....qemu.kvm_all import CPUState, KVMState, kvm_init, kvm_init_vcpu  # noqa: F401 - data, set-up
+from ....qemu.state import qemu_state
+from ...system.cpus import bql_lock, bql_unlock
+from ...system.physmem import MEMTXATTRS_UNSPECIFIED, address_space_rw
 
 EXCP_INTERRUPT = 0x10000  # include/exec/cpu-common.h
 EXCP_HLT = 0x10001
@@ -59,28 +59,8 @@ def kvm_handle_io(port: int, attrs: int, data_offset: int, direction: int, size:
     ptr = data_offset
     space = qemu_state().address_space_io
     for _ in range(count):
-        address_space_rw(space, port, attrs, _PioBuffer(mem, ptr, size), size, direction == K.KVM_EXIT_IO_OUT)
+        address_space_rw(space, port, attrs, mem[ptr:ptr + size], size, direction == K.KVM_EXIT_IO_OUT)
         ptr += size
-
-
-class _PioBuffer:
-    """`ptr`: `size` bytes of the PIO data page, read and written in place (a C pointer into the mmap)."""
-
-    __slots__ = ("mem", "off", "size")
-
-    def __init__(self, mem: memoryview, off: int, size: int) -> None:
-        self.mem, self.off, self.size = mem, off, size
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __getitem__(self, i: slice) -> bytes:
-        start, stop, _ = i.indices(self.size)
-        return bytes(self.mem[self.off + start:self.off + stop])
-
-    def __setitem__(self, i: slice, value: bytes) -> None:
-        start, stop, _ = i.indices(self.size)
-        self.mem[self.off + start:self.off + stop] = value
 
 
 def _current_cpu() -> CPUState:

@@ -17,15 +17,15 @@ from ...util.main_loop import qemu_init_main_loop
 from ..ide.piix import pci_piix_ide_init
 from .kvm.i8259 import kvm_i8259_init
 from .kvm.ioapic import kvm_ioapic_init
-from ..x86_common import GSIState, x86_gsi_irqs
+from .x86_common import GSIState, x86_gsi_irqs
 
 
-def pc_init1(state: QemuState, ram: mmap.mmap, engine: str, blk, opener=None) -> tuple[CPUState, object, str]:
-    """Build the board; returns the vCPU, the IDE function and a note about the engine used.
-    `opener`: the /dev/kvm opener of this stack's Linux (vmio_edu.stacks); None = the default one."""
+def pc_init1(state: QemuState, ram: mmap.mmap, engine: str, blk) -> tuple[CPUState, object, str]:
+    """Build the board; returns the vCPU, the IDE function and a note about the engine used (the
+    emulated engine models the machine's stack's Linux: kvm_init opens /dev/kvm through it)."""
     state.address_space_memory = address_space_init_memory(ram)
     state.address_space_io = address_space_init_io()
-    note = kvm_init(state, engine, ram) if opener is None else opener(state, engine, ram)
+    note = kvm_init(state, engine, ram)
     gsi_state = GSIState(i8259_irq=kvm_i8259_init(), ioapic_irq=kvm_ioapic_init())  # pc_i8259_create, ioapic_init_gsi
     gsi = x86_gsi_irqs(gsi_state)
     ide = pci_piix_ide_init(blk, {14: gsi[14], 15: gsi[15]}, state.address_space_io)
