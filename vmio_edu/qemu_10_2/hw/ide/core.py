@@ -24,7 +24,8 @@ import os
 
 from ....qemu.hw.ide import core as _c161
 from ....errors import ImageError
-from ....qemu.hw.ide.core import IDEModelError, padstr, put_le16  # noqa: F401 - helpers (not C functions)
+# helpers: padstr's C text is the same at both tags; put_le16 is a byte store; IDEModelError is the model's
+from ....qemu.hw.ide.core import IDEModelError, padstr, put_le16  # noqa: F401
 from ....trace.stacks import unchanged
 from ....trace.tracepoint import emit, tracepoint
 from ...block.block_backend import (BLOCK_ACCT_READ, BLOCK_ACCT_WRITE, BLOCK_ERROR_ACTION_IGNORE,
@@ -805,8 +806,10 @@ def ide_bus_init_output_irq(bus: IDEBus, irq_out) -> None:
 
 @tracepoint("qemu-ide", args=("s", "dev", "kind"))
 def ide_init_drive(s: IDEState, dev: IDEDevice, kind: int, blk=None) -> int:
-    """Attach a BlockBackend to a drive slot: capacity, geometry (hd_geometry_guess on the image, as
-    blkconf_geometry does), serial "QM0000n", model "QEMU HARDDISK", firmware qemu_hw_version() "2.5+"."""
+    """Attach a BlockBackend to a drive slot: capacity, geometry, serial "QM0000n", model "QEMU HARDDISK",
+    firmware qemu_hw_version() "2.5+". The geometry is hd_geometry_guess's (hw/block/hd-geometry.c, via
+    blkconf_geometry): 10.2 first asks blk_probe_geometry, which only succeeds on s390 DASDs, then guesses
+    as 1.6.1 did, so the 1.6.1 model's helper computes it."""
     if kind != IDE_CD and blk.root is not None and blk.root.bs.read_only:
         raise ImageError(f"QEMU 10.2 refuses a read-only disk for an IDE hard disk (ide_init_drive: \"Can't use "
                          f"a read-only drive\"): {blk.filename!r} was opened with readonly=True. QEMU 1.6.1 "
