@@ -34,7 +34,7 @@ from ...block.block_backend import (BLOCK_ACCT_READ, BLOCK_ACCT_WRITE, BLOCK_ERR
                                     blk_error_action, blk_get_error_action, blk_get_geometry, blk_get_stats,
                                     block_acct_done, block_acct_failed, block_acct_invalid, block_acct_start)
 from ...util.async_ import aio_bh_schedule_oneshot
-from ...util.iov import QEMUIOVector, iovec, qemu_iovec_from_buf, qemu_iovec_init_buf
+from ...util.iov import QEMUIOVector, qemu_iovec_from_buf, qemu_iovec_init_buf
 from ...util.main_loop import qemu_get_aio_context
 from ..core.irq import qemu_irq_lower, qemu_irq_raise
 from .internal import (ABRT_ERR, ATA_DEV_ALWAYS_ON, ATA_DEV_HS, ATA_DEV_LBA, ATA_DEV_LBA_MSB, ATA_DEV_SELECT,
@@ -853,5 +853,3 @@ def ide_create_drive(bus: IDEBus, unit: int, blk) -> IDEDevice:
     ide_init_drive(bus.ifs[unit], dev, IDE_HD, blk)
     return dev
 
-
-ide_portio_list = None  # built in hw/ide/ioport.py (it needs the functions above)
