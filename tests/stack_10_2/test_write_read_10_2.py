@@ -99,3 +99,22 @@ def test_a_probed_raw_image_refuses_a_format_header_in_sector_0(emu_stack):
         r = m.guest_result()
         assert r["error"] == 0x04 and r["status"] & 0x01
         assert m.image_bytes(0) == bytes(512)
+
+
+def test_an_outw_to_0x1f1_is_two_byte_writes_in_10_2(emu_stack):
+    # 10.2's IDE data entries have len 1 (hw/ide/core.c:86), so portio_write splits a word at 0x1f1 into
+    # bytes for 0x1f1 (features) and 0x1f2 (sector count); 1.6.1 handed it whole to ide_data_writew.
+    from vmio_edu.guest.assembler import assemble
+    code = assemble("mov dx, 0x1f1\nmov ax, 0x0305\nout dx, ax\nhlt", 16)
+    names = {}
+    for stack in (emu_stack, "1.6.1"):
+        with Machine(code, mode=16, stack=stack, record=True) as m:
+            m.run()
+            names[getattr(stack, "name", stack)] = [
+                (REGISTRY[e.what].name, e.payload) for e in m.trace.events
+                if e.kind == 0 and REGISTRY[e.what].name in ("ide_ioport_write", "ide_data_writew")]
+            if getattr(stack, "name", stack) == "10.2":
+                s = m.ide.bus[0].ifs[0]
+                assert (s.feature, s.nsector) == (0x05, 0x03)
+    assert [n for n, _ in names["10.2"]] == ["ide_ioport_write", "ide_ioport_write"]
+    assert [n for n, _ in names["1.6.1"]] == ["ide_data_writew"]

@@ -33,6 +33,7 @@ from ...block.block_backend import (BLOCK_ACCT_READ, BLOCK_ACCT_WRITE, BLOCK_ERR
                                     blk_aio_cancel, blk_aio_preadv, blk_aio_pwritev, blk_enable_write_cache,
                                     blk_error_action, blk_get_error_action, blk_get_geometry, blk_get_stats,
                                     block_acct_done, block_acct_failed, block_acct_invalid, block_acct_start)
+from ...system.ioport import MemoryRegionPortio
 from ...util.async_ import aio_bh_schedule_oneshot
 from ...util.iov import QEMUIOVector, qemu_iovec_from_buf, qemu_iovec_init_buf
 from ...util.main_loop import qemu_get_aio_context
@@ -853,3 +854,12 @@ def ide_create_drive(bus: IDEBus, unit: int, blk) -> IDEDevice:
     ide_init_drive(bus.ifs[unit], dev, IDE_HD, blk)
     return dev
 
+
+# hw/ide/core.c:84-94: the task file at 0x1f0-0x1f7 (byte entries over all 8 ports; the 2- and 4-byte data
+# entries have len 1 in 10.2, where 1.6.1 gave them 2 and 4) and 0x3f6 (alternate status / device control).
+ide_portio_list = [
+    MemoryRegionPortio(0, 8, 1, read=ide_ioport_read, write=ide_ioport_write),
+    MemoryRegionPortio(0, 1, 2, read=ide_data_readw, write=ide_data_writew),
+    MemoryRegionPortio(0, 1, 4, read=ide_data_readl, write=ide_data_writel),
+]
+ide_portio2_list = [MemoryRegionPortio(0, 1, 1, read=ide_status_read, write=ide_ctrl_write)]
