@@ -142,6 +142,9 @@ class Machine:
     ioeventfd: the virtio device's ioeventfd property, on by default as in QEMU 1.6.1 with KVM: the
              guest's queue notify is handled in the kernel and the queue runs on the main loop. Off: the
              notify is a KVM_EXIT_IO handled on the vCPU thread.
+    stack:   "1.6.1" (QEMU 1.6.1 on Linux 3.7, the default) or "10.2" (QEMU 10.2 on Linux 6.12): which
+             versions' path the I/O takes (vmio_edu.stacks). The emulated engine models that Linux; the
+             real engine is this host's kernel either way.
     """
 
     def __init__(self, guest: Any = None, *, image: str | os.PathLike | None = None, engine: str = "unicorn",
@@ -149,16 +152,19 @@ class Machine:
                  mode: int | None = None, load: int = 0x1000, entry: int | None = None,
                  ram_size: int = 2 << 20, max_exits: int = 1_000_000, latency: int = 1, record: bool = False,
                  image_size: int = DEFAULT_IMAGE_SIZE, readonly: bool = False,
-                 max_spin_seconds: float = 20.0, max_instructions: int = 50_000_000, disk: str = "ide",
-                 ioeventfd: bool = True, per_request: int = 0, depth: int = 0,
-                 fault: str | None = None) -> None:
+                 max_spin_seconds: float = 20.0, max_instructions: int = 50_000_000,
+                 stack: str = "1.6.1", disk: str = "ide", ioeventfd: bool = True, per_request: int = 0,
+                 depth: int = 0, fault: str | None = None) -> None:
         config = {k: v for k, v in locals().items() if k != "self"}  # first: only the parameters
         from .guest import boot_state, default_guest, load_code
-        from .qemu.block import bdrv_open
-        from .qemu.cpus import qemu_kvm_cpu_thread_fn
-        from .qemu.hw.i386.pc_piix import pc_init1
         from .qemu.state import QemuState
-        from .qemu.vl import main_loop
+        from .stacks import get_stack
+
+        self.stack = get_stack(stack)  # checked first: a bad name makes nothing
+        bdrv_open = self.stack.entry("block_open")
+        pc_init1 = self.stack.entry("board")
+        vcpu_thread_fn = self.stack.entry("vcpu_thread")
+        main_loop = self.stack.entry("main_loop")
 
         if disk not in ("ide", "virtio"):
             raise VmioError(f"disk must be 'ide' or 'virtio', not {disk!r}")
@@ -181,7 +187,7 @@ class Machine:
 
         self.sched = Scheduler(latency=latency)
         self.sched.max_ticks = max_exits
-        self.state = QemuState(self.sched)
+        self.state = QemuState(self.sched, stack=self.stack)
         self.sched.machine = self.state
         self.ram = mmap.mmap(-1, ram_size)
         self.exit_recorder = ExitRecorder()
@@ -191,7 +197,15 @@ class Machine:
             self.sched.attach(hooks=self.trace)
 
         self.bs = bdrv_open(self.image_path, readonly=readonly)
-        self.cpu, self.ide, self.engine_note = pc_init1(self.state, self.ram, engine, self.bs, disk, ioeventfd)
+        devices = {"disk": disk, "ioeventfd": ioeventfd} if disk == "virtio" else {}
+        try:
+            self.cpu, self.ide, self.engine_note = pc_init1(self.state, self.ram, engine, self.bs, **devices)
+        except TypeError as e:
+            if not devices or "disk" not in str(e):
+                raise
+            self.stack.entry("block_close")(self.bs)
+            raise VmioError(f"the {self.stack.name} stack ({self.stack.qemu}) has no virtio-blk board yet: "
+                            "use disk='ide' there") from e
         self.virtio = self.state.extra.get("virtio_blk")  # the VirtIOPCIProxy (disk="virtio")
         self.engine = self.state.kvm_state.engine
         # Where each I/O exit's string instruction took or puts its bytes (for byte provenance).
@@ -232,7 +246,7 @@ class Machine:
         self.cpu.kvm_fd.ioctl(K.KVM_SET_REGS, boot.regs)
 
         self.sched.spawn("main", main_loop)
-        self.vcpu_thread = self.sched.spawn("vcpu0", qemu_kvm_cpu_thread_fn, self.cpu, vcpu=True)
+        self.vcpu_thread = self.sched.spawn("vcpu0", vcpu_thread_fn, self.cpu, vcpu=True)
         self.halted = False
         self.last: Parked | None = None
 
@@ -376,8 +390,8 @@ class Machine:
             self._debugger._finalizer()
         self.state.shutdown_requested = True
         self.sched.close()
-        from .qemu.block import bdrv_close
-        from .qemu.main_loop import qemu_cleanup_main_loop
+        bdrv_close = self.stack.entry("block_close")
+        qemu_cleanup_main_loop = self.stack.entry("cleanup")
         try:
             bdrv_close(self.bs)
             qemu_cleanup_main_loop(self.state)
