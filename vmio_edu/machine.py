@@ -192,6 +192,9 @@ class Machine:
         self.ram = mmap.mmap(-1, ram_size)
         self.exit_recorder = ExitRecorder()
         self.sched.attach(listener=self.exit_recorder)
+        from .trace.kernel_exits import KernelExitRecorder
+        self.kernel_exit_recorder = KernelExitRecorder()  # exits the kernel handled (emulated engine)
+        self.sched.attach(listener=self.kernel_exit_recorder)
         self.trace = Recorder() if record else None
         if self.trace is not None:
             self.sched.attach(hooks=self.trace)
@@ -270,6 +273,14 @@ class Machine:
     @property
     def exits(self) -> list[ExitRecord]:
         return self.exit_recorder.exits
+
+    @property
+    def kernel_exits(self) -> list:
+        """The VM exits KVM handled itself, never returning to QEMU (`KernelExitRecord`s: ioeventfd and
+        in-kernel PIC accesses, host timer ticks, in-kernel HLTs, ...). Separate from `exits`, the exits to
+        userspace. Empty on the real engine, where the kernel's exits are invisible
+        (see vmio_edu.trace.kernel_exits)."""
+        return self.kernel_exit_recorder.exits
 
     def run(self) -> Parked:
         """Run until the guest halts for good (or a debugger stop / error). Errors are raised.

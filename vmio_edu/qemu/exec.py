@@ -6,7 +6,7 @@ directly; anything else is cut into accesses the region accepts (`memory_access_
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..trace.tracepoint import tracepoint
@@ -20,6 +20,11 @@ class AddressSpace:
     name: str
     root: MemoryRegion
     ram: Any = None  # the guest RAM buffer (for address_space_memory), mapped at guest-physical 0
+    listeners: list = field(default_factory=list, compare=False, repr=False)  # MemoryListeners (memory.py)
+    ioeventfds: list = field(default_factory=list, compare=False, repr=False)  # as->ioeventfds
+
+    def __post_init__(self) -> None:
+        self.root.address_space = self  # model: how a region finds its address space (memory.py)
 
     def view(self) -> dict:
         return {"name": self.name, "root": self.root.view()}
