@@ -73,8 +73,12 @@ def memory_region_add_subregion(parent: MemoryRegion, offset: int, sub: MemoryRe
 
 
 def memory_region_del_subregion(parent: MemoryRegion, sub: MemoryRegion) -> None:
-    """Unmap `sub` from `parent` (a PCI BAR moving or being disabled: pci_update_mappings)."""
+    """Unmap `sub` from `parent` (a PCI BAR moving or being disabled: pci_update_mappings); its
+    ioeventfds leave the address space with it."""
     parent.subregions.remove(sub)
+    sub.parent = None
+    if _has_ioeventfds(sub):
+        memory_region_transaction_commit(parent)
 
 
 def _sizes(mr: MemoryRegion) -> tuple[int, int]:
