@@ -406,6 +406,9 @@ class Machine:
         try:
             bdrv_close(self.bs)
             qemu_cleanup_main_loop(self.state)
+            if getattr(self, "virtio", None) is not None:
+                from .qemu.hw.virtio.virtio_pci import virtio_pci_exit
+                virtio_pci_exit(self.virtio)
         finally:
             _close_kvm(self)
             if self._tmpdir:

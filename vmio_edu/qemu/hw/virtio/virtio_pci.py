@@ -277,6 +277,16 @@ def virtio_blk_pci_init(bus: PCIBus, devfn: int, vdev: VirtIODevice, ioeventfd: 
     return proxy
 
 
+def virtio_pci_exit(proxy: VirtIOPCIProxy) -> None:
+    """QEMU exiting: the host notifiers' eventfds close (the VM fd, and with it KVM's ioeventfd
+    registrations, goes with the process)."""
+    from ...util.event_notifier_posix import event_notifier_cleanup
+    for vq in proxy.vdev.vq:
+        if vq.host_notifier.rfd >= 0:
+            event_notifier_cleanup(vq.host_notifier)
+    proxy.ioeventfd_started = False
+
+
 def virtio_pci_reset(proxy: VirtIOPCIProxy) -> None:
     virtio_pci_stop_ioeventfd(proxy)
     virtio_reset(proxy.vdev)
