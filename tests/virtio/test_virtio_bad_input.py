@@ -123,3 +123,5 @@ def test_bad_machine_arguments_are_named():
         Machine(disk="virtio", fault="nope")
     with pytest.raises(VmioError, match="unknown op 'identify' for the virtio guest"):
         Machine(disk="virtio", op="identify")
+    with pytest.raises(VmioError, match="10.2 stack"):  # no virtio-blk board there (yet)
+        Machine(disk="virtio", stack="10.2")
