@@ -108,12 +108,6 @@ def test_a_write_to_a_read_only_image_is_ioerr(image):
     assert _unchanged(image)
 
 
-def test_a_flush_says_it_is_not_modelled(image):
-    with pytest.raises(VmioError, match="VIRTIO_BLK_T_FLUSH.*does not model bdrv_aio_flush"):
-        _run(image, op=4, sectors=1)
-    assert _unchanged(image)
-
-
 def test_bad_machine_arguments_are_named():
     with pytest.raises(VmioError, match="disk must be 'ide' or 'virtio'"):
         Machine(disk="scsi")
