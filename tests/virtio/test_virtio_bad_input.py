@@ -57,6 +57,13 @@ def test_a_broken_ring_is_qemus_exit_1_and_nothing_is_written(image, guest, mess
     assert _unchanged(image)
 
 
+@pytest.mark.usefixtures("need_kvm")
+def test_a_broken_ring_on_the_real_engine(image):
+    with pytest.raises(VirtioExit, match="Looped descriptor"):
+        _run(image, engine="kvm", op="write", sectors=2, fault="loop")
+    assert _unchanged(image)
+
+
 def test_a_long_buffer_out_of_ram_stops_before_1_6_1s_bounce_buffer_overrun(image):
     with pytest.raises(GuestFault, match=r"8192 bytes at 0x40000000.*bounce buffer.*undefined behaviour"):
         _run(image, op="write", sectors=16, fault="desc_out_of_ram")

@@ -2,6 +2,7 @@
 multiwrite merging, the virtqueue view, determinism."""
 import pytest
 
+from kvm_policy import require_kvm
 from vmio_edu import Machine
 from vmio_edu.trace.tracepoint import REGISTRY
 
@@ -130,9 +131,13 @@ def test_same_seed_same_trace(ioeventfd):
     assert c[2] != a[2]  # another seed writes other bytes
 
 
+@pytest.mark.parametrize("engine", ["unicorn", "kvm"])
 @pytest.mark.parametrize("ioeventfd,thread", [(False, "vcpu0"), (True, "main")])
-def test_time_travel_on_the_virtio_path(ioeventfd, thread):
-    with Machine(disk="virtio", op="write", sectors=8, per_request=4, depth=2, ioeventfd=ioeventfd) as m:
+def test_time_travel_on_the_virtio_path(ioeventfd, thread, engine):
+    if engine == "kvm":
+        require_kvm()
+    with Machine(disk="virtio", op="write", sectors=8, per_request=4, depth=2, ioeventfd=ioeventfd,
+                 engine=engine) as m:
         dbg = m.debugger()
         dbg.break_at("virtio_blk_handle_write")
         first = dbg.cont()
