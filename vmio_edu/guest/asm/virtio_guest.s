@@ -10,8 +10,8 @@
 # RAM, RSP = 0x8000) and reads the result block at RESULT once the guest halts with `cli; hlt`.
 #
 # Simplifications, each on purpose: the driver acks no ring features (no EVENT_IDX, no indirect
-# descriptors; Linux 3.7 would take both), reads only the capacity from the config space, and serves a
-# request queue in batches: it publishes up to P_DEPTH requests, kicks once, and waits until all of
+# descriptors; Linux 3.7 would take both), nor CONFIG_WCE or SIZE_MAX, and serves a request queue in
+# batches: it publishes up to P_DEPTH requests, kicks once, and waits until all of
 # them are used before the next batch (Linux refills as requests complete).
 #
 # Keystone note: memory is always addressed through a register ([rbx + P_LBA]); keystone 0.9.2
@@ -69,6 +69,10 @@
 .equ R_IRQ_LINE,    0x34        # PCI interrupt line: the ISA IRQ the device's INTA# reaches
 .equ R_IOBASE,      0x38        # BAR 0: the I/O base of the virtio header
 .equ R_BAR_SIZE,    0x3c        # BAR 0's size, found by writing all ones
+.equ R_SEG_MAX,     0x40        # config seg_max (VIRTIO_BLK_F_SEG_MAX), 0 if not negotiated
+.equ R_BLK_SIZE,    0x44        # config blk_size (VIRTIO_BLK_F_BLK_SIZE), 0 if not negotiated
+.equ R_OPT_IO_SIZE, 0x48        # config opt_io_size (VIRTIO_BLK_F_TOPOLOGY), 0 if not negotiated
+.equ RESULT_DWORDS, 19
 
 .equ DONE_MAGIC,    0x454e4f44  # "DONE" in memory
 .equ NO_VECTOR,     0xff
@@ -86,6 +90,7 @@
 .equ D_LAST_USED,   0x10        # u32: last_used_idx: used entries reaped so far
 .equ D_NUM_ADDED,   0x14        # u32: buffers added since the last kick
 .equ D_MAX_SLOTS,   0x18        # u32: requests that fit the table at once (3 descriptors each)
+.equ D_FEATURES,    0x1c        # u32: the negotiated features (vdev->features[0])
 .equ D_DESC,        0x20        # u64: vring.desc
 .equ D_AVAIL,       0x28        # u64: vring.avail
 .equ D_USED,        0x30        # u64: vring.used
@@ -122,6 +127,16 @@
 .equ VIRTIO_CONFIG_S_DRIVER,      2
 .equ VIRTIO_CONFIG_S_DRIVER_OK,   4
 .equ DRIVER_FEATURES,   0x0654  # SEG_MAX(2) GEOMETRY(4) BLK_SIZE(6) WCE(9) TOPOLOGY(10)
+.equ F_SEG_MAX,         0x0004
+.equ F_BLK_SIZE,        0x0040
+.equ F_TOPOLOGY,        0x0400
+.equ CFG_CAPACITY,      0       # offsets in struct virtio_blk_config
+.equ CFG_SEG_MAX,       12
+.equ CFG_BLK_SIZE,      20
+.equ CFG_PHYS_BLOCK_EXP, 24
+.equ CFG_ALIGNMENT_OFFSET, 25
+.equ CFG_MIN_IO_SIZE,   26
+.equ CFG_OPT_IO_SIZE,   28
 .equ VRING_DESC_F_NEXT,  1
 .equ VRING_DESC_F_WRITE, 2
 .equ VRING_USED_F_NO_NOTIFY,     1
@@ -248,7 +263,7 @@ sector_count_done:
 
 init_result:
     mov rdi, rbp
-    mov ecx, 16
+    mov ecx, RESULT_DWORDS
     xor eax, eax
     rep stosd
     mov dword ptr [rbp + R_VECTOR], NO_VECTOR
@@ -411,6 +426,7 @@ virtio_pci_probe:
     in eax, dx
     mov dword ptr [rbp + R_FEATURES], eax
     and eax, DRIVER_FEATURES
+    mov dword ptr [r12 + D_FEATURES], eax
     mov edx, dword ptr [r12 + D_IOBASE]
     add edx, VIRTIO_PCI_GUEST_FEATURES
     out dx, eax
@@ -430,27 +446,68 @@ add_status:                             # cl = bit to add
     out dx, al
     ret
 
-# virtblk_probe: init_vq (vp_find_vqs -> setup_vq), the capacity from the config space, then
-# virtio_dev_probe's add_status(DRIVER_OK).
+# virtblk_probe, in Linux 3.7's order: seg_max (before the queue exists), init_vq (vp_find_vqs ->
+# setup_vq), the capacity, then the block size and the topology; each field only if its feature was
+# negotiated (virtio_config_val). virtio_dev_probe then adds DRIVER_OK.
 virtblk_probe:
+    test dword ptr [r12 + D_FEATURES], F_SEG_MAX
+    jz virtblk_probe_vq
+    mov edi, CFG_SEG_MAX
+    mov ecx, 4
+    call vp_get
+    mov dword ptr [rbp + R_SEG_MAX], r8d
+virtblk_probe_vq:
     call vp_find_vqs
-    # virtio_config_val(capacity): vp_get reads the config one byte at a time (8 exits)
+    mov edi, CFG_CAPACITY               # "Host must always specify the capacity."
+    mov ecx, 8
+    call vp_get
+    mov qword ptr [rbp + R_CAPACITY], r8
+    test dword ptr [r12 + D_FEATURES], F_BLK_SIZE
+    jz virtblk_probe_topology
+    mov edi, CFG_BLK_SIZE
+    mov ecx, 4
+    call vp_get
+    mov dword ptr [rbp + R_BLK_SIZE], r8d
+virtblk_probe_topology:
+    test dword ptr [r12 + D_FEATURES], F_TOPOLOGY
+    jz virtblk_probe_done
+    mov edi, CFG_PHYS_BLOCK_EXP
+    mov ecx, 1
+    call vp_get
+    mov edi, CFG_ALIGNMENT_OFFSET
+    mov ecx, 1
+    call vp_get
+    mov edi, CFG_MIN_IO_SIZE
+    mov ecx, 2
+    call vp_get
+    mov edi, CFG_OPT_IO_SIZE
+    mov ecx, 4
+    call vp_get
+    mov dword ptr [rbp + R_OPT_IO_SIZE], r8d
+virtblk_probe_done:
+    mov cl, VIRTIO_CONFIG_S_DRIVER_OK
+    call add_status
+    ret
+
+# vp_get: ecx bytes of the device config at offset edi, one ioread8 each, as Linux 3.7 reads them.
+#  -> r8 (little-endian)
+vp_get:
     mov edx, dword ptr [r12 + D_IOBASE]
-    add edx, VIRTIO_PCI_CONFIG          # offset 0 of struct virtio_blk_config: u64 capacity
+    add edx, VIRTIO_PCI_CONFIG
+    add edx, edi
     xor r8d, r8d
+    shl ecx, 3                          # bits to read
+    mov r9d, ecx
     xor ecx, ecx
-virtblk_capacity:
+vp_get_byte:
     in al, dx
     movzx eax, al
     shl rax, cl
     or r8, rax
     inc edx
     add ecx, 8
-    cmp ecx, 64
-    jb virtblk_capacity
-    mov qword ptr [rbp + R_CAPACITY], r8
-    mov cl, VIRTIO_CONFIG_S_DRIVER_OK
-    call add_status
+    cmp ecx, r9d
+    jb vp_get_byte
     ret
 
 # vp_find_vqs -> vp_try_to_find_vqs (no MSI-X: one shared INTx handler, vp_interrupt) -> setup_vq:
