@@ -10,7 +10,7 @@
 # RAM, RSP = 0x8000) and reads the result block at RESULT once the guest halts with `cli; hlt`.
 #
 # Simplifications, each on purpose: the driver acks no ring features (no EVENT_IDX, no indirect
-# descriptors; Linux 3.7 would take both), nor CONFIG_WCE or SIZE_MAX, and serves a request queue in
+# descriptors; Linux 3.7 would take both), and serves a request queue in
 # batches: it publishes up to P_DEPTH requests, kicks once, and waits until all of
 # them are used before the next batch (Linux refills as requests complete).
 #
@@ -72,7 +72,8 @@
 .equ R_SEG_MAX,     0x40        # config seg_max (VIRTIO_BLK_F_SEG_MAX), 0 if not negotiated
 .equ R_BLK_SIZE,    0x44        # config blk_size (VIRTIO_BLK_F_BLK_SIZE), 0 if not negotiated
 .equ R_OPT_IO_SIZE, 0x48        # config opt_io_size (VIRTIO_BLK_F_TOPOLOGY), 0 if not negotiated
-.equ RESULT_DWORDS, 19
+.equ R_WCE,         0x4c        # config wce (VIRTIO_BLK_F_CONFIG_WCE): 1 = the host caches writes
+.equ RESULT_DWORDS, 20
 
 .equ DONE_MAGIC,    0x454e4f44  # "DONE" in memory
 .equ NO_VECTOR,     0xff
@@ -126,7 +127,9 @@
 .equ VIRTIO_CONFIG_S_ACKNOWLEDGE, 1
 .equ VIRTIO_CONFIG_S_DRIVER,      2
 .equ VIRTIO_CONFIG_S_DRIVER_OK,   4
-.equ DRIVER_FEATURES,   0x0654  # SEG_MAX(2) GEOMETRY(4) BLK_SIZE(6) WCE(9) TOPOLOGY(10)
+.equ DRIVER_FEATURES,   0x0e54  # SEG_MAX(2) GEOMETRY(4) BLK_SIZE(6) WCE(9) TOPOLOGY(10) CONFIG_WCE(11)
+.equ F_CONFIG_WCE,      0x0800
+.equ CFG_WCE,           32
 .equ F_SEG_MAX,         0x0004
 .equ F_BLK_SIZE,        0x0040
 .equ F_TOPOLOGY,        0x0400
@@ -447,7 +450,7 @@ add_status:                             # cl = bit to add
     ret
 
 # virtblk_probe, in Linux 3.7's order: seg_max (before the queue exists), init_vq (vp_find_vqs ->
-# setup_vq), the capacity, then the block size and the topology; each field only if its feature was
+# setup_vq), the cache mode (config wce), the capacity, then the block size and the topology; each field only if its feature was
 # negotiated (virtio_config_val). virtio_dev_probe then adds DRIVER_OK.
 virtblk_probe:
     test dword ptr [r12 + D_FEATURES], F_SEG_MAX
@@ -458,6 +461,13 @@ virtblk_probe:
     mov dword ptr [rbp + R_SEG_MAX], r8d
 virtblk_probe_vq:
     call vp_find_vqs
+    test dword ptr [r12 + D_FEATURES], F_CONFIG_WCE
+    jz virtblk_probe_capacity
+    mov edi, CFG_WCE                    # virtblk_update_cache_mode: writeback or writethrough
+    mov ecx, 1
+    call vp_get
+    mov dword ptr [rbp + R_WCE], r8d
+virtblk_probe_capacity:
     mov edi, CFG_CAPACITY               # "Host must always specify the capacity."
     mov ecx, 8
     call vp_get
