@@ -9,8 +9,8 @@
 # The host fills the parameter block at PARAMS, starts the vCPU at 0x1000 in long mode (identity-mapped
 # RAM, RSP = 0x8000) and reads the result block at RESULT once the guest halts with `cli; hlt`.
 #
-# Simplifications, each on purpose: the driver acks no ring features (no EVENT_IDX, no indirect
-# descriptors; Linux 3.7 would take both), and serves a request queue in
+# Simplifications, each on purpose: the driver takes EVENT_IDX but not indirect descriptors (Linux 3.7
+# would take both; the polling variant takes neither, as SeaBIOS), and serves a request queue in
 # batches: it publishes up to P_DEPTH requests, kicks once, and waits until all of
 # them are used before the next batch (Linux refills as requests complete).
 #
@@ -129,6 +129,7 @@
 .equ VIRTIO_CONFIG_S_DRIVER_OK,   4
 .equ DRIVER_FEATURES,   0x0e54  # SEG_MAX(2) GEOMETRY(4) BLK_SIZE(6) WCE(9) TOPOLOGY(10) CONFIG_WCE(11)
 .equ F_CONFIG_WCE,      0x0800
+.equ F_EVENT_IDX,       0x20000000      # VIRTIO_RING_F_EVENT_IDX (29): the interrupt-driven driver takes it
 .equ CFG_WCE,           32
 .equ F_SEG_MAX,         0x0004
 .equ F_BLK_SIZE,        0x0040
@@ -428,7 +429,12 @@ virtio_pci_probe:
     add edx, VIRTIO_PCI_HOST_FEATURES
     in eax, dx
     mov dword ptr [rbp + R_FEATURES], eax
-    and eax, DRIVER_FEATURES
+    mov ecx, DRIVER_FEATURES
+    test dword ptr [rbx + P_FLAGS], FLAG_POLLING
+    jnz virtio_pci_probe_features       # a polling driver asks for no ring features, as SeaBIOS
+    or ecx, F_EVENT_IDX
+virtio_pci_probe_features:
+    and eax, ecx
     mov dword ptr [r12 + D_FEATURES], eax
     mov edx, dword ptr [r12 + D_IOBASE]
     add edx, VIRTIO_PCI_GUEST_FEATURES
@@ -574,7 +580,7 @@ setup_vq_pfn:
 # ==============================================================================================================
 # do_virtblk_request: turn the transfer (r13d sectors at P_LBA, buffer r14, type r15d) into requests of
 # P_PER_REQ sectors, publish up to P_DEPTH of them (virtblk_add_req -> virtqueue_add_buf), kick once
-# (virtqueue_kick), and wait until the device has used them all (blk_done) before the next batch.
+# (virtqueue_kick), and wait until the device has used them all (virtblk_done) before the next batch.
 do_virtblk_request:
     xor r8d, r8d                        # sectors already in requests
 dvr_batch:
@@ -617,7 +623,8 @@ dvr_done:
 
 # virtqueue_add_buf (drivers/virtio/virtio_ring.c): request slot r9d uses descriptors 3j..3j+2:
 #   header (device reads) -> data (device reads for a write, writes for a read) -> status (device writes).
-# The head goes into avail->ring[(avail->idx + num_added) % num]; the idx itself moves at the kick.
+# The head goes into avail->ring[avail->idx % num], and avail->idx moves at once (Linux 3.7 publishes
+# each buffer as it is added; the kick only decides whether to tell the device).
 virtqueue_add_buf:
     imul r11d, r9d, 3                   # head descriptor index
     mov eax, r9d
@@ -673,9 +680,8 @@ add_buf_out:
     mov word ptr [rdi + 46], r11w       # ... and back to the head: a loop
 add_buf_avail:
     mov eax, dword ptr [r12 + D_AVAIL_IDX]
-    add eax, dword ptr [r12 + D_NUM_ADDED]
     xor edx, edx
-    div dword ptr [r12 + D_NUM]         # edx = slot in the avail ring
+    div dword ptr [r12 + D_NUM]         # edx = avail->idx % num: the next slot of the avail ring
     mov rdi, qword ptr [r12 + D_AVAIL]
     mov eax, r11d
     cmp dword ptr [rbx + P_FAULT], FAULT_BAD_HEAD
@@ -683,23 +689,40 @@ add_buf_avail:
     mov eax, dword ptr [r12 + D_NUM]    # a head past the table
 add_buf_head:
     mov word ptr [rdi + rdx*2 + 4], ax
+    sfence                              # virtio_wmb: the entry before the index that publishes it
+    mov eax, dword ptr [r12 + D_AVAIL_IDX]
+    inc eax
+    and eax, 0xffff
+    mov dword ptr [r12 + D_AVAIL_IDX], eax
+    mov word ptr [rdi + 2], ax          # avail->idx++
     inc dword ptr [r12 + D_NUM_ADDED]
     ret
 
-# virtqueue_kick: virtqueue_kick_prepare (barrier, avail->idx += num_added, barrier, and notify unless the
-# device set VRING_USED_F_NO_NOTIFY), then virtqueue_notify -> vp_notify: the queue's index to
-# QUEUE_NOTIFY, one 16-bit OUT.
+# virtqueue_kick: virtqueue_kick_prepare, then virtqueue_notify -> vp_notify (the queue's index to
+# QUEUE_NOTIFY, one 16-bit OUT) if it said so. With VIRTIO_RING_F_EVENT_IDX the device asks for a kick
+# through avail_event (the u16 after the used ring): kick if it lies in [old, new) of this batch
+# (vring_need_event); without it, unless the device set VRING_USED_F_NO_NOTIFY.
 virtqueue_kick:
-    mfence
-    mov eax, dword ptr [r12 + D_AVAIL_IDX]
-    add eax, dword ptr [r12 + D_NUM_ADDED]
-    and eax, 0xffff
-    mov dword ptr [r12 + D_AVAIL_IDX], eax
+    mfence                              # virtio_mb: the entries out before avail_event is read
+    mov ecx, dword ptr [r12 + D_AVAIL_IDX]      # new
+    mov edx, ecx
+    sub edx, dword ptr [r12 + D_NUM_ADDED]      # old
     mov dword ptr [r12 + D_NUM_ADDED], 0
-    mov rdi, qword ptr [r12 + D_AVAIL]
-    mov word ptr [rdi + 2], ax
-    mfence
     mov rdi, qword ptr [r12 + D_USED]
+    test dword ptr [r12 + D_FEATURES], F_EVENT_IDX
+    jz virtqueue_kick_flags
+    mov eax, dword ptr [r12 + D_NUM]
+    movzx eax, word ptr [rdi + rax*8 + 4]       # vring_avail_event
+    mov esi, ecx
+    sub esi, eax
+    dec esi
+    and esi, 0xffff                     # (u16)(new - event - 1)
+    sub ecx, edx
+    and ecx, 0xffff                     # (u16)(new - old)
+    cmp esi, ecx
+    jb vp_notify
+    ret
+virtqueue_kick_flags:
     test word ptr [rdi], VRING_USED_F_NO_NOTIFY
     jnz virtqueue_kick_skip
 vp_notify:
@@ -712,7 +735,7 @@ virtqueue_kick_skip:
     ret
 
 # Wait until every published request is used.
-#  interrupts: sleep in hlt; vp_interrupt -> vring_interrupt -> blk_done reaps the used ring;
+#  interrupts: sleep in hlt; vp_interrupt -> vring_interrupt -> virtblk_done reaps the used ring;
 #  polling (SeaBIOS's virtio-blk): interrupts off, spin on used->idx (no exits), then reap.
 virtblk_wait:
     test dword ptr [rbx + P_FLAGS], FLAG_POLLING
@@ -736,25 +759,59 @@ virtblk_poll_spin:
     movzx eax, word ptr [rsi + 2]       # vring_more_used
     cmp eax, ecx
     jne virtblk_poll_spin
-    call vring_interrupt
+virtblk_poll_reap:
+    call virtqueue_get_buf
+    jnz virtblk_poll_reap
     ret
 
-# vring_interrupt -> (virtqueue_get_buf until empty) -> blk_done: for every new used entry, find the
-# request by its head (slot = head / 3), check its status byte, count it.
+# vring_interrupt: nothing to do unless the used ring moved (more_used); else the queue's callback,
+# virtblk_done: loop { virtqueue_disable_cb; take every used buffer (virtqueue_get_buf) and complete its
+# request } until virtqueue_enable_cb finds nothing new.
 vring_interrupt:
+    mov rsi, qword ptr [r12 + D_USED]
+    movzx eax, word ptr [rsi + 2]
+    cmp eax, dword ptr [r12 + D_LAST_USED]
+    je vring_interrupt_none             # IRQ_NONE for this queue
+virtblk_done:
+    mov rdi, qword ptr [r12 + D_AVAIL]  # virtqueue_disable_cb
+    or word ptr [rdi], VRING_AVAIL_F_NO_INTERRUPT
+virtblk_done_next:
+    call virtqueue_get_buf
+    jnz virtblk_done_next
+    mov rdi, qword ptr [r12 + D_AVAIL]  # virtqueue_enable_cb
+    and word ptr [rdi], 0xfffe         # ~VRING_AVAIL_F_NO_INTERRUPT
+    call vring_set_used_event
+    mfence
+    mov rsi, qword ptr [r12 + D_USED]
+    movzx eax, word ptr [rsi + 2]
+    cmp eax, dword ptr [r12 + D_LAST_USED]
+    jne virtblk_done                    # more came in meanwhile: go round again
+vring_interrupt_none:
+    ret
+
+# used_event (the u16 after the avail ring) = last_used_idx: "interrupt me after the next one".
+vring_set_used_event:
+    mov rdi, qword ptr [r12 + D_AVAIL]
+    mov eax, dword ptr [r12 + D_NUM]
+    mov ecx, dword ptr [r12 + D_LAST_USED]
+    mov word ptr [rdi + rax*2 + 4], cx
+    ret
+
+# virtqueue_get_buf: the next used entry, if any (ZF clear: one taken; ZF set: none), and
+# virtblk_request_done on it: the request slot is head / 3; its status byte says how it went.
+virtqueue_get_buf:
     push r8
     mov rsi, qword ptr [r12 + D_USED]
-vring_interrupt_next:
     movzx eax, word ptr [rsi + 2]       # used->idx
     mov ecx, dword ptr [r12 + D_LAST_USED]
     cmp eax, ecx
-    je vring_interrupt_done
-    mov eax, ecx                        # virtqueue_get_buf: used->ring[last_used_idx % num]
+    je virtqueue_get_buf_none
+    mov eax, ecx                        # used->ring[last_used_idx % num]
     xor edx, edx
     div dword ptr [r12 + D_NUM]
     mov eax, dword ptr [rsi + rdx*8 + 4]    # id: the head
     mov r8d, dword ptr [rsi + rdx*8 + 8]    # len: bytes the device wrote (data + status)
-blk_done:
+virtblk_request_done:
     xor edx, edx
     mov ecx, 3
     div ecx                             # eax = request slot
@@ -762,26 +819,35 @@ blk_done:
     mov rdi, STATUS
     movzx ecx, byte ptr [rdi + rax]
     test ecx, ecx
-    jz blk_done_ok
+    jz request_done_ok
     inc dword ptr [rbp + R_ERROR]
     cmp dword ptr [rbp + R_STATUS], 0
-    jne blk_done_next
+    jne request_done_next
     mov dword ptr [rbp + R_STATUS], ecx
-    jmp blk_done_next
-blk_done_ok:
+    jmp request_done_next
+request_done_ok:
     mov eax, r8d
     dec eax
     shr eax, 9
     add dword ptr [rbp + R_SECTORS], eax
-blk_done_next:
+request_done_next:
     inc dword ptr [rbp + R_REQUESTS]
     mov eax, dword ptr [r12 + D_LAST_USED]
     inc eax
     and eax, 0xffff
     mov dword ptr [r12 + D_LAST_USED], eax
-    jmp vring_interrupt_next
-vring_interrupt_done:
+    mov rdi, qword ptr [r12 + D_AVAIL]  # unless interrupts are off: used_event = last_used_idx
+    test word ptr [rdi], VRING_AVAIL_F_NO_INTERRUPT
+    jnz virtqueue_get_buf_taken
+    call vring_set_used_event
+    mfence
+virtqueue_get_buf_taken:
     pop r8
+    or eax, 1                           # ZF clear: a buffer was taken
+    ret
+virtqueue_get_buf_none:
+    pop r8
+    xor eax, eax                        # ZF set: none
     ret
 
 # ==============================================================================================================
