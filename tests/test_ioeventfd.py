@@ -391,3 +391,20 @@ def test_backtraces_of_the_signal_the_tick_and_the_handler():
     assert [f.function for f in bt][:4] == ["kvm_io_ioeventfd_add", "address_space_add_del_ioeventfds",
                                             "address_space_update_ioeventfds", "memory_region_add_eventfd"]
     assert (bt[0].file, bt[0].line) == ("kvm-all.c", 869)
+
+
+def test_the_exits_view_shows_kernel_exits_and_ioeventfds():
+    from vmio_edu.trace.views import aio_view, exits_view
+    code = _guest(f"mov dx, {START:#x}\nmov al, 1\nout dx, al\n"
+                  f"mov dx, {NOTIFY:#x}\nmov ax, 1\nout dx, ax\nout dx, ax")
+    with Machine(code, mode=16) as m:
+        dev = NotifyDevice(m)
+        m.run()
+        v = exits_view(m)
+        assert v["count"] == len(m.exits) == 2
+        assert v["kernel"]["by_reason"]["IO(ioeventfd)"] == 2 and v["kernel"]["visible"]
+        # the handler on the main loop has read the counter back to 0
+        assert v["ioeventfds"] == [{"space": "I/O", "addr": NOTIFY, "size": 2, "datamatch": 1, "fd": dev.e.rfd,
+                                    "count": 0}]
+        assert dev.signals == 2
+        assert [h["fd"] for h in aio_view(m)["io_handlers"]] == [dev.e.rfd]
