@@ -209,6 +209,12 @@ class NotifyDevice:
             event_notifier_init(self.e, False)
             event_notifier_set_handler(self.e, self.host_notifier_read)
             memory_region_add_eventfd(self.mr, NOTIFY - START, 2, True, self.datamatch, self.e)
+        elif addr == 0 and data == 3:  # a request for the thread pool; its completion sets FLAG
+            from vmio_edu.qemu.async_ import aio_get_thread_pool
+            from vmio_edu.qemu.main_loop import qemu_get_aio_context
+            from vmio_edu.qemu.thread_pool import thread_pool_submit_aio
+            pool = aio_get_thread_pool(qemu_get_aio_context())
+            thread_pool_submit_aio(pool, self.work, None, self.completed, None)
         elif addr == 0 and data == 2:  # stop
             memory_region_del_eventfd(self.mr, NOTIFY - START, 2, True, self.datamatch, self.e)
             event_notifier_set_handler(self.e, None)
@@ -220,6 +226,14 @@ class NotifyDevice:
         qemu_bh_schedule(qemu_bh_new(self.set_flag, None))
 
     def set_flag(self, _opaque) -> None:
+        self.m.ram[FLAG] = 1
+
+    def work(self, _arg) -> int:
+        self.handler_threads.append(current_context().name)  # a pool worker
+        return 0
+
+    def completed(self, _opaque, ret: int) -> None:
+        self.handler_threads.append(current_context().name)  # the main loop
         self.m.ram[FLAG] = 1
 
 
@@ -333,6 +347,21 @@ def test_a_spinning_guest_completes_on_real_kvm_too():
     assert flag == 1 and signals == 1 and threads == ["main"]
     assert io == [("IO", "out", START, "01"), ("HLT", None, None, None)]
     assert kernel == []
+
+
+def test_a_spinning_guest_sees_a_thread_pool_request_complete(engine):
+    # the guest starts a pool request (one exit) and polls memory with IF=0: the worker and the completion
+    # on the main loop run during host ticks (emulated) or kicks (real KVM), never after an exit
+    code = _guest(f"mov dx, {START:#x}\nmov al, 3\nout dx, al\n" + SPIN)
+    with Machine(code, mode=16, engine=engine, max_instructions=5_000_000) as m:
+        dev = NotifyDevice(m)
+        m.run()
+        assert m.ram[FLAG] == 1
+        worker, main = dev.handler_threads  # the work on a pool worker, the completion on the main loop
+        assert worker.startswith("worker-") and main == "main"
+        assert _io(m) == [("IO", "out", START, "03"), ("HLT", None, None, None)]
+        if engine == "unicorn":
+            assert count_kernel_exits(m.kernel_exits).get("EXTERNAL_INTERRUPT", 0) >= 1
 
 
 def test_the_tick_period_is_counted_in_guest_instructions():
