@@ -437,3 +437,24 @@ def test_the_exits_view_shows_kernel_exits_and_ioeventfds():
                                     "count": 0}]
         assert dev.signals == 2
         assert [h["fd"] for h in aio_view(m)["io_handlers"]] == [dev.e.rfd]
+
+
+def test_an_mmio_ioeventfd_takes_the_write_on_the_mmio_bus(engine):
+    # no KVM_IOEVENTFD_FLAG_PIO: the address is guest-physical, outside RAM; the EPT exit's emulated write
+    # goes to the KVM MMIO bus first (emulator_read_write), where the registration signals the eventfd
+    mmio = 0x300000
+    code = assemble(f"mov eax, 1\nmov dword ptr [{mmio:#x}], eax\nmov dword ptr [{mmio:#x}], eax\n"
+                    f"mov eax, 2\nmov dword ptr [{mmio:#x}], eax\nhlt", 32)
+    with Machine(code, mode=32, engine=engine) as m:
+        fd = os.eventfd(0, os.EFD_NONBLOCK)
+        try:
+            a = K.kvm_ioeventfd(datamatch=1, addr=mmio, len=4, fd=fd, flags=K.KVM_IOEVENTFD_FLAG_DATAMATCH)
+            m.state.kvm_state.vmfd.ioctl(K.KVM_IOEVENTFD, a)
+            m.run()
+            assert [(e.reason, e.phys_addr, e.data) for e in m.exits] == [("MMIO", mmio, "02000000"),
+                                                                         ("HLT", None, None)]
+            assert os.eventfd_read(fd) == 2
+            if engine == "unicorn":
+                assert count_kernel_exits(m.kernel_exits).get("MMIO(ioeventfd)") == 2
+        finally:
+            os.close(fd)
