@@ -193,3 +193,9 @@ def test_the_view_opens_indirect_tables():
         assert [(t["i"], t["len"], t["flags"], t["next"]) for t in d["table"]] == [
             (0, 16, 1, 1), (1, 4 * 512, 1, 2), (2, 1, 2, 0)]
         assert d["owner"] == "device: in flight" and v["owner"][1] == "device: available"
+
+
+def test_the_status_byte_prints_by_name():
+    from vmio_edu.trace.argfmt import format_args
+    assert format_args({"req": "0x1", "status": 1}, "virtio_blk_req_complete") == "req=0x1, status=VIRTIO_BLK_S_IOERR"
+    assert format_args({"status": 0x58}, "ide_set_status_like") == "status=0x58"  # other functions: hex
