@@ -1,0 +1,131 @@
+"""virtio_chain: the reference, an oracle written apart from the public `expected` (its own vring parser, read
+from the 0.9.5 layout: Linux 3.7 include/uapi/linux/virtio_ring.h and QEMU 1.6.1 hw/virtio/virtio.c, read
+at tonyho/Linux-3.7-TQ2440 db95d3d8 and rzr/qemu 62ecc3a0), and the hidden cases: the u16 wrap of
+avail->idx, a fresh ring, fragmented free lists, sectors above 2^32, both directions, kick and no kick with
+and without event idx, VRING_USED_F_NO_NOTIFY set while event idx is on (it must be ignored)."""
+from __future__ import annotations
+
+from vmio_edu.grading.virtio_chain import new_case
+
+BODY = '''    base, num = vq["base"], vq["num"]
+    avail = base + 16 * num
+    used = (avail + 4 + 2 * num + 2 + 4095) & ~4095
+    # virtio_blk_outhdr: u32 type, u32 ioprio, u64 sector
+    struct.pack_into("<IIQ", mem, req["hdr"], 1 if req["write"] else 0, req["ioprio"], req["sector"])
+    bufs = [(req["hdr"], 16, 0)]
+    bufs += [(addr, sectors * 512, 0 if req["write"] else 2) for addr, sectors in req["segments"]]
+    bufs += [(req["status"], 1, 2)]
+    head = i = vq["free_head"]
+    for k, (addr, length, flags) in enumerate(bufs):
+        flags |= 1 if k < len(bufs) - 1 else 0
+        struct.pack_into("<QIH", mem, base + 16 * i, addr, length, flags)
+        i = struct.unpack_from("<H", mem, base + 16 * i + 14)[0]
+    old = struct.unpack_from("<H", mem, avail + 2)[0]
+    struct.pack_into("<H", mem, avail + 4 + 2 * (old % num), head)
+    new = (old + 1) & 0xFFFF
+    struct.pack_into("<H", mem, avail + 2, new)
+    if vq["event_idx"]:
+        event = struct.unpack_from("<H", mem, used + 4 + 8 * num)[0]
+        kick = (new - event - 1) & 0xFFFF < (new - old) & 0xFFFF
+    else:
+        kick = not struct.unpack_from("<H", mem, used)[0] & 1
+    return {"free_head": i, "kick": kick}
+'''
+
+VRING_ALIGN = 4096
+
+
+def _u(mem: bytes, at: int, size: int) -> int:
+    return int.from_bytes(mem[at:at + size], "little")
+
+
+def parse_vring(mem: bytes, base: int, num: int) -> dict:
+    """Read a legacy vring out of guest memory: desc[num] at base (16 bytes each), the avail ring after it, the
+    used ring at the next VRING_ALIGN boundary after avail->ring[num] and used_event."""
+    if num <= 0 or num & (num - 1):
+        raise ValueError(f"ring size {num} is not a power of two")
+    desc = [{"addr": _u(mem, base + 16 * i, 8), "len": _u(mem, base + 16 * i + 8, 4),
+             "flags": _u(mem, base + 16 * i + 12, 2), "next": _u(mem, base + 16 * i + 14, 2)} for i in range(num)]
+    a = base + 16 * num
+    avail = {"at": a, "flags": _u(mem, a, 2), "idx": _u(mem, a + 2, 2),
+             "ring": [_u(mem, a + 4 + 2 * k, 2) for k in range(num)], "used_event": _u(mem, a + 4 + 2 * num, 2)}
+    u = -(-(a + 2 * (3 + num)) // VRING_ALIGN) * VRING_ALIGN
+    used = {"at": u, "flags": _u(mem, u, 2), "idx": _u(mem, u + 2, 2),
+            "ring": [(_u(mem, u + 4 + 8 * k, 4), _u(mem, u + 8 + 8 * k, 4)) for k in range(num)],
+            "avail_event": _u(mem, u + 4 + 8 * num, 2)}
+    return {"desc": desc, "avail": avail, "used": used}
+
+
+def walk_chain(ring: dict, head: int) -> list[int]:
+    """The descriptor indices of the chain at `head`, as virtqueue_pop follows them (NEXT, then next)."""
+    out, i = [head], head
+    while ring["desc"][i]["flags"] & 1:
+        i = ring["desc"][i]["next"]
+        if i in out or len(out) > len(ring["desc"]):
+            raise ValueError("looped descriptor chain")
+        out.append(i)
+    return out
+
+
+def _ram(case: dict) -> bytearray:
+    mem = bytearray(0x40000)
+    for at, h in case["fill"]:
+        b = bytes.fromhex(h)
+        mem[at:at + len(b)] = b
+    return mem
+
+
+def oracle(case: dict) -> dict:
+    """What Linux 3.7 leaves in memory for this case, as writes, plus the chain, free_head and kick."""
+    vq, req = case["vq"], case["req"]
+    num = vq["num"]
+    before = parse_vring(_ram(case), vq["base"], num)
+    buffers = [(req["hdr"], 16, False)] + [(a, 512 * n, not req["write"]) for a, n in req["segments"]] + \
+        [(req["status"], 1, True)]
+    chain, i = [], vq["free_head"]
+    for _ in buffers:  # the free list, followed through the old next fields
+        chain.append(i)
+        i = before["desc"][i]["next"]
+    writes = [[req["hdr"], (int(req["write"]).to_bytes(4, "little") + req["ioprio"].to_bytes(4, "little")
+                            + req["sector"].to_bytes(8, "little")).hex()]]
+    for pos, (d, (addr, length, device_writes)) in enumerate(zip(chain, buffers)):
+        flags = (2 if device_writes else 0) | (1 if pos + 1 < len(buffers) else 0)
+        writes.append([vq["base"] + 16 * d, (addr.to_bytes(8, "little") + length.to_bytes(4, "little")
+                                             + flags.to_bytes(2, "little")).hex()])
+    old = before["avail"]["idx"]
+    new = (old + 1) % 65536
+    a = before["avail"]["at"]
+    writes.append([a + 4 + 2 * (old % num), chain[0].to_bytes(2, "little").hex()])
+    writes.append([a + 2, new.to_bytes(2, "little").hex()])
+    if vq["event_idx"]:
+        ev = before["used"]["avail_event"]
+        kick = (new - ev - 1) % 65536 < (new - old) % 65536
+    else:
+        kick = not before["used"]["flags"] & 1
+    return {"writes": writes, "chain": chain, "free_head": i, "kick": kick}
+
+
+def complete(params: dict) -> dict:
+    for c in params["cases"]:
+        c["want"] = oracle(c)
+    return params
+
+
+def hidden(r, params: dict) -> list:
+    cases = [new_case(r, old=0xFFFF, event_idx=True, kick=True),            # idx wraps; kick needs the u16 sums
+             new_case(r, old=0xFFFF, event_idx=False, kick=False, write=False),
+             new_case(r, old=0, num=8, kick=True, event_idx=True),
+             new_case(r, old=r.randrange(1, 1 << 16), num=256, nseg=3, kick=True, event_idx=True),
+             new_case(r, num=128, free_order="fresh", nseg=2, write=True),
+             new_case(r, num=64, free_order="runs", nseg=3, write=False),
+             new_case(r, sector=r.randrange(1 << 32, 1 << 40), write=True),
+             new_case(r, sector=(1 << 32) + r.randrange(1 << 20), write=False, nseg=2),
+             new_case(r, event_idx=True, kick=True, used_flags=1, old=r.randrange(100, 60000)),  # NO_NOTIFY ignored
+             new_case(r, event_idx=True, kick=False, used_flags=0),
+             new_case(r, old=0, event_idx=True, kick=False),  # avail_event behind 0 wraps to 65535 and up
+             new_case(r, event_idx=False, kick=True, avail_flags=1),
+             new_case(r, num=16, nseg=3, free_order="shuffled", write=False, old=15)]
+    cases += [new_case(r) for _ in range(16)]
+    for c in cases:
+        c["want"] = oracle(c)
+    return cases
