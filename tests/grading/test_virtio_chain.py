@@ -124,3 +124,25 @@ def test_running_the_public_expected_from_an_answer_scores_zero(tmp_path, capsys
              "    return {'free_head': w['free_head'], 'kick': w['kick']}\n")
     r = grade(submit(tmp_path, "virtio_chain", cheat), "--part", "kick", capsys=capsys)
     assert r["parts"][0]["points"] == 0 and "grader's own code" in r["parts"][0]["feedback"]
+
+
+def test_the_demo_cell_shows_the_learners_chain(capsys):
+    """The notebook's ungraded cell: the learner's function on case 1, the ring read back as virtqueue_pop
+    walks it."""
+    ns = {"SEED": 12, "add_request": reference("virtio_chain")}
+    exec(vc.DEMO, ns)  # noqa: S102 - the notebook cell, as the learner runs it
+    after = capsys.readouterr().out.split("{'free_head'")[1]
+    case = vc.make(12)["cases"][0]
+    assert f"addr={case['req']['hdr']:#x} len=16 flags=0x1 (NEXT)" in after
+    assert f"addr={case['req']['status']:#x} len=1 flags=0x2 (WRITE)" in after and "in (device writes)" in after
+    with pytest.raises(ValueError, match="cases 1..4"):
+        vc.try_case(12, 5)
+
+
+def test_describe_names_a_looped_chain():
+    mem, vq, req = vc.try_case(3, 1)
+    lay = vc.layout(vq["base"], vq["num"])
+    idx = struct.unpack_from("<H", mem, lay["avail"] + 2)[0]
+    struct.pack_into("<H", mem, lay["avail"] + 4 + 2 * ((idx - 1) % vq["num"]), 0)
+    struct.pack_into("<QIHH", mem, lay["desc"], 0x1000, 16, vc.F_NEXT, 0)  # desc[0] -> desc[0]
+    assert "loops" in vc.describe(mem, vq)

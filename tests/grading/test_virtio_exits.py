@@ -65,3 +65,9 @@ def test_graded_in_the_sandbox(tmp_path, capsys):
     assert r["interrupts"]["points"] == 0 and "BAR+19" in r["interrupts"]["feedback"]
     assert r["exits"]["points"] == 0
     assert r["indices"]["points"] == r["notify"]["points"] == 1
+
+
+def test_running_the_public_rules_from_an_answer_scores_zero(tmp_path, capsys):
+    cheat = "from vmio_edu.grading import virtio_exits as v\n\ndef predict(batch):\n    return v.expected(batch)\n"
+    r = grade(submit(tmp_path, "virtio_exits", cheat), "--part", "notify", capsys=capsys)
+    assert r["parts"][0]["points"] == 0 and "grader's own code" in r["parts"][0]["feedback"]

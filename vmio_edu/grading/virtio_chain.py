@@ -360,6 +360,59 @@ def _kick_why(case: dict, mem: bytes) -> str:
             "has VRING_USED_F_NO_NOTIFY")
 
 
+# -- looking at a ring (the notebook's demo cell; not used by the checks) -------------------------------------
+def try_case(seed: int, number: int = 1) -> tuple[bytearray, dict, dict]:
+    """Guest RAM, vq and req of your case `number` (1-based, as in the problem's table), to call your function
+    on by hand."""
+    cases = make(int(seed))["cases"]
+    if not 1 <= number <= len(cases):
+        raise ValueError(f"case {number!r}: your problem has cases 1..{len(cases)}")
+    c = cases[number - 1]
+    return memory(c), dict(c["vq"]), {**c["req"], "segments": [list(s) for s in c["req"]["segments"]]}
+
+
+def describe(mem: bytes, vq: dict) -> str:
+    """The ring as the device sees it: avail idx, the last published head, and its chain read the way QEMU
+    1.6.1's virtqueue_pop reads it (WRITE descriptors become in buffers, the others out buffers)."""
+    num = vq["num"]
+    lay = layout(vq["base"], num)
+    aflags, idx = struct.unpack_from("<HH", mem, lay["avail"])
+    uflags, uidx = struct.unpack_from("<HH", mem, lay["used"])
+    slot = (idx - 1) & (num - 1)
+    head = struct.unpack_from("<H", mem, lay["avail"] + 4 + 2 * slot)[0]
+    lines = [f"desc table at {lay['desc']:#x}, avail ring at {lay['avail']:#x}, used ring at {lay['used']:#x}",
+             f"avail: flags={aflags:#x} idx={idx}; used: flags={uflags:#x} idx={uidx} "
+             f"avail_event={struct.unpack_from('<H', mem, lay['used'] + 4 + 8 * num)[0]}",
+             f"last published head: avail->ring[{slot}] = {head}"]
+    i, seen = head, set()
+    while i < num and i not in seen and len(seen) < num:
+        seen.add(i)
+        a, n, f, nx = struct.unpack_from("<QIHH", mem, lay["desc"] + DESC * i)
+        lines.append(f"  desc[{i}]: addr={a:#x} len={n} flags={flag_names(f)} next={nx}  -> "
+                     f"{'in (device writes)' if f & F_WRITE else 'out (device reads)'}")
+        if not f & F_NEXT:
+            break
+        i = nx
+    else:
+        lines.append(f"  (the chain loops or leaves the table at {i}: QEMU would stop with 'Looped descriptor')")
+    return "\n".join(lines)
+
+
+DEMO_INTRO = """## Look at your ring (not graded)
+
+Run your function on your case 1 by hand and read the ring back the way the device does: the head it finds
+at `avail->ring[(idx - 1) % num]` and the chain it walks from there (`virtqueue_pop` follows NEXT and `next`;
+WRITE descriptors become the device's *in* buffers). Change the case number to look at the others."""
+
+DEMO = """# Not graded: your add_request on your case 1, then the ring as QEMU's virtqueue_pop would walk it.
+from vmio_edu.grading import virtio_chain
+
+mem, vq, req = virtio_chain.try_case(SEED, 1)
+print(virtio_chain.describe(mem, vq))   # before: the ring as earlier requests left it
+print(add_request(mem, vq, req))
+print(virtio_chain.describe(mem, vq))   # after: your chain"""
+
+
 PARTS = (
     Part("header", 1, "the virtio_blk_outhdr in memory and its descriptor (len 16, device-readable)"),
     Part("data", 1, "one descriptor per data segment: length in bytes, WRITE exactly for a read"),
@@ -471,4 +524,4 @@ EXERCISE = Exercise(
          "descriptor chain taken off the free list (header, data, status, with NEXT and WRITE exactly where they "
          "belong), the avail ring entry and index, and the decision whether to notify QEMU 1.6.1.",
     answer="add_request", parts=PARTS, make=make, problem=problem, check=check, template=TEMPLATE,
-    intro=INTRO, pure=True, captures=CAPTURES)
+    intro=INTRO, pure=True, captures=CAPTURES, extra={"demo": {"intro": DEMO_INTRO, "code": DEMO}})
