@@ -26,10 +26,11 @@ def test_layout_is_the_legacy_vring():
 
 
 def test_need_event_is_u16():
-    assert vc.need_event(5, 6, 5) and not vc.need_event(4, 6, 5)
-    assert vc.need_event(0xFFFF, 0, 0xFFFF)          # new wrapped to 0
-    assert not vc.need_event(0xFFFF, 1, 0)           # the device is one behind across the wrap
-    assert vc.need_event(3, 5, 1)                    # several added at once, the event among them
+    from vmio_edu_instructor.virtio_exits import _need_event as need_event
+    assert need_event(5, 6, 5) and not need_event(4, 6, 5)
+    assert need_event(0xFFFF, 0, 0xFFFF)          # new wrapped to 0
+    assert not need_event(0xFFFF, 1, 0)           # the device is one behind across the wrap
+    assert need_event(3, 5, 1)                    # several added at once, the event among them
 
 
 @pytest.mark.parametrize("seed", range(0, 60, 3))
@@ -146,3 +147,15 @@ def test_describe_names_a_looped_chain():
     struct.pack_into("<H", mem, lay["avail"] + 4 + 2 * ((idx - 1) % vq["num"]), 0)
     struct.pack_into("<QIHH", mem, lay["desc"], 0x1000, 16, vc.F_NEXT, 0)  # desc[0] -> desc[0]
     assert "loops" in vc.describe(mem, vq)
+
+
+def test_a_natural_helper_is_not_taken_for_the_graders_code(tmp_path, capsys):
+    """The sandbox flags answers whose functions have the bytecode of the exercise module's own; a student's
+    one-line vring_need_event must not be one of them."""
+    helper = ("def need_event(event, new, old):\n"
+              "    return (new - event - 1) & 0xFFFF < (new - old) & 0xFFFF\n\n\n")
+    code = variant("virtio_chain", ("        kick = (new - event - 1) & 0xFFFF < (new - old) & 0xFFFF",
+                                    "        kick = need_event(event, new, old)"))
+    code = code.replace("def add_request", helper + "def add_request")
+    r = grade(submit(tmp_path, "virtio_chain", code), "--part", "kick", capsys=capsys)
+    assert r["parts"][0]["points"] == 1, r["parts"]

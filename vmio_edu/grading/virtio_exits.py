@@ -23,11 +23,11 @@ KEYS = ("avail_idx", "used_idx", "notify_exits", "interrupts", "isr_exits", "exi
 def expected(b: dict) -> dict:
     """The answer for one batch, from the rules in INTRO (the self-check's reference)."""
     n = b["requests"]
-    kicks = 1 if b["submit"] == "batch" else n
-    notify = 0 if b["ioeventfd"] else kicks
-    irqs = 0 if b["mode"] == "poll" else 1 if b["completion"] == "together" else n
-    return {"avail_idx": (b["idx"] + n) & 0xFFFF, "used_idx": (b["idx"] + n) & 0xFFFF, "notify_exits": notify,
-            "interrupts": irqs, "isr_exits": irqs, "exits": notify + irqs}
+    kicks = {"batch": 1, "each": n}[b["submit"]]
+    notify = kicks * (not b["ioeventfd"])
+    irqs = {"poll": 0, "together": 1, "apart": n}[b["completion"] if b["mode"] == "interrupt" else "poll"]
+    idx = (b["idx"] + n) & 0xFFFF
+    return dict(zip(KEYS, (idx, idx, notify, irqs, irqs, notify + irqs)))
 
 
 def new_batch(r, requests: int | None = None, submit: str | None = None, ioeventfd: bool | None = None,
