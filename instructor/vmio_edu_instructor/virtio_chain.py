@@ -5,6 +5,8 @@ avail->idx, a fresh ring, fragmented free lists, sectors above 2^32, both direct
 and without event idx, VRING_USED_F_NO_NOTIFY set while event idx is on (it must be ignored)."""
 from __future__ import annotations
 
+import struct
+
 from vmio_edu.grading.virtio_chain import new_case
 
 BODY = '''    base, num = vq["base"], vq["num"]
@@ -44,14 +46,14 @@ def parse_vring(mem: bytes, base: int, num: int) -> dict:
     used ring at the next VRING_ALIGN boundary after avail->ring[num] and used_event."""
     if num <= 0 or num & (num - 1):
         raise ValueError(f"ring size {num} is not a power of two")
-    desc = [{"addr": _u(mem, base + 16 * i, 8), "len": _u(mem, base + 16 * i + 8, 4),
-             "flags": _u(mem, base + 16 * i + 12, 2), "next": _u(mem, base + 16 * i + 14, 2)} for i in range(num)]
+    desc = [{"addr": a, "len": n, "flags": f, "next": x}
+            for a, n, f, x in struct.iter_unpack("<QIHH", bytes(mem[base:base + 16 * num]))]
     a = base + 16 * num
     avail = {"at": a, "flags": _u(mem, a, 2), "idx": _u(mem, a + 2, 2),
-             "ring": [_u(mem, a + 4 + 2 * k, 2) for k in range(num)], "used_event": _u(mem, a + 4 + 2 * num, 2)}
+             "ring": list(struct.unpack_from(f"<{num}H", mem, a + 4)), "used_event": _u(mem, a + 4 + 2 * num, 2)}
     u = -(-(a + 2 * (3 + num)) // VRING_ALIGN) * VRING_ALIGN
     used = {"at": u, "flags": _u(mem, u, 2), "idx": _u(mem, u + 2, 2),
-            "ring": [(_u(mem, u + 4 + 8 * k, 4), _u(mem, u + 8 + 8 * k, 4)) for k in range(num)],
+            "ring": list(struct.iter_unpack("<II", bytes(mem[u + 4:u + 4 + 8 * num]))),
             "avail_event": _u(mem, u + 4 + 8 * num, 2)}
     return {"desc": desc, "avail": avail, "used": used}
 
@@ -125,7 +127,7 @@ def hidden(r, params: dict) -> list:
              new_case(r, old=0, event_idx=True, kick=False),  # avail_event behind 0 wraps to 65535 and up
              new_case(r, event_idx=False, kick=True, avail_flags=1),
              new_case(r, num=16, nseg=3, free_order="shuffled", write=False, old=15)]
-    cases += [new_case(r) for _ in range(16)]
+    cases += [new_case(r) for _ in range(8)]
     for c in cases:
         c["want"] = oracle(c)
     return cases

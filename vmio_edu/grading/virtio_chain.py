@@ -31,7 +31,8 @@ HDR = 16  # struct virtio_blk_outhdr {u32 type; u32 ioprio; u64 sector}
 STATUS_OFFSET = 76  # the status byte: a u8 further on in the same struct virtblk_req
 VBR = 96  # bytes of the request struct shown as stale memory around the header
 SECTOR = 512
-NUMS = (8, 16, 32, 64, 128, 128, 256)  # power-of-two ring sizes; QEMU 1.6.1 virtio-blk asks for 128
+NUMS = (8, 16, 32, 64, 128, 128, 256)
+STALE_LENS = (HDR, 1, SECTOR, 4096, 2 * SECTOR, 3 * SECTOR, 5 * SECTOR, 8 * SECTOR)  # power-of-two ring sizes; QEMU 1.6.1 virtio-blk asks for 128
 
 
 def layout(base: int, num: int) -> dict:
@@ -105,16 +106,16 @@ def new_case(r, num: int | None = None, old: int | None = None, event_idx: bool 
     def put(addr: int, fmt: str, *vals: Any) -> None:
         struct.pack_into(fmt, mem, addr - base, *vals)
 
-    for i in range(num):  # stale descriptors: what earlier requests left
-        put(lay["desc"] + DESC * i, "<QIHH", r.randrange(0x1000, RAM) & ~7,
-            r.choice((HDR, 1, SECTOR, 4096, SECTOR * r.randrange(1, 9))), r.randrange(4), r.randrange(num))
+    for i in range(num):  # stale descriptors: what earlier requests left (one draw each: bits sliced)
+        x = r.getrandbits(64)
+        put(lay["desc"] + DESC * i, "<QIHH", max(0x1000, x & (RAM - 8)), STALE_LENS[(x >> 20) & 7], (x >> 24) & 3,
+            (x >> 32) % num)
     for a, b in zip(free, free[1:]):
         put(lay["desc"] + DESC * a + 14, "<H", b)
     if old is None:
         old = r.choice((r.randrange(1 << 16), r.randrange(1 << 16), r.randrange(num), 0xFFFF - r.randrange(3)))
     put(lay["avail"], "<HH", r.choice((0, 0, 0, AVAIL_F_NO_INTERRUPT)) if avail_flags is None else avail_flags, old)
-    for k in range(num):
-        put(lay["avail"] + 4 + 2 * k, "<H", r.randrange(num))
+    put(lay["avail"] + 4, f"<{num}H", *(v & (num - 1) for v in struct.unpack(f"<{num}H", r.randbytes(2 * num))))
     put(lay["avail"] + 4 + 2 * num, "<H", (old - r.randrange(num)) & 0xFFFF)  # used_event
     if event_idx is None:
         event_idx = r.random() < 0.7  # QEMU 1.6.1 offers VIRTIO_RING_F_EVENT_IDX and Linux 3.7 takes it
@@ -127,10 +128,11 @@ def new_case(r, num: int | None = None, old: int | None = None, event_idx: bool 
     inflight = r.randrange(0, min(num, 20))
     put(lay["used"], "<HH", uflags, (old - inflight) & 0xFFFF)
     for k in range(num):
-        put(lay["used"] + 4 + 8 * k, "<II", r.randrange(num), r.choice((1, SECTOR + 1, 4096 + 1)))
+        x = r.getrandbits(32)
+        put(lay["used"] + 4 + 8 * k, "<II", x & (num - 1), (1, SECTOR + 1, 4096 + 1)[(x >> 16) % 3])
     avail_event = (old - behind) & 0xFFFF if event_idx else r.randrange(1 << 16)
     put(lay["used"] + 4 + 8 * num, "<H", avail_event)
-    stale = bytes(r.getrandbits(8) for _ in range(VBR))
+    stale = r.randbytes(VBR)
     vq = {"base": base, "num": num, "free_head": free[0], "event_idx": event_idx}
     return {"vq": vq, "req": req, "fill": [[base, mem.hex()], [vbr, stale.hex()]]}
 
@@ -154,14 +156,21 @@ def memory(case: dict) -> bytearray:
 
 
 def _runs(before: bytes, after: bytes) -> list[list]:
-    """The changed bytes, as [address, bytes] runs (page by page, then byte by byte)."""
+    """The changed bytes, as [address, bytes] runs (page by page, 64-byte chunk by chunk, then byte by byte;
+    a run may go on across chunks)."""
     out: list[list] = []
     for page in range(0, len(after), PAGE):
         if before[page:page + PAGE] == after[page:page + PAGE]:
             continue
-        i, end = page, min(page + PAGE, len(after))
-        while i < end:
-            if before[i] != after[i]:
+        for chunk in range(page, min(page + PAGE, len(after)), 64):
+            end = min(chunk + 64, len(after))
+            if before[chunk:end] == after[chunk:end]:
+                continue
+            i = chunk
+            while i < end:
+                if before[i] == after[i]:
+                    i += 1
+                    continue
                 j = i
                 while j < end and before[j] != after[j]:
                     j += 1
@@ -170,8 +179,6 @@ def _runs(before: bytes, after: bytes) -> list[list]:
                 else:
                     out.append([i, bytes(after[i:j])])
                 i = j
-            else:
-                i += 1
     return out
 
 
