@@ -61,14 +61,22 @@ def test_reference_chain_reads_back_through_the_independent_parser(seed):
         assert ring["avail"]["idx"] == (old + 1) % 65536
         head = ring["avail"]["ring"][old % vq["num"]]
         assert head == vq["free_head"]
-        chain = material.walk_chain(ring, head)
-        descs = [ring["desc"][i] for i in chain]
+        descs = material.read_request(mem, ring, head)
         assert [d["addr"] for d in descs] == [req["hdr"]] + [a for a, _ in req["segments"]] + [req["status"]]
         assert [d["len"] for d in descs] == [16] + [512 * n for _, n in req["segments"]] + [1]
         writable = [bool(d["flags"] & vc.F_WRITE) for d in descs]
         assert writable == [False] + [not req["write"]] * len(req["segments"]) + [True]
-        assert [d["next"] for d in descs] == [before["desc"][i]["next"] for i in chain]  # next never rewritten
-        assert out["free_head"] == before["desc"][chain[-1]]["next"]
+        if vq["indirect"] is None:
+            chain = material.walk_chain(ring, head)
+            assert [d["next"] for d in descs] == [before["desc"][i]["next"] for i in chain]  # never rewritten
+            assert out["free_head"] == before["desc"][chain[-1]]["next"]
+        else:  # one ring descriptor: the table, 16 bytes an entry, INDIRECT only; the table links 0 -> 1 -> ...
+            assert ring["desc"][head] == dict(before["desc"][head], addr=vq["indirect"], len=16 * len(descs),
+                                              flags=vc.F_INDIRECT)
+            assert [d["next"] for d in descs] == list(range(1, len(descs))) + [0]
+            assert out["free_head"] == before["desc"][head]["next"]
+            others = [i for i in range(vq["num"]) if i != head]
+            assert [ring["desc"][i] for i in others] == [before["desc"][i] for i in others]
         assert struct.unpack_from("<IIQ", mem, req["hdr"]) == (int(req["write"]), req["ioprio"], req["sector"])
         assert ring["used"] == before["used"]
 
@@ -81,6 +89,7 @@ def test_hidden_cases_cover_the_edges():
     assert {c["want"]["kick"] for c in hidden if c["vq"]["event_idx"]} == {True, False}
     assert {c["want"]["kick"] for c in hidden if not c["vq"]["event_idx"]} == {True, False}
     assert {c["req"]["write"] for c in hidden} == {True, False}
+    assert {c["vq"]["indirect"] is None for c in hidden} == {True, False}
     consecutive = [c for c in hidden if c["want"]["chain"] != [(c["vq"]["free_head"] + k) % c["vq"]["num"]
                                                                for k in range(len(c["want"]["chain"]))]]
     assert consecutive, "some free list must not be consecutive"

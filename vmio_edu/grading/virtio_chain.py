@@ -67,9 +67,10 @@ class _Space:
 def new_case(r, num: int | None = None, old: int | None = None, event_idx: bool | None = None,
              write: bool | None = None, nseg: int | None = None, sector: int | None = None,
              kick: bool | None = None, free_order: str = "shuffled", used_flags: int | None = None,
-             avail_flags: int | None = None) -> dict:
+             avail_flags: int | None = None, indirect: bool | None = None) -> dict:
     """One request on a vring in use. `free_order`: "shuffled" (after out-of-order completions), "fresh" (as
-    vring_new_virtqueue left it: i -> i+1) or "runs" (a few consecutive descriptors, then a jump)."""
+    vring_new_virtqueue left it: i -> i+1) or "runs" (a few consecutive descriptors, then a jump).
+    `indirect`: VIRTIO_RING_F_INDIRECT_DESC negotiated, with the table the driver kmalloc'ed for this request."""
     num = num or r.choice(NUMS)
     nseg = nseg or r.choice((1, 1, 2, 3))
     space = _Space(r)
@@ -89,6 +90,9 @@ def new_case(r, num: int | None = None, old: int | None = None, event_idx: bool 
            "hdr": hdr, "status": hdr + STATUS_OFFSET, "segments": segs}
 
     need = nseg + 2
+    if indirect is None:
+        indirect = r.random() < 0.3
+    table = space.take(DESC * need, 8) if indirect else None
     nfree = r.randrange(need, num + 1) if num > need else num
     if free_order == "fresh":  # as vring_new_virtqueue chains them: i -> i + 1
         start = r.randrange(num)
@@ -133,16 +137,19 @@ def new_case(r, num: int | None = None, old: int | None = None, event_idx: bool 
     avail_event = (old - behind) & 0xFFFF if event_idx else r.randrange(1 << 16)
     put(lay["used"] + 4 + 8 * num, "<H", avail_event)
     stale = r.randbytes(VBR)
-    vq = {"base": base, "num": num, "free_head": free[0], "event_idx": event_idx}
-    return {"vq": vq, "req": req, "fill": [[base, mem.hex()], [vbr, stale.hex()]]}
+    vq = {"base": base, "num": num, "free_head": free[0], "event_idx": event_idx, "indirect": table}
+    fill = [[base, mem.hex()], [vbr, stale.hex()]]
+    if table is not None:  # kmalloc'ed: whatever was there before
+        fill.append([table, r.randbytes(DESC * need).hex()])
+    return {"vq": vq, "req": req, "fill": fill}
 
 
 def make(seed: int) -> dict:
     r = rng(NAME, seed)
-    cases = [new_case(r, num=128, write=True, nseg=1, kick=True, event_idx=True),
-             new_case(r, write=False, nseg=r.choice((2, 3)), free_order="runs"),
-             new_case(r, num=r.choice((8, 16)), old=0xFFFF, kick=r.random() < 0.5, event_idx=False),
-             new_case(r)]
+    cases = [new_case(r, num=128, write=True, nseg=1, kick=True, event_idx=True, indirect=False),
+             new_case(r, write=False, nseg=r.choice((2, 3)), free_order="runs", indirect=False),
+             new_case(r, num=r.choice((8, 16)), old=0xFFFF, kick=r.random() < 0.5, event_idx=False, indirect=False),
+             new_case(r, indirect=True)]
     return {"seed": seed, "cases": cases}
 
 
@@ -205,7 +212,15 @@ def expected(case: dict) -> dict:
         + [(req["status"], 1, F_WRITE)]
     writes = [[req["hdr"], struct.pack("<IIQ", T_OUT if req["write"] else T_IN, req["ioprio"], req["sector"]).hex()]]
     chain, i = [], vq["free_head"]
-    for pos, (where, size, wflag) in enumerate(bufs):
+    if vq.get("indirect") is not None:  # vring_add_indirect: the whole chain in the table, one ring descriptor
+        for pos, (where, size, wflag) in enumerate(bufs):
+            last = pos == len(bufs) - 1
+            writes.append([vq["indirect"] + DESC * pos, struct.pack(
+                "<QIHH", where, size, wflag | (0 if last else F_NEXT), 0 if last else pos + 1).hex()])
+        chain.append(i)
+        writes.append([lay["desc"] + DESC * i, struct.pack("<QIH", vq["indirect"], DESC * len(bufs), F_INDIRECT).hex()])
+        i = struct.unpack_from("<H", mem, lay["desc"] + DESC * i + 14)[0]
+    for pos, (where, size, wflag) in enumerate(bufs if vq.get("indirect") is None else ()):
         chain.append(i)
         last = pos == len(bufs) - 1
         writes.append([lay["desc"] + DESC * i, struct.pack("<QIH", where, size, wflag | (0 if last else F_NEXT)).hex()])
@@ -230,47 +245,63 @@ def _apply(mem: bytearray, writes: list) -> None:
         mem[addr:addr + len(data)] = data
 
 
-def _owner(addr: int, case: dict, chain: list[int]) -> tuple[str, str]:
-    """(part, what) for a byte of guest memory."""
+def _field_of(off: int) -> str:
+    return "addr" if off < 8 else "len" if off < 12 else "flags" if off < 14 else "next"
+
+
+def _owner(addr: int, case: dict, chain: list[int]) -> tuple[str, str, int | None]:
+    """(part, what, address of the descriptor it is in, if any) for a byte of guest memory."""
     vq, req = case["vq"], case["req"]
     lay = layout(vq["base"], vq["num"])
+    table, n = vq.get("indirect"), len(req["segments"]) + 2
+    if table is not None and table <= addr < table + DESC * n:
+        k, off = divmod(addr - table, DESC)
+        field = _field_of(off)
+        at = table + DESC * k
+        if field == "next":
+            return "chain", f"indirect[{k}].next (the table's own links: k + 1, 0 on the last)", at
+        role = "header" if k == 0 else "status" if k == n - 1 else "data"
+        return role, f"indirect[{k}].{field} ({_role_text(k, n)}, in the indirect table at {table:#x})", at
     if lay["desc"] <= addr < lay["avail"]:
         i, off = divmod(addr - lay["desc"], DESC)
-        field = "addr" if off < 8 else "len" if off < 12 else "flags" if off < 14 else "next"
+        field = _field_of(off)
+        at = lay["desc"] + DESC * i
+        if table is not None and i in chain:
+            return "chain", f"desc[{i}].{field} (the one ring descriptor: the indirect table)", at
         if i in chain and field != "next":
             k = chain.index(i)
             role = "header" if k == 0 else "status" if k == len(chain) - 1 else "data"
-            return role, f"desc[{i}].{field} ({_role_text(k, len(chain))})"
+            return role, f"desc[{i}].{field} ({_role_text(k, len(chain))})", at
         if i in chain:
-            return "chain", f"desc[{i}].next"
-        return "chain", f"desc[{i}] (not on the chain: the free list gives {chain})"
+            return "chain", f"desc[{i}].next", at
+        return "chain", f"desc[{i}] (not on the chain: the free list gives {chain})", None
     if lay["avail"] <= addr < lay["end"]:
         if addr < lay["avail"] + 2:
-            return "avail", "avail->flags"
+            return "avail", "avail->flags", None
         if addr < lay["avail"] + 4:
-            return "avail", "avail->idx"
+            return "avail", "avail->idx", None
         if addr < lay["avail_end"] - 2:
-            return "avail", f"avail->ring[{(addr - lay['avail'] - 4) // 2}]"
+            return "avail", f"avail->ring[{(addr - lay['avail'] - 4) // 2}]", None
         if addr < lay["avail_end"]:
-            return "avail", "used_event (after avail->ring)"
+            return "avail", "used_event (after avail->ring)", None
         if addr < lay["used"]:
-            return "avail", f"the padding before the used ring at {lay['used']:#x}"
-        return "avail", "the used ring (only the device writes it)"
+            return "avail", f"the padding before the used ring at {lay['used']:#x}", None
+        return "avail", "the used ring (only the device writes it)", None
     if req["hdr"] <= addr < req["hdr"] + HDR:
         off = addr - req["hdr"]
-        return "header", "the outhdr's " + ("type" if off < 4 else "ioprio" if off < 8 else "sector")
+        return "header", "the outhdr's " + ("type" if off < 4 else "ioprio" if off < 8 else "sector"), None
     for a, n in req["segments"]:
         if a <= addr < a + n * SECTOR:
-            return "data", f"the data buffer at {a:#x} (the driver never touches the data)"
-    return "chain", f"guest memory at {addr:#x}, which this request does not own"
+            return "data", f"the data buffer at {a:#x} (the driver never touches the data)", None
+    return "chain", f"guest memory at {addr:#x}, which this request does not own", None
 
 
 def _role_text(k: int, n: int) -> str:
     return "the header" if k == 0 else "the status byte" if k == n - 1 else f"data segment {k}"
 
 
-def _describe_desc(mem: bytes, lay: dict, i: int) -> str:
-    a, n, f, nx = struct.unpack_from("<QIHH", mem, lay["desc"] + DESC * i)
+def _describe_desc(mem: bytes, at: int) -> str:
+    a, n, f, nx = struct.unpack_from("<QIHH", mem, at)
     return f"addr={a:#x} len={n} flags={flag_names(f)} next={nx}"
 
 
@@ -300,18 +331,17 @@ def _compare(case: dict, want: dict, got: Any, fails: dict, label: str) -> None:
     status = case["req"]["status"]
     places = {x for a, d in want["writes"] for x in range(a, a + len(bytes.fromhex(d)))}
     places |= {x for a, d in got["writes"] for x in range(a, a + len(d))}
-    seen: dict[tuple[str, str], int] = {}
+    seen: dict[tuple[str, str], tuple[int, int | None]] = {}
     for a in sorted(places):
         if a == status or mine[a] == ref[a]:
             continue  # the status byte is the device's to write
-        part, what = _owner(a, case, chain)
-        seen.setdefault((part, what), a)
+        part, what, desc_at = _owner(a, case, chain)
+        seen.setdefault((part, what), (a, desc_at))
     lay = layout(case["vq"]["base"], case["vq"]["num"])
-    for (part, what), a in seen.items():
-        if what.startswith("desc[") and "not on the chain" not in what:
-            i = (a - lay["desc"]) // DESC
-            fails[part].append(f"{label}: {what} should be {_describe_desc(ref, lay, i)}, you left "
-                               f"{_describe_desc(mine, lay, i)}; {_why(part, what)}")
+    for (part, what), (a, desc_at) in seen.items():
+        if desc_at is not None:
+            fails[part].append(f"{label}: {what} should be {_describe_desc(ref, desc_at)}, you left "
+                               f"{_describe_desc(mine, desc_at)}; {_why(part, what)}")
         elif part == "header" and what.startswith("the outhdr"):
             w = struct.unpack_from("<IIQ", ref, case["req"]["hdr"])
             g = struct.unpack_from("<IIQ", mine, case["req"]["hdr"])
@@ -346,6 +376,11 @@ def _compare(case: dict, want: dict, got: Any, fails: dict, label: str) -> None:
 
 
 def _why(part: str, what: str) -> str:
+    if "indirect table" in what and part == "chain":
+        return ("with an indirect table the ring holds one descriptor: addr = the table, len = 16 * entries "
+                "(bytes), flags INDIRECT only (vring_add_indirect); the free list moves on by its next")
+    if what.startswith("indirect[") and part == "chain":
+        return "inside the table, entry k links to k + 1 and the last one's next is 0"
     return {"header": "the header is device-readable: len 16, flags NEXT only",
             "data": "len is in bytes (sectors * 512); WRITE exactly when the device writes the buffer (a read), "
                     "NEXT on every descriptor but the last",
@@ -389,11 +424,20 @@ def describe(mem: bytes, vq: dict) -> str:
              f"avail: flags={aflags:#x} idx={idx}; used: flags={uflags:#x} idx={uidx} "
              f"avail_event={struct.unpack_from('<H', mem, lay['used'] + 4 + 8 * num)[0]}",
              f"last published head: avail->ring[{slot}] = {head}"]
+    table, size, name = lay["desc"], num, "desc"
+    if head < num:
+        a, n, f, _nx = struct.unpack_from("<QIHH", mem, lay["desc"] + DESC * head)
+        if f & F_INDIRECT:  # virtqueue_pop walks the table instead, from entry 0
+            lines.append(f"  desc[{head}]: addr={a:#x} len={n} flags={flag_names(f)}  -> the indirect table")
+            table, size, name, head = a, n // DESC, "indirect", 0
+            if n % DESC or a + n > len(mem):
+                lines.append("  (a bad indirect table: QEMU stops with 'Invalid size for indirect buffer table')")
+                return "\n".join(lines)
     i, seen = head, set()
-    while i < num and i not in seen and len(seen) < num:
+    while i < size and i not in seen and len(seen) < size:
         seen.add(i)
-        a, n, f, nx = struct.unpack_from("<QIHH", mem, lay["desc"] + DESC * i)
-        lines.append(f"  desc[{i}]: addr={a:#x} len={n} flags={flag_names(f)} next={nx}  -> "
+        a, n, f, nx = struct.unpack_from("<QIHH", mem, table + DESC * i)
+        lines.append(f"  {name}[{i}]: addr={a:#x} len={n} flags={flag_names(f)} next={nx}  -> "
                      f"{'in (device writes)' if f & F_WRITE else 'out (device reads)'}")
         if not f & F_NEXT:
             break
@@ -422,7 +466,8 @@ PARTS = (
     Part("header", 1, "the virtio_blk_outhdr in memory and its descriptor (len 16, device-readable)"),
     Part("data", 1, "one descriptor per data segment: length in bytes, WRITE exactly for a read"),
     Part("status", 1, "the status byte's descriptor: len 1, WRITE, ends the chain"),
-    Part("chain", 1, "descriptors taken from the free list by its next links; the new free_head"),
+    Part("chain", 1, "descriptors taken from the free list by its next links (or one indirect descriptor); the "
+                     "new free_head"),
     Part("avail", 1, "avail->ring[idx % num] = head, then idx + 1 as a u16; nothing else changed"),
     Part("kick", 1, "virtqueue_kick_prepare: event idx or VRING_USED_F_NO_NOTIFY"),
 )
@@ -460,18 +505,20 @@ def problem(p: dict) -> str:
     for i, c in enumerate(p["cases"]):
         vq, req = c["vq"], c["req"]
         segs = ", ".join(f"{a:#x}×{n}" for a, n in req["segments"])
-        rows.append(f"| {i + 1} | {vq['base']:#x} | {vq['num']} | {vq['free_head']} | {vq['event_idx']} | "
+        ind = f"{vq['indirect']:#x}" if vq.get("indirect") is not None else "-"
+        rows.append(f"| {i + 1} | {vq['base']:#x} | {vq['num']} | {vq['free_head']} | {vq['event_idx']} | {ind} | "
                     f"{'write' if req['write'] else 'read'} | {req['sector']} | {req['ioprio']:#x} | {req['hdr']:#x} | "
                     f"{req['status']:#x} | {segs} |")
     return f"""**Your requests** (seed {p['seed']}). Each row is one call of your function on a vring that has been in
 use for a while (stale descriptors, indices anywhere in 0..65535):
 
-| # | vring base | num | free_head | event idx | op | sector | ioprio | outhdr at | status at | segments (address×sectors) |
-|---|---|---|---|---|---|---|---|---|---|---|
+| # | vring base | num | free_head | event idx | indirect table | op | sector | ioprio | outhdr at | status at | segments (address×sectors) |
+|---|---|---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
 Write `add_request(mem, vq, req)`. `mem` is guest RAM from guest-physical address 0 (a `bytearray` of
-{RAM:#x} bytes); change it in place. `vq` has `base`, `num`, `free_head` and `event_idx`; `req` has `write`,
+{RAM:#x} bytes); change it in place. `vq` has `base`, `num`, `free_head`, `event_idx` and `indirect` (the
+guest-physical address of an indirect table for this request, or `None`); `req` has `write`,
 `sector`, `ioprio`, `hdr`, `status` and `segments` (a list of `[address, sectors]`). Fill in the header, take
 descriptors off the free list, publish the head on the avail ring, and return
 `{{"free_head": <where the free list now starts>, "kick": <whether virtqueue_kick_prepare says to notify>}}`."""
@@ -509,16 +556,24 @@ QEMU reads the chain back in `virtqueue_pop` ([hw/virtio/virtio.c:440-509](https
 the others `out_sg`; `virtio_blk_handle_request` ([hw/block/virtio-blk.c:342-392](https://github.com/qemu/qemu/blob/v1.6.1/hw/block/virtio-blk.c#L342-L392)) takes the header from
 the first out buffer and the status from the last byte of the last in buffer.
 
-Not in this exercise: QEMU 1.6.1 also offers `VIRTIO_RING_F_INDIRECT_DESC`, and with it Linux 3.7 would put the
-whole chain in one indirect table (`vring_add_indirect`); here the driver did not accept that feature, as the
-course's guest and SeaBIOS do not. The device writes the status byte; the driver does not need to."""
+**Indirect descriptors.** QEMU 1.6.1 also offers `VIRTIO_RING_F_INDIRECT_DESC` ([include/hw/virtio/virtio.h:224-228](https://github.com/qemu/qemu/blob/v1.6.1/include/hw/virtio/virtio.h#L224-L228)),
+and when it is negotiated Linux 3.7 puts every request of more than one buffer in an indirect table
+(`virtqueue_add_buf` → `vring_add_indirect`, [virtio_ring.c:128-175](https://github.com/torvalds/linux/blob/v3.7/drivers/virtio/virtio_ring.c#L128-L175) and [229-235](https://github.com/torvalds/linux/blob/v3.7/drivers/virtio/virtio_ring.c#L229-L235)). When `vq["indirect"]`
+is an address, the driver has `kmalloc`ed that table for this request: fill its entries 0..n-1 with the same
+addr/len/flags as above and `next = k + 1` (the last one: no NEXT, `next = 0`); then take **one** descriptor
+off the free list, `desc[free_head] = {addr: the table, len: 16 * n, flags: VRING_DESC_F_INDIRECT (4)}`
+(`next` untouched), and move `free_head` on to its `next`. QEMU's `virtqueue_pop` then walks the table
+instead of the ring ([hw/virtio/virtio.c:458-469](https://github.com/qemu/qemu/blob/v1.6.1/hw/virtio/virtio.c#L458-L469)). The course's own guest and SeaBIOS do not take the feature.
+
+The device writes the status byte; the driver does not need to."""
 
 TEMPLATE = '''import struct
 
 
 def add_request(mem: bytearray, vq: dict, req: dict) -> dict:
-    """Queue one virtio-blk request on the vring in `mem` (guest RAM): do_req + virtqueue_add_buf +
-    virtqueue_kick_prepare of Linux 3.7. Returns {"free_head": int, "kick": bool}."""
+    """Queue one virtio-blk request on the vring in `mem` (guest RAM): do_req + virtqueue_add_buf (directly in
+    the ring, or through vq["indirect"]) + virtqueue_kick_prepare of Linux 3.7.
+    Returns {"free_head": int, "kick": bool}."""
     # YOUR CODE HERE
     raise NotImplementedError()
 '''

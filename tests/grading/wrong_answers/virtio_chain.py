@@ -27,3 +27,11 @@ WRONG = [
     ("vring_need_event without u16 arithmetic", "kick", [("(new - event - 1) & 0xFFFF < (new - old) & 0xFFFF",
                                                           "new - event - 1 < new - old")]),
 ]
+WRONG += [
+    ("indirect table length in entries, not bytes", "chain", [("table, 16 * len(bufs), 4)", "table, len(bufs), 4)")]),
+    ("indirect descriptor also flagged NEXT", "chain", [("table, 16 * len(bufs), 4)", "table, 16 * len(bufs), 5)")]),
+    ("indirect offered, chain put in the ring anyway", "chain", [('if vq["indirect"] is not None:', "if False:")]),
+    ("indirect table's last next left at k + 1", "chain", [("0 if last else k + 1)", "k + 1)")]),
+    ("free_head not moved past the indirect descriptor", "chain", [(
+        "        i = struct.unpack_from(\"<H\", mem, base + 16 * head + 14)[0]\n", "")]),
+]
