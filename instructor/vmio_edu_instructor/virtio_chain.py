@@ -1,8 +1,9 @@
 """virtio_chain: the reference, an oracle written apart from the public `expected` (its own vring parser, read
 from the 0.9.5 layout: Linux 3.7 include/uapi/linux/virtio_ring.h and QEMU 1.6.1 hw/virtio/virtio.c, read
 at tonyho/Linux-3.7-TQ2440 db95d3d8 and rzr/qemu 62ecc3a0), and the hidden cases: the u16 wrap of
-avail->idx, a fresh ring, fragmented free lists, indirect tables, sectors above 2^32, both directions, kick and no kick with
-and without event idx, VRING_USED_F_NO_NOTIFY set while event idx is on (it must be ignored)."""
+avail->idx, a fresh ring, fragmented free lists, indirect tables, sectors above 2^32, both directions, kick
+and no kick with and without event idx, VRING_USED_F_NO_NOTIFY set while event idx is on (it must be
+ignored)."""
 from __future__ import annotations
 
 import struct

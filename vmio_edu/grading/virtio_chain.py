@@ -31,8 +31,8 @@ HDR = 16  # struct virtio_blk_outhdr {u32 type; u32 ioprio; u64 sector}
 STATUS_OFFSET = 76  # the status byte: a u8 further on in the same struct virtblk_req
 VBR = 96  # bytes of the request struct shown as stale memory around the header
 SECTOR = 512
-NUMS = (8, 16, 32, 64, 128, 128, 256)
-STALE_LENS = (HDR, 1, SECTOR, 4096, 2 * SECTOR, 3 * SECTOR, 5 * SECTOR, 8 * SECTOR)  # power-of-two ring sizes; QEMU 1.6.1 virtio-blk asks for 128
+NUMS = (8, 16, 32, 64, 128, 128, 256)  # power-of-two ring sizes; QEMU 1.6.1 virtio-blk asks for 128
+STALE_LENS = (HDR, 1, SECTOR, 4096, 2 * SECTOR, 3 * SECTOR, 5 * SECTOR, 8 * SECTOR)  # what old descriptors held
 
 
 def layout(base: int, num: int) -> dict:
@@ -369,7 +369,8 @@ def _compare(case: dict, want: dict, got: Any, fails: dict, label: str) -> None:
         return
     if res.get("free_head") != want["free_head"] or isinstance(res.get("free_head"), bool):
         fails["chain"].append(f"{label}: free_head should be {want['free_head']} (desc[{chain[-1]}].next, where "
-                              f"the free list goes on after the chain {chain}), you returned {res.get('free_head')!r:.40}")
+                              f"the free list goes on after the chain {chain}), you returned "
+                              f"{res.get('free_head')!r:.40}")
     if res.get("kick") is not want["kick"]:
         fails["kick"].append(f"{label}: kick should be {want['kick']}, you returned {res.get('kick')!r:.40}; "
                              + _kick_why(case, before))

@@ -57,15 +57,15 @@ def make(seed: int) -> dict:
 
 
 def _row(i: int, b: dict) -> str:
+    completion = b["completion"] if b["mode"] == "interrupt" else "-"
     return (f"| {i + 1} | {b['requests']} × {b['op']} of {b['sectors']} sector(s) | {b['submit']} | "
-            f"{'on' if b['ioeventfd'] else 'off'} | {b['mode']} | {b['completion'] if b['mode'] == 'interrupt' else '-'} | "
-            f"{b['idx']} |")
+            f"{'on' if b['ioeventfd'] else 'off'} | {b['mode']} | {completion} | {b['idx']} |")
 
 
 def problem(p: dict) -> str:
     rows = "\n".join(_row(i, b) for i, b in enumerate(p["cases"]))
-    return f"""**Your batches** (seed {p['seed']}). The queue (128 entries) is idle: `avail->idx` and `used->idx` are both
-`idx`, and every earlier request has been handled. Each request is one chain (header, one data descriptor,
+    return f"""**Your batches** (seed {p['seed']}). The queue (128 entries) is idle: `avail->idx` and `used->idx` are
+both `idx`, and every earlier request has been handled. Each request is one chain (header, one data descriptor,
 status), and every batch fits in the ring.
 
 | # | requests | submit | ioeventfd | mode | completions | idx |
