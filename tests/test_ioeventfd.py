@@ -417,9 +417,11 @@ def test_backtraces_of_the_signal_the_tick_and_the_handler():
     assert bt[1].line == 466
     thread, bt = hits["kvm_io_ioeventfd_add"]  # registered by the device on the vCPU thread
     assert thread == "vcpu0"
-    assert [f.function for f in bt][:4] == ["kvm_io_ioeventfd_add", "address_space_add_del_ioeventfds",
-                                            "address_space_update_ioeventfds", "memory_region_add_eventfd"]
-    assert (bt[0].file, bt[0].line) == ("kvm-all.c", 869)
+    assert [f.function for f in bt][:6] == ["kvm_io_ioeventfd_add", "address_space_add_del_ioeventfds",
+                                            "address_space_update_ioeventfds", "address_space_update_topology",
+                                            "memory_region_transaction_commit", "memory_region_add_eventfd"]
+    assert [(f.file, f.line) for f in bt[:6]] == [("kvm-all.c", 869), ("memory.c", 640), ("memory.c", 686),
+                                                  ("memory.c", 779), ("memory.c", 799), ("memory.c", 1382)]
 
 
 def test_the_exits_view_shows_kernel_exits_and_ioeventfds():

@@ -428,6 +428,8 @@ class KvmVcpu(_KvmFile):
                 st.kicks_eaten = st.kicks_sent
                 kick.eat_ipi()
         self._regs_fresh = self._sync_on
+        if self.vm.ioeventfd_fds:  # finishing the instruction may have written to an ioeventfd
+            wake_ready_pollers(set(self.vm.ioeventfd_fds.values()))
         if r >= 0:
             self._stashed_exit = True
             return False

@@ -224,12 +224,21 @@ def memory_listener_unregister(listener: MemoryListener) -> None:
         space.listeners.remove(listener)
 
 
+@tracepoint("qemu-memory", args=())
 def memory_region_transaction_commit(mr: MemoryRegion) -> None:
-    """The end of a change to the memory map: bring the ioeventfds of the address space `mr` lives in up to
-    date. (QEMU updates every address space; a region outside any address space has nothing to update.)"""
+    """The end of a change to the memory map: bring the address space `mr` lives in up to date. (QEMU
+    updates every address space; a region outside any address space has nothing to update. `mr` is the
+    model's way to find it: the C takes no argument.)"""
     space = _address_space_of(mr)
     if space is not None:
-        address_space_update_ioeventfds(space)
+        address_space_update_topology(space)
+
+
+@tracepoint("qemu-memory", args=("as=space",))
+def address_space_update_topology(space: Any) -> None:
+    """Rebuild the flat view and tell the listeners what changed; the model has no FlatView (accesses
+    walk the regions), so only its last step is modelled: `address_space_update_ioeventfds`."""
+    address_space_update_ioeventfds(space)
 
 
 def _collect(mr: MemoryRegion, base: int, out: list[MemoryRegionIoeventfd]) -> None:

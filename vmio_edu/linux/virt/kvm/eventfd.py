@@ -79,7 +79,10 @@ def _io_device(p: _ioeventfd) -> kvm_io_device:
                          lambda a, n, data: ioeventfd_write(p, a, n, data) == 0)
 
 
+@tracepoint("kvm", args=("p",))
 def ioeventfd_release(p: _ioeventfd, k: kvm) -> None:
+    """Drop the eventfd reference and take the registration off kvm->ioeventfds (`k`: the list's owner,
+    which the C's list_del does not need)."""
     eventfd_ctx_put(p.eventfd)
     if p in k.ioeventfds:
         k.ioeventfds.remove(p)
@@ -158,10 +161,16 @@ def kvm_ioeventfd(k: kvm, args: K.kvm_ioeventfd) -> int:
     return kvm_assign_ioeventfd(k, args)
 
 
+@tracepoint("kvm", args=("this",))
+def ioeventfd_destructor(this: _ioeventfd, k: kvm) -> None:
+    """The device's destructor, called as the VM goes (kvm_io_bus_destroy)."""
+    ioeventfd_release(this, k)
+
+
 def kvm_ioeventfd_destroy_all(k: kvm) -> None:
-    """kvm_destroy_vm → kvm_io_bus_destroy → ioeventfd_destructor: drop every registration's reference."""
+    """kvm_destroy_vm → kvm_io_bus_destroy → each device's destructor: drop every registration."""
     for p in list(k.ioeventfds):
-        ioeventfd_release(p, k)
+        ioeventfd_destructor(p, k)
 
 
 __all__ = ["kvm_ioeventfd", "kvm_assign_ioeventfd", "kvm_deassign_ioeventfd", "ioeventfd_write",
