@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...trace.tracepoint import tracepoint
-from ...qemu.exec import AddressSpace  # the type (name, root, RAM, listeners) did not change
 from ...qemu.memory import MemoryRegion, MemoryRegionOps
 from .cpus import bql_locked, bql_lock, bql_unlock
 from .memory import memory_region_dispatch_read, memory_region_dispatch_write, size_memop
@@ -33,6 +32,20 @@ MEMTX_DECODE_ERROR = 1 << 1
 MEMTX_ACCESS_ERROR = 1 << 2
 MEMTXATTRS_UNSPECIFIED = 0  # MemTxAttrs { .unspecified = 1 }: the model passes the attributes as an int
 _FILE = "../system/physmem.c"
+
+
+@dataclass
+class AddressSpace:
+    """`address_space_io` (64 KiB of ports) or `address_space_memory` (guest-physical)."""
+
+    name: str
+    root: MemoryRegion
+    ram: Any = None  # guest RAM (address_space_memory), mapped at guest-physical 0
+    # the memory listeners filtering on this space (AddressSpace.listeners): KVM's, registered by kvm_init
+    listeners: list = field(default_factory=list)
+
+    def view(self) -> dict:
+        return {"name": self.name, "root": self.root.view()}
 
 
 @dataclass
