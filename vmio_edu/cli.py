@@ -1,7 +1,7 @@
 """`vmio-edu`: the command line. Other tools script against its output, so formats are stable.
 
     vmio-edu trace [--op write|read|both] [--lba N] [--sectors N] [--break FUNCTION] [--image PATH]
-                   [--engine unicorn|kvm|auto] [--format text|json] [--export FILE.json]
+                   [--engine unicorn|kvm|auto] [--stack 1.6.1|10.2] [--format text|json] [--export FILE.json]
     vmio-edu exits GUEST.bin --mode 16|32|64 [--load ADDR] [--entry ADDR] [--engine ...] [--format json]
     vmio-edu bench [--format text|json|markdown] [--quick] [--engine unicorn|kvm|both] [--plot FILE.png]
 
@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--format", choices=("text", "json"), default="text")
     t.add_argument("--polling", action="store_true", help="guest polls BSY with nIEN set instead of IRQ 14")
     t.add_argument("--seed", type=_int, default=0, help="seed of the data pattern the guest writes")
+    t.add_argument("--stack", choices=("1.6.1", "10.2"), default="1.6.1",
+                     help="QEMU 1.6.1 on Linux 3.7 (default) or QEMU 10.2 on Linux 6.12")
     t.add_argument("--export", metavar="FILE.json",
                    help="also write the recorded run as Chrome/Perfetto trace-event JSON (ui.perfetto.dev)")
 
@@ -46,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--sectors", type=_int, default=1)
     c.add_argument("--polling", action="store_true")
     c.add_argument("--format", choices=("text", "json"), default="text")
+    c.add_argument("--stack", choices=("1.6.1", "10.2"), default="1.6.1",
+                     help="QEMU 1.6.1 on Linux 3.7 (default) or QEMU 10.2 on Linux 6.12")
 
     e = sub.add_parser("exits", help="run raw guest code until it halts and print every exit as JSON")
     e.add_argument("guest", help="a file of raw x86 machine code")
@@ -55,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--engine", choices=("unicorn", "kvm", "auto"), default="unicorn")
     e.add_argument("--format", choices=("json",), default="json")
     e.add_argument("--max-exits", type=_int, default=1_000_000)
+    e.add_argument("--stack", choices=("1.6.1", "10.2"), default="1.6.1",
+                     help="QEMU 1.6.1 on Linux 3.7 (default) or QEMU 10.2 on Linux 6.12")
 
     b = sub.add_parser("bench", help="measure the chain against the engines' limits (issue 6's benchmark)")
     b.add_argument("--format", choices=("text", "json", "markdown"), default="text")
@@ -90,7 +96,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
     from .machine import Machine
 
     m = Machine(image=args.image, engine=args.engine, op=args.op, lba=args.lba, sectors=args.sectors,
-                polling=args.polling, seed=args.seed, record=True)
+                polling=args.polling, seed=args.seed, record=True, stack=args.stack)
     with m:
         if m.engine_note:
             print(f"note: {m.engine_note}", file=sys.stderr)
@@ -104,7 +110,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
             from .trace.export import write_perfetto
             doc = write_perfetto(args.export, m.trace.events, m.exits,
                                  title=f"vmio-edu trace --op {args.op} --lba {args.lba} --sectors "
-                                       f"{args.sectors} --engine {m.engine}")
+                                       f"{args.sectors} --engine {m.engine} --stack {m.stack.name}")
             print(f"wrote {len(doc['traceEvents'])} trace events to {args.export} (open it at "
                   "https://ui.perfetto.dev)", file=sys.stderr)
     if args.format == "json":
@@ -148,7 +154,7 @@ def trace_report(m: Any) -> dict:
     for x in m.exits:
         exits[f"{x.reason} {x.direction} port={x.port:#x}" if x.port is not None else x.reason] += 1
     return {
-        "engine": m.engine, "op": m.op, "lba": m.lba, "sectors": m.sectors,
+        "engine": m.engine, "stack": m.stack.name, "op": m.op, "lba": m.lba, "sectors": m.sectors,
         "stages": stages, "functions": {k: functions[k] for k in LAYERS if k in functions},
         "exits": dict(sorted(exits.items())), "exit_total": len(m.exits),
         "trace_events": len(m.trace.events),
@@ -227,7 +233,7 @@ def first_divergence(a: list, b: list) -> int | None:
 def cmd_compare(args: argparse.Namespace) -> int:
     from .errors import EngineUnavailable
 
-    kw = dict(op=args.op, lba=args.lba, sectors=args.sectors, polling=args.polling)
+    kw = dict(op=args.op, lba=args.lba, sectors=args.sectors, polling=args.polling, stack=args.stack)
     emu = run_engine("unicorn", **kw)
     try:
         real = run_engine("kvm", **kw)
@@ -286,7 +292,7 @@ def cmd_exits(args: argparse.Namespace) -> int:
     if not code:
         raise VmioError(f"guest binary {args.guest!r} is empty")
     with Machine(code, mode=args.mode, load=args.load, entry=args.entry, engine=args.engine,
-                 max_exits=args.max_exits) as m:
+                 max_exits=args.max_exits, stack=args.stack) as m:
         if m.engine_note:
             print(f"note: {m.engine_note}", file=sys.stderr)
         try:

@@ -39,10 +39,11 @@ class KvmFile(Protocol):
 ENGINES = ("unicorn", "kvm", "auto")
 
 
-def open_dev_kvm(engine: str, sched: Any = None) -> tuple[KvmFile, str, str]:
+def open_dev_kvm(engine: str, sched: Any = None, stack: Any = None) -> tuple[KvmFile, str, str]:
     """Open /dev/kvm for `engine`; returns (file, engine actually used, a note for the learner).
 
     "auto" uses the real device when it can be opened and says when it fell back to the model.
+    `stack` (a vmio_edu.stacks.Stack) picks the kernel the emulated engine models: Linux 3.7 by default.
     """
     from .errors import EngineUnavailable
 
@@ -58,5 +59,8 @@ def open_dev_kvm(engine: str, sched: Any = None) -> tuple[KvmFile, str, str]:
             note = f"real KVM unavailable ({e}); using the emulated engine"
     else:
         note = ""
-    from .linux.virt.kvm.kvm_main import open_emulated_kvm
+    if stack is None:
+        from .linux.virt.kvm.kvm_main import open_emulated_kvm
+    else:
+        open_emulated_kvm = stack.entry("kernel")
     return open_emulated_kvm(sched), "unicorn", note

@@ -136,6 +136,9 @@ class Machine:
     latency: how many VM exits the guest gets between starting an I/O and its completion landing.
     max_exits, max_instructions (emulated engine, per KVM_RUN), max_spin_seconds (real engine): budgets
              that stop a guest which never halts with a clear BudgetExceeded.
+    stack:   "1.6.1" (QEMU 1.6.1 on Linux 3.7, the default) or "10.2" (QEMU 10.2 on Linux 6.12): which
+             versions' path the I/O takes (vmio_edu.stacks). The emulated engine models that Linux; the
+             real engine is this host's kernel either way.
     """
 
     def __init__(self, guest: Any = None, *, image: str | os.PathLike | None = None, engine: str = "unicorn",
@@ -143,14 +146,18 @@ class Machine:
                  mode: int | None = None, load: int = 0x1000, entry: int | None = None,
                  ram_size: int = 2 << 20, max_exits: int = 1_000_000, latency: int = 1, record: bool = False,
                  image_size: int = DEFAULT_IMAGE_SIZE, readonly: bool = False,
-                 max_spin_seconds: float = 20.0, max_instructions: int = 50_000_000) -> None:
+                 max_spin_seconds: float = 20.0, max_instructions: int = 50_000_000,
+                 stack: str = "1.6.1") -> None:
         config = {k: v for k, v in locals().items() if k != "self"}  # first: only the parameters
         from .guest import boot_state, default_guest, load_code
-        from .qemu.block import bdrv_open
-        from .qemu.cpus import qemu_kvm_cpu_thread_fn
-        from .qemu.hw.i386.pc_piix import pc_init1
         from .qemu.state import QemuState
-        from .qemu.vl import main_loop
+        from .stacks import get_stack
+
+        self.stack = get_stack(stack)  # checked first: a bad name makes nothing
+        bdrv_open = self.stack.entry("block_open")
+        pc_init1 = self.stack.entry("board")
+        vcpu_thread_fn = self.stack.entry("vcpu_thread")
+        main_loop = self.stack.entry("main_loop")
 
         # How this machine was made: the debugger's time travel builds a fresh one from it.
         self._config = config
@@ -168,7 +175,7 @@ class Machine:
 
         self.sched = Scheduler(latency=latency)
         self.sched.max_ticks = max_exits
-        self.state = QemuState(self.sched)
+        self.state = QemuState(self.sched, stack=self.stack)
         self.sched.machine = self.state
         self.ram = mmap.mmap(-1, ram_size)
         self.exit_recorder = ExitRecorder()
@@ -211,7 +218,7 @@ class Machine:
         self.cpu.kvm_fd.ioctl(K.KVM_SET_REGS, boot.regs)
 
         self.sched.spawn("main", main_loop)
-        self.vcpu_thread = self.sched.spawn("vcpu0", qemu_kvm_cpu_thread_fn, self.cpu, vcpu=True)
+        self.vcpu_thread = self.sched.spawn("vcpu0", vcpu_thread_fn, self.cpu, vcpu=True)
         self.halted = False
         self.last: Parked | None = None
 
@@ -355,8 +362,8 @@ class Machine:
             self._debugger._finalizer()
         self.state.shutdown_requested = True
         self.sched.close()
-        from .qemu.block import bdrv_close
-        from .qemu.main_loop import qemu_cleanup_main_loop
+        bdrv_close = self.stack.entry("block_close")
+        qemu_cleanup_main_loop = self.stack.entry("cleanup")
         try:
             bdrv_close(self.bs)
             qemu_cleanup_main_loop(self.state)

@@ -34,7 +34,8 @@ def test_break_json(capsys):
     bt = r["backtrace"]
     assert [f["level"] for f in bt] == list(range(len(bt)))
     assert bt[0]["function"] == "bdrv_aio_writev" and bt[1]["function"] == "ide_sector_write"
-    assert set(bt[0]) == {"level", "function", "args", "file", "line", "layer", "thread"}
+    assert set(bt[0]) == {"level", "function", "args", "file", "line", "layer", "thread", "stack"}
+    assert {f["stack"] for f in bt} == {"1.6.1"}
 
 
 def test_break_unknown_function(capsys):

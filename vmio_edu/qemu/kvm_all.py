@@ -56,7 +56,7 @@ def ram_address(ram: mmap.mmap) -> int:
 
 def kvm_init(state: QemuState, engine: str, ram: mmap.mmap) -> str:
     """Open /dev/kvm, create the VM, give it RAM as slot 0 and create the in-kernel irqchip."""
-    fd, used, note = open_dev_kvm(engine, state.sched)
+    fd, used, note = open_dev_kvm(engine, state.sched, state.stack)
     version = fd.ioctl(K.KVM_GET_API_VERSION)
     if version != 12:
         raise EngineUnavailable(f"KVM API version {version}, expected 12")

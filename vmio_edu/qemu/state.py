@@ -21,6 +21,7 @@ class QemuState:
     bql_owner: str | None = None  # cpus.c qemu_global_mutex: which thread holds it
     shutdown_requested: bool = False  # vl.c main_loop_should_exit
     extra: dict = field(default_factory=dict)
+    stack: Any = None  # vmio_edu.stacks.Stack: which versions this machine models (None: 1.6.1)
 
 
 def qemu_state() -> QemuState:

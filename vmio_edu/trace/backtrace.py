@@ -33,6 +33,7 @@ class BtFrame:
     line: int | None
     layer: str
     thread: str
+    stack: str = "1.6.1"  # which versions' sources file:line refers to (vmio_edu.stacks)
 
     def __str__(self) -> str:
         return format_frame(self)  # as the CLI and the panel print it: port=0x1f0, type=KVM_RUN
@@ -90,7 +91,8 @@ def _trampoline(stack: list[Frame], state: Any, addrs: AddressMap, level: int, t
     CoroutineUContext pointer, at the line that calls the entry function (coroutine-ucontext.c:118)."""
     if not stack or stack[0].tp.fn is None or not inspect.isgeneratorfunction(inspect.unwrap(stack[0].tp.fn)):
         return None
-    src = lookup("qemu", "coroutine_trampoline")
+    stk = stack[0].tp.stack
+    src = lookup("qemu", "coroutine_trampoline", stk)
     if src is None:
         return None
     co = _coroutine_of(stack, state)
@@ -99,8 +101,8 @@ def _trampoline(stack: list[Frame], state: Any, addrs: AddressMap, level: int, t
     def as_int(x: int) -> int:
         return x - (1 << 32) if x >= 1 << 31 else x
     return BtFrame(level, "coroutine_trampoline", {"i0": as_int(ptr & 0xFFFFFFFF), "i1": as_int(ptr >> 32)},
-                   src.file, call_site("qemu", "coroutine_trampoline", stack[0].tp.name) or src.line,
-                   "qemu-block", thread)
+                   src.file, call_site("qemu", "coroutine_trampoline", stack[0].tp.name, stk) or src.line,
+                   "qemu-block", thread, stk)
 
 
 def backtrace(stack: list[Frame], thread: str, state: Any = None, addrs: AddressMap | None = None
@@ -122,9 +124,10 @@ def backtrace(stack: list[Frame], thread: str, state: Any = None, addrs: Address
         src = f.tp.source
         line = src.stop_line if src else None
         if i < n - 1:  # a caller: show the line that calls the frame above it
-            line = call_site(f.tp.side, f.tp.name, stack[i + 1].tp.name) or (src.line if src else None)
+            line = (call_site(f.tp.side, f.tp.name, stack[i + 1].tp.name, f.tp.stack)
+                    or (src.line if src else None))
         out.append(BtFrame(level, f.tp.name, frame_args(f, addrs, where), src.file if src else "",
-                           line, f.tp.layer, thread))
+                           line, f.tp.layer, thread, f.tp.stack))
     bottom = _trampoline(stack, state, addrs, len(out), thread)
     if bottom is not None:
         out.append(bottom)

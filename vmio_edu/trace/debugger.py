@@ -349,11 +349,13 @@ class Debugger(TimeTravel):
         if function is not None:
             if not isinstance(function, str):
                 raise VmioError(f"break_at takes a function name, not {type(function).__name__}")
-            if not by_name(function, layer):
-                near = difflib.get_close_matches(function, sorted({tp.name for tp in REGISTRY}), n=3)
+            stack = getattr(getattr(self.machine, "stack", None), "name", None)
+            if not by_name(function, layer, stack):
+                near = difflib.get_close_matches(
+                    function, sorted({tp.name for tp in REGISTRY if stack in (None, tp.stack)}), n=3)
                 hint = f" (did you mean {', '.join(near)}?)" if near else \
                     " (try e.g. bdrv_aio_writev, ide_sector_write, paio_submit, kvm_handle_io)"
-                where = f" in layer {layer}" if layer else ""
+                where = (f" in layer {layer}" if layer else "") + (f" in the {stack} stack" if stack else "")
                 raise VmioError(f"no modelled function is called {function!r}{where}{hint}")
         if function is None and layer is None and condition is None:
             raise VmioError("break_at needs a function, a layer or a condition")

@@ -14,6 +14,15 @@ from importlib import resources
 
 QEMU_TAG = "v1.6.1"
 LINUX_TAG = "v3.7"
+# The modern stack (issue 15): QEMU v10.2.0 on Linux v6.12.
+MODERN_QEMU_TAG = "v10.2.0"
+MODERN_LINUX_TAG = "v6.12"
+STACKS = ("1.6.1", "10.2")
+
+
+def tags(stack: str) -> tuple[str, str]:
+    """(QEMU tag, Linux tag) of a stack."""
+    return (QEMU_TAG, LINUX_TAG) if stack == "1.6.1" else (MODERN_QEMU_TAG, MODERN_LINUX_TAG)
 
 
 @dataclass(frozen=True)
@@ -64,8 +73,40 @@ def _stops() -> dict:
     return json.loads(resources.files(__package__).joinpath("sources_stops.json").read_text())
 
 
-def lookup(side: str, function: str) -> SourceRef | None:
-    """The real definition of `function` on `side` ("qemu" or "linux"), or None if the map lacks it."""
+@lru_cache(maxsize=1)
+def _modern_table() -> dict:
+    """The modern stack's map: the reference map's `modern` members (keyed by the modern name), then
+    `sources_modern.json`, our own reading of QEMU v10.2.0 / Linux v6.12 for the functions the map lacks.
+    Each entry keeps line numbers and callee names only (`calls_at`: [[line, "callee"]])."""
+    table: dict = {}
+    for key, e in _table().items():
+        m = e.get("modern")
+        if not m or not m.get("function") or not m.get("line"):
+            continue
+        side = key.split(":")[0]
+        table.setdefault(f"{side}:{m['function']}", {"file": m["file"], "line": m["line"], "tag": m["tag"],
+                                                      "role": e.get("role", ""), "calls_at": []})
+    pkg = resources.files(__package__)
+    for key, e in json.loads(pkg.joinpath("sources_modern.json").read_text()).items():
+        if key.startswith("_"):
+            continue
+        side = key.split(":")[0]
+        calls = [[line, f"{callee}("] for line, callee in e.get("calls_at", [])]
+        base = table.get(key, {})
+        table[key] = {**base, **e, "calls_at": sorted(base.get("calls_at", []) + calls),
+                      "tag": e.get("tag") or tags("10.2")[0 if side == "qemu" else 1]}
+    return table
+
+
+def lookup(side: str, function: str, stack: str = "1.6.1") -> SourceRef | None:
+    """The real definition of `function` on `side` ("qemu" or "linux") in `stack` ("1.6.1": QEMU v1.6.1 /
+    Linux v3.7; "10.2": QEMU v10.2.0 / Linux v6.12), or None if the map lacks it."""
+    if stack != "1.6.1":
+        e = _modern_table().get(f"{side}:{function}")
+        if e is None:
+            return None
+        return SourceRef(side, function, e["file"], e["line"], e["tag"], e.get("role", ""), e.get("stop"),
+                         tuple(e.get("params", ())))
     e = _table().get(f"{side}:{function}")
     if e is None:
         return None
@@ -78,14 +119,14 @@ _PTR_CALL = re.compile(r"(?:->|\.)(\w+)\s*\(|^\s*(?:\w+\s*=\s*)?(access|cb|func|
 
 
 @lru_cache(maxsize=None)
-def call_site(side: str, caller: str, callee: str) -> int | None:
+def call_site(side: str, caller: str, callee: str, stack: str = "1.6.1") -> int | None:
     """The line in `caller` that calls `callee` (the line gdb shows for the caller's frame).
 
     C often calls through pointers (`s->end_transfer_func(s)`, `bs->drv->bdrv_aio_readv(...)`,
     `access(...)`), so after a direct `callee(` we try a pointer call whose member name ends like the
     callee (`bdrv_aio_readv` for `raw_aio_readv`), then any pointer call.
     """
-    e = _table().get(f"{side}:{caller}")
+    e = (_table() if stack == "1.6.1" else _modern_table()).get(f"{side}:{caller}")
     if e is None:
         return None
     calls = [(line, text.replace(" (", "(")) for line, text in e["calls_at"]]

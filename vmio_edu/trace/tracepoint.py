@@ -45,6 +45,7 @@ class TracePoint:
     source: SourceRef | None
     fn: Callable | None = None
     kwnames: tuple[str, ...] = ()  # the model's names of `argnames` (differ where args= renames)
+    stack: str = "1.6.1"  # "1.6.1" (QEMU 1.6.1 / Linux 3.7) or "10.2" (QEMU 10.2 / Linux 6.12)
     bits: int = field(init=False, repr=False)  # the what field of its events in the packed trace
 
     def __post_init__(self) -> None:
@@ -56,12 +57,22 @@ class TracePoint:
 
 
 REGISTRY: list[TracePoint] = []
-_BY_KEY: dict[tuple[str, str], TracePoint] = {}
+_BY_KEY: dict[tuple[str, str, str], TracePoint] = {}
+
+# The modern stack's trees; every other module of the package models QEMU 1.6.1 / Linux 3.7.
+_MODERN_TREES = ("vmio_edu.qemu_10_2", "vmio_edu.linux_6_12")
 
 
-def by_name(name: str, layer: str | None = None) -> list[TracePoint]:
-    """Trace points called `name` (a name can exist in both QEMU and Linux, e.g. kvm_set_irq)."""
-    return [tp for tp in REGISTRY if tp.name == name and (layer is None or tp.layer == layer)]
+def stack_of_module(module: str) -> str:
+    """The stack a module models, from where it sits in the package tree."""
+    return "10.2" if module.startswith(_MODERN_TREES) else "1.6.1"
+
+
+def by_name(name: str, layer: str | None = None, stack: str | None = None) -> list[TracePoint]:
+    """Trace points called `name` (a name can exist in both QEMU and Linux, e.g. kvm_set_irq, and in
+    both stacks, e.g. kvm_cpu_exec); `stack` narrows to one stack."""
+    return [tp for tp in REGISTRY if tp.name == name and (layer is None or tp.layer == layer)
+            and (stack is None or tp.stack == stack)]
 
 
 class Hooks(Protocol):
@@ -159,7 +170,8 @@ def _picker(tp: TracePoint) -> Callable[[tuple, dict], tuple]:
     return lambda a, kw: get(a) if not kw and len(a) > top else _pick(a, kw, tp)
 
 
-def tracepoint(layer: str, args: tuple[str, ...] = (), name: str | None = None) -> Callable:
+def tracepoint(layer: str, args: tuple[str, ...] = (), name: str | None = None,
+               stack: str | None = None) -> Callable:
     """Make a modelled function observable.
 
     `layer` is one of LAYERS; `name` defaults to the Python name, which should be the real C name;
@@ -167,6 +179,7 @@ def tracepoint(layer: str, args: tuple[str, ...] = (), name: str | None = None) 
     model's parameter `bus` by its real name `opaque`. Backtraces show every real parameter (those the
     model lacks as `<optimized out>`); the recorder keeps only the small values.
     Generator functions (QEMU coroutine_fn code) are traced across their yields.
+    `stack` defaults to the stack of the module defining `fn` (`stack_of_module`).
     """
     if layer not in LAYERS:
         raise ValueError(f"unknown layer {layer!r}")
@@ -177,10 +190,11 @@ def tracepoint(layer: str, args: tuple[str, ...] = (), name: str | None = None) 
         # "opaque=bus": the real C parameter `opaque` is the model's `bus` (shown under the real name)
         real = tuple(a.split("=")[0] for a in args)
         model = tuple(a.split("=")[-1] for a in args)
-        tp = TracePoint(len(REGISTRY), fname, layer, side, real, _argpos(fn, model), lookup(side, fname), fn,
-                        model)
+        stk = stack or stack_of_module(fn.__module__)
+        tp = TracePoint(len(REGISTRY), fname, layer, side, real, _argpos(fn, model), lookup(side, fname, stk),
+                        fn, model, stk)
         REGISTRY.append(tp)
-        _BY_KEY[(side, fname)] = tp
+        _BY_KEY[(stk, side, fname)] = tp
 
         return traced(tp, fn)
 

@@ -11,7 +11,7 @@ import re
 from functools import lru_cache
 from typing import Any, Sequence
 
-from ..trace.sources import LINUX_TAG, QEMU_TAG
+from ..trace.sources import tags
 from ..trace.tracepoint import by_name
 from .render import esc
 
@@ -19,17 +19,19 @@ QEMU_URL = "https://github.com/qemu/qemu/blob/{tag}/{file}#L{line}"
 LINUX_URL = "https://github.com/torvalds/linux/blob/{tag}/{file}#L{line}"
 
 
-def real_url(side: str, file: str, line: int | None) -> str | None:
-    """A permalink to `file:line` at the tag the model follows (`side`: "qemu" or "linux")."""
+def real_url(side: str, file: str, line: int | None, stack: str = "1.6.1") -> str | None:
+    """A permalink to `file:line` at the tag the model follows (`side`: "qemu" or "linux"; `stack`:
+    "1.6.1" for QEMU v1.6.1 / Linux v3.7, "10.2" for QEMU v10.2.0 / Linux v6.12)."""
     if not file or line is None:
         return None
+    qemu_tag, linux_tag = tags(stack)
     if side == "linux":
-        return LINUX_URL.format(tag=LINUX_TAG, file=file, line=line)
-    return QEMU_URL.format(tag=QEMU_TAG, file=file, line=line)
+        return LINUX_URL.format(tag=linux_tag, file=file, line=line)
+    return QEMU_URL.format(tag=qemu_tag, file=file, line=line)
 
 
-def _tracepoint(function: str, layer: str | None) -> Any:
-    tps = by_name(function, layer) or by_name(function)
+def _tracepoint(function: str, layer: str | None, stack: str = "1.6.1") -> Any:
+    tps = by_name(function, layer, stack) or by_name(function, stack=stack) or by_name(function)
     return tps[0] if tps else None
 
 
@@ -42,12 +44,12 @@ def python_source(fn: Any) -> tuple[str, int, list[str]]:
     return short, start, [ln.rstrip("\n") for ln in lines]
 
 
-def _called_names(side: str, caller: str, real_line: int | None) -> list[str]:
+def _called_names(side: str, caller: str, real_line: int | None, stack: str = "1.6.1") -> list[str]:
     """The names called on the real line a caller frame is at (`write` for `mrp->write(...)`): the model
     calls through the same member names, which finds its line when the callee is called by pointer."""
-    from ..trace.sources import _table
+    from ..trace.sources import _modern_table, _table
 
-    e = _table().get(f"{side}:{caller}") or {}
+    e = (_table() if stack == "1.6.1" else _modern_table()).get(f"{side}:{caller}") or {}
     out = []
     for line, text in e.get("calls_at", []):
         if line == real_line:
@@ -90,10 +92,11 @@ def frame_source_html(frames: Sequence[Any], level: int, kind: str | None) -> st
         return '<div class="vmio-source"><i>no function here: not stopped inside a traced function</i></div>'
     level = max(0, min(level, len(frames) - 1))
     f = frames[level]
-    tp = _tracepoint(f.function, f.layer)
+    stack = getattr(f, "stack", "1.6.1")
+    tp = _tracepoint(f.function, f.layer, stack)
     side = tp.side if tp is not None else ("linux" if f.layer in ("guest", "vmx", "kvm", "host") else "qemu")
-    url = real_url(side, f.file, f.line)
-    project = "QEMU " + QEMU_TAG if side == "qemu" else "Linux " + LINUX_TAG
+    url = real_url(side, f.file, f.line, stack)
+    project = "QEMU " + tags(stack)[0] if side == "qemu" else "Linux " + tags(stack)[1]
     link = (f'<a class="vmio-real-link" href="{esc(url)}" target="_blank" rel="noopener">{esc(f.file)}:{esc(f.line)}'
             f' in {project} \u2197</a>' if url else "")
     if tp is None or tp.fn is None:
@@ -103,7 +106,7 @@ def frame_source_html(frames: Sequence[Any], level: int, kind: str | None) -> st
     except (OSError, TypeError) as e:
         return f'<div class="vmio-source"><div>{link}</div><i>model source unavailable: {esc(e)}</i></div>'
     callee = frames[level - 1].function if level > 0 else None
-    also = _called_names(side, f.function, f.line) if level > 0 else ()
+    also = _called_names(side, f.function, f.line, stack) if level > 0 else ()
     cur = current_line(lines, callee, kind if level == 0 else None, also)
     rows = []
     # A long function: its signature, then the lines from a little before the current one (the pane shows
