@@ -791,7 +791,7 @@ def kvm_arch_vcpu_ioctl_run(vcpu) -> int:
     OUT that is `complete_fast_pio_out`, which moves RIP past it), then run (x86.c:11475-11580)."""
     vcpu.exit_detail = ""
     vcpu.cpu.budget_left = vcpu.cpu.max_insns
-    vcpu.run.flags = 0
+    vcpu.run.padding2[0] = vcpu.run.padding2[1] = 0  # kvm_run->flags (the u16 at offset 14 in 6.12)
     try:
         cui = vcpu.arch.complete_userspace_io
         if cui is not None:

@@ -39,7 +39,7 @@ from vmio_edu.linux_6_12.include.linux.kvm_host import kvm_make_request
 from vmio_edu.trace.tracepoint import emit, tracepoint
 from .. import x86
 from ..kvm_cache_regs import kvm_rip_read, kvm_rip_write
-from ..mmu import handle_mmio_page_fault, kvm_mmu_page_fault
+from ..mmu import kvm_mmu_page_fault
 
 _ALL_REGS = (1 << 17) - 1
 EXIT_REASON_PREEMPTION_TIMER = 52
