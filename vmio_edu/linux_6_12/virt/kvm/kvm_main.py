@@ -23,7 +23,8 @@ from vmio_edu.linux.virt.kvm import kvm_main as _m37
 from vmio_edu.linux.virt.kvm.kvm_main import (_EXTENSIONS, EOPNOTSUPP, KVM_API_VERSION, KVM_MAX_VCPUS,  # noqa: F401
                                               KVM_MEM_LOG_DIRTY_PAGES, KVM_MEMORY_SLOTS,
                                               KVM_MP_STATE_UNINITIALIZED, VCPU_MMAP_PAGES, _err, _matching)
-from vmio_edu.linux_6_12.arch.x86.include.asm.kvm_host import KVM_REQ_UNBLOCK, NR_VCPU_REGS, VCPU_REGS_RIP
+from vmio_edu.linux_6_12.arch.x86.include.asm.kvm_host import KVM_REQ_UNBLOCK, NR_VCPU_REGS, VCPU_REGS_RCX, VCPU_REGS_RIP
+from vmio_edu.linux_6_12.arch.x86.kvm.kvm_cache_regs import kvm_register_read, kvm_rip_read
 from vmio_edu.linux_6_12.arch.x86.kvm import x86
 from vmio_edu.linux_6_12.arch.x86.kvm.emulate import x86_emulate_ctxt
 from vmio_edu.linux_6_12.arch.x86.kvm.vmx import vmx as _vmx  # registers kvm_x86_ops, as vmx_init() does
@@ -60,6 +61,13 @@ class KvmVcpuFile(_m37.KvmVcpuFile):
     def ioctl(self, request: int, arg: Any = 0) -> Any:
         self._check()
         return kvm_vcpu_ioctl(self.vcpu, request, arg)
+
+    def peek_rip_rcx(self) -> tuple[int, int] | None:
+        """RIP and RCX as KVM_GET_REGS would return them (None: ask the ioctl). The model's only."""
+        vcpu = self.vcpu
+        if vcpu.arch.emulate_regs_need_sync_to_vcpu:
+            return None
+        return kvm_rip_read(vcpu), kvm_register_read(vcpu, VCPU_REGS_RCX)
 
     def mmap(self, length: int) -> memoryview:
         self._check()

@@ -14,8 +14,8 @@ The stages a learner steps through are this module's, with 6.12's lines:
   (emulate.c:1438). 3.7 divided the room by the element size first; 6.12 uses the byte count as an element
   count, so a batch that starts 256 bytes before the page end takes 256 words (512 bytes), past the page.
 * `x86_emulate_insn` (emulate.c:5104): REP string instructions run with RFLAGS.RF set (5247-5250, cleared
-  when the instruction completes, 5377); RCX = 0 finishes at once (5193-5200); after each step the REP
-  bookkeeping restarts in the kernel or goes back to the guest exactly as in 3.7 (5353-5374).
+  when the instruction completes, 5381); RCX = 0 finishes at once (5193-5200); after each step the REP
+  bookkeeping restarts in the kernel or goes back to the guest exactly as in 3.7 (5354-5382).
 * `em_in` / `em_out` (emulate.c:3560 / 3569): OUTS always sends one element.
 
 Not modelled: `string_registers_quirk` (emulate.c:2607), which only acts on an Intel guest CPUID with a

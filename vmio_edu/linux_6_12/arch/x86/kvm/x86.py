@@ -1,7 +1,7 @@
 """arch/x86/kvm/x86.c (Linux v6.12): the vendor-independent x86 KVM code on the I/O path.
 
 KVM_RUN enters `kvm_arch_vcpu_ioctl_run` (x86.c:11475). If the last exit left an instruction half done,
-`vcpu->arch.complete_userspace_io` finishes it first (11553-11561). In 6.12 that callback is armed far
+`vcpu->arch.complete_userspace_io` finishes it first (11555-11563). In 6.12 that callback is armed far
 more often than in 3.7, because the fast path no longer moves RIP before it exits:
 
 * a plain OUT: `kvm_fast_pio` → `kvm_fast_pio_out` (9317) copies RAX into the PIO page, fills
