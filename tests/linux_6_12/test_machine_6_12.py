@@ -110,3 +110,19 @@ def test_goto_and_back_reproduce_the_forward_states(stack):
         assert back.index < firsts[0]
     finally:
         m.close()
+
+
+def test_the_10_2_stack_opens_the_6_12_kernel_for_the_emulated_engine():
+    from vmio_edu.devkvm import open_dev_kvm
+    from vmio_edu.linux.include.uapi.linux import kvm as K
+    from vmio_edu.linux_6_12.virt.kvm.kvm_main import KvmDevFile
+    from vmio_edu.stacks import get_stack
+    f, used, note = open_dev_kvm("unicorn", None, get_stack("10.2"))
+    try:
+        assert isinstance(f, KvmDevFile) and used == "unicorn" and note == ""
+        assert f.ioctl(K.KVM_GET_API_VERSION) == 12
+        vm = f.ioctl(K.KVM_CREATE_VM, 0)
+        vcpu = vm.ioctl(K.KVM_CREATE_VCPU, 0)
+        assert type(vcpu.vcpu.arch.pio).__module__ == "vmio_edu.linux_6_12.arch.x86.include.asm.kvm_host"
+    finally:
+        f.close()
