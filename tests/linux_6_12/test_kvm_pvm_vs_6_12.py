@@ -242,3 +242,13 @@ if given is not None:
                 lines += [f"mov dx, {port:#x}", f"mov cx, {n}", f"mov si, {start:#x}", f"mov di, {start:#x}",
                           f"rep {kind}{suffix}"]
         _same_but_out_rip(16, "\n".join(lines) + "\n" + END)
+
+
+def test_compare_on_the_10_2_stack_names_the_out_rip_difference(capsys):
+    from vmio_edu.cli import main
+    assert main(["compare", "--stack", "10.2", "--op", "write", "--lba", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("identical: ")
+    assert "RIP differs at" in out
+    assert "host property (plain_out_rip): RIP is already past a plain OUT" in out
+    assert "the emulated engine follows Linux v6.12" in out
