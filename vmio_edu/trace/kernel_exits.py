@@ -35,7 +35,8 @@ from typing import Any
 from ..cpu import vmcs as V
 
 _VMX_NAMES = {v: k[len("EXIT_REASON_"):] for v, k in V.EXIT_REASON_NAMES.items()}
-_IO_DEVICE_KIND = {"pic-master": "pic", "pic-slave": "pic", "pic-elcr": "pic"}
+_IO_DEVICE_KIND = {"pic-master": "pic", "pic-slave": "pic", "pic-elcr": "pic",
+                   "picdev_master": "pic", "picdev_slave": "pic", "picdev_elcr": "pic"}  # (Linux 6.12's names)
 
 
 @dataclass
@@ -74,11 +75,15 @@ class KernelExitRecorder:
         rec = KernelExitRecord(_VMX_NAMES.get(reason, str(reason)), reason, fields.get("rip"),
                                getattr(ctx, "name", None))
         if reason == V.EXIT_REASON_IO_INSTRUCTION and device is not None:
-            pio = vcpu.arch.pio
             rec.reason = f"IO({device})"
-            rec.direction = "in" if pio.in_ else "out"
-            rec.size, rec.port = pio.size, pio.port
-            rec.data = bytes(vcpu.arch.pio_data[:pio.size]).hex()
+            io = fields.get("io")
+            if io is not None:  # Linux 6.12's model says what the device took (arch.pio is for userspace)
+                rec.direction, rec.size, rec.port, rec.data = io[0], io[1], io[2], bytes(io[3]).hex()
+            else:  # Linux 3.7 records every access in vcpu->arch.pio and the PIO page first
+                pio = vcpu.arch.pio
+                rec.direction = "in" if pio.in_ else "out"
+                rec.size, rec.port = pio.size, pio.port
+                rec.data = bytes(vcpu.arch.pio_data[:pio.size]).hex()
         elif reason == V.EXIT_REASON_IO_INSTRUCTION:
             rec.reason = "IO(emulator)"  # x86_emulate_instruction finished it (e.g. a rep string with RCX=0)
         elif reason in (V.EXIT_REASON_EPT_VIOLATION, V.EXIT_REASON_EPT_MISCONFIG) and device is not None:
