@@ -1,15 +1,12 @@
 """`vmio-edu trace --stack 10.2 --break blk_aio_pwritev` prints QEMU 10.2's backtrace with 10.2 file:line
-(issue 15's first "done when"), on real KVM (the emulated engine needs the Linux 6.12 model)."""
+(issue 15's first "done when"), on both engines (the emulated one runs the Linux 6.12 model)."""
 import json
-
-import pytest
 
 from vmio_edu.cli import main
 
 
-@pytest.mark.kvm
-def test_trace_break_prints_the_10_2_backtrace(need_kvm, capsys):
-    assert main(["trace", "--stack", "10.2", "--engine", "kvm", "--op", "write", "--lba", "3",
+def test_trace_break_prints_the_10_2_backtrace(engine, capsys):
+    assert main(["trace", "--stack", "10.2", "--engine", engine, "--op", "write", "--lba", "3",
                  "--break", "blk_aio_pwritev"]) == 0
     out = capsys.readouterr().out
     lines = [x for x in out.splitlines() if x.startswith("#")]
@@ -23,9 +20,8 @@ def test_trace_break_prints_the_10_2_backtrace(need_kvm, capsys):
     assert lines[-1].startswith("#15 qemu_thread_start (") and lines[-1].endswith("util/qemu-thread-posix.c:393")
 
 
-@pytest.mark.kvm
-def test_trace_json_names_the_stack(need_kvm, capsys):
-    assert main(["trace", "--stack", "10.2", "--engine", "kvm", "--op", "both", "--lba", "2", "--sectors", "2",
+def test_trace_json_names_the_stack(engine, capsys):
+    assert main(["trace", "--stack", "10.2", "--engine", engine, "--op", "both", "--lba", "2", "--sectors", "2",
                  "--format", "json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["stack"] == "10.2" and r["check"]["ok"] and r["check"]["sectors_written"] == [2, 3]
