@@ -71,3 +71,21 @@ def test_a_real_comparison_renders_backtraces_and_exits():
     ex = V.tab_html(r.to_json(), "exits")  # the JSON form renders the same
     assert re.search(r"IO out port=0x1f0 size=2</td><td>256</td><td>256</td>", ex)
     assert "class=\"vmio-differs\"" not in ex
+
+
+def test_ladder_numbers_each_column_in_its_own_path_order(synthetic):
+    import matplotlib
+    matplotlib.use("Agg")
+    from vmio_edu.widgets.diffladder import ladder, rungs
+
+    rs = rungs(synthetic, layers=("qemu-ide", "qemu-block", "qemu-cpu"))
+    got = [(r.kind, r.old, r.new, r.old_y, r.new_y) for r in rs]
+    assert got == [("SAME", "ide_sector_write", "ide_sector_write", 0, 0),
+                   ("RENAMED", "bdrv_aio_writev", "blk_aio_pwritev", 1, 1),
+                   ("REMOVED", "cpu_outw", None, 2, None),
+                   ("ADDED", None, "bdrv_aligned_pwritev", None, 2),
+                   ("MOVED", "ide_sector_write_cb", "ide_sector_write_cb", 3, 3)]
+    assert [r.new for r in rungs(synthetic, threads=("main", "worker-1"))] == ["ide_sector_write_cb"]
+    assert ladder(synthetic, layers=("qemu-ide", "qemu-block", "qemu-cpu")) == rs
+    with pytest.raises(ValueError, match="no aligned stage"):
+        rungs(synthetic, layers=("vmx",))
