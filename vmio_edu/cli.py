@@ -5,6 +5,7 @@
     vmio-edu exits GUEST.bin --mode 16|32|64 [--load ADDR] [--entry ADDR] [--engine ...] [--format json]
     vmio-edu bench [--format text|json|markdown] [--quick] [--engine unicorn|kvm|both] [--plot FILE.png]
     vmio-edu diff-paths [--op write|read] [--break FUNCTION] [--engine ...] [--sectors N] [--format text|json]
+                        [--changes] [--stacks OLD,NEW]
 
 Errors print `error: ...` on stderr and exit non-zero, never with a traceback.
 """
@@ -75,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--engine", choices=("unicorn", "kvm", "auto"), default="unicorn")
     d.add_argument("--format", choices=("text", "json"), default="text")
     d.add_argument("--seed", type=_int, default=0)
+    d.add_argument("--changes", action="store_true",
+                   help="text: only the rows that changed, each after the SAME row before it")
     d.add_argument("--stacks", default="1.6.1,10.2", metavar="OLD,NEW",
                    help="the two stacks to compare (default 1.6.1,10.2)")
 
@@ -336,7 +339,7 @@ def cmd_diff_paths(args: argparse.Namespace) -> int:
     for run in (r.old, r.new):
         if run.note:
             print(f"note ({run.stack}): {run.note}", file=sys.stderr)
-    print(json.dumps(r.to_json(), indent=1) if args.format == "json" else format_text(r))
+    print(json.dumps(r.to_json(), indent=1) if args.format == "json" else format_text(r, args.changes))
     return 0 if r.old.image_ok and r.new.image_ok else 1
 
 

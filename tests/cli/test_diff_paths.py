@@ -96,3 +96,16 @@ def test_break_takes_either_stacks_name():
     assert break_pair("paio_submit", "1.6.1", "10.2") == ("paio_submit", "raw_thread_pool_submit")
     assert break_pair("ide_sector_write", "1.6.1", "10.2") == ("ide_sector_write", "ide_sector_write")
     assert break_pair("blk_aio_pwritev", "1.6.1", "1.6.1") == ("blk_aio_pwritev", "blk_aio_pwritev")
+
+
+def test_changes_only_keeps_each_change_after_its_place():
+    from vmio_edu.trace.diffpaths import Stage, align
+    from vmio_edu.trace.diffreport import format_rows
+
+    old = [Stage(n, "qemu-block", "vcpu0") for n in ("a", "b", "c", "d", "e")]
+    new = [Stage(n, "qemu-block", "vcpu0") for n in ("a", "b", "x", "c", "d")]
+    lines = format_rows(align(old, new, {}), changes_only=True)
+    body = [ln.split()[:3] for ln in lines[2:]]
+    assert body == [["SAME", "qemu-block", "b"], ["ADDED", "qemu-block", "x"], ["SAME", "qemu-block", "d"],
+                    ["REMOVED", "qemu-block", "e"]]
+    assert len(format_rows(align(old, new, {}))) == 2 + 6

@@ -248,11 +248,24 @@ def _count(n: int) -> str:
     return f"×{n}" if n < 1000 else f"×{n // 1000}k"
 
 
-def format_rows(rows: list[Row], old: str = "1.6.1", new: str = "10.2") -> list[str]:
-    """The aligned table, one stage per row, grouped by thread; every line fits WIDTH columns."""
+def changed_rows(rows: list[Row]) -> list[Row]:
+    """The rows that are not plain SAME, each run of them after the SAME row before it (its place)."""
+    keep: list[int] = []
+    for i, r in enumerate(rows):
+        if r.kind != "SAME" or r.merged:
+            if i and rows[i - 1].kind == "SAME" and not rows[i - 1].merged and (not keep or keep[-1] != i - 1):
+                keep.append(i - 1)
+            keep.append(i)
+    return [rows[i] for i in keep]
+
+
+def format_rows(rows: list[Row], old: str = "1.6.1", new: str = "10.2", changes_only: bool = False
+                ) -> list[str]:
+    """The aligned table, one stage per row, grouped by thread; every line fits WIDTH columns.
+    `changes_only`: only `changed_rows`."""
     out = [f"{'kind':<8} {'layer':<15} {old:<{_NAME_W}} {'':>4}  {new:<{_NAME_W}} {'':>4}"]
     thread = None
-    for r in rows:
+    for r in changed_rows(rows) if changes_only else rows:
         t = (r.new or r.old).thread  # type: ignore[union-attr]
         if t != thread:
             thread = t
@@ -280,8 +293,9 @@ def _batches(counts: list[int]) -> str:
     return text if len(text) <= 8 else f"{len(counts)} exits"
 
 
-def format_text(r: DiffResult) -> str:
-    """`vmio-edu diff-paths`'s text output (WIDTH columns)."""
+def format_text(r: DiffResult, changes_only: bool = False) -> str:
+    """`vmio-edu diff-paths`'s text output (WIDTH columns); `changes_only`: leave out the SAME rows
+    except the one before each change."""
     o, n = r.old, r.new
     s = r.summary
     out = [f"vmio-edu diff-paths: op={r.op} lba={r.lba} sectors={r.sectors} engine={o.engine}",
@@ -290,7 +304,7 @@ def format_text(r: DiffResult) -> str:
            "  rows: " + ", ".join(f"{v} {k}" for k, v in s.items()),
            "  flags: = the 10.2 model runs the 1.6.1 code unchanged; ~ calls made through a chain "
            "listed above", ""]
-    out += format_rows(r.rows, o.stack, n.stack)
+    out += format_rows(r.rows, o.stack, n.stack, changes_only)
     if r.break_names is not None:
         out.append("")
         for side, run, fn in (("old", o, r.break_names[0]), ("new", n, r.break_names[1])):
@@ -320,5 +334,5 @@ def format_text(r: DiffResult) -> str:
     return "\n".join(out)
 
 
-__all__ = ["DiffResult", "StackRun", "break_pair", "diff_paths", "exit_classes", "format_text",
+__all__ = ["DiffResult", "StackRun", "break_pair", "changed_rows", "diff_paths", "exit_classes", "format_text",
            "plain_out_rip", "run_stack", "SCHEMA", "WIDTH"]

@@ -89,11 +89,12 @@ def rows_html(d: dict, changes_only: bool = False) -> str:
     old, new = d["stacks"]["old"]["stack"], d["stacks"]["new"]["stack"]
     rows = d["rows"]
     keep = list(range(len(rows)))
-    if changes_only:
+    if changes_only:  # (as diffreport.changed_rows, on the JSON form)
         keep = []
         for i, r in enumerate(rows):
             if r["kind"] != "SAME" or r["merged"]:
-                if i and rows[i - 1]["kind"] == "SAME" and (not keep or keep[-1] != i - 1):
+                prev = rows[i - 1] if i else None
+                if prev and prev["kind"] == "SAME" and not prev["merged"] and (not keep or keep[-1] != i - 1):
                     keep.append(i - 1)
                 keep.append(i)
     out = [f'<table><tr><th>kind</th><th>layer</th><th colspan="2">{esc(old)}</th>'
