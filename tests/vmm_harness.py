@@ -40,9 +40,15 @@ def addr_after(src: str, mode: int, base: int = CODE) -> int:
     return base + len(assemble(src, mode, base)) if src.strip() else base
 
 
+EMULATED = ("unicorn", "unicorn-6.12")  # the Linux 3.7 model, the Linux 6.12 model
+
+
 def open_engine(engine: str, sched: Any = None):
     if engine == "unicorn":
         return open_emulated_kvm(sched)
+    if engine == "unicorn-6.12":
+        from vmio_edu.linux_6_12.virt.kvm.kvm_main import open_emulated_kvm as open_6_12
+        return open_6_12(sched)
     from vmio_edu.kvm.device import open_real_kvm
     try:
         return open_real_kvm(sched)
@@ -134,7 +140,7 @@ class Vm:
 
     @property
     def vmcs(self):
-        return self.vcpu.cpu.vmcs if self.engine == "unicorn" else None
+        return self.vcpu.cpu.vmcs if self.engine in EMULATED else None
 
     # -- running ------------------------------------------------------------------------------------
     def step(self) -> Exit:

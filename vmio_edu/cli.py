@@ -252,6 +252,7 @@ def first_divergence(a: list, b: list) -> int | None:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from .errors import EngineUnavailable
+    from .stacks import get_stack
 
     kw = dict(op=args.op, lba=args.lba, sectors=args.sectors, polling=args.polling, stack=args.stack)
     emu = run_engine("unicorn", **kw)
@@ -262,7 +263,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     i = first_divergence(emu["exits"], real["exits"])
     same_image = emu["image"] == real["image"]
     result = {"identical": i is None and same_image, "exits": len(emu["exits"]), "divergence": i,
-              "image_identical": same_image, "engines": {}}
+              "image_identical": same_image, "engines": {}, "kernel": get_stack(args.stack).linux}
     for r in (emu, real):
         result["engines"][r["engine"]] = {
             "exits": len(r["exits"]), "wall_s": round(r["wall_s"], 4),
@@ -270,7 +271,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             "layer_share": {k: round(v, 3) for k, v in r["shares"].items()}}
     if i is not None:
         from .kvm.host_facts import host_properties
-        result["host_properties"] = host_properties("kvm")  # where this host's kernel is not Linux 3.7
+        result["host_properties"] = host_properties("kvm", args.stack)  # where this host's kernel is not the model's
         lo = max(0, i - 3)
         result["context"] = {e: [x.to_json() for x in r["exits"][lo:i + 2]]
                              for e, r in (("unicorn", emu), ("kvm", real))}
@@ -293,7 +294,7 @@ def _format_compare(r: dict) -> str:
             out.append(f"  {engine}:")
             out += [f"    {json.dumps(x)}" for x in xs]
         for fact, what in r.get("host_properties", {}).items():
-            out.append(f"  host property ({fact}): {what}; the emulated engine follows Linux 3.7")
+            out.append(f"  host property ({fact}): {what}; the emulated engine follows {r.get('kernel', 'Linux 3.7')}")
     for engine, e in r["engines"].items():
         out.append(f"\n{engine}: {e['exits']} exits in {e['wall_s']} s = {e['us_per_exit']} us per exit")
         out += [f"  {layer:<16} {share:6.1%}" for layer, share in e["layer_share"].items()]

@@ -52,8 +52,8 @@ STACKS: dict[str, Stack] = {
     "10.2": Stack(
         "10.2", "QEMU v10.2.0", "Linux v6.12",
         board="vmio_edu.qemu_10_2.hw.i386.pc_piix:pc_init1",
-        vcpu_thread="vmio_edu.qemu_10_2.accel.kvm.kvm_accel_ops:kvm_vcpu_thread_fn",
-        main_loop="vmio_edu.qemu_10_2.system.main:qemu_main_loop",
+        vcpu_thread="vmio_edu.qemu_10_2.accel.kvm.kvm_accel_ops:kvm_vcpu_thread",
+        main_loop="vmio_edu.qemu_10_2.system.main:qemu_default_main",
         block_open="vmio_edu.qemu_10_2.block.block_backend:blk_new_open",
         block_close="vmio_edu.qemu_10_2.block.block_backend:blk_unref",
         cleanup="vmio_edu.qemu_10_2.util.main_loop:qemu_cleanup_main_loop",
