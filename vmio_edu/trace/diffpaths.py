@@ -208,32 +208,36 @@ def _role_key(role: str) -> tuple:
     return (order, role)
 
 
-def _token(s: Stage, renames: dict[tuple[str, str], str] | None) -> tuple[str, str]:
-    """What a stage is compared by: its side and its name in 10.2 terms."""
-    return (s.side, renames.get((s.side, s.name), s.name) if renames is not None else s.name)
+def _matches(o: Stage, n: Stage, renames: dict[tuple[str, str], str]) -> bool:
+    """Is 10.2 stage `n` the counterpart of 1.6.1 stage `o`: the same side, and the same name or the
+    name the rename table gives (a model may keep the old name where the map renames, e.g. a syscall)."""
+    return o.side == n.side and (n.name == o.name or n.name == renames.get((o.side, o.name)))
 
 
-def _lcs(a: list[Stage], b: list[Stage], ta: list, tb: list) -> list[tuple[int, int]]:
-    """The matched (i, j) pairs of a weighted longest common subsequence of token lists `ta`, `tb`.
+def _weight(o: Stage, n: Stage) -> int:
+    # every match is worth 16; a same name adds 2, a same layer 1: among alignments with the most
+    # matches, the most literal one wins
+    return 16 + 2 * (o.name == n.name) + (o.layer == n.layer)
 
-    Every match is worth 16; a same name adds 2, a same layer 1, so among alignments with the most
-    matches the most literal one wins. The walk back prefers a match, then dropping from `a` first:
-    the result depends on the input only."""
+
+def _lcs(a: list[Stage], b: list[Stage], renames: dict) -> list[tuple[int, int]]:
+    """The matched (i, j) pairs of a weighted longest common subsequence of `a` and `b` (see _weight).
+    The walk back prefers a match, then dropping from `a` first: the result depends on the input only."""
     n, m = len(a), len(b)
+    ok = [[_matches(x, y, renames) for y in b] for x in a]
     dp = [[0] * (m + 1) for _ in range(n + 1)]
     for i in range(n - 1, -1, -1):
-        row, below = dp[i], dp[i + 1]
+        row, below, oki = dp[i], dp[i + 1], ok[i]
         for j in range(m - 1, -1, -1):
             best = below[j] if below[j] >= row[j + 1] else row[j + 1]
-            if ta[i] == tb[j]:
-                w = 16 + 2 * (a[i].name == b[j].name) + (a[i].layer == b[j].layer) + below[j + 1]
+            if oki[j]:
+                w = _weight(a[i], b[j]) + below[j + 1]
                 if w > best:
                     best = w
             row[j] = best
     pairs, i, j = [], 0, 0
     while i < n and j < m:
-        if ta[i] == tb[j] and dp[i][j] == 16 + 2 * (a[i].name == b[j].name) + (a[i].layer == b[j].layer) \
-                + dp[i + 1][j + 1]:
+        if ok[i][j] and dp[i][j] == _weight(a[i], b[j]) + dp[i + 1][j + 1]:
             pairs.append((i, j))
             i, j = i + 1, j + 1
         elif dp[i + 1][j] >= dp[i][j + 1]:
@@ -262,34 +266,38 @@ def align(old: list[Stage], new: list[Stage], renames: dict[tuple[str, str], str
     for role in roles:
         a = [s for s in old if thread_role(s.thread) == role]
         b = [s for s in new if thread_role(s.thread) == role]
-        ta, tb = [_token(s, renames) for s in a], [_token(s, None) for s in b]
         i = j = 0
-        for pi, pj in _lcs(a, b, ta, tb) + [(len(a), len(b))]:
+        for pi, pj in _lcs(a, b, renames) + [(len(a), len(b))]:
             rows += [Row("REMOVED", old=s) for s in a[i:pi]]
             rows += [Row("ADDED", new=s, shared=s.shared) for s in b[j:pj]]
             if pi < len(a):
                 rows.append(_matched_row(a[pi], b[pj]))
             i, j = pi + 1, pj + 1
-    rows = _pair_moved(rows, renames)
+    rows = _pair_leftovers(rows, renames, same_thread=True, old_name=old_name)
+    rows = _pair_leftovers(rows, renames, same_thread=False, old_name=old_name)
     _mark_merged(rows, old, new, renames, old_name, new_name)
     return rows
 
 
-def _pair_moved(rows: list[Row], renames: dict) -> list[Row]:
-    """A stage left REMOVED on one thread and ADDED on another under the same (10.2) name moved there:
-    one MOVED row, where the 10.2 run has it."""
+def _pair_leftovers(rows: list[Row], renames: dict, *, same_thread: bool, old_name: str) -> list[Row]:
+    """Pair a stage left REMOVED with its counterpart left ADDED, in order; the pair takes the place the
+    10.2 run has it. `same_thread`: the run reached it at another point than the other run did (its
+    first call had another cause: 3.7 emulated the status-register IN, 6.12 takes it on the fast path),
+    so it is SAME or RENAMED with a note; otherwise, on another thread: MOVED."""
     removed = [r for r in rows if r.kind == "REMOVED"]
     taken: set[int] = set()
     out: list[Row] = []
     for r in rows:
         if r.kind == "ADDED":
-            tok = _token(r.new, None)  # type: ignore[arg-type]
             for o in removed:
-                if id(o) not in taken and _token(o.old, renames) == tok \
-                        and thread_role(o.old.thread) != thread_role(r.new.thread):  # type: ignore[union-attr]
-                    taken.add(id(o))
-                    r = _matched_row(o.old, r.new)  # type: ignore[arg-type]
-                    break
+                if id(o) in taken or not _matches(o.old, r.new, renames) \
+                        or (thread_role(o.old.thread) == thread_role(r.new.thread)) != same_thread:
+                    continue
+                taken.add(id(o))
+                r = _matched_row(o.old, r.new)
+                if same_thread:
+                    r.note = f"{old_name} first reached it at another point of the run"
+                break
         out.append(r)
     return [r for r in out if id(r) not in taken]
 
@@ -301,32 +309,23 @@ def _mark_merged(rows: list[Row], old: list[Stage], new: list[Stage], renames: d
     `merged`, paired with the first such 10.2 stage (and the same the other way round for ADDED). A
     stage the other run calls less often stays REMOVED/ADDED (10.2's second bdrv_driver_pwritev)."""
     matched = {id(s) for r in rows if r.old is not None and r.new is not None for s in (r.old, r.new)}
-
-    def index(stages: list[Stage], ren: dict | None) -> dict[tuple, list[Stage]]:
-        out: dict[tuple, list[Stage]] = {}
-        for s in stages:
-            out.setdefault((thread_role(s.thread), _token(s, ren)), []).append(s)
-        return out
-    olds, news = index(old, renames), index(new, None)
     for k, r in enumerate(rows):
         if r.kind not in ("REMOVED", "ADDED"):
             continue
         s = r.old if r.kind == "REMOVED" else r.new
-        key = (thread_role(s.thread), _token(s, renames if r.kind == "REMOVED" else None))
-        mine, theirs = (olds, news) if r.kind == "REMOVED" else (news, olds)
-        partners = [p for p in theirs.get(key, []) if id(p) in matched]
-        if partners and sum(p.count for p in theirs[key]) >= sum(p.count for p in mine[key]):
+        role = thread_role(s.thread)
+        if r.kind == "REMOVED":
+            theirs = [n for n in new if thread_role(n.thread) == role and _matches(s, n, renames)]
+            mine = [o for o in old if thread_role(o.thread) == role and any(_matches(o, n, renames) for n in theirs)]
+        else:
+            theirs = [o for o in old if thread_role(o.thread) == role and _matches(o, s, renames)]
+            mine = [n for n in new if thread_role(n.thread) == role and any(_matches(o, n, renames) for o in theirs)]
+        partners = [p for p in theirs if id(p) in matched]
+        if partners and sum(p.count for p in theirs) >= sum(p.count for p in mine):
             pair = (s, partners[0]) if r.kind == "REMOVED" else (partners[0], s)
             other = new_name if r.kind == "REMOVED" else old_name
             rows[k] = replace(_matched_row(*pair), merged="new" if r.kind == "REMOVED" else "old",
                               note=f"{other} makes these calls through the chain listed first")
-    # a removed stage whose counterpart sits elsewhere on the path, unmatched: say where
-    added = {(_token(r.new, None)): r for r in rows if r.kind == "ADDED"}
-    for r in rows:
-        if r.kind == "REMOVED":
-            other = added.get(_token(r.old, renames))
-            if other is not None and other.new.name != r.old.name:
-                r.note = f"its {new_name} counterpart {other.new.name} runs elsewhere on the path"
 
 
 def summary(rows: Iterable[Row]) -> dict[str, int]:
