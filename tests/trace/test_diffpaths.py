@@ -143,6 +143,12 @@ def test_a_counterpart_reached_at_another_point_is_paired_where_10_2_has_it():
     assert "another point of the run" in rows[-1].note and len(rows) == 4
 
 
+def test_the_read_side_entry_is_a_counterpart_too():
+    rows = align([S("bdrv_co_do_rw")], [S("blk_aio_read_entry")], rename_table())
+    assert kinds(rows) == [("RENAMED", "bdrv_co_do_rw", "blk_aio_read_entry")]
+    assert kinds(align([S("bdrv_co_do_rw")], [S("blk_aio_read_entry")], {}))[0][0] == "REMOVED"
+
+
 def test_a_model_that_keeps_the_old_name_still_matches():
     """The map renames sys_pwrite64 to ksys_pwrite64; a 10.2 model that kept sys_pwrite64 is the same stage."""
     renames = {("linux", "sys_pwrite64"): "ksys_pwrite64"}

@@ -108,7 +108,7 @@ class Stage:
     coroutine: bool = False  # it ran on a coroutine's stack
     file: str = ""
     line: int | None = None
-    shared: bool = False  # the 10.2 model runs the 1.6.1 body unchanged (trace.stacks.unchanged)
+    shared: bool = False  # its model is a 1.6.1 body re-bound unchanged (trace.stacks.unchanged; 10.2 only)
 
     @property
     def side(self) -> str:
@@ -123,8 +123,9 @@ def _is_shared(tp: TracePoint) -> bool:
     fn = tp.fn
     if fn is None:
         return False
-    key = f"{fn.__module__}.{fn.__qualname__}"
-    return key in UNCHANGED or key in UNCHANGED.values()
+    # only the borrowing side knows: whether a 1.6.1 body is borrowed depends on whether the modern tree
+    # was imported yet, which must not change a run's stages
+    return f"{fn.__module__}.{fn.__qualname__}" in UNCHANGED
 
 
 def reduce_stages(events: Sequence) -> list[Stage]:
@@ -208,10 +209,19 @@ def _role_key(role: str) -> tuple:
     return (order, role)
 
 
+# Counterparts the rename table cannot hold (it has one per 1.6.1 name): the reference map's notes name
+# them ("bdrv_co_do_rw -> blk_aio_write_entry ... Read side: blk_aio_read_entry").
+ALSO: dict[tuple[str, str], tuple[str, ...]] = {("qemu", "bdrv_co_do_rw"): ("blk_aio_read_entry",)}
+
+
 def _matches(o: Stage, n: Stage, renames: dict[tuple[str, str], str]) -> bool:
     """Is 10.2 stage `n` the counterpart of 1.6.1 stage `o`: the same side, and the same name or the
-    name the rename table gives (a model may keep the old name where the map renames, e.g. a syscall)."""
-    return o.side == n.side and (n.name == o.name or n.name == renames.get((o.side, o.name)))
+    name the rename table gives (a model may keep the old name where the map renames, e.g. a syscall);
+    with a rename table, also the counterparts in `ALSO`."""
+    if o.side != n.side:
+        return False
+    key = (o.side, o.name)
+    return n.name == o.name or n.name == renames.get(key) or bool(renames) and n.name in ALSO.get(key, ())
 
 
 def _weight(o: Stage, n: Stage) -> int:
