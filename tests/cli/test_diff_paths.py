@@ -59,7 +59,7 @@ def test_json_schema_is_stable(json_run):
                                        "engine_note"}
     assert d["break"]["old"]["function"] == d["break"]["new"]["function"] == "bdrv_aio_writev"
     assert d["break"]["old"]["frames"][0]["function"] == "bdrv_aio_writev"
-    assert set(d["exits"]) == {"old_total", "new_total", "classes", "facts", "notes"}
+    assert set(d["exits"]) == {"old_total", "new_total", "classes", "facts", "notes", "kernel_differences"}
     data = next(c for c in d["exits"]["classes"] if c["port"] == 0x1F0)
     assert data == {"reason": "IO", "direction": "out", "port": 0x1F0, "size": 2, "old": 256, "new": 256}
     assert d["exits"]["facts"][0]["fact"] == "plain_out_rip" and d["exits"]["facts"][0]["old"] == "past"

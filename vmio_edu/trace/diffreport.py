@@ -90,10 +90,11 @@ class DiffResult:
         out = []
         o, n = self.old, self.new
         if o.plain_out_rip and n.plain_out_rip and o.plain_out_rip != n.plain_out_rip:
+            where = next((d["where_6_12"] for d in self.kernel_differences() if d["name"] == "out_rip"), "")
             out.append(f"A plain OUT exits with RIP {o.plain_out_rip} the instruction on {o.stack} "
                        f"({o.linux}) and {n.plain_out_rip} it on {n.stack} ({n.linux}): 6.12's "
                        "kvm_fast_pio leaves RIP and complete_fast_pio_out skips the OUT on the next "
-                       "KVM_RUN.")
+                       "KVM_RUN" + (f" ({where})." if where else "."))
         elif o.plain_out_rip and o.plain_out_rip == n.plain_out_rip and o.engine == n.engine == "kvm":
             out.append(f"Both stacks ran on this host's real KVM, so the kernel is the same: a plain OUT "
                        f"exits with RIP {o.plain_out_rip} the instruction on both.")
@@ -111,6 +112,17 @@ class DiffResult:
             out.append(f"Both stacks made the same exits to QEMU: {len(o.exits)} in all, class by class.")
         return out
 
+    def kernel_differences(self) -> list[dict]:
+        """The userspace-visible differences between Linux 3.7, Linux 6.12 (VMX) and this project's host
+        (kvm_pvm), as vmio_edu.linux_6_12.differences lists them (each tested there on the model and on the
+        real device). The comparison itself measures where they differ on this run (`notes`)."""
+        try:
+            from ..linux_6_12.differences import DIFFERENCES
+        except ImportError:  # a tree without the modern kernel model
+            return []
+        return [{"name": d.name, "what": d.what, "linux_3_7": d.linux_3_7, "linux_6_12": d.linux_6_12,
+                 "kvm_pvm": d.kvm_pvm, "where_6_12": d.where_6_12} for d in DIFFERENCES]
+
     def to_json(self) -> dict:
         return {
             "schema": SCHEMA, "command": "diff-paths", "op": self.op, "lba": self.lba, "sectors": self.sectors,
@@ -121,7 +133,8 @@ class DiffResult:
                 "old": {"function": self.break_names[0], **self.backtraces.get("old", {})},
                 "new": {"function": self.break_names[1], **self.backtraces.get("new", {})}},
             "exits": {"old_total": len(self.old.exits), "new_total": len(self.new.exits),
-                      "classes": self.exit_table(), "facts": self.kernel_facts(), "notes": self.notes()},
+                      "classes": self.exit_table(), "facts": self.kernel_facts(), "notes": self.notes(),
+                      "kernel_differences": self.kernel_differences()},
         }
 
 
