@@ -176,3 +176,69 @@ def test_default_guest_agrees_exit_by_exit_except_the_named_out_rip(stack, secto
     assert emu[1] == real[1]  # the image holds the same bytes
     assert emu[2] == real[2]  # and the guest read back what it wrote, on both
     assert emu[2]["done"] and emu[2]["error"] == 0
+
+
+# -- any PIO program, exit by exit --------------------------------------------------------------------------------
+def _same_but_out_rip(mode: int, src: str, ram: dict | None = None) -> list:
+    """Run on both; assert the exits agree on reason, direction, size, port, count, OUT data and RCX, and on
+    RIP except that at a plain OUT the host is exactly one instruction further (`out_rip`)."""
+    def key(vm, ex):
+        io = None
+        if ex.reason == K.KVM_EXIT_IO and ex.direction == K.KVM_EXIT_IO_OUT:
+            try:
+                io = decode_io(bytes(vm.ram[ex.rip:ex.rip + 15]), mode)
+            except DecodeError:
+                io = None
+        plain_out_len = io.length if io is not None and not io.string else 0
+        return ex.key()[:6] + (ex.rcx,), ex.rip, plain_out_len
+    r = both(mode, src, ram=ram, per_exit=key)
+    model, host = r["model"], r["kvm_pvm"]
+    assert [k for k, _, _ in model] == [k for k, _, _ in host]
+    for i, ((_, mrip, n), (_, hrip, _)) in enumerate(zip(model, host)):
+        assert hrip == mrip + n, f"exit {i}: RIP {mrip:#x} on the 6.12 model, {hrip:#x} on kvm_pvm"
+    return model
+
+
+@pytest.mark.parametrize("mode", (16, 32, 64))
+def test_pio_forms_agree_but_for_the_plain_out_rip(mode):
+    c, s, d = ("cx", "si", "di") if mode == 16 else ("ecx", "esi" if mode == 32 else "rsi", "edi" if mode == 32 else "rdi")
+    src = (f"cld; mov dx, 0x1f0; mov eax, 0x11223344; out dx, al; out dx, ax; out dx, eax; out 0x80, al;"
+           f"in al, dx; in ax, 0x60; in eax, dx; mov {c}, 40; mov {s}, 0x2000; rep outsw;"
+           f"mov {c}, 3; rep outsb; mov {c}, 2; rep outsd; xor {c}, {c}; rep outsw;"
+           f"mov {c}, 600; mov {d}, 0x3000; rep insw; mov {c}, 7; rep insd;"
+           f"mov {c}, 2000; mov {d}, 0x5000; rep insb; mov {c}, 300; mov {d}, 0x6f80; rep insw;"
+           f"std; mov {c}, 600; mov {d}, 0x7f00; rep insw; cld; " + END)
+    exits = _same_but_out_rip(mode, src, ram={0x2000: bytes(range(256))})
+    # 4 OUT, 3 IN, 40 + 3 + 2 OUTS (none for RCX 0), insw 512+88, insd 7, insb 1024+976,
+    # insw at 0x6f80: 128 (the room in bytes) + 172, std insw 512+88, the final OUT
+    assert len(exits) == 4 + 3 + 40 + 3 + 2 + 2 + 1 + 2 + 2 + 2 + 1
+
+
+try:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover - hypothesis is in the test extra
+    given = None
+
+if given is not None:
+    _OP = st.tuples(st.sampled_from(["out", "in", "outs", "ins"]), st.sampled_from([1, 2, 4]),
+                    st.sampled_from([0x7E, 0x80, 0x300, 0x1F7]), st.integers(0, 1500), st.booleans(),
+                    st.sampled_from([0, 0x0F00, 0x0FFE]))
+
+    @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+    @given(st.lists(_OP, min_size=1, max_size=4))
+    def test_random_pio_programs_agree_but_for_the_plain_out_rip(ops):
+        lines = ["mov ax, 0x3000", "mov es, ax", "mov ds, ax", "cld"]
+        for kind, size, port, n, imm, start in ops:
+            reg = {1: "al", 2: "ax", 4: "eax"}[size]
+            suffix = {1: "b", 2: "w", 4: "d"}[size]
+            imm = imm and port <= 0xFF
+            if kind == "out":
+                lines.append(f"mov {reg}, {0x11 * (n % 15 + 1)}")
+                lines.append(f"out {port:#x}, {reg}" if imm else f"mov dx, {port:#x}\nout dx, {reg}")
+            elif kind == "in":
+                lines.append(f"in {reg}, {port:#x}" if imm else f"mov dx, {port:#x}\nin {reg}, dx")
+            else:  # mid-page starts too: 6.12 and kvm_pvm batch the same way there
+                lines += [f"mov dx, {port:#x}", f"mov cx, {n}", f"mov si, {start:#x}", f"mov di, {start:#x}",
+                          f"rep {kind}{suffix}"]
+        _same_but_out_rip(16, "\n".join(lines) + "\n" + END)

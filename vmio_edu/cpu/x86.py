@@ -55,6 +55,7 @@ _SEGS = ("cs", "ds", "es", "fs", "gs", "ss")
 _SEG_IDS = {"cs": X.UC_X86_REG_CS, "ds": X.UC_X86_REG_DS, "es": X.UC_X86_REG_ES, "fs": X.UC_X86_REG_FS,
             "gs": X.UC_X86_REG_GS, "ss": X.UC_X86_REG_SS}
 _UC_TB_FLUSH_WRITE = (1 << 30) | UCC.UC_CTL_TB_FLUSH
+_UC_TLB_FLUSH_WRITE = (1 << 30) | UCC.UC_CTL_TLB_FLUSH
 
 
 class _HookState:
@@ -250,6 +251,12 @@ class X86Cpu:
         self.code_sites.clear()
         self._lin_pages.clear()
         self._seg_cache.clear()
+
+    def flush_tlb(self) -> None:
+        """Drop Unicorn's TLB. Its entries remember that a page's accessed/dirty bits are already set in the
+        guest's page tables; after the page tables are put back to an older state (a checkpoint restore)
+        the CPU must walk them again and set those bits as the guest's first access does."""
+        uclib.uc_ctl(self.fuc.h, _UC_TLB_FLUSH_WRITE)
 
     # ==================================================================================================
     # Memory: slots (the EPT's RAM), physical and linear access

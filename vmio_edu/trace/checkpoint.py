@@ -411,5 +411,8 @@ def restore(machine: Any, cp: Checkpoint) -> None:
     cpu._seg_cache.clear()
     if ram_gpa is None:  # RAM was written behind Unicorn's back: drop every translation
         cpu.flush_code_cache()
+    # Unicorn's TLB still says which pages were accessed/written after the checkpoint; the page tables
+    # restored above say otherwise, so the CPU must set their A/D bits again on the next access.
+    cpu.flush_tlb()
     machine.sched.ticks = cp.sched["ticks"]
 
