@@ -53,8 +53,8 @@ def test_json_schema_is_stable(json_run):
     assert d["summary"]["SAME"] == len(d["rows"]) > 100
     row = d["rows"][0]
     assert set(row) == {"kind", "old", "new", "shared", "merged", "note"}
-    assert set(row["old"]) == {"name", "layer", "thread", "count", "depth", "first", "parent", "coroutine",
-                               "file", "line", "shared"}
+    assert set(row["old"]) == {"name", "layer", "thread", "count", "depth", "first", "parent", "caller",
+                               "coroutine", "file", "line", "shared"}
     assert set(d["stacks"]["old"]) == {"stack", "qemu", "linux", "engine", "stages", "trace_events", "image_ok",
                                        "engine_note"}
     assert d["break"]["old"]["function"] == d["break"]["new"]["function"] == "bdrv_aio_writev"

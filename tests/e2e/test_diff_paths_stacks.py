@@ -117,3 +117,13 @@ def test_on_real_kvm_both_stacks_see_the_same_kernel(need_kvm):
     assert r.old.plain_out_rip == r.new.plain_out_rip == "past"
     assert not [s for s in r.new.stages if s.layer == "vmx"]  # the real kernel's stages are opaque
     assert one(r.rows, "blk_aio_pwritev").kind == "RENAMED"
+
+
+def test_break_at_a_stage_only_10_2_has(capsys):
+    """bdrv_aligned_pwritev has no 1.6.1 counterpart: 10.2's backtrace, and a sentence for 1.6.1."""
+    r = diff_paths(op="write", brk="bdrv_aligned_pwritev", host=False)
+    assert r.break_names == ("bdrv_aligned_pwritev", "bdrv_aligned_pwritev")
+    assert "not on the 1.6.1 stack" in r.backtraces["old"]["error"]
+    frames = r.backtraces["new"]["frames"]
+    assert frames[0]["function"] == "bdrv_aligned_pwritev" and frames[0]["stack"] == "10.2"
+    assert "blk_aio_write_entry" in [f["function"] for f in frames]  # on the coroutine's stack

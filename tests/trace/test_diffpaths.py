@@ -193,7 +193,7 @@ def test_the_per_word_exits_collapse_into_counted_rows(write_stages):
 def test_coroutine_stages_hang_under_the_enter_and_resume_on_main(write_stages):
     st = write_stages
     co = next(s for s in st if s.name == "bdrv_co_do_rw")
-    assert co.coroutine and st[co.parent].name == "qemu_coroutine_enter"
+    assert co.coroutine and st[co.parent].name == co.caller == "qemu_coroutine_enter"
     files = [s for s in st if s.name == "bdrv_co_do_writev"]
     assert len(files) == 2  # the raw format node's and the file node's: two chains, two stages
     resumed = [s for s in st if s.coroutine and s.thread == "main"]

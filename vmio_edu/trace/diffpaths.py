@@ -105,6 +105,7 @@ class Stage:
     depth: int = 1  # its depth in the calling-context tree (1: the thread's or coroutine's outermost)
     first: int = 0  # the trace index of its first entry
     parent: int | None = None  # the index (in the stage list) of its caller's stage
+    caller: str = ""  # that stage's function ("" at a thread's outermost frame)
     coroutine: bool = False  # it ran on a coroutine's stack
     file: str = ""
     line: int | None = None
@@ -162,6 +163,7 @@ def reduce_stages(events: Sequence) -> list[Stage]:
                 n = index[key] = len(stages)
                 stages.append(Stage(tp.name, tp.layer, thread, 0,
                                     stages[parent].depth + 1 if parent is not None else 1, i, parent,
+                                    stages[parent].name if parent is not None else "",
                                     t in coroutine_tracks, src.file if src else "",
                                     src.line if src else None, _is_shared(tp)))
             stages[n].count += 1

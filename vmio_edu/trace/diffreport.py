@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import VmioError
 from .diffpaths import Row, Stage, align, counterparts, reduce_stages, rename_table, summary
+from .tracepoint import by_name
 
 SCHEMA = 1  # bump when a JSON key changes meaning or goes
 WIDTH = 100  # the text output fits this many columns
@@ -224,9 +225,14 @@ def diff_paths(*, op: str = "write", lba: int = 0, sectors: int = 1, engine: str
     if brk is not None:
         name = brk or DEFAULT_BREAK[op]
         pair = break_pair(name, a.stack, b.stack)
+        have = [bool(by_name(fn, stack=stack)) for fn, stack in ((pair[0], a.stack), (pair[1], b.stack))]
+        if not any(have):
+            break_frames(a.stack, pair[0], **kw)  # the debugger's error names it, with close matches
         result.break_names = pair
-        for side, stack, fn in (("old", a.stack, pair[0]), ("new", b.stack, pair[1])):
-            result.backtraces[side] = break_frames(stack, fn, **kw)
+        for side, stack, fn, ok in (("old", a.stack, pair[0], have[0]), ("new", b.stack, pair[1], have[1])):
+            result.backtraces[side] = break_frames(stack, fn, **kw) if ok else {
+                "error": f"{fn} is not on the {stack} stack: the other stack's function has no counterpart here "
+                         "(the rename table maps none to it)"}
     if host is None:
         host = os.access("/dev/kvm", os.R_OK | os.W_OK)
     if host:
