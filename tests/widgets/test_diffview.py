@@ -68,6 +68,7 @@ def test_a_real_comparison_renders_backtraces_and_exits():
     r = diff_paths(op="write", old="1.6.1", new="1.6.1", host=False)
     bt = V.tab_html(r, "backtraces")
     assert bt.count("<b>bdrv_aio_writev</b>") == 2 and "hw/ide/core.c:798" in bt
+    assert ":None" not in bt and " at <" in bt
     ex = V.tab_html(r.to_json(), "exits")  # the JSON form renders the same
     assert re.search(r"IO out port=0x1f0 size=2</td><td>256</td><td>256</td>", ex)
     assert "class=\"vmio-differs\"" not in ex

@@ -144,10 +144,10 @@ def backtraces_html(d: dict) -> str:
         for f in bt["frames"]:
             url = real_url("linux" if f["layer"] in ("guest", "vmx", "kvm", "host") else "qemu", f["file"],
                            f["line"], st["stack"])
-            where = f'{esc(f["file"])}:{esc(f["line"])}'
+            where = f'{esc(f["file"])}:{esc(f["line"])}' if f.get("file") else ""  # (no line read: gdb's "??")
             where = f'<a href="{esc(url)}" target="_blank">{where}</a>' if url else where
             lines.append(f'#{f["level"]:<2} <b>{esc(f["function"])}</b> '
-                         f'({esc(format_args(f.get("args") or {}, f["function"]))}) at {where}')
+                         f'({esc(format_args(f.get("args") or {}, f["function"]))})' + (f" at {where}" if where else ""))
         cols.append(f'<div>{head}<pre>' + "\n".join(lines) + "</pre></div>")
     return '<div class="vmio-bt">' + "".join(cols) + "</div>"
 
