@@ -90,3 +90,14 @@ def test_ladder_numbers_each_column_in_its_own_path_order(synthetic):
     assert ladder(synthetic, layers=("qemu-ide", "qemu-block", "qemu-cpu")) == rs
     with pytest.raises(ValueError, match="no aligned stage"):
         rungs(synthetic, layers=("vmx",))
+
+
+def test_backtraces_tab_without_a_line_or_without_a_stop(synthetic):
+    d = synthetic.to_json()
+    d["break"] = {"old": {"function": "f", "thread": "vcpu0", "frames": [
+        {"level": 0, "function": "f", "args": {"x": 1}, "file": "", "line": None, "layer": "qemu-block",
+         "thread": "vcpu0", "stack": "1.6.1"}]},
+        "new": {"function": "g", "error": "g is not on the 10.2 stack"}}
+    page = V.tab_html(d, "backtraces")
+    assert "#0  <b>f</b> (x=1)</div>" not in page and "(x=1)\n" not in page and "(x=1)</pre>" in page
+    assert "g is not on the 10.2 stack" in page and "None" not in page
