@@ -33,7 +33,8 @@ def test_every_kind_has_its_themed_colour(synthetic):
     page = V.diff_html(synthetic, "all")
     for kind in ("SAME", "RENAMED", "ADDED", "REMOVED", "MOVED"):
         assert f'class="vmio-row-{kind}"' in page, kind
-        assert f'style="background:{V.KIND_COLOURS[kind]}"' in page
+        look = f"border:1px solid {V.KIND_COLOURS[kind]}" if kind == "SAME" else f"background:{V.KIND_COLOURS[kind]}"
+        assert f'class="vmio-kind vmio-kind-{kind}" style="{look}' in page
     assert all(c.startswith("var(--jp-") for c in V.KIND_COLOURS.values())
     # every colour in the style sheet comes from the theme (a fallback inside var() only)
     outside = re.sub(r"var\([^()]*\)", "", V.STYLE)

@@ -22,7 +22,7 @@ from .source import real_url
 
 # Row kinds: their colour (JupyterLab theme variables with fallbacks) and what they mean.
 KIND_COLOURS = {
-    "SAME": "var(--jp-layout-color3, #9e9e9e)",
+    "SAME": "var(--jp-ui-font-color2, #757575)",
     "RENAMED": "var(--jp-info-color1, #0288d1)",
     "ADDED": "var(--jp-success-color1, #388e3c)",
     "REMOVED": "var(--jp-error-color1, #d32f2f)",
@@ -45,6 +45,10 @@ STYLE = """
   font-size: 11px; padding: 1px 4px; z-index: 1; }
 .vmio-diff td { font-size: 11px; padding: 0 4px; border-bottom: 1px solid var(--jp-border-color3, #eee);
   background: transparent; white-space: nowrap; }
+/* JupyterLab's rendered-HTML tables pad cells by half a line: keep these rows dense (more on one screen) */
+.vmio-diff table td, .vmio-diff table th { padding: 0 4px !important; line-height: 1.3 !important;
+  text-align: left; }
+.vmio-diff table td.vmio-count { text-align: right; }
 .vmio-diff code { font-family: var(--jp-code-font-family, monospace); font-size: 11px; background: transparent;
   color: var(--jp-content-font-color1, #222); }
 .vmio-diff a { color: var(--jp-content-link-color, #1976d2); text-decoration: none; }
@@ -67,7 +71,11 @@ def _json(result: Any) -> dict:
 
 
 def kind_badge(kind: str) -> str:
-    return (f'<span class="vmio-kind" style="background:{KIND_COLOURS.get(kind, "#999")}" '
+    """A row kind as a coloured badge; SAME, the quiet kind, as an outline in the theme's grey."""
+    colour = KIND_COLOURS.get(kind, "#999")
+    style = f"border:1px solid {colour};color:{colour};background:transparent" if kind == "SAME" \
+        else f"background:{colour}"
+    return (f'<span class="vmio-kind vmio-kind-{esc(kind)}" style="{style}" '
             f'title="{esc(KIND_MEANING.get(kind, ""))}">{esc(kind)}</span>')
 
 
