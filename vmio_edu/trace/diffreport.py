@@ -12,6 +12,28 @@ What it holds (`DiffResult`):
   * `exits`: the VM exits that reached QEMU on each stack, by reason, direction, port and size, and the
     facts where the host kernels differ in what userspace sees (RIP at a plain OUT's exit, `rep ins`
     batching), measured on each stack and, where /dev/kvm is usable, on this host's real KVM.
+
+The JSON form (`to_json()`, `vmio-edu diff-paths --format json`), schema 1; "old" is the first stack
+(1.6.1), "new" the second (10.2):
+
+    {"schema": 1, "command": "diff-paths", "op", "lba", "sectors",
+     "stacks": {"old"|"new": {"stack", "qemu", "linux", "engine", "stages", "trace_events", "image_ok",
+                              "engine_note"}},
+     "summary": {"SAME"|"RENAMED"|"ADDED"|"REMOVED"|"MOVED": count},
+     "rows": [{"kind", "old": stage|null, "new": stage|null, "shared": bool, "merged": ""|"old"|"new",
+               "note"}],
+       stage = {"name", "layer", "thread", "count", "depth", "first" (trace index), "parent" (index in
+                that run's stage list), "caller", "coroutine", "file", "line", "shared"}
+     "break": null | {"old"|"new": {"function", "thread", "index", "frames": [BtFrame JSON]} or
+                                   {"function", "error"}},
+     "exits": {"old_total", "new_total",
+               "classes": [{"reason", "direction", "port" (-1: none), "size", "old", "new"}],
+               "facts": [{"fact": "plain_out_rip", "old", "new"[, "host"]},
+                         {"fact": "rep_ins_counts", "old", "new"[, "host_page_batch"]}],
+               "notes": [sentences], "kernel_differences": [{"name", "what", "linux_3_7", "linux_6_12",
+                                                             "kvm_pvm", "where_6_12"}]}}
+
+A key is only ever added to this shape; one that changes meaning or goes bumps `SCHEMA`.
 """
 from __future__ import annotations
 
