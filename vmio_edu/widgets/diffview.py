@@ -154,8 +154,8 @@ def backtraces_html(d: dict) -> str:
                            f["line"], st["stack"])
             where = f'{esc(f["file"])}:{esc(f["line"])}' if f.get("file") else ""  # (no line read: gdb's "??")
             where = f'<a href="{esc(url)}" target="_blank">{where}</a>' if url else where
-            lines.append(f'#{f["level"]:<2} <b>{esc(f["function"])}</b> '
-                         f'({esc(format_args(f.get("args") or {}, f["function"]))})' + (f" at {where}" if where else ""))
+            args = esc(format_args(f.get("args") or {}, f["function"]))
+            lines.append(f'#{f["level"]:<2} <b>{esc(f["function"])}</b> ({args})' + (f" at {where}" if where else ""))
         cols.append(f'<div>{head}<pre>' + "\n".join(lines) + "</pre></div>")
     return '<div class="vmio-bt">' + "".join(cols) + "</div>"
 
