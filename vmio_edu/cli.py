@@ -269,9 +269,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
             "exits": len(r["exits"]), "wall_s": round(r["wall_s"], 4),
             "us_per_exit": round(1e6 * r["wall_s"] / max(1, len(r["exits"])), 1),
             "layer_share": {k: round(v, 3) for k, v in r["shares"].items()}}
-    if i is not None:
+    # RIP is not part of the exit key: where it differs, say how often and which host property explains it
+    rips = sum(1 for x, y in zip(emu["exits"], real["exits"]) if x.rip != y.rip)
+    if rips:
+        result["rip_differs"] = rips
+    if i is not None or rips:
         from .kvm.host_facts import host_properties
         result["host_properties"] = host_properties("kvm", args.stack)  # where this host's kernel is not the model's
+    if i is not None:
         lo = max(0, i - 3)
         result["context"] = {e: [x.to_json() for x in r["exits"][lo:i + 2]]
                              for e, r in (("unicorn", emu), ("kvm", real))}
@@ -293,6 +298,9 @@ def _format_compare(r: dict) -> str:
         for engine, xs in r["context"].items():
             out.append(f"  {engine}:")
             out += [f"    {json.dumps(x)}" for x in xs]
+    if r["divergence"] is not None or r.get("rip_differs"):
+        if r.get("rip_differs"):
+            out.append(f"RIP differs at {r['rip_differs']} of the exits:")
         for fact, what in r.get("host_properties", {}).items():
             out.append(f"  host property ({fact}): {what}; the emulated engine follows {r.get('kernel', 'Linux 3.7')}")
     for engine, e in r["engines"].items():

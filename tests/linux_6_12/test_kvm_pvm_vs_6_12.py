@@ -1,7 +1,7 @@
 """The Linux 6.12 model against this machine's real /dev/kvm (kvm_pvm on an AMD host with kernel 6.18).
 
 Two kinds of test, on the same guest code for both engines:
-* every entry of `vmio_edu.linux_6_12.differences` gets a test named after it (`test_kvm_pvm_vs_6_12_<name>`)
+* every entry of `vmio_edu.kvm.differences` gets a test named after it (`test_kvm_pvm_vs_6_12_<name>`)
   that asserts the model's 6.12 behaviour and the real host's behaviour *separately*, whether they differ
   (`out_rip`) or agree where Linux 3.7 did something else;
 * the default ATA guest writes and reads 1, 2, 64 and 256 sectors on the emulated engine with the 6.12
@@ -23,7 +23,7 @@ from vmm_harness import Vm, addr_after
 from vmio_edu import Machine
 from vmio_edu.cpu.decode import DecodeError, decode_io
 from vmio_edu.linux.include.uapi.linux import kvm as K
-from vmio_edu.linux_6_12.differences import BY_NAME
+from vmio_edu.kvm.differences import BY_NAME
 from vmio_edu.stacks import STACKS
 
 pytestmark = [pytest.mark.kvm, pytest.mark.usefixtures("need_kvm")]
@@ -242,3 +242,13 @@ if given is not None:
                 lines += [f"mov dx, {port:#x}", f"mov cx, {n}", f"mov si, {start:#x}", f"mov di, {start:#x}",
                           f"rep {kind}{suffix}"]
         _same_but_out_rip(16, "\n".join(lines) + "\n" + END)
+
+
+def test_compare_on_the_10_2_stack_names_the_out_rip_difference(capsys):
+    from vmio_edu.cli import main
+    assert main(["compare", "--stack", "10.2", "--op", "write", "--lba", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("identical: ")
+    assert "RIP differs at" in out
+    assert "host property (plain_out_rip): RIP is already past a plain OUT" in out
+    assert "the emulated engine follows Linux v6.12" in out

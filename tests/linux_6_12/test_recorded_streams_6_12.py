@@ -3,7 +3,7 @@
 
 Every case agrees exit by exit on everything the recording has (reason, direction, size, port, count,
 data, RCX, MMIO address and direction) and on RIP, except at a plain OUT, where the recording is exactly one
-instruction further: the named difference `out_rip` (vmio_edu.linux_6_12.differences). The mid-page
+instruction further: the named difference `out_rip` (vmio_edu.kvm.differences). The mid-page
 `rep ins` cases, where Linux 3.7 differs from the recording, agree with 6.12 batch for batch.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import kvm_streams as S
 from vmio_edu import Machine
 from vmio_edu.cpu.decode import DecodeError, decode_io
 from vmio_edu.kvm.host_facts import MODELS, host_facts
-from vmio_edu.linux_6_12.differences import BY_NAME
+from vmio_edu.kvm.differences import BY_NAME
 from vmio_edu.stacks import STACKS
 
 DOC = S.load()

@@ -16,7 +16,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 MODEL = {"plain_out_rip": "past", "rep_ins_page_batch": "page-end"}  # Linux 3.7, as the emulated engine
-# The emulated kernel of each stack (vmio_edu.stacks): Linux 3.7, or Linux 6.12 (vmio_edu.linux_6_12.differences)
+# The emulated kernel of each stack (vmio_edu.stacks): Linux 3.7, or Linux 6.12 (vmio_edu.kvm.differences)
 MODELS = {"1.6.1": MODEL, "10.2": {"plain_out_rip": "at", "rep_ins_page_batch": "bytes-as-elements"}}
 WHAT = {
     ("plain_out_rip", "at"): "RIP is still at a plain OUT when it exits to userspace",

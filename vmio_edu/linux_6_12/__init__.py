@@ -8,12 +8,13 @@ Makefile 6.12.0; every file:line below is at that commit):
                              handle_io, skip_emulated_instruction, vmx_inject_irq
     arch/x86/kvm/x86.c       kvm_fast_pio (IN and OUT), complete_fast_pio_out / _in, the emulator's PIO
                              callbacks, x86_emulate_instruction, vcpu_enter_guest, vcpu_run,
-                             kvm_arch_vcpu_ioctl_run, handle_fastpath_hlt
+                             kvm_arch_vcpu_ioctl_run, handle_fastpath_hlt, handle_ud, kvm_arch_vm_ioctl
     arch/x86/kvm/emulate.c   x86_decode_insn, x86_emulate_insn, em_in / em_out, pio_in_emulated
+    arch/x86/kvm/mmu/mmu.c   kvm_mmu_page_fault: EPT faults on MMIO, into the emulator
     virt/kvm/kvm_main.c      the /dev/kvm, VM and vCPU files, the KVM I/O buses, halting and kicking
     virt/kvm/irqchip.c, arch/x86/kvm/irq_comm.c, i8259.c, ioapic.c, irq.c   the IRQ 14 route
 
-What changed since 3.7, as userspace sees it (`vmio_edu.linux_6_12.differences` lists each with its lines):
+What changed since 3.7, as userspace sees it (`vmio_edu.kvm.differences` lists each with its lines):
 a plain OUT exits with RIP still *on* the instruction (RIP moves on the next KVM_RUN, in
 `complete_fast_pio_out`); a plain IN no longer goes through the emulator; a `rep ins` batch counts the room
 to the page end in bytes and uses it as an element count; the PIO page is zeroed before an IN exit.

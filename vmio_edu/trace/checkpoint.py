@@ -113,6 +113,22 @@ def signature(machine: Any) -> tuple:
     return threads, handlers, (machine.cpu.kvm_fd.cpu.uc_mode if machine.engine == "unicorn" else "kvm")
 
 
+# The vCPU thread's shadow stack at the entry of KVM_RUN, per stack (QEMU 1.6.1; QEMU 10.2, whose threads
+# start in qemu_thread_start), and the waits of an idle main loop or pool worker (1.6.1: g_poll and the
+# pool's semaphore; 10.2: qemu_poll_ns and the pool's condition variable).
+_VCPU_AT_KVM_RUN = (["qemu_kvm_cpu_thread_fn", "kvm_cpu_exec", "kvm_vcpu_ioctl"],
+                    ["qemu_thread_start", "kvm_vcpu_thread_fn", "kvm_cpu_exec", "kvm_vcpu_ioctl"])
+_IDLE_WAITS = ("g_poll", "qemu_sem_wait", "qemu_poll_ns", "qemu_cond_timedwait")
+
+
+def _bh_pending(ctx: Any) -> bool:
+    """A scheduled, undeleted bottom half: 1.6.1 keeps every BH in first_bh with flags as fields, 10.2 only
+    the pending ones in bh_list with flag bits."""
+    if hasattr(ctx, "first_bh"):
+        return any(b.scheduled and not b.deleted for b in ctx.first_bh)
+    return any(b.flags & 2 and not b.flags & 8 for b in ctx.bh_list)  # BH_SCHEDULED, BH_DELETED
+
+
 def settle(machine: Any) -> bool:
     """At a KVM_RUN entry, on the vCPU thread: make the engine's side quiescent too. The emulated kernel
     always is; the real one finishes the last I/O exit (`KvmVcpu.finish_pending_io`). False: finishing
@@ -136,10 +152,9 @@ def quiescent(machine: Any) -> str | None:
         return "a thread is due to run"
     for t in s.threads:
         if t.is_vcpu:
-            if t.state != "runnable" or [f.tp.name for f in t.ctx.stack] != \
-                    ["qemu_kvm_cpu_thread_fn", "kvm_cpu_exec", "kvm_vcpu_ioctl"]:
+            if t.state != "runnable" or [f.tp.name for f in t.ctx.stack] not in _VCPU_AT_KVM_RUN:
                 return "the vCPU is not entering KVM_RUN"
-        elif t.state != "blocked" or t.why not in ("g_poll", "qemu_sem_wait"):
+        elif t.state != "blocked" or t.why not in _IDLE_WAITS:
             return f"thread {t.name} is {t.state} ({t.why})"
     if st.bql_owner is not None or st.shutdown_requested or st.extra.get("vm_stop_reason"):
         return "the BQL is held or the VM is stopping"
@@ -149,20 +164,25 @@ def quiescent(machine: Any) -> str | None:
     ctx = st.aio_context
     if ctx is None:
         return "no main loop"
-    if ctx.walking_bh or ctx.walking_handlers or any(b.scheduled and not b.deleted for b in ctx.first_bh):
+    if ctx.walking_bh or ctx.walking_handlers or _bh_pending(ctx) or getattr(ctx, "scheduled_coroutines", None):
         return "a bottom half is scheduled"
     pool = ctx.thread_pool
     if pool is not None:
-        if pool.head or pool.request_list or pool.new_threads or pool.pending_threads or pool.sem.count \
+        sem = getattr(pool, "sem", None)  # 1.6.1's pool waits on a semaphore, 10.2's on a condition variable
+        if pool.head or pool.request_list or pool.new_threads or pool.pending_threads or (sem and sem.count) \
                 or pool.lock.owner is not None or any(w.state not in ("idle",) for w in pool.workers):
             return "a thread-pool request or worker start is in flight"
-        if event_notifier_is_set(pool.notifier):
+        notifier = getattr(pool, "notifier", None)  # 10.2's pool completes through a bottom half instead
+        if notifier is not None and event_notifier_is_set(notifier):
             return "the thread pool's notifier is set"
     if event_notifier_is_set(ctx.notifier):
         return "the main loop's notifier is set"
-    for bs in (machine.bs, machine.bs.file):
-        if bs is not None and bs.tracked_requests:
+    from .views import block_nodes
+    for bs in block_nodes(machine):
+        if bs.tracked_requests:
             return "a block request is in flight"
+    if getattr(machine.bs, "in_flight", 0):
+        return "a BlockBackend request is in flight"
     if getattr(machine.exit_recorder, "_pending", None) is not None:
         return "an exit is being recorded"
     return None

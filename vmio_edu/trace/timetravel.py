@@ -95,8 +95,10 @@ class TimeTravel:
         self._finalizer = weakref.finalize(self, _cleanup, self._dir, self._replay_box)
         # Checkpoints: see vmio_edu.trace.checkpoint and the module docstring.
         from ..linux.fs.read_write import sys_pread64, sys_preadv, sys_pwrite64, sys_pwritev
-        from ..qemu.kvm_all import kvm_vcpu_ioctl
-        self._run_tp = kvm_vcpu_ioctl.tracepoint
+        from .tracepoint import by_name
+        # KVM_RUN's entry in this machine's QEMU (kvm_vcpu_ioctl of its stack): where checkpoints are taken
+        self._run_tp = by_name("kvm_vcpu_ioctl", "qemu-cpu", getattr(m.state, "stack", None) and m.state.stack.name
+                               or "1.6.1")[0]
         self._write_tps = (sys_pwrite64.tracepoint, sys_pwritev.tracepoint)
         self._read_tps = (sys_pread64.tracepoint, sys_preadv.tracepoint)  # (recorded for the halt's summary)
         self._cp_every = CHECKPOINT_EVERY

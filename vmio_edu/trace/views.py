@@ -375,9 +375,25 @@ def ide_view(m: Any, channel: int = 0) -> dict:
         "io_buffer": {"bytes": bytes(s.io_buffer[:n]).hex(), "length": n, "data_ptr": s.data_ptr,
                       "data_end": s.data_end},
         "bus": bus_view,
-        "other_drives": [{"unit": d.unit, "present": d.bs is not None} for d in bus.ifs if d is not s],
+        "other_drives": [{"unit": d.unit, "present": _disk_of(d) is not None} for d in bus.ifs if d is not s],
         "bmdma": m.ide.bmdma[channel].view() if len(m.ide.bmdma) > channel else None,
     }
+
+
+def _disk_of(drive: Any) -> Any:
+    """A drive's disk: `bs` (QEMU 1.6.1's BlockDriverState) or `blk` (QEMU 10.2's BlockBackend)."""
+    return getattr(drive, "blk", None) or drive.bs
+
+
+def block_nodes(m: Any) -> list:
+    """The block nodes from the device down: 1.6.1's format BDS and its `file`; 10.2's BlockBackend root
+    node and its `file` child's node."""
+    out = []
+    bs = m.bs.root.bs if hasattr(m.bs, "root") else m.bs
+    while bs is not None:
+        out.append(bs)
+        bs = getattr(bs.file, "bs", bs.file)
+    return out
 
 
 def _iovec_view(v: Any, io_buffers: dict[int, str]) -> dict:
@@ -404,16 +420,16 @@ def qiov_view(m: Any) -> dict:
     if pool is not None:
         for req in reversed(pool.head):  # oldest first
             arg = req.arg
-            iovs = list(getattr(arg, "aio_iov", []) or [])[:getattr(arg, "aio_niov", 0) or None]
+            io = getattr(arg, "io", None)  # 10.2's RawPosixAIOData keeps them in its `io` member
+            iovs = list(io.iov)[:io.niov] if io is not None else \
+                list(getattr(arg, "aio_iov", []) or [])[:getattr(arg, "aio_niov", 0) or None]
             entry = {"owner": f"thread pool request #{req.id} ({req.func.__name__})", **req.view()}
             entry["iov"] = [_iovec_view(v, io_buffers) for v in iovs]
             requests.append(entry)
     tracked = []
-    bs = m.bs
-    while bs is not None:
+    for bs in block_nodes(m):
         tracked += [{"bds": os.path.basename(bs.filename) + (f" ({bs.drv.format_name})" if bs.drv else ""),
                      **r.view()} for r in bs.tracked_requests]
-        bs = bs.file
     return {"requests": requests, "tracked_requests": tracked}
 
 
@@ -440,7 +456,10 @@ ACCT_NOTE = ("QEMU 1.6.1 counts a PIO sector write as a read: ide_sector_write c
 
 
 def block_view(m: Any) -> dict:
-    """The format BDS (its counters as query-blockstats shows them, with a note on 1.6.1's accounting)."""
+    """The format BDS (1.6.1) or the BlockBackend (10.2), its counters as query-blockstats shows them (with
+    a note on 1.6.1's accounting)."""
+    if hasattr(m.bs, "root"):
+        return m.bs.view()
     return dict(m.bs.view(), accounting_note=ACCT_NOTE)
 
 

@@ -208,11 +208,12 @@ def raw_thread_pool_submit(func: Callable[[Any], int], arg: Any) -> Generator[An
     return (yield from thread_pool_submit_co(func, arg))
 
 
-@tracepoint("qemu-block", args=("bs", "offset_ptr=offset", "bytes", "qiov", "type", "flags"))
+@tracepoint("qemu-block", args=("bs", "bytes", "qiov", "type", "flags"))
 def raw_co_prw(bs: BlockDriverState, offset: int, bytes: int, qiov: QEMUIOVector, type: int,  # noqa: A002
                flags: int) -> Generator[Any, Any, int]:
-    """Describe the request in a RawPosixAIOData and run handle_aiocb_rw on the pool. (C takes
-    `int64_t *offset_ptr` for zone append; the model passes the offset.) With FUA, flush afterwards."""
+    """Describe the request in a RawPosixAIOData and run handle_aiocb_rw on the pool. With FUA, flush
+    afterwards. (C takes `int64_t *offset_ptr`, for zone append to move it; the model passes the offset, so
+    a backtrace shows offset_ptr as <optimized out> rather than a number that is no pointer.)"""
     s: BDRVRawState = bs.opaque
     if fd_open(bs) < 0:
         return -errno.EIO

@@ -84,6 +84,7 @@ def aio_bh_new(ctx: AioContext, cb: Callable, opaque: Any, name: str = "") -> QE
     return bh
 
 
+@tracepoint("qemu-event-loop", args=("bh", "new_flags"))
 def aio_bh_enqueue(bh: QEMUBH, new_flags: int) -> None:
     """Mark the BH, put it on bh_list if it was not pending, and kick the context (any thread)."""
     ctx = bh.ctx

@@ -130,7 +130,7 @@ def kvm_vm_ioctl(k: kvm, filp: KvmVmFile, ioctl: int, arg: Any = 0) -> Any:
         if ioctl == K.KVM_IRQ_LINE_STATUS:
             arg.irq = event.irq  # copy_to_user: `status` shares the union with `irq`
         return 0
-    return kvm_arch_vm_ioctl(k, ioctl, arg)
+    return x86.kvm_arch_vm_ioctl(k, ioctl, arg)
 
 
 @tracepoint("kvm", args=("kvm=k", "id"))
@@ -188,31 +188,6 @@ def kvm_vm_ioctl_set_memory_region(k: kvm, mem: K.kvm_userspace_memory_region) -
             v.cpu.map_slot(slot, gpa, size, hva)
     k.arch.mmio_gfns.difference_update(range(gpa >> 12, (gpa + size) >> 12))
     return 0
-
-
-@tracepoint("kvm", args=("filp=k", "ioctl", "arg"))
-def kvm_arch_vm_ioctl(k: kvm, ioctl: int, arg: Any = 0) -> int:
-    """The x86 VM ioctls (arch/x86/kvm/x86.c:7027). KVM_CREATE_IRQCHIP creates the PIC pair on the PIO bus
-    (`kvm_pic_init`), the IOAPIC and the default GSI routing."""
-    from vmio_edu.linux_6_12.arch.x86.kvm.i8259 import kvm_pic_init
-    from vmio_edu.linux_6_12.arch.x86.kvm.ioapic import kvm_ioapic
-    from vmio_edu.linux_6_12.arch.x86.kvm.irq_comm import kvm_setup_default_irq_routing
-    if ioctl == K.KVM_CREATE_IRQCHIP:
-        if irqchip_in_kernel(k):
-            raise _err(errno.EEXIST, "the irqchip exists already")
-        if k.vcpus:
-            raise _err(errno.EINVAL, "KVM_CREATE_IRQCHIP after KVM_CREATE_VCPU")
-        kvm_pic_init(k)
-        k.arch.vioapic = kvm_ioapic()
-        kvm_setup_default_irq_routing(k)
-        return 0
-    if ioctl == K.KVM_SET_TSS_ADDR:
-        k.arch.tss_addr = int(arg)
-        return 0
-    if ioctl == K.KVM_SET_IDENTITY_MAP_ADDR:
-        k.arch.ept_identity_map_addr = arg.value if hasattr(arg, "value") else int(arg)
-        return 0
-    raise _err(errno.ENOTTY, f"VM ioctl {ioctl:#x} is not modelled")
 
 
 # ==========================================================================================================

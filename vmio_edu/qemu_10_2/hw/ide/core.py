@@ -161,6 +161,7 @@ def ide_abort_command(s: IDEState) -> None:
     ide_transfer_stop(s)
 
 
+@tracepoint("qemu-ide", args=("s",))
 def ide_set_retry(s: IDEState) -> None:
     """Remember which drive, sector and count to retry after a werror/rerror stop (static)."""
     s.bus.retry_unit = s.unit
@@ -256,7 +257,8 @@ def ide_set_sector(s: IDEState, sector_num: int) -> None:
 
 
 # Unchanged since 1.6.1 (the C bodies are the same text):
-#   https://github.com/qemu/qemu/blob/v1.6.1/hw/ide/core.c#L918 and .../v10.2.0/hw/ide/core.c#L1225
+#   https://github.com/qemu/qemu/blob/v1.6.1/hw/ide/core.c#L918 and
+#   https://github.com/qemu/qemu/blob/v10.2.0/hw/ide/core.c#L1225
 ide_cmd_lba48_transform = unchanged(_c161.ide_cmd_lba48_transform, globals(), layer="qemu-ide",
                                     args=("s", "lba48"))
 
@@ -431,8 +433,8 @@ def ide_sector_write(s: IDEState) -> None:
 # =====================================================================================================
 # Commands
 # =====================================================================================================
-# Unchanged since 1.6.1: https://github.com/qemu/qemu/blob/v1.6.1/hw/ide/core.c#L1066 and
-# https://github.com/qemu/qemu/blob/v10.2.0/hw/ide/core.c#L1420 (the same text)
+# Unchanged since 1.6.1: https://github.com/qemu/qemu/blob/v1.6.1/hw/ide/core.c#L1016 and
+# https://github.com/qemu/qemu/blob/v10.2.0/hw/ide/core.c#L1409 (the same text)
 cmd_nop = unchanged(_c161.cmd_nop, globals(), layer="qemu-ide", args=("s", "cmd"))
 
 
@@ -671,7 +673,8 @@ def ide_ctrl_write(opaque: IDEBus, addr: int, val: int) -> None:
 
 
 # Unchanged since 1.6.1 (the same text; 10.2 adds the ATAPI end functions to both lists):
-#   https://github.com/qemu/qemu/blob/v1.6.1/hw/ide/core.c#L1875, .../v10.2.0/hw/ide/core.c#L2381
+#   https://github.com/qemu/qemu/blob/v1.6.1/hw/ide/core.c#L1875 and
+#   https://github.com/qemu/qemu/blob/v10.2.0/hw/ide/core.c#L2381
 ide_is_pio_out = unchanged(_c161.ide_is_pio_out, globals(), layer="qemu-ide", args=("s",))
 
 
@@ -722,7 +725,7 @@ def ide_data_readl(opaque: IDEBus, addr: int) -> int:
     return _data_access(opaque, 4, None)
 
 
-# Unchanged since 1.6.1: https://github.com/qemu/qemu/blob/v1.6.1/hw/ide/core.c#L1972 and
+# Unchanged since 1.6.1: https://github.com/qemu/qemu/blob/v1.6.1/hw/ide/core.c#L1974 and
 # https://github.com/qemu/qemu/blob/v10.2.0/hw/ide/core.c#L2530 (the same text)
 ide_dummy_transfer_stop = unchanged(_c161.ide_dummy_transfer_stop, globals(), layer="qemu-ide", args=("s",))
 

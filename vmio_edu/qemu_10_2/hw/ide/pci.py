@@ -36,6 +36,9 @@ class BMDMAState:
     pci_dev: Any = None
     dma: IDEDMA = field(default_factory=IDEDMA)
 
+    def view(self) -> dict:
+        return {"cmd": self.cmd, "status": self.status, "int": bool(self.status & BM_STATUS_INT)}
+
 
 @dataclass(eq=False)
 class PCIIDEState:
@@ -43,7 +46,7 @@ class PCIIDEState:
     bmdma: list[BMDMAState] = field(default_factory=list)
 
     def view(self) -> dict:
-        return {"bus": [b.view() for b in self.bus]}
+        return {"bus": [b.view() for b in self.bus], "bmdma": [b.view() for b in self.bmdma]}
 
 
 # The same text at both tags: https://github.com/qemu/qemu/blob/v1.6.1/hw/ide/pci.c#L276 and

@@ -538,6 +538,13 @@ def kvm_emulate_instruction(vcpu, emulation_type: int) -> int:
 
 
 @tracepoint("kvm", args=("vcpu",))
+def handle_ud(vcpu) -> int:
+    """#UD in the guest: KVM tries to emulate (EMULTYPE_TRAP_UD, only a few vendor-specific instructions)
+    and otherwise queues #UD back into the guest (x86.c:7765)."""
+    return kvm_emulate_instruction(vcpu, EMULTYPE_TRAP_UD)
+
+
+@tracepoint("kvm", args=("vcpu",))
 def complete_emulated_io(vcpu) -> int:
     """Re-run the emulator on the instruction decoded before the exit (EMULTYPE_NO_DECODE)."""
     return kvm_emulate_instruction(vcpu, EMULTYPE_NO_DECODE)
@@ -859,6 +866,32 @@ def kvm_arch_vcpu_ioctl_set_sregs(vcpu, sregs: K.kvm_sregs) -> int:
 # ==========================================================================================================
 # VM ioctls that are arch code
 # ==========================================================================================================
+@tracepoint("kvm", args=("filp=k", "ioctl", "arg"))
+def kvm_arch_vm_ioctl(k: kvm, ioctl: int, arg: Any = 0) -> int:
+    """The x86 VM ioctls (arch/x86/kvm/x86.c:7027). KVM_CREATE_IRQCHIP creates the PIC pair on the PIO bus
+    (`kvm_pic_init`), the IOAPIC and the default GSI routing."""
+    from vmio_edu.linux.virt.kvm.kvm_main import _err
+    from .i8259 import kvm_pic_init
+    from .ioapic import kvm_ioapic
+    from .irq_comm import kvm_setup_default_irq_routing
+    if ioctl == K.KVM_CREATE_IRQCHIP:
+        if irqchip_in_kernel(k):
+            raise _err(errno.EEXIST, "the irqchip exists already")
+        if k.vcpus:
+            raise _err(errno.EINVAL, "KVM_CREATE_IRQCHIP after KVM_CREATE_VCPU")
+        kvm_pic_init(k)
+        k.arch.vioapic = kvm_ioapic()
+        kvm_setup_default_irq_routing(k)
+        return 0
+    if ioctl == K.KVM_SET_TSS_ADDR:
+        k.arch.tss_addr = int(arg)
+        return 0
+    if ioctl == K.KVM_SET_IDENTITY_MAP_ADDR:
+        k.arch.ept_identity_map_addr = arg.value if hasattr(arg, "value") else int(arg)
+        return 0
+    raise _err(errno.ENOTTY, f"VM ioctl {ioctl:#x} is not modelled")
+
+
 @tracepoint("kvm", args=("kvm", "irq_event", "line_status"))
 def kvm_vm_ioctl_irq_line(kvm, irq_event: K.kvm_irq_level, line_status: bool = True) -> int:
     """KVM_IRQ_LINE(_STATUS): drive GSI `irq` to `level` through `kvm_set_irq`; the status (>0 delivered,

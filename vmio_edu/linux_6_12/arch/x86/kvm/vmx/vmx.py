@@ -33,13 +33,13 @@ from vmio_edu.cpu import vmcs as V
 from vmio_edu.linux.arch.x86.kvm.vmx import after_cpu_step, vcpu_vmx, vmx_get_cs_db_l_bits  # noqa: F401
 from vmio_edu.linux.include.uapi.linux import kvm as K
 from vmio_edu.linux_6_12.arch.x86.include.asm.kvm_host import (
-    EMULTYPE_TRAP_UD, EXIT_FASTPATH_NONE, FASTPATH_NAMES, KVM_REQ_EVENT, KVM_X86_SHADOW_INT_MOV_SS,
+    EXIT_FASTPATH_NONE, FASTPATH_NAMES, KVM_REQ_EVENT, KVM_X86_SHADOW_INT_MOV_SS,
     KVM_X86_SHADOW_INT_STI, VCPU_REGS_RIP, VCPU_REGS_RSP)
 from vmio_edu.linux_6_12.include.linux.kvm_host import kvm_make_request
 from vmio_edu.trace.tracepoint import emit, tracepoint
 from .. import x86
 from ..kvm_cache_regs import kvm_rip_read, kvm_rip_write
-from ..mmu import kvm_mmu_page_fault
+from ..mmu.mmu import kvm_mmu_page_fault
 
 _ALL_REGS = (1 << 17) - 1
 EXIT_REASON_PREEMPTION_TIMER = 52
@@ -273,19 +273,12 @@ def vmx_inject_exception(vcpu) -> None:
 # ==========================================================================================================
 # Exit handlers
 # ==========================================================================================================
-@tracepoint("kvm", args=("vcpu",))
-def handle_ud(vcpu) -> int:
-    """#UD in the guest: KVM tries to emulate (EMULTYPE_TRAP_UD, only a few vendor-specific instructions)
-    and otherwise queues #UD back into the guest (x86.c:7765)."""
-    return x86.kvm_emulate_instruction(vcpu, EMULTYPE_TRAP_UD)
-
-
 @tracepoint("vmx", args=("vcpu",))
 def handle_exception_nmi(vcpu) -> int:
     """Exit reason 0. KVM intercepts #UD (`handle_ud`); nothing else is intercepted in the model."""
     vector = to_vmx(vcpu).exit_intr_info & V.INTR_INFO_VECTOR_MASK
     if vector == x86.UD_VECTOR:
-        return handle_ud(vcpu)
+        return x86.handle_ud(vcpu)
     vcpu.run.exit_reason = K.KVM_EXIT_EXCEPTION
     vcpu.exit_detail = f"exception vector {vector} reached KVM (not modelled)"
     return 0

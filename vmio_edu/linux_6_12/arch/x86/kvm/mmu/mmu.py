@@ -33,7 +33,7 @@ def kvm_mmu_do_page_fault(vcpu, gpa: int, error_code: int) -> int:
 @tracepoint("kvm", args=("vcpu", "cr2_or_gpa", "error_code", "insn", "insn_len"))
 def kvm_mmu_page_fault(vcpu, cr2_or_gpa: int, error_code: int, insn: bytes | None = None, insn_len: int = 0) -> int:
     """EPT violation or misconfig: fix the mapping, or emulate the access if it is MMIO (mmu.c:6103-6156)."""
-    from .x86 import x86_emulate_instruction
+    from ..x86 import x86_emulate_instruction
     r = RET_PF_INVALID
     if error_code & PFERR_RSVD_MASK:
         r = handle_mmio_page_fault(vcpu, cr2_or_gpa, True)

@@ -1,7 +1,7 @@
 """Where userspace can tell Linux 3.7, Linux 6.12 (Intel VMX) and this project's host (`kvm_pvm`) apart.
 
 Each entry names one behaviour on the PIO path, what each kernel does, and where in the sources it comes
-from (3.7: `vmio_edu/linux/`, 6.12: this tree; kvm_pvm: measured on this project's machines, an AMD host
+from (3.7: `vmio_edu/linux/`, 6.12: `vmio_edu/linux_6_12/`; kvm_pvm: measured on this project's machines, an AMD host
 running 6.18, reference README §2 and `vmio_edu.kvm.host_facts`). The tests in
 `tests/linux_6_12/test_kvm_pvm_vs_6_12.py` check every entry on the model and on the real device, on the
 same guest code, under the entry's `name`.
