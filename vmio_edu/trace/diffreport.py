@@ -137,12 +137,9 @@ class DiffResult:
 
     def kernel_differences(self) -> list[dict]:
         """The userspace-visible differences between Linux 3.7, Linux 6.12 (VMX) and this project's host
-        (kvm_pvm), as vmio_edu.linux_6_12.differences lists them (each tested there on the model and on the
-        real device). The comparison itself measures where they differ on this run (`notes`)."""
-        try:
-            from ..linux_6_12.differences import DIFFERENCES
-        except ImportError:  # a tree without the modern kernel model
-            return []
+        (kvm_pvm), as vmio_edu.kvm.differences lists them (each tested on the model and on the real
+        device). The comparison itself measures where they differ on this run (`notes`)."""
+        from ..kvm.differences import DIFFERENCES
         return [{"name": d.name, "what": d.what, "linux_3_7": d.linux_3_7, "linux_6_12": d.linux_6_12,
                  "kvm_pvm": d.kvm_pvm, "where_6_12": d.where_6_12} for d in DIFFERENCES]
 
