@@ -63,3 +63,36 @@ def test_the_guest_sees_the_same_exits_as_on_qemu_1_6_1(engine, stack, op):
             def ata_string(w: bytes) -> bytes:  # ATA strings store each pair of characters swapped
                 return bytes(w[k ^ 1] for k in range(len(w)))
             assert ata_string(wa[46:54]) == b"2.5+    " and ata_string(wb[46:54]) == b"1.6.1   "
+
+
+def test_a_read_only_disk_is_refused_with_the_reason(emu_stack, tmp_path):
+    from vmio_edu.errors import ImageError
+    img = tmp_path / "ro.img"
+    img.write_bytes(bytes(1 << 20))
+    with pytest.raises(ImageError, match="Can't use a read-only drive"):
+        Machine(stack=emu_stack, image=img, readonly=True)
+    assert img.read_bytes() == bytes(1 << 20)
+    with Machine(image=img, readonly=True, op="read") as m:  # 1.6.1 took it
+        m.run()
+        assert m.guest_result()["error"] == 0
+
+
+def test_an_image_in_another_format_is_refused(emu_stack, tmp_path):
+    from vmio_edu.errors import ImageError
+    img = tmp_path / "q.img"
+    img.write_bytes(b"QFI\xfb" + bytes((1 << 20) - 4))
+    with pytest.raises(ImageError, match="qcow2"):
+        Machine(stack=emu_stack, image=img)
+
+
+def test_a_probed_raw_image_refuses_a_format_header_in_sector_0(emu_stack):
+    # raw-format.c: writing another format's magic into sector 0 of a probed raw image gets -EPERM, which
+    # IDE reports (rerror/werror=report for EPERM under werror=enospc): ABRT
+    from vmio_edu.guest import default_guest
+    with Machine(stack=emu_stack, op="write", lba=0, sectors=1) as m:
+        m.pattern = b"QFI\xfb" + m.pattern[4:]
+        default_guest().write_params(m.ram, op="write", lba=0, sectors=1, polling=False, data=m.pattern)
+        m.run()
+        r = m.guest_result()
+        assert r["error"] == 0x04 and r["status"] & 0x01
+        assert m.image_bytes(0) == bytes(512)

@@ -152,7 +152,9 @@ class _Journeys:
                     if ex is not None:
                         ex.next_run = i
                     running[thread] = (depth, ex)
-                elif name in _PIO_FNS:
+                elif name in _PIO_FNS or (name == "address_space_rw" and tp.stack != "1.6.1"):
+                    # one element of the exit: cpu_out*/cpu_in* in QEMU 1.6.1; QEMU 10.2's kvm_handle_io
+                    # calls address_space_rw per element (1.6.1's address_space_rw sits inside cpu_outw)
                     ex = open_exit.get(thread)
                     if ex is not None:
                         ex.elements.append(i)

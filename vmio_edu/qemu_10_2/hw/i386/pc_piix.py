@@ -13,6 +13,7 @@ from ....qemu.hw.misc.vmio_echo import vmio_echo_init
 from ....qemu.state import QemuState
 from ...accel.kvm.kvm_all import CPUState, kvm_init, kvm_init_vcpu
 from ...system.physmem import address_space_init_io, address_space_init_memory
+from ...block.block_backend import blk_unref
 from ...util.main_loop import qemu_init_main_loop
 from ..ide.piix import pci_piix_ide_init
 from .kvm.i8259 import kvm_i8259_init
@@ -28,7 +29,13 @@ def pc_init1(state: QemuState, ram: mmap.mmap, engine: str, blk) -> tuple[CPUSta
     note = kvm_init(state, engine, ram)
     gsi_state = GSIState(i8259_irq=kvm_i8259_init(), ioapic_irq=kvm_ioapic_init())  # pc_i8259_create, ioapic_init_gsi
     gsi = x86_gsi_irqs(gsi_state)
-    ide = pci_piix_ide_init(blk, {14: gsi[14], 15: gsi[15]}, state.address_space_io)
+    try:
+        ide = pci_piix_ide_init(blk, {14: gsi[14], 15: gsi[15]}, state.address_space_io)
+    except Exception:  # the device refused the drive: QEMU exits; close what was opened for it
+        for f in (state.kvm_state.vmfd, state.kvm_state.fd):
+            f.close()
+        blk_unref(blk)
+        raise
     state.extra["echo"] = vmio_echo_init(state.address_space_memory.root)
     qemu_init_main_loop(state)
     cpu = kvm_init_vcpu(state)

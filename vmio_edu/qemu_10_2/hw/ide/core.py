@@ -23,6 +23,7 @@ import errno
 import os
 
 from ....qemu.hw.ide import core as _c161
+from ....errors import ImageError
 from ....qemu.hw.ide.core import IDEModelError, padstr, put_le16  # noqa: F401 - helpers (not C functions)
 from ....trace.stacks import unchanged
 from ....trace.tracepoint import emit, tracepoint
@@ -806,6 +807,10 @@ def ide_bus_init_output_irq(bus: IDEBus, irq_out) -> None:
 def ide_init_drive(s: IDEState, dev: IDEDevice, kind: int, blk=None) -> int:
     """Attach a BlockBackend to a drive slot: capacity, geometry (hd_geometry_guess on the image, as
     blkconf_geometry does), serial "QM0000n", model "QEMU HARDDISK", firmware qemu_hw_version() "2.5+"."""
+    if kind != IDE_CD and blk.root is not None and blk.root.bs.read_only:
+        raise ImageError(f"QEMU 10.2 refuses a read-only disk for an IDE hard disk (ide_init_drive: \"Can't use "
+                         f"a read-only drive\"): {blk.filename!r} was opened with readonly=True. QEMU 1.6.1 "
+                         "accepted it (stack='1.6.1'), and 10.2 can read it as an IDE CD-ROM, not modelled")
     s.blk = blk
     s.drive_kind = kind
     nb_sectors = blk_get_geometry(blk)
