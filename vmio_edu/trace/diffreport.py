@@ -269,7 +269,7 @@ def _host_facts() -> dict[str, str] | None:
 
 
 # -- text ---------------------------------------------------------------------------------------------------
-_NAME_W = 30
+_NAME_W = 31  # x86_decode_emulated_instruction, the longest name on the path, fits
 
 
 def _cut(s: str, w: int) -> str:
@@ -301,7 +301,7 @@ def format_rows(rows: list[Row], old: str = "1.6.1", new: str = "10.2", changes_
                 ) -> list[str]:
     """The aligned table, one stage per row, grouped by thread; every line fits WIDTH columns.
     `changes_only`: only `changed_rows`."""
-    out = [f"{'kind':<8} {'layer':<15} {old:<{_NAME_W}} {'':>4}  {new:<{_NAME_W}} {'':>4}"]
+    out = [f"{'kind':<7} {'layer':<15} {old:<{_NAME_W}} {'':>4} {new:<{_NAME_W}} {'':>4}".rstrip()]
     thread = None
     for r in changed_rows(rows) if changes_only else rows:
         t = (r.new or r.old).thread  # type: ignore[union-attr]
@@ -310,9 +310,9 @@ def format_rows(rows: list[Row], old: str = "1.6.1", new: str = "10.2", changes_
             out.append(f"── thread {t} " + "─" * (WIDTH - 12 - len(t)))
         layer = (r.new or r.old).layer  # type: ignore[union-attr]
         flag = ("=" if r.shared else " ") + ("~" if r.merged else " ")
-        out.append(f"{r.kind:<8} {layer:<15} {_cell(r.old)}  {_cell(r.new)} {flag}".rstrip())
+        out.append(f"{r.kind:<7} {layer:<15} {_cell(r.old)} {_cell(r.new)} {flag}".rstrip())
         if r.note:
-            out += textwrap.wrap(r.note, WIDTH, initial_indent=" " * 9 + "↳ ", subsequent_indent=" " * 11)
+            out += textwrap.wrap(r.note, WIDTH, initial_indent=" " * 8 + "↳ ", subsequent_indent=" " * 10)
     return out
 
 
