@@ -93,6 +93,16 @@ def test_the_read_path_aligns_too(read):
     assert one(read.rows, "bdrv_aligned_preadv").kind == "ADDED"
 
 
+def test_each_run_keeps_its_recorded_trace_for_figures(write):
+    from vmio_edu.widgets.figures import find_arrows
+
+    assert len(write.old.trace) == write.old.events and len(write.new.trace) == write.new.events
+    worker = next(s.first for s in write.new.stages if s.thread.startswith("worker"))
+    (a,) = find_arrows(write.new.trace, [("qemu_bh_schedule", "thread_pool_completion_bh", "bottom half")],
+                       start=worker)
+    assert (a.src_thread, a.dst_thread) == ("worker-1", "main")
+
+
 def test_same_inputs_same_comparison(write):
     again = diff_paths(op="write", host=False)
     assert again.to_json() == write.to_json()

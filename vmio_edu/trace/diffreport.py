@@ -68,6 +68,7 @@ class StackRun:
     image_ok: bool
     note: str | None = None  # the engine's note (e.g. auto fell back to the emulated engine)
     events: int = 0
+    trace: Any = field(default=None, repr=False)  # the recorded events (trace reader API), for figures
 
     def info(self) -> dict:
         return {"stack": self.stack, "qemu": self.qemu, "linux": self.linux, "engine": self.engine,
@@ -198,7 +199,7 @@ def run_stack(stack: str, *, op: str = "write", lba: int = 0, sectors: int = 1, 
                         list(m.exits), plain_out_rip(m),
                         [x.count for x in m.exits if x.reason == "IO" and x.direction == "in"
                          and x.port == data_port],
-                        image_check(m)["ok"], m.engine_note, len(m.trace.events))
+                        image_check(m)["ok"], m.engine_note, len(m.trace.events), m.trace.events)
 
 
 def break_frames(stack: str, function: str, *, op: str, lba: int, sectors: int, engine: str,
