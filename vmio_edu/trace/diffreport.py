@@ -68,7 +68,8 @@ class StackRun:
     image_ok: bool
     note: str | None = None  # the engine's note (e.g. auto fell back to the emulated engine)
     events: int = 0
-    trace: Any = field(default=None, repr=False)  # the recorded events (trace reader API), for figures
+    # the recorded events (trace reader API), for figures: the run's `events`, then the machine's shutdown
+    trace: Any = field(default=None, repr=False)
 
     def info(self) -> dict:
         return {"stack": self.stack, "qemu": self.qemu, "linux": self.linux, "engine": self.engine,
