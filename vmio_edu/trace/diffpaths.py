@@ -19,10 +19,16 @@ table (`bdrv_aio_writev` → `blk_aio_pwritev`, `paio_submit` → `raw_thread_po
     ADDED    only on the 10.2 path                       REMOVED  only on the 1.6.1 path
     MOVED    matched, but it runs on another thread
 
+A stage the LCS leaves over on one side is then paired with a counterpart left over on the other, where
+the 10.2 run has it: on the same thread, with a note that the run first reached it at another point (3.7
+emulated the status-register IN, 6.12 takes it on the fast path, so `emulate_instruction` first runs for
+another exit); on another thread, as MOVED.
+
 `shared` marks a row whose 10.2 model runs the 1.6.1 body unchanged (`vmio_edu.trace.stacks.UNCHANGED`).
-`merged` marks a stage the other stack reaches through a chain of callers already listed (QEMU 1.6.1 has
-separate `cpu_outb` and `cpu_outw` chains into the memory API; 10.2 reaches the same functions through one
-`address_space_rw` chain), so it is not shown as removed.
+`merged` marks a stage the other stack reaches through a chain of callers already listed, with at least
+as many calls (QEMU 1.6.1 has separate `cpu_outb` and `cpu_outw` chains into the memory API; 10.2 makes
+the same calls through one `address_space_rw` chain), so it is not shown as removed. Stages the other run
+calls fewer times stay ADDED/REMOVED: 10.2's second `bdrv_driver_pwritev` (the format node's) is new.
 """
 from __future__ import annotations
 
