@@ -82,6 +82,7 @@ def test_read_and_no_break(capsys):
     (["--stacks", "1.6.1"], "--stacks takes two stacks"),
     (["--stacks", "1.6.1,9.9"], "unknown stack '9.9'"),
     (["--sectors", "0"], "sectors must be 1..256"),
+    (["--stacks", "10.2,1.6.1"], "put the older stack first (--stacks 1.6.1,10.2)"),
     (["--break", "no_such_function"], "no modelled function is called 'no_such_function'"),
 ])
 def test_bad_input_is_named(capsys, args, message):

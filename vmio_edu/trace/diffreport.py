@@ -239,6 +239,11 @@ def diff_paths(*, op: str = "write", lba: int = 0, sectors: int = 1, engine: str
         raise VmioError(f"diff-paths compares one direction at a time: op must be 'write' or 'read', not {op!r}")
     if not 1 <= sectors <= 256:
         raise VmioError(f"sectors must be 1..256, not {sectors}")
+    from ..stacks import STACKS, get_stack
+    old, new = get_stack(old).name, get_stack(new).name
+    if list(STACKS).index(old) > list(STACKS).index(new):
+        raise VmioError(f"put the older stack first (--stacks {new},{old}): the rename table maps 1.6.1 names "
+                        "to 10.2 names, and ADDED/REMOVED are said of the newer stack")
     kw = dict(op=op, lba=lba, sectors=sectors, engine=engine, seed=seed)
     a, b = run_stack(old, **kw), run_stack(new, **kw)
     rows = align(a.stages, b.stages, old_name=a.stack, new_name=b.stack)
