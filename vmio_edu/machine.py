@@ -277,7 +277,7 @@ class Machine:
         stop = self.state.extra.get("vm_stop_reason")
         if stop and parked.reason in ("stop", "idle"):  # idle: the guest was halted, waiting for the IRQ
             raise ImageError(f"QEMU stopped the VM ({self.state.extra.get('runstate')}): {stop}. With "
-                             "QEMU 1.6.1's default werror=enospc a full host disk pauses the guest instead "
+                             f"{self.stack.qemu}'s default werror=enospc a full host disk pauses the guest instead "
                              "of failing its write; free space on the host and the write is retried.")
         if parked.reason == "idle" and not self.halted:
             self.halted = True
