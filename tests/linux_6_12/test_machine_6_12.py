@@ -126,3 +126,13 @@ def test_the_10_2_stack_opens_the_6_12_kernel_for_the_emulated_engine():
         assert type(vcpu.vcpu.arch.pio).__module__ == "vmio_edu.linux_6_12.arch.x86.include.asm.kvm_host"
     finally:
         f.close()
+
+
+@pytest.mark.parametrize("stack", [s for s in stacks() if s.id == "qemu10.2-on-linux6.12"])
+def test_the_modern_stacks_host_syscalls_are_linux_6_12s(stack):
+    with Machine(stack=stack, op="both", lba=3, sectors=1, record=True) as m:
+        m.run()
+        host = [(tp.name, str(tp.source), thread) for tp, thread in entered(m) if tp.layer == "host"]
+    assert [h[:2] for h in host] == [("sys_pwrite64", "fs/read_write.c:805"), ("ksys_pwrite64", "fs/read_write.c:785"),
+                                     ("sys_pread64", "fs/read_write.c:771"), ("ksys_pread64", "fs/read_write.c:751")]
+    assert {t for _, _, t in host} == {"worker-1"}

@@ -94,13 +94,15 @@ class TimeTravel:
         self._replay_box: list = []  # the machine that fills the trace in (see _fill_history), if made
         self._finalizer = weakref.finalize(self, _cleanup, self._dir, self._replay_box)
         # Checkpoints: see vmio_edu.trace.checkpoint and the module docstring.
-        from ..linux.fs.read_write import sys_pread64, sys_preadv, sys_pwrite64, sys_pwritev
+        from ..linux.fs import read_write as _rw37  # noqa: F401 - registers the host syscalls of both stacks
+        from ..linux_6_12.fs import read_write as _rw612  # noqa: F401
         from .tracepoint import by_name
+        stack = getattr(m.state, "stack", None) and m.state.stack.name or "1.6.1"
         # KVM_RUN's entry in this machine's QEMU (kvm_vcpu_ioctl of its stack): where checkpoints are taken
-        self._run_tp = by_name("kvm_vcpu_ioctl", "qemu-cpu", getattr(m.state, "stack", None) and m.state.stack.name
-                               or "1.6.1")[0]
-        self._write_tps = (sys_pwrite64.tracepoint, sys_pwritev.tracepoint)
-        self._read_tps = (sys_pread64.tracepoint, sys_preadv.tracepoint)  # (recorded for the halt's summary)
+        self._run_tp = by_name("kvm_vcpu_ioctl", "qemu-cpu", stack)[0]
+        # the host's pwrite/pread of this stack (fs/read_write.c of Linux 3.7, or of Linux 6.12)
+        self._write_tps = tuple(by_name(n, "host", stack)[0] for n in ("sys_pwrite64", "sys_pwritev"))
+        self._read_tps = tuple(by_name(n, "host", stack)[0] for n in ("sys_pread64", "sys_preadv"))  # (halt summary)
         self._cp_every = CHECKPOINT_EVERY
         self._cp_every_running = CHECKPOINT_EVERY_RUNNING
         self.capture_seconds = 0.0  # wall time spent saving checkpoints (for benchmarks)

@@ -21,7 +21,7 @@ import stat
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator
 
-from ...linux.fs.read_write import sys_pread64, sys_preadv, sys_pwrite64, sys_pwritev
+from ...linux_6_12.fs.read_write import sys_pread64, sys_preadv, sys_pwrite64, sys_pwritev  # the host is Linux 6.12
 from ...trace.tracepoint import emit, tracepoint
 from ..util.iov import QEMUIOVector, iov_memset, iovec
 from ..util.thread_pool import thread_pool_submit_co
