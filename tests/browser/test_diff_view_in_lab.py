@@ -101,6 +101,12 @@ def _run(page, shot) -> None:
     assert "blk_aio_pwritev" in cols.nth(1).inner_text() and "bdrv_aio_writev" in cols.nth(0).inner_text()
     assert "block/block-backend.c" in cols.nth(1).inner_text()
     shot(page, "2-backtraces")
+    view.locator(".lm-TabBar-tab", has_text="Ladder").click()
+    svg = view.locator(".vmio-ladder svg").first
+    svg.wait_for(state="visible")
+    sb = svg.bounding_box()
+    assert sb["width"] > 300 and sb["x"] + sb["width"] <= W, sb
+    shot(page, "2b-ladder")
     view.locator(".lm-TabBar-tab", has_text="Exits").click()
     page.wait_for_function("() => [...document.querySelectorAll('.vmio-diff-view td')]"
                            ".some(td => td.innerText.includes('port=0x1f0'))", timeout=T)
@@ -118,6 +124,11 @@ def _run(page, shot) -> None:
     name = view.locator(".vmio-row-SAME code").first.evaluate("el => getComputedStyle(el).color")
     assert _luminance(bg) < 0.3 and _luminance(fg) > 0.6 and _luminance(name) > 0.4, (bg, fg, name)
     shot(page, "4-dark")
+    view.locator(".lm-TabBar-tab", has_text="Ladder").click()
+    page.wait_for_timeout(300)
+    text = view.locator(".vmio-ladder svg text").first.evaluate("el => getComputedStyle(el).fill")
+    assert _luminance(text) > 0.6, text  # the names follow the dark theme
+    shot(page, "5-dark-ladder")
 
 
 def _wait_idle(page) -> None:

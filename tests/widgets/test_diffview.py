@@ -58,9 +58,9 @@ def test_changes_tab_keeps_changes_and_their_context(synthetic):
 def test_the_widget_has_four_tabs_and_fits_the_screen(synthetic):
     box = V.diff_view(synthetic)
     tabs = box.children[1]
-    assert [tabs.get_title(i) for i in range(4)] == ["Changes", "Aligned path", "Backtraces", "Exits"]
+    assert [tabs.get_title(i) for i in range(5)] == ["Changes", "Aligned path", "Ladder", "Backtraces", "Exits"]
     assert "max-height: 470px" in V.STYLE and "max-width: 1300px" in V.STYLE  # 1366×768 with JupyterLab's bars
-    assert "no matching stop" in tabs.children[2].value.lower()
+    assert "no matching stop" in tabs.children[3].value.lower()
     with pytest.raises(ValueError, match="unknown tab"):
         V.diff_html(synthetic, "nope")
 
@@ -102,3 +102,11 @@ def test_backtraces_tab_without_a_line_or_without_a_stop(synthetic):
     page = V.tab_html(d, "backtraces")
     assert "#0  <b>f</b> (x=1)</div>" not in page and "(x=1)\n" not in page and "(x=1)</pre>" in page
     assert "g is not on the 10.2 stack" in page and "None" not in page
+
+
+def test_ladder_tab_is_themed_svg(synthetic):
+    page = V.tab_html(synthetic, "ladder")
+    assert "<svg" in page and "blk_aio_pwritev" in page and "bdrv_aio_writev" in page
+    assert ".vmio-ladder svg text { fill: var(--jp-ui-font-color1" in page
+    assert 'fill: #ffffff' not in page  # a transparent background, not a white sheet in the dark theme
+    assert page == V.tab_html(synthetic, "ladder")  # the same comparison, the same SVG

@@ -85,4 +85,23 @@ def ladder(result: Any, layers: Sequence[str] = DEFAULT_LAYERS, threads: Sequenc
     return rs
 
 
-__all__ = ["COLOURS", "DEFAULT_LAYERS", "Rung", "ladder", "rungs"]
+def ladder_svg(result: Any, layers: Sequence[str] = DEFAULT_LAYERS, threads: Sequence[str] | None = None) -> str:
+    """The ladder as an SVG string for HTML views: a transparent background and text left without a
+    colour, so the page's CSS gives it the theme's (the panel's Ladder tab)."""
+    import io
+
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "vmio-edu"}):
+        fig = Figure(figsize=(9, 1))  # (not pyplot's: nothing to close, no figure shown twice in a notebook)
+        ax = fig.add_subplot()
+        rs = ladder(result, layers, threads, ax=ax)
+        fig.set_size_inches(9, 0.24 * (max(len(rs), 1) + 4))
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", transparent=True, bbox_inches="tight", metadata={"Date": None})
+    text = buf.getvalue()
+    return text[text.find("<svg"):]
+
+
+__all__ = ["COLOURS", "DEFAULT_LAYERS", "Rung", "ladder", "ladder_svg", "rungs"]

@@ -5,8 +5,9 @@
     diff_view(diff_paths(op="write"))      # display it as a cell's last expression
 
 Tabs: **Changes** (every row that is not SAME, with the SAME row before it for context), **Aligned path**
-(every row), **Backtraces** (both stacks at the matching stop, side by side) and **Exits** (exit classes
-and the kernel facts). Each function name links to its real line at its tag (QEMU v1.6.1 / Linux v3.7, or
+(every row), **Ladder** (the figure of vmio_edu.widgets.diffladder, from the IDE device to the disk),
+**Backtraces** (both stacks at the matching stop, side by side) and **Exits** (exit classes and the kernel
+facts). Each function name links to its real line at its tag (QEMU v1.6.1 / Linux v3.7, or
 QEMU v10.2.0 / Linux v6.12). Colours are JupyterLab's theme variables; the view fits a 1366×768 screen.
 
 It reads a `DiffResult` (or its `to_json()` dict, e.g. loaded from `vmio-edu diff-paths --format json`)
@@ -63,6 +64,9 @@ STYLE = """
 .vmio-diff .vmio-bt pre { white-space: pre-wrap; font-size: 11px; margin: 2px 0; overflow-wrap: anywhere;
   color: var(--jp-content-font-color1, #222); background: var(--jp-layout-color1, #fafafa); padding: 3px; }
 .vmio-diff .vmio-differs { color: var(--jp-warn-color1, #f57c00); font-weight: bold; }
+/* the ladder's SVG: names without a colour of their own take the theme's text colour */
+.vmio-diff .vmio-ladder svg text { fill: var(--jp-ui-font-color1, #222); }
+.vmio-diff .vmio-ladder svg { max-width: 100%; height: auto; }
 """
 
 
@@ -178,14 +182,27 @@ def exits_html(d: dict) -> str:
     return "".join(out)
 
 
-TABS = (("changes", "Changes"), ("all", "Aligned path"), ("backtraces", "Backtraces"), ("exits", "Exits"))
+TABS = (("changes", "Changes"), ("all", "Aligned path"), ("ladder", "Ladder"), ("backtraces", "Backtraces"),
+        ("exits", "Exits"))
+
+
+def ladder_html(d: dict) -> str:
+    """The ladder figure (vmio_edu.widgets.diffladder) from the IDE device down to the disk, as SVG."""
+    from .diffladder import ladder_svg
+    try:
+        svg = ladder_svg(d)
+    except ValueError as e:  # no stage in those layers (a guest that never reached the disk)
+        return f"<div>{esc(e)}</div>"
+    return ('<div class="vmio-ladder"><div class="vmio-note">From the IDE device to the disk: each stack\'s '
+            'stages down its own column, a rung between matched stages.</div>' + svg + "</div>")
 
 
 def tab_html(result: Any, tab: str) -> str:
-    """One tab's body (tab: "changes", "all", "backtraces", "exits")."""
+    """One tab's body (tab: "changes", "all", "ladder", "backtraces", "exits")."""
     d = _json(result)
     body = {"changes": lambda: rows_html(d, changes_only=True), "all": lambda: rows_html(d),
-            "backtraces": lambda: backtraces_html(d), "exits": lambda: exits_html(d)}
+            "ladder": lambda: ladder_html(d), "backtraces": lambda: backtraces_html(d),
+            "exits": lambda: exits_html(d)}
     if tab not in body:
         raise ValueError(f"unknown tab {tab!r}: choose one of {', '.join(body)}")
     return f'<style>{STYLE}</style><div class="vmio-diff"><div class="vmio-diff-scroll">{body[tab]()}</div></div>'
@@ -198,8 +215,8 @@ def diff_html(result: Any, tab: str = "changes") -> str:
 
 
 def diff_view(result: Any) -> Any:
-    """The comparison as a JupyterLab widget: the summary, then tabs Changes / Aligned path / Backtraces /
-    Exits. Switching tabs happens in the browser: the widget never changes after it is built."""
+    """The comparison as a JupyterLab widget: the summary, then tabs Changes / Aligned path / Ladder /
+    Backtraces / Exits. Switching tabs happens in the browser: the widget never changes after it is built."""
     import ipywidgets as W
 
     d = _json(result)
