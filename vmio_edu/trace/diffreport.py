@@ -178,6 +178,8 @@ def plain_out_rip(m: Any) -> str | None:
         if x.reason != "IO" or x.direction != "out" or x.count != 1 or x.rip is None:
             continue
         at = m.read_guest(x.rip, 2)
+        if len(at) < 2:  # RIP outside guest RAM (a guest with paging elsewhere): no answer from its bytes
+            continue
         op = at[1] if at[0] == 0x66 else at[0]
         if op in _PLAIN_OUT:
             return "at"
@@ -205,8 +207,9 @@ def run_stack(stack: str, *, op: str = "write", lba: int = 0, sectors: int = 1, 
 
 def break_frames(stack: str, function: str, *, op: str, lba: int, sectors: int, engine: str,
                  seed: int = 0) -> dict:
-    """The backtrace at the first call of `function` on `stack`: {"function", "thread", "frames"} (frames
-    as BtFrame JSON), or {"function", "error"} when the run does not reach it."""
+    """The backtrace at the first call of `function` on `stack`: {"thread", "index", "frames"} (frames as
+    BtFrame JSON, innermost first; index: the stop's trace index), or {"error"} when the run does not
+    reach it. An unknown function raises the debugger's VmioError (with close matches)."""
     from ..machine import Machine
 
     with Machine(op=op, lba=lba, sectors=sectors, engine=engine, seed=seed, stack=stack) as m:
