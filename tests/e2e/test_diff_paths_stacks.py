@@ -139,3 +139,19 @@ def test_break_at_a_stage_only_10_2_has(capsys):
     frames = r.backtraces["new"]["frames"]
     assert frames[0]["function"] == "bdrv_aligned_pwritev" and frames[0]["stack"] == "10.2"
     assert "blk_aio_write_entry" in [f["function"] for f in frames]  # on the coroutine's stack
+
+
+@pytest.mark.parametrize("stack, where", [("1.6.1", "past"), ("10.2", "at")])
+def test_plain_out_rip_reads_the_guests_own_bytes(stack, where):
+    """A tiny 16-bit guest: `out dx, al` (0xEE) exits with RIP past it on Linux 3.7 and on it on 6.12 VMX;
+    a guest without a plain OUT gives no answer."""
+    from vmio_edu import Machine
+    from vmio_edu.guest import assemble
+    from vmio_edu.trace.diffreport import plain_out_rip
+
+    with Machine(assemble("mov dx, 0x1f0\nmov al, 0x5a\nout dx, al\ncli\nhlt", mode=16), mode=16, stack=stack) as m:
+        m.run()
+        assert plain_out_rip(m) == where
+    with Machine(assemble("cli\nhlt", mode=16), mode=16, stack=stack) as m:
+        m.run()
+        assert plain_out_rip(m) is None
