@@ -3,8 +3,6 @@
 lines), and the parameter names of the 10.2 signatures, at the three places issue 15 names."""
 import re
 
-import pytest
-
 from vmio_edu import Machine
 from vmio_edu.trace.backtrace import backtrace
 

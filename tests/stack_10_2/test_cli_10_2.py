@@ -18,6 +18,8 @@ def test_trace_break_prints_the_10_2_backtrace(need_kvm, capsys):
     assert lines[1].endswith("ide_sector_write (s=" + lines[0].split("opaque=")[1].split(")")[0]
                              + ") at hw/ide/core.c:1100")
     assert any(x.endswith("at system/physmem.c:3269") and "flatview_write_continue_step" in x for x in lines)
+    [dispatch] = [x for x in lines if "memory_region_dispatch_write (" in x]
+    assert "op=MO_16, attrs=0" in dispatch  # the size travels as a MemOp in 10.2
     assert lines[-1].startswith("#15 qemu_thread_start (") and lines[-1].endswith("util/qemu-thread-posix.c:393")
 
 

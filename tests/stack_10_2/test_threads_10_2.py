@@ -77,3 +77,64 @@ def test_same_inputs_same_trace(emu_stack):
                          m.image_bytes(6, 3)))
     assert runs[0] == runs[1]
     assert len(runs[0][0]) > 10000
+
+
+SRST_DURING_WRITE = """
+    mov dx, 0x3f6
+    mov al, 0x02
+    out dx, al
+    mov dx, 0x1f6
+    mov al, 0xe0
+    out dx, al
+    mov dx, 0x1f2
+    mov al, 1
+    out dx, al
+    mov dx, 0x1f3
+    mov al, 4
+    out dx, al
+    mov dx, 0x1f4
+    xor al, al
+    out dx, al
+    mov dx, 0x1f5
+    out dx, al
+    mov dx, 0x1f7
+    mov al, 0x30
+    out dx, al
+    mov cx, 256
+    mov dx, 0x1f0
+    mov ax, 0x1234
+l1: out dx, ax
+    loop l1
+    mov dx, 0x3f6
+    mov al, 0x06
+    out dx, al
+    mov al, 0x02
+    out dx, al
+    mov dx, 0x1f7
+w:  in al, dx
+    test al, 0x80
+    jnz w
+    hlt
+"""
+
+
+def test_a_reset_during_a_write_waits_for_it_under_the_bql(emu_stack):
+    """SRST while the sector's write is in flight: 10.2 resets from a bottom half (ide_bus_perform_srst),
+    whose ide_reset cancels the request: blk_aio_cancel runs the main AioContext (a nested aio_poll, which
+    also runs the rest of the outer BH slice) until the request completes, holding the BQL all along, so a
+    vCPU that reaches a device access meanwhile sleeps on the BQL. The sector is written; the drive ends
+    reset (DRDY|DSC, diagnostic code 1)."""
+    from vmio_edu.guest.assembler import assemble
+    # latency 3: the pwrite is still to come when the reset's bottom half runs
+    with Machine(assemble(SRST_DURING_WRITE, 16), mode=16, stack=emu_stack, record=True, latency=3) as m:
+        m.run()
+        s = m.ide.bus[0].ifs[0]
+        assert (s.status, s.error) == (0x50, 0x01) and m.image_bytes(4) == b"\x34\x12" * 256
+        ev = [(e.kind, REGISTRY[e.what].name, e.thread) for e in m.trace.events if e.kind in (0, 1)]
+        enter = ev.index((0, "blk_aio_cancel", "main"))
+        leave = ev.index((1, "blk_aio_cancel", "main"))
+        inside = ev[enter:leave]
+        assert (0, "ide_sector_write_cb", "main") in inside and (0, "aio_poll", "main") in inside
+        assert (0, "handle_aiocb_rw", "worker-1") in inside  # the pwrite happens while main waits
+        assert (0, "bql_lock_impl", "vcpu0") in inside  # the vCPU asked for the BQL while main held it
+        assert m.state.bql_owner is None

@@ -43,17 +43,20 @@ def test_a_write_past_the_end_is_aborted_before_the_block_layer(emu_stack):
         assert names.count("blk_aio_pwritev") == 1 and "ide_rw_error" in names
 
 
-@pytest.mark.parametrize("op", ["both", "identify"])
-def test_the_guest_sees_the_same_exits_as_on_qemu_1_6_1(engine, stack, op):
-    kw = dict(engine=engine, op=op, lba=9, sectors=3)
+@pytest.mark.parametrize("op,polling", [("both", False), ("write", True), ("identify", False)])
+def test_the_guest_sees_the_same_exits_as_on_qemu_1_6_1(engine, stack, op, polling):
+    kw = dict(engine=engine, op=op, lba=9, sectors=3, polling=polling)
     with Machine(stack=stack, **kw) as new, Machine(**kw) as old:
         new.run()
         old.run()
         a, b = [x.key() for x in new.exits], [x.key() for x in old.exits]
         assert len(a) == len(b)
         differ = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
-        if op == "both":
+        if op != "identify":
             assert differ == []
+            if polling:  # DRQ after the command, BSY while the pool writes, then done (as reference §3 saw)
+                st = [int(x[5], 16) for x in a if x[0] == "IO" and x[1] == "in" and x[3] in (0x1F7, 0x3F6)]
+                assert 0x58 in st and 0xD0 in st and st[-1] == 0x50
         else:
             # IDENTIFY's words 23-26, the firmware revision: qemu_hw_version() "2.5+" in 10.2, "1.6.1" then
             assert len(differ) == 1
@@ -96,3 +99,22 @@ def test_a_probed_raw_image_refuses_a_format_header_in_sector_0(emu_stack):
         r = m.guest_result()
         assert r["error"] == 0x04 and r["status"] & 0x01
         assert m.image_bytes(0) == bytes(512)
+
+
+def test_an_outw_to_0x1f1_is_two_byte_writes_in_10_2(emu_stack):
+    # 10.2's IDE data entries have len 1 (hw/ide/core.c:86), so portio_write splits a word at 0x1f1 into
+    # bytes for 0x1f1 (features) and 0x1f2 (sector count); 1.6.1 handed it whole to ide_data_writew.
+    from vmio_edu.guest.assembler import assemble
+    code = assemble("mov dx, 0x1f1\nmov ax, 0x0305\nout dx, ax\nhlt", 16)
+    names = {}
+    for stack in (emu_stack, "1.6.1"):
+        with Machine(code, mode=16, stack=stack, record=True) as m:
+            m.run()
+            names[getattr(stack, "name", stack)] = [
+                (REGISTRY[e.what].name, e.payload) for e in m.trace.events
+                if e.kind == 0 and REGISTRY[e.what].name in ("ide_ioport_write", "ide_data_writew")]
+            if getattr(stack, "name", stack) == "10.2":
+                s = m.ide.bus[0].ifs[0]
+                assert (s.feature, s.nsector) == (0x05, 0x03)
+    assert [n for n, _ in names["10.2"]] == ["ide_ioport_write", "ide_ioport_write"]
+    assert [n for n, _ in names["1.6.1"]] == ["ide_data_writew"]

@@ -67,12 +67,15 @@ def format_value(name: str, v: Any, function: str | None = None) -> str:
         return "0x0"
     if isinstance(v, int):
         if name in IOCTL_NAMES:
-            if function in ("paio_submit", "raw_aio_submit"):
+            if function in ("paio_submit", "raw_aio_submit", "raw_co_prw"):  # QEMU_AIO_* request types
                 return _aio_types().get(v, hex(v))
             named = ioctl_name(v)
             if named:
                 return named
             return hex(v) if v > 9 else str(v)
+        if name == "op" and function in ("memory_region_dispatch_write", "memory_region_dispatch_read") \
+                and 0 <= v < 4:  # QEMU 10.2's MemOp enum: the access size as gdb names it
+            return ("MO_8", "MO_16", "MO_32", "MO_64")[v]
         if name == "direction":
             return _kvm_names()["io"].get(v, str(v))
         if name in ("exit_reason", "run_exit_reason"):

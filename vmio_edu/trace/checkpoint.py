@@ -126,7 +126,8 @@ def _bh_pending(ctx: Any) -> bool:
     the pending ones in bh_list with flag bits."""
     if hasattr(ctx, "first_bh"):
         return any(b.scheduled and not b.deleted for b in ctx.first_bh)
-    return any(b.flags & 2 and not b.flags & 8 for b in ctx.bh_list)  # BH_SCHEDULED, BH_DELETED
+    pending = ctx.bh_list + [b for s in ctx.bh_slice_list for b in s]
+    return any(b.flags & 2 and not b.flags & 8 for b in pending)  # BH_SCHEDULED, BH_DELETED
 
 
 def settle(machine: Any) -> bool:

@@ -8,10 +8,11 @@ queues it and *yields the coroutine*. A pool worker runs `handle_aiocb_rw` → `
 the real pwrite(2)/pread(2) on the image; `aio_worker` is gone (each request type has its pool function).
 
 aio=native (Linux AIO) and aio=io_uring are other branches of raw_co_prw, taken only when configured;
-the default, aio=threads, is modelled. aio=io_uring (`luring_co_submit`) is left out: Python's standard
-library has no io_uring binding (QEMU uses liburing), and driving the rings through raw syscalls and
-mmap'd ring buffers from ctypes would be a second, unchecked implementation of liburing; also the
-container runtimes CI uses commonly forbid io_uring_setup in their seccomp profile.
+the default, aio=threads, is modelled. aio=io_uring (`luring_co_submit`) is left out: in 10.2 it no longer
+has a ring of its own but queues SQEs on the AioContext's fd monitor (`aio_add_sqe`, util/fdmon-io_uring.c),
+so modelling it means modelling the event loop on io_uring too; Python's standard library has no io_uring
+binding (QEMU uses liburing) and driving the rings from ctypes would be a second, unchecked liburing; and
+container runtimes, CI's included, commonly forbid io_uring_setup in their seccomp profile.
 """
 from __future__ import annotations
 

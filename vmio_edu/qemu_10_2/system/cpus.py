@@ -9,8 +9,9 @@ thread, where 1.6.1 held it across all of `kvm_handle_io`.
 `bql_lock()` is a macro (include/qemu/main-loop.h:368) for `bql_lock_impl(__FILE__, __LINE__)`: callers
 here pass the file and line of their own `bql_lock()` call, as the macro does.
 
-Only one model thread runs at a time (vmio_edu.trace.sched), so the lock records its owner and catches a
-double lock (QEMU's g_assert); it never has to make a thread wait.
+Only one model thread runs at a time (vmio_edu.trace.sched), but a thread can hold the BQL while it waits
+(the main loop running a nested aio_poll under it, e.g. a cancel in a bottom half): then another thread
+that takes the BQL sleeps until it is released, as on the real mutex. Taking it twice is QEMU's g_assert.
 """
 from __future__ import annotations
 
@@ -28,10 +29,16 @@ def bql_locked() -> bool:
 def bql_lock_impl(file: str, line: int) -> None:
     """Take the BQL (the real code asserts the thread does not hold it already)."""
     s = qemu_state()
-    me = s.sched.current().name
-    if s.bql_owner is not None:
-        raise RuntimeError(f"BQL already held by {s.bql_owner} when {me} takes it at {file}:{line}")
-    s.bql_owner = me
+    t = s.sched.current()
+    if s.bql_owner == t.name:
+        raise RuntimeError(f"BQL already held by {t.name} when it takes it again at {file}:{line}")
+    while s.bql_owner is not None:  # held by a thread that waits for something: sleep on the mutex
+        waiters = s.extra.setdefault("bql_waiters", [])
+        waiters.append(t)
+        s.sched.block("bql_lock")
+        if t in waiters:  # woken for another reason (the machine is closing)
+            waiters.remove(t)
+    s.bql_owner = t.name
 
 
 def bql_lock(file: str, line: int) -> None:
@@ -46,6 +53,9 @@ def bql_unlock() -> None:
     if s.bql_owner != s.sched.current().name:
         raise RuntimeError(f"bql_unlock by {s.sched.current().name}, but the BQL is held by {s.bql_owner}")
     s.bql_owner = None
+    waiters = s.extra.get("bql_waiters")
+    if waiters:
+        s.sched.wake(waiters.pop(0))
 
 
 @tracepoint("qemu-cpu", args=("state",))

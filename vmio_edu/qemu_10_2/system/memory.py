@@ -11,7 +11,7 @@ fields this path reads did not change).
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 from ...trace.tracepoint import tracepoint
 from ...qemu.memory import MemoryRegion, MemoryRegionOps, memory_region_add_subregion  # noqa: F401

@@ -8,6 +8,11 @@ context directly (a cancel waiting for its request).
 
 The poll is real (poll(2) on the real eventfds, never sleeping in it); a thread with nothing ready sleeps
 on the fds' wait queues through the scheduler until an event notifier on one of them is set.
+
+The model's AioContext watches its fds the fdmon-poll way: a QEMU 10.2 built without liburing, or one where
+io_uring_setup fails (aio_context_setup, util/aio-posix.c:731). A liburing build gives every AioContext the
+io_uring fd monitor (util/fdmon-io_uring.c): glib then polls the ring's fd, and a POLL_ADD completion on
+it says the notifier's eventfd is readable: the same wake-up, one indirection more.
 """
 from __future__ import annotations
 

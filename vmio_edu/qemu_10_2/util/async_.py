@@ -42,6 +42,7 @@ class AioContext:
     """include/block/aio.h: its pending BHs, fd handlers, notifier, notify_me/notified, thread pool."""
 
     bh_list: list[QEMUBH] = field(default_factory=list)  # pending BHs, newest first (QSLIST_INSERT_HEAD)
+    bh_slice_list: list[list[QEMUBH]] = field(default_factory=list)  # lists taken by running aio_bh_polls
     aio_handlers: list = field(default_factory=list)  # aio_posix.AioHandler, newest first
     walking_handlers: int = 0
     walking_bh: int = 0
@@ -55,7 +56,7 @@ class AioContext:
 
     def view(self) -> dict:
         return {"bhs": [b.view() for b in self.bhs if not b.flags & BH_DELETED],
-                "pending": [b.view() for b in self.bh_list],
+                "pending": [b.view() for b in self.bh_list + [b for s in self.bh_slice_list for b in s]],
                 "handlers": [h.view() for h in self.aio_handlers], "notify_me": self.notify_me,
                 "notified": self.notified, "notifier": self.notifier.view(),
                 "thread_pool": self.thread_pool.view() if self.thread_pool is not None else None}
@@ -115,14 +116,20 @@ def aio_bh_call(bh: QEMUBH) -> None:
 @tracepoint("qemu-event-loop", args=("ctx",))
 def aio_bh_poll(ctx: AioContext) -> int:
     """Run every BH pending now, in the order aio_bh_dequeue takes them (newest first); BHs that become
-    pending meanwhile wait for the next call. Returns 1 if a non-idle BH ran."""
-    slice_ = ctx.bh_list
+    pending meanwhile wait for the next call. The taken list is a *slice* on ctx->bh_slice_list, so an
+    aio_poll nested inside a BH (a cancel waiting for its request) runs the rest of the outer slice too.
+    Returns 1 if a non-idle BH ran."""
+    ctx.bh_slice_list.append(ctx.bh_list)  # QSLIST_MOVE_ATOMIC + QSIMPLEQ_INSERT_TAIL
     ctx.bh_list = []
     ctx.walking_bh += 1
     ret = 0
     try:
-        while slice_:
-            bh = slice_.pop(0)
+        while ctx.bh_slice_list:
+            s = ctx.bh_slice_list[0]
+            if not s:
+                ctx.bh_slice_list.pop(0)
+                continue
+            bh = s.pop(0)  # aio_bh_dequeue
             flags = bh.flags
             bh.flags &= ~(BH_PENDING | BH_SCHEDULED | BH_IDLE)
             if flags & (BH_SCHEDULED | BH_DELETED) == BH_SCHEDULED:
@@ -163,7 +170,7 @@ def aio_notify_accept(ctx: AioContext) -> None:
 def aio_compute_timeout(ctx: AioContext) -> int:
     """0 if a non-idle BH is scheduled, 10 ms for an idle one, else -1 (no timers in the model)."""
     timeout = -1
-    for bh in ctx.bh_list:
+    for bh in ctx.bh_list + [b for s in ctx.bh_slice_list for b in s]:
         if bh.flags & (BH_SCHEDULED | BH_DELETED) == BH_SCHEDULED:
             if bh.flags & BH_IDLE:
                 timeout = 10_000_000
@@ -187,7 +194,7 @@ def aio_ctx_check(ctx: AioContext) -> bool:
     scheduled or a handler's fd is ready."""
     ctx.notify_me &= ~1
     aio_notify_accept(ctx)
-    for bh in ctx.bh_list:
+    for bh in ctx.bh_list + [b for s in ctx.bh_slice_list for b in s]:
         if bh.flags & (BH_SCHEDULED | BH_DELETED) == BH_SCHEDULED:
             return True
     return aio_posix.aio_pending(ctx)

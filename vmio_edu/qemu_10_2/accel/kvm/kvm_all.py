@@ -28,6 +28,7 @@ from ...system.physmem import MEMTXATTRS_UNSPECIFIED, address_space_rw
 EXCP_INTERRUPT = 0x10000  # include/exec/cpu-common.h
 EXCP_HLT = 0x10001
 _FILE = "../accel/kvm/kvm-all.c"  # what bql_lock()'s __FILE__ expands to in a meson build
+_FILE_I386 = "../target/i386/kvm/kvm.c"
 
 
 @tracepoint("qemu-cpu", args=("s", "type"))
@@ -131,5 +132,3 @@ def kvm_cpu_exec(cpu: CPUState) -> int:
     bql_lock(_FILE, 3335)
     return ret
 
-
-_FILE_I386 = "../target/i386/kvm/kvm.c"

@@ -24,7 +24,8 @@ import os
 
 from ....qemu.hw.ide import core as _c161
 from ....errors import ImageError
-from ....qemu.hw.ide.core import IDEModelError, padstr, put_le16  # noqa: F401 - helpers (not C functions)
+# helpers: padstr's C text is the same at both tags; put_le16 is a byte store; IDEModelError is the model's
+from ....qemu.hw.ide.core import IDEModelError, padstr, put_le16  # noqa: F401
 from ....trace.stacks import unchanged
 from ....trace.tracepoint import emit, tracepoint
 from ...block.block_backend import (BLOCK_ACCT_READ, BLOCK_ACCT_WRITE, BLOCK_ERROR_ACTION_IGNORE,
@@ -32,8 +33,9 @@ from ...block.block_backend import (BLOCK_ACCT_READ, BLOCK_ACCT_WRITE, BLOCK_ERR
                                     blk_aio_cancel, blk_aio_preadv, blk_aio_pwritev, blk_enable_write_cache,
                                     blk_error_action, blk_get_error_action, blk_get_geometry, blk_get_stats,
                                     block_acct_done, block_acct_failed, block_acct_invalid, block_acct_start)
+from ...system.ioport import MemoryRegionPortio
 from ...util.async_ import aio_bh_schedule_oneshot
-from ...util.iov import QEMUIOVector, iovec, qemu_iovec_from_buf, qemu_iovec_init_buf
+from ...util.iov import QEMUIOVector, qemu_iovec_from_buf, qemu_iovec_init_buf
 from ...util.main_loop import qemu_get_aio_context
 from ..core.irq import qemu_irq_lower, qemu_irq_raise
 from .internal import (ABRT_ERR, ATA_DEV_ALWAYS_ON, ATA_DEV_HS, ATA_DEV_LBA, ATA_DEV_LBA_MSB, ATA_DEV_SELECT,
@@ -805,8 +807,10 @@ def ide_bus_init_output_irq(bus: IDEBus, irq_out) -> None:
 
 @tracepoint("qemu-ide", args=("s", "dev", "kind"))
 def ide_init_drive(s: IDEState, dev: IDEDevice, kind: int, blk=None) -> int:
-    """Attach a BlockBackend to a drive slot: capacity, geometry (hd_geometry_guess on the image, as
-    blkconf_geometry does), serial "QM0000n", model "QEMU HARDDISK", firmware qemu_hw_version() "2.5+"."""
+    """Attach a BlockBackend to a drive slot: capacity, geometry, serial "QM0000n", model "QEMU HARDDISK",
+    firmware qemu_hw_version() "2.5+". The geometry is hd_geometry_guess's (hw/block/hd-geometry.c, via
+    blkconf_geometry): 10.2 first asks blk_probe_geometry, which only succeeds on s390 DASDs, then guesses
+    as 1.6.1 did, so the 1.6.1 model's helper computes it."""
     if kind != IDE_CD and blk.root is not None and blk.root.bs.read_only:
         raise ImageError(f"QEMU 10.2 refuses a read-only disk for an IDE hard disk (ide_init_drive: \"Can't use "
                          f"a read-only drive\"): {blk.filename!r} was opened with readonly=True. QEMU 1.6.1 "
@@ -851,4 +855,11 @@ def ide_create_drive(bus: IDEBus, unit: int, blk) -> IDEDevice:
     return dev
 
 
-ide_portio_list = None  # built in hw/ide/ioport.py (it needs the functions above)
+# hw/ide/core.c:84-94: the task file at 0x1f0-0x1f7 (byte entries over all 8 ports; the 2- and 4-byte data
+# entries have len 1 in 10.2, where 1.6.1 gave them 2 and 4) and 0x3f6 (alternate status / device control).
+ide_portio_list = [
+    MemoryRegionPortio(0, 8, 1, read=ide_ioport_read, write=ide_ioport_write),
+    MemoryRegionPortio(0, 1, 2, read=ide_data_readw, write=ide_data_writew),
+    MemoryRegionPortio(0, 1, 4, read=ide_data_readl, write=ide_data_writel),
+]
+ide_portio2_list = [MemoryRegionPortio(0, 1, 1, read=ide_status_read, write=ide_ctrl_write)]
