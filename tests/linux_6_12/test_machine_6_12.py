@@ -136,3 +136,26 @@ def test_the_modern_stacks_host_syscalls_are_linux_6_12s(stack):
     assert [h[:2] for h in host] == [("sys_pwrite64", "fs/read_write.c:805"), ("ksys_pwrite64", "fs/read_write.c:785"),
                                      ("sys_pread64", "fs/read_write.c:771"), ("ksys_pread64", "fs/read_write.c:751")]
     assert {t for _, _, t in host} == {"worker-1"}
+
+
+def test_the_backtrace_at_kvm_fast_pio_out_is_6_12s_under_qemu_10_2():
+    """What `vmio-edu trace --stack 10.2 --break kvm_fast_pio_out` prints: the kernel's 6.12 frames on top
+    of QEMU 10.2's vCPU thread, gdb style."""
+    from vmio_edu.trace.argfmt import format_frame
+    if importlib.util.find_spec("vmio_edu.qemu_10_2") is None:
+        pytest.skip("QEMU 10.2's model is not in this tree yet")
+    with Machine(stack="10.2", op="write", lba=1) as m:
+        dbg = m.debugger()
+        dbg.break_at("kvm_fast_pio_out", condition=lambda stop: stop.args.get("port") == 0x1F2)
+        stop = dbg.cont()
+        lines = [format_frame(f) for f in stop.backtrace]
+    assert [ln.split(" (")[0].split()[-1] for ln in lines] == [
+        "kvm_fast_pio_out", "kvm_fast_pio", "handle_io", "__vmx_handle_exit", "vmx_handle_exit", "vcpu_enter_guest",
+        "vcpu_run", "kvm_arch_vcpu_ioctl_run", "kvm_vcpu_ioctl", "kvm_vcpu_ioctl", "kvm_cpu_exec",
+        "kvm_vcpu_thread_fn", "qemu_thread_start"]
+    assert lines[0].endswith("size=1, port=0x1f2) at arch/x86/kvm/x86.c:9320")
+    assert "in=0) at arch/x86/kvm/x86.c:9391" in lines[1]
+    assert lines[2].endswith("at arch/x86/kvm/vmx/vmx.c:5414")
+    assert "exit_fastpath=EXIT_FASTPATH_NONE) at arch/x86/kvm/vmx/vmx.c:6615" in lines[3]
+    assert lines[8].endswith("ioctl=KVM_RUN, arg=0) at virt/kvm/kvm_main.c:4475")
+    assert "accel/kvm/kvm-all.c" in lines[9]

@@ -222,3 +222,20 @@ def test_hlt_is_finished_in_the_exit_fastpath(vm, stages):
     i = names.index("vmx_exit_handlers_fastpath")
     assert names[i + 1:i + 3] == ["handle_fastpath_hlt", "kvm_emulate_halt"]
     assert "__vmx_handle_exit" in names and names.count("kvm_emulate_halt") == 1  # not the table's entry too
+
+
+def test_kvm_run_with_immediate_exit_only_completes_the_pending_out(vm, stages):
+    """kvm_run->immediate_exit (byte 1 of struct kvm_run in 6.12): KVM_RUN finishes the OUT userspace has
+    answered (complete_fast_pio_out moves RIP past it) and returns -EINTR without entering the guest."""
+    import errno
+    pre = "mov dx, 0x1f0;"
+    vm.load(pre + "out dx, al; " + END)
+    ex = vm.step()
+    assert ex.rip == addr_after(pre, 16)
+    vm.run.padding1[0] = 1  # immediate_exit
+    stages.seen.clear()
+    assert vm.vcpu.ioctl(K.KVM_RUN, 0) == -errno.EINTR
+    assert "complete_fast_pio_out" in stages.names() and "vmx_vcpu_run" not in stages.names()
+    assert vm.regs().rip == addr_after(pre + "out dx, al;", 16)
+    vm.run.padding1[0] = 0
+    assert vm.step().port == 0x501

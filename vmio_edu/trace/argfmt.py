@@ -76,6 +76,9 @@ def format_value(name: str, v: Any, function: str | None = None) -> str:
         if name == "op" and function in ("memory_region_dispatch_write", "memory_region_dispatch_read") \
                 and 0 <= v < 4:  # QEMU 10.2's MemOp enum: the access size as gdb names it
             return ("MO_8", "MO_16", "MO_32", "MO_64")[v]
+        if name == "exit_fastpath" and 0 <= v < 4:  # Linux 6.12's fastpath_t enum, by name as gdb prints it
+            return ("EXIT_FASTPATH_NONE", "EXIT_FASTPATH_REENTER_GUEST", "EXIT_FASTPATH_EXIT_HANDLED",
+                    "EXIT_FASTPATH_EXIT_USERSPACE")[v]
         if name == "direction":
             return _kvm_names()["io"].get(v, str(v))
         if name in ("exit_reason", "run_exit_reason"):

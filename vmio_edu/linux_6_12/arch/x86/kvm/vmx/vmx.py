@@ -310,7 +310,7 @@ def handle_io(vcpu) -> int:
         return x86.kvm_emulate_instruction(vcpu, 0)
     port = exit_qualification >> 16
     size = (exit_qualification & 7) + 1
-    in_ = (exit_qualification & 8) != 0
+    in_ = 1 if exit_qualification & 8 else 0  # an int in the C, as kvm_fast_pio takes it
     return x86.kvm_fast_pio(vcpu, size, port, in_)
 
 
