@@ -47,3 +47,16 @@ def test_unknown_command_is_aborted(engine, stack):
         assert (r["status"], r["error"]) == (0x41, 0x04)
         assert m.image_changes() == []
         assert "0x77" in m.ide.bus[0].ifs[0].abort_reason
+
+
+def test_power_commands_complete_and_specify_sets_the_geometry(emu_stack):
+    for op in (0xE0, 0x94, 0xE6):  # STANDBY IMMEDIATE, its old opcode, SLEEP: cmd_nop in 10.2's table
+        with Machine(stack=emu_stack, op=op) as m:
+            m.run()
+            r = m.guest_result()
+            assert (r["status"] & 0xC9, r["error"]) == (0x40, 0), hex(op)
+    with Machine(stack=emu_stack, op=0x91, lba=0x0300_0000, sectors=17) as m:  # INITIALIZE DEVICE PARAMETERS
+        m.run()
+        s = m.ide.bus[0].ifs[0]
+        assert (s.heads, s.sectors) == (4, 17)  # (device register & 0xf) + 1, the count register
+        assert m.guest_result()["error"] == 0

@@ -493,13 +493,27 @@ def cmd_write_pio(s: IDEState, cmd: int) -> bool:
     return False
 
 
+@tracepoint("qemu-ide", args=("s", "cmd"))
+def cmd_specify(s: IDEState, cmd: int) -> bool:
+    """INITIALIZE DEVICE PARAMETERS: take the CHS geometry (heads from the device register, sectors per
+    track from the count) and raise the IRQ; 1.6.1 ignored the command (cmd_nop)."""
+    if s.blk is not None and s.drive_kind != IDE_CD:
+        s.heads = (s.select & ATA_DEV_HS) + 1
+        s.sectors = s.nsector
+        ide_bus_set_irq(s.bus)
+    else:
+        ide_abort_command(s)
+    return True
+
+
 HD_OK, CD_OK, CFA_OK = 1 << IDE_HD, 1 << IDE_CD, 1 << IDE_CFATA
 HD_CFA_OK = HD_OK | CFA_OK
 ALL_OK = HD_OK | CD_OK | CFA_OK
 SET_DSC = 1 << 8
 
-# opcode -> (handler, flags): the entries of 10.2's table (hw/ide/core.c:2086) that this model runs; the
-# flags are 10.2's (STANDBY/IDLE/SLEEP are HD_CFA_OK there, where 1.6.1 had ALL_OK).
+# opcode -> (handler, flags): the entries of 10.2's table (hw/ide/core.c:2086) that this model runs, with
+# 10.2's flags (the power-state commands are HD_CFA_OK there, where 1.6.1 had ALL_OK); any other opcode is
+# aborted as an unknown one.
 ide_cmd_table: dict[int, tuple] = {
     0x10: (cmd_nop, HD_CFA_OK | SET_DSC),  # WIN_RECAL
     WIN_READ: (cmd_read_pio, ALL_OK),
@@ -508,7 +522,13 @@ ide_cmd_table: dict[int, tuple] = {
     WIN_WRITE: (cmd_write_pio, HD_CFA_OK),
     WIN_WRITE_ONCE: (cmd_write_pio, HD_CFA_OK),
     WIN_WRITE_EXT: (cmd_write_pio, HD_CFA_OK),
-    0x91: (cmd_nop, HD_CFA_OK | SET_DSC),  # WIN_SPECIFY
+    0x91: (cmd_specify, HD_CFA_OK | SET_DSC),  # WIN_SPECIFY
+    # WIN_STANDBYNOW2, WIN_IDLEIMMEDIATE2, WIN_STANDBY2, WIN_SETIDLE2, WIN_SLEEPNOW2
+    0x94: (cmd_nop, HD_CFA_OK), 0x95: (cmd_nop, HD_CFA_OK), 0x96: (cmd_nop, HD_CFA_OK),
+    0x97: (cmd_nop, HD_CFA_OK), 0x99: (cmd_nop, HD_CFA_OK),
+    # WIN_STANDBYNOW1, WIN_IDLEIMMEDIATE, WIN_STANDBY, WIN_SETIDLE1, WIN_SLEEPNOW1
+    0xE0: (cmd_nop, HD_CFA_OK), 0xE1: (cmd_nop, HD_CFA_OK), 0xE2: (cmd_nop, HD_CFA_OK),
+    0xE3: (cmd_nop, HD_CFA_OK), 0xE6: (cmd_nop, HD_CFA_OK),
     WIN_IDENTIFY: (cmd_identify, ALL_OK),
 }
 
