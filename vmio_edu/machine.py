@@ -1,4 +1,5 @@
-"""`Machine`: one PC, one vCPU, one IDE disk, and the whole QEMU 1.6.1 / Linux 3.7 I/O path in between.
+"""`Machine`: one PC, one vCPU, one disk (IDE, or virtio-blk with disk="virtio"), and the whole QEMU 1.6.1 /
+Linux 3.7 I/O path in between.
 
     from vmio_edu import Machine
     with Machine(op="write", lba=5, sectors=2) as m:
@@ -136,6 +137,12 @@ class Machine:
     latency: how many VM exits the guest gets between starting an I/O and its completion landing.
     max_exits, max_instructions (emulated engine, per KVM_RUN), max_spin_seconds (real engine): budgets
              that stop a guest which never halts with a clear BudgetExceeded.
+    disk:    "ide" (the PIIX IDE disk, the default) or "virtio" (virtio-blk-pci; the default guest is then
+             the virtio-blk driver, vmio_edu.guest.virtio_guest, and op/lba/sectors/seed/polling mean the
+             same; per_request, depth, indirect and fault shape its requests).
+    ioeventfd: the virtio device's ioeventfd property, on by default as in QEMU 1.6.1 with KVM: the
+             guest's queue notify is handled in the kernel and the queue runs on the main loop. Off: the
+             notify is a KVM_EXIT_IO handled on the vCPU thread.
     stack:   "1.6.1" (QEMU 1.6.1 on Linux 3.7, the default) or "10.2" (QEMU 10.2 on Linux 6.12): which
              versions' path the I/O takes (vmio_edu.stacks). The emulated engine models that Linux; the
              real engine is this host's kernel either way.
@@ -147,7 +154,8 @@ class Machine:
                  ram_size: int = 2 << 20, max_exits: int = 1_000_000, latency: int = 1, record: bool = False,
                  image_size: int = DEFAULT_IMAGE_SIZE, readonly: bool = False,
                  max_spin_seconds: float = 20.0, max_instructions: int = 50_000_000,
-                 stack: str = "1.6.1") -> None:
+                 stack: str = "1.6.1", disk: str = "ide", ioeventfd: bool = True, per_request: int = 0,
+                 depth: int = 0, fault: str | None = None, indirect: bool = False) -> None:
         config = {k: v for k, v in locals().items() if k != "self"}  # first: only the parameters
         from .guest import boot_state, default_guest, load_code
         from .qemu.state import QemuState
@@ -159,6 +167,11 @@ class Machine:
         vcpu_thread_fn = self.stack.entry("vcpu_thread")
         main_loop = self.stack.entry("main_loop")
 
+        if disk not in ("ide", "virtio"):
+            raise VmioError(f"disk must be 'ide' or 'virtio', not {disk!r}")
+        if not isinstance(ioeventfd, bool):
+            raise VmioError(f"ioeventfd must be True or False, not {ioeventfd!r}")
+        self.disk, self.ioeventfd = disk, ioeventfd
         # How this machine was made: the debugger's time travel builds a fresh one from it.
         self._config = config
         self._debugger = None
@@ -180,12 +193,24 @@ class Machine:
         self.ram = mmap.mmap(-1, ram_size)
         self.exit_recorder = ExitRecorder()
         self.sched.attach(listener=self.exit_recorder)
+        from .trace.kernel_exits import KernelExitRecorder
+        self.kernel_exit_recorder = KernelExitRecorder()  # exits the kernel handled (emulated engine)
+        self.sched.attach(listener=self.kernel_exit_recorder)
         self.trace = Recorder() if record else None
         if self.trace is not None:
             self.sched.attach(hooks=self.trace)
 
         self.bs = bdrv_open(self.image_path, readonly=readonly)
-        self.cpu, self.ide, self.engine_note = pc_init1(self.state, self.ram, engine, self.bs)
+        devices = {"disk": disk, "ioeventfd": ioeventfd} if disk == "virtio" else {}
+        try:
+            self.cpu, self.ide, self.engine_note = pc_init1(self.state, self.ram, engine, self.bs, **devices)
+        except TypeError as e:
+            if not devices or "disk" not in str(e):
+                raise
+            self.stack.entry("block_close")(self.bs)
+            raise VmioError(f"the {self.stack.name} stack ({self.stack.qemu}) has no virtio-blk board yet: "
+                            "use disk='ide' there") from e
+        self.virtio = self.state.extra.get("virtio_blk")  # the VirtIOPCIProxy (disk="virtio")
         self.engine = self.state.kvm_state.engine
         # Where each I/O exit's string instruction took or puts its bytes (for byte provenance).
         from .trace.guest_pio import GuestPioObserver
@@ -197,7 +222,11 @@ class Machine:
         self._closed = False
 
         if guest is None:
-            guest = default_guest()
+            if disk == "virtio":
+                from .guest.virtio_guest import virtio_guest
+                guest = virtio_guest()
+            else:
+                guest = default_guest()
         if isinstance(guest, (bytes, bytearray)):
             if mode is None:
                 raise VmioError("raw guest code needs mode=16, 32 or 64")
@@ -212,8 +241,11 @@ class Machine:
             boot = boot_state(self.ram, guest.mode, guest.entry)
             if hasattr(guest, "write_params"):
                 self.pattern = make_pattern(seed, SECTOR * max(1, sectors or 256))
+                extra = {}
+                if per_request or depth or fault or indirect:
+                    extra = {"per_request": per_request, "depth": depth, "fault": fault, "indirect": indirect}
                 guest.write_params(self.ram, op=op, lba=lba, sectors=sectors, polling=polling,
-                                   data=self.pattern)
+                                   data=self.pattern, **extra)
         self.cpu.kvm_fd.ioctl(K.KVM_SET_SREGS, boot.sregs)
         self.cpu.kvm_fd.ioctl(K.KVM_SET_REGS, boot.regs)
 
@@ -242,6 +274,14 @@ class Machine:
     @property
     def exits(self) -> list[ExitRecord]:
         return self.exit_recorder.exits
+
+    @property
+    def kernel_exits(self) -> list:
+        """The VM exits KVM handled itself, never returning to QEMU (`KernelExitRecord`s: ioeventfd and
+        in-kernel PIC accesses, host timer ticks, in-kernel HLTs, ...). Separate from `exits`, the exits to
+        userspace. Empty on the real engine, where the kernel's exits are invisible
+        (see vmio_edu.trace.kernel_exits)."""
+        return self.kernel_exit_recorder.exits
 
     def run(self) -> Parked:
         """Run until the guest halts for good (or a debugger stop / error). Errors are raised.
@@ -367,6 +407,9 @@ class Machine:
         try:
             bdrv_close(self.bs)
             qemu_cleanup_main_loop(self.state)
+            if getattr(self, "virtio", None) is not None:
+                from .qemu.hw.virtio.virtio_pci import virtio_pci_exit
+                virtio_pci_exit(self.virtio)
         finally:
             _close_kvm(self)
             if self._tmpdir:

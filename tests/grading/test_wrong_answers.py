@@ -81,7 +81,7 @@ def test_self_check_sees_the_students_own_cases_only():
     assert _check("sectors", code, 2, hidden=True, parts=["requests"])["requests"].points == 0
 
 
-@pytest.mark.parametrize("name", ["exit_qual", "pio_exits", "kvm_run", "sectors"])
+@pytest.mark.parametrize("name", ["exit_qual", "pio_exits", "kvm_run", "sectors", "virtio_chain", "virtio_exits"])
 def test_an_answer_that_raises_scores_zero_with_the_error_named(name):
     code = f"def {exercise(name).answer}(*args):\n    return {{}}['no such key']\n"
     res = _check(name, code, 3, parts=[p for p in exercise(name).part_names if p != "model"])

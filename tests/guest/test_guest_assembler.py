@@ -200,3 +200,12 @@ def test_disassemble_rows_cover_every_byte():
     assert bytes.fromhex("".join(r[1] for r in listing)) == code
     addrs = [r[0] for r in listing]
     assert addrs == sorted(addrs) and addrs[-1] == 0x1000 + len(code) - 1
+
+
+def test_keystone_silence_is_an_error_naming_the_line():
+    # keystone returns no bytes and no error for `byte [addr]` (no `ptr`): a guest must not become b"".
+    from vmio_edu.guest.assembler import AssemblyError, assemble
+    with pytest.raises(AssemblyError, match=r"line 3: keystone produced no code.*cmp byte \[0x5000\], 0"):
+        assemble("nop\nnop\ncmp byte [0x5000], 0\nnop", 64, cache=False)
+    assert assemble("nop\ncmp byte ptr [0x5000], 0", 64, cache=False).hex() == "90803df83f000000"
+    assert assemble("start:\n.equ LIMIT, 3", 64, cache=False) == b""  # only symbols: no code is right

@@ -12,6 +12,9 @@ The userspace is QEMU 1.6.1's model on the 6.12 kernel (QEMU only sees the /dev/
 model on it too once `vmio_edu.qemu_10_2` provides the "10.2" stack's entry points.
 Skipped where /dev/kvm cannot be opened (failed instead under REQUIRE_KVM=1).
 """
+# Guest immediates above 9 are written in hex: keystone 0.9.2 sometimes parses a decimal immediate as hex
+# depending on the process's memory layout (seen here: `mov cx, 600` assembled as 0x600 in one pytest run
+# and as 600 in another), and hex reads the same either way.
 from __future__ import annotations
 
 import dataclasses
@@ -94,7 +97,7 @@ def test_kvm_pvm_vs_6_12_rep_ins_page_batch(mode):
     """Agreement (3.7 differs: 128 + 128): a batch from page offset 0xf00 takes the room in bytes, 256, as
     elements."""
     cxr, dir_ = ("cx", "di") if mode == 16 else ("ecx", "rdi")
-    r = both(mode, f"cld; mov dx, 0x300; mov {cxr}, 256; mov {dir_}, 0x4f00; rep insw; " + END,
+    r = both(mode, f"cld; mov dx, 0x300; mov {cxr}, 0x100; mov {dir_}, 0x4f00; rep insw; " + END,
              per_exit=lambda vm, ex: (ex.count, ex.rip, ex.rcx, bytes(vm.ram[0x4F00:0x5100])))
     assert [c for c, *_ in r["model"][:-1]] == [256]
     assert [c for c, *_ in r["kvm_pvm"][:-1]] == [256]
@@ -105,8 +108,8 @@ def test_kvm_pvm_vs_6_12_rep_ins_page_batch(mode):
 def test_kvm_pvm_vs_6_12_rep_ins_read_ahead():
     """Agreement: 600 words from a page start are 512 + 88 on both (the 1024-byte read-ahead cache), with
     2000 bytes 1024 + 976; DF=1 also agrees."""
-    src = ("cld; mov dx, 0x300; mov cx, 600; mov di, 0x3000; rep insw; mov cx, 2000; mov di, 0x5000; rep insb; "
-           "std; mov cx, 600; mov di, 0x7f00; rep insw; cld; " + END)
+    src = ("cld; mov dx, 0x300; mov cx, 0x258; mov di, 0x3000; rep insw; mov cx, 0x7d0; mov di, 0x5000; rep insb; "
+           "std; mov cx, 0x258; mov di, 0x7f00; rep insw; cld; " + END)
     r = both(16, src, per_exit=lambda vm, ex: (ex.count, ex.rip, ex.rcx))
     assert [c for c, _, _ in r["model"][:4]] == [512, 88, 1024, 976]
     assert [c for c, _, _ in r["kvm_pvm"][:4]] == [512, 88, 1024, 976]
@@ -181,7 +184,8 @@ def test_default_guest_agrees_exit_by_exit_except_the_named_out_rip(stack, secto
 # -- any PIO program, exit by exit --------------------------------------------------------------------------------
 def _same_but_out_rip(mode: int, src: str, ram: dict | None = None) -> list:
     """Run on both; assert the exits agree on reason, direction, size, port, count, OUT data and RCX, and on
-    RIP except that at a plain OUT the host is exactly one instruction further (`out_rip`)."""
+    RIP except that at a plain OUT (not to port 0x7e) the host is exactly one instruction further
+    (`out_rip`)."""
     def key(vm, ex):
         io = None
         if ex.reason == K.KVM_EXIT_IO and ex.direction == K.KVM_EXIT_IO_OUT:
@@ -189,7 +193,8 @@ def _same_but_out_rip(mode: int, src: str, ram: dict | None = None) -> list:
                 io = decode_io(bytes(vm.ram[ex.rip:ex.rip + 15]), mode)
             except DecodeError:
                 io = None
-        plain_out_len = io.length if io is not None and not io.string else 0
+        # a plain OUT, except to port 0x7e, which 6.12 skips before the exit too (`out_0x7e_rip`)
+        plain_out_len = io.length if io is not None and not io.string and ex.port != 0x7E else 0
         return ex.key()[:6] + (ex.rcx,), ex.rip, plain_out_len
     r = both(mode, src, ram=ram, per_exit=key)
     model, host = r["model"], r["kvm_pvm"]
@@ -203,11 +208,11 @@ def _same_but_out_rip(mode: int, src: str, ram: dict | None = None) -> list:
 def test_pio_forms_agree_but_for_the_plain_out_rip(mode):
     c, s, d = ("cx", "si", "di") if mode == 16 else ("ecx", "esi" if mode == 32 else "rsi", "edi" if mode == 32 else "rdi")
     src = (f"cld; mov dx, 0x1f0; mov eax, 0x11223344; out dx, al; out dx, ax; out dx, eax; out 0x80, al;"
-           f"in al, dx; in ax, 0x60; in eax, dx; mov {c}, 40; mov {s}, 0x2000; rep outsw;"
+           f"in al, dx; in ax, 0x60; in eax, dx; mov {c}, 0x28; mov {s}, 0x2000; rep outsw;"
            f"mov {c}, 3; rep outsb; mov {c}, 2; rep outsd; xor {c}, {c}; rep outsw;"
-           f"mov {c}, 600; mov {d}, 0x3000; rep insw; mov {c}, 7; rep insd;"
-           f"mov {c}, 2000; mov {d}, 0x5000; rep insb; mov {c}, 300; mov {d}, 0x6f80; rep insw;"
-           f"std; mov {c}, 600; mov {d}, 0x7f00; rep insw; cld; " + END)
+           f"mov {c}, 0x258; mov {d}, 0x3000; rep insw; mov {c}, 7; rep insd;"
+           f"mov {c}, 0x7d0; mov {d}, 0x5000; rep insb; mov {c}, 0x12c; mov {d}, 0x6f80; rep insw;"
+           f"std; mov {c}, 0x258; mov {d}, 0x7f00; rep insw; cld; " + END)
     exits = _same_but_out_rip(mode, src, ram={0x2000: bytes(range(256))})
     # 4 OUT, 3 IN, 40 + 3 + 2 OUTS (none for RCX 0), insw 512+88, insd 7, insb 1024+976,
     # insw at 0x6f80: 128 (the room in bytes) + 172, std insw 512+88, the final OUT
@@ -234,12 +239,12 @@ if given is not None:
             suffix = {1: "b", 2: "w", 4: "d"}[size]
             imm = imm and port <= 0xFF
             if kind == "out":
-                lines.append(f"mov {reg}, {0x11 * (n % 15 + 1)}")
+                lines.append(f"mov {reg}, {0x11 * (n % 15 + 1):#x}")
                 lines.append(f"out {port:#x}, {reg}" if imm else f"mov dx, {port:#x}\nout dx, {reg}")
             elif kind == "in":
                 lines.append(f"in {reg}, {port:#x}" if imm else f"mov dx, {port:#x}\nin {reg}, dx")
             else:  # mid-page starts too: 6.12 and kvm_pvm batch the same way there
-                lines += [f"mov dx, {port:#x}", f"mov cx, {n}", f"mov si, {start:#x}", f"mov di, {start:#x}",
+                lines += [f"mov dx, {port:#x}", f"mov cx, {n:#x}", f"mov si, {start:#x}", f"mov di, {start:#x}",
                           f"rep {kind}{suffix}"]
         _same_but_out_rip(16, "\n".join(lines) + "\n" + END)
 

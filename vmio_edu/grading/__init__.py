@@ -22,9 +22,10 @@ from typing import Any
 
 from .base import Exercise, PartResult, seed_for_user
 
-# In the order the path is crossed: exit → KVM → kvm_run → QEMU → IDE → block → threads → completion.
+# In the order the path is crossed: exit → KVM → kvm_run → QEMU → IDE → block → threads → completion; then
+# the virtio-blk path (issue 14): the guest driver's descriptor chain, then the exits and interrupts of a batch.
 EXERCISE_MODULES = ("exit_qual", "pio_exits", "kvm_run", "handle_io", "ide_write", "sectors", "threads",
-                    "completion")
+                    "completion", "virtio_chain", "virtio_exits")
 
 __all__ = ["EXERCISE_MODULES", "Exercise", "PartResult", "all_exercises", "assert_part", "autograde_part",
            "check", "exercise", "make", "problem", "seed_for_user", "self_check", "show_problem"]

@@ -130,12 +130,37 @@ def _engine(mode: int) -> keystone.Ks:
     return ks
 
 
-def _try(source: str, mode: int, base: int) -> tuple[bytes | None, keystone.KsError | None]:
+class _NoCode(Exception):
+    """keystone gave no code and no error: it drops a whole source over some operands it cannot encode
+    (`cmp byte [addr], 0` without `ptr`), so a silent empty result is an error here."""
+
+    errno = "none"
+
+    def __str__(self) -> str:
+        return ("keystone produced no code and no error (it does that for an operand it cannot encode, "
+                "e.g. `byte [addr]`: write `byte ptr [addr]`)")
+
+
+def _has_code(source: str) -> bool:
+    """Does `source` hold anything that should assemble to bytes (not only labels, .equ and comments)?"""
+    for line in source.split("\n"):
+        for stmt in _COMMENT.sub("", line).split(";"):
+            while (m := _LABEL.match(stmt)):
+                stmt = stmt[m.end():]
+            stmt = stmt.strip()
+            if stmt and not _EQU.match(stmt) and not stmt.startswith((".intel_syntax", ".code", ".globl")):
+                return True
+    return False
+
+
+def _try(source: str, mode: int, base: int) -> tuple[bytes | None, Exception | None]:
     with _lock:
         try:
             encoding, _count = _engine(mode).asm(source, base)
         except keystone.KsError as e:
             return None, e
+    if encoding is None and _has_code(source):
+        return None, _NoCode()
     return bytes(encoding or b""), None
 
 

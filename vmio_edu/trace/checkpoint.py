@@ -56,7 +56,8 @@ _OPAQUE = {"Scheduler", "ModelThread", "ThreadContext", "TracePoint", "Frame", "
            # the real engine's files and run state (the kernel's part is saved through vmio_edu.kvm.state)
            "KvmSystem", "KvmVm", "KvmVcpu", "_FdState", "_VcpuState", "Watchdog", "Features"}
 # X86Cpu fields that are state (restored); everything else on it is the Unicorn engine or a cache.
-CPU_FIELDS = ("vcpu_id", "max_insns", "slice_insns", "budget_left", "slots", "mmio_gfns", "mmio_access",
+CPU_FIELDS = ("vcpu_id", "max_insns", "slice_insns", "host_intr_pending", "budget_left", "slots", "mmio_gfns",
+              "mmio_access",
               "last_event", "fault_detail", "notes", "uc_mode", "gprs", "sel", "cr0", "cr3", "cr4", "_efer",
               "_rflags", "_full_load", "vmcs")
 _HOOK_FIELDS = ("n", "watch", "stop", "addr", "size", "shadow_n", "shadow", "intr", "intr_eip", "mmio")
@@ -78,6 +79,7 @@ class Checkpoint:
     cpu: dict = field(default_factory=dict)  # X86Cpu's state fields (CPU_FIELDS) and its hook state
     sched: dict = field(default_factory=dict)  # the scheduler's counters
     exits: int = 0  # len(machine.exits)
+    kernel_exits: int = 0  # len(machine.kernel_exits)
     image_size: int = 0
     nbytes: int = 0  # about the memory it adds (pages shared with the previous checkpoint not counted)
 
@@ -146,7 +148,7 @@ def _real(machine: Any) -> bool:
 def quiescent(machine: Any) -> str | None:
     """None if the machine is at a quiescent point (see the module docstring), else what is in flight.
     Call it while the vCPU thread is stopped at the entry of KVM_RUN."""
-    from ..qemu.util.event_notifier_posix import event_notifier_is_set
+    from ..qemu.util.event_notifier_posix import event_notifier_is_set, fd_readable
 
     s, st = machine.sched, machine.state
     if s._due or s.park_requested or s.error is not None or s.closing:
@@ -178,6 +180,9 @@ def quiescent(machine: Any) -> str | None:
             return "the thread pool's notifier is set"
     if event_notifier_is_set(ctx.notifier):
         return "the main loop's notifier is set"
+    for ioh in st.extra.get("io_handlers", ()):  # an fd handler's event (an ioeventfd's signal) not yet read
+        if not ioh.deleted and fd_readable(ioh.fd):
+            return "a main-loop fd handler has an event pending"
     from .views import block_nodes
     for bs in block_nodes(machine):
         if bs.tracked_requests:
@@ -336,6 +341,7 @@ def save(machine: Any, index: int, pages: _Pages | None = None) -> Checkpoint:
     s = machine.sched
     cp.sched = {"ticks": s.ticks}
     cp.exits = len(machine.exits)
+    cp.kernel_exits = len(getattr(machine, "kernel_exits", ()))
     cp.nbytes = nbytes
     return cp
 

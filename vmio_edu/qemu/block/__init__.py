@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Generator
 
 from ...errors import ImageError
-from ...trace.tracepoint import tracepoint
+from ...trace.tracepoint import emit, tracepoint
 from ..async_ import QEMUBH, qemu_bh_delete, qemu_bh_schedule
 from ..main_loop import qemu_aio_wait, qemu_bh_new, qemu_get_aio_context
 from ..qemu_coroutine import Coroutine, qemu_coroutine_create, qemu_coroutine_enter, qemu_coroutine_self, \
@@ -66,6 +66,9 @@ class BlockDriver:
     bdrv_co_writev: Callable | None = None
     bdrv_aio_readv: Callable | None = None  # (bs, sector_num, qiov, nb_sectors, cb, opaque) -> acb
     bdrv_aio_writev: Callable | None = None
+    bdrv_aio_flush: Callable | None = None  # (bs, cb, opaque) -> acb: raw-posix's flush (fdatasync)
+    bdrv_co_flush_to_os: Callable | None = None
+    bdrv_co_flush_to_disk: Callable | None = None
 
 
 @dataclass
@@ -109,11 +112,15 @@ class BlockDriverState:
 
 @dataclass
 class BlockRequest:
+    """One write of a bdrv_aio_multiwrite batch (virtio-blk's MultiReqBuffer entries)."""
+
     sector: int
     nb_sectors: int
     qiov: QEMUIOVector
     flags: int = 0
     error: int = 0
+    cb: Any = None  # BlockDriverCompletionFunc, called once the (possibly merged) write completed
+    opaque: Any = None
 
 
 @dataclass
@@ -249,6 +256,22 @@ def bdrv_is_read_only(bs: BlockDriverState) -> bool:
     return bs.read_only
 
 
+@tracepoint("qemu-block", args=("bs",))
+def bdrv_enable_write_cache(bs: BlockDriverState) -> bool:
+    return bs.enable_write_cache
+
+
+@tracepoint("qemu-block", args=("bs", "wce"))
+def bdrv_set_enable_write_cache(bs: BlockDriverState, wce: bool) -> None:
+    """Writeback (True) or writethrough (False, a flush after every write). 1.6.1 also flips
+    BDRV_O_CACHE_WB in open_flags so that a reopen keeps the mode."""
+    bs.enable_write_cache = wce
+    if wce:
+        bs.open_flags |= BDRV_O_CACHE_WB
+    else:
+        bs.open_flags &= ~BDRV_O_CACHE_WB
+
+
 def bdrv_is_inserted(bs: BlockDriverState) -> bool:
     return bs.drv is not None
 
@@ -330,7 +353,8 @@ def bdrv_co_do_writev(bs: BlockDriverState, sector_num: int, nb_sectors: int, qi
                       flags: int = 0) -> Generator[Any, Any, int]:
     """Refuse a read-only BDS (-EACCES) and a request past the end (-EIO), track the request, call the
     driver's bdrv_co_writev, and note the highest sector written (and the new size if it grew).
-    With the write cache off QEMU would also flush here (bdrv_co_flush); IDE's default keeps it on."""
+    With the write cache off (writethrough) the write is flushed before it completes (bdrv_co_flush);
+    cache=writeback, IDE's default, keeps it on."""
     drv = bs.drv
     if drv is None:
         return -errno.ENOMEDIUM
@@ -341,6 +365,8 @@ def bdrv_co_do_writev(bs: BlockDriverState, sector_num: int, nb_sectors: int, qi
     req = tracked_request_begin(bs, sector_num, nb_sectors, True)
     try:
         ret = yield from drv.bdrv_co_writev(bs, sector_num, nb_sectors, qiov)
+        if ret == 0 and not bs.enable_write_cache:  # writethrough: each write is flushed before it completes
+            ret = yield from bdrv_co_flush(bs)
     finally:
         tracked_request_end(bs, req)
     if bs.wr_highest_sector < sector_num + nb_sectors - 1:
@@ -471,6 +497,136 @@ def bdrv_aio_writev(bs: BlockDriverState, sector_num: int, qiov: QEMUIOVector, n
     main-loop thread (ret 0 or -errno)."""
     _check_qiov(qiov, nb_sectors)
     return bdrv_co_aio_rw_vector(bs, sector_num, qiov, nb_sectors, cb, opaque, True)
+
+
+# -- flush ----------------------------------------------------------------------------------------------
+@tracepoint("qemu-block", args=("bs",))
+def bdrv_co_flush(bs: BlockDriverState | None) -> Generator[Any, Any, int]:
+    """Flush this BDS, then the one under it: the raw format has nothing of its own to flush, the file
+    protocol's bdrv_aio_flush sends an fdatasync to the thread pool and the coroutine waits for it."""
+    if bs is None or not bdrv_is_inserted(bs) or bdrv_is_read_only(bs):
+        return 0
+    drv = bs.drv
+    if drv.bdrv_co_flush_to_os is not None:
+        ret = yield from drv.bdrv_co_flush_to_os(bs)
+        if ret < 0:
+            return ret
+    if not bs.open_flags & BDRV_O_NO_FLUSH:  # cache=unsafe skips the flush to disk
+        if drv.bdrv_co_flush_to_disk is not None:
+            ret = yield from drv.bdrv_co_flush_to_disk(bs)
+        elif drv.bdrv_aio_flush is not None:
+            co = CoroutineIOCompletion(coroutine=qemu_coroutine_self())
+            acb = drv.bdrv_aio_flush(bs, bdrv_co_io_em_complete, co)
+            if acb is None:
+                ret = -errno.EIO
+            else:
+                yield from qemu_coroutine_yield()
+                ret = co.ret
+        else:
+            ret = 0  # a driver that can't flush: hope the user knows (block.c's comment)
+        if ret < 0:
+            return ret
+    return (yield from bdrv_co_flush(bs.file))
+
+
+@tracepoint("qemu-block", args=("opaque=acb",))
+def bdrv_aio_flush_co_entry(acb: BlockDriverAIOCBCoroutine) -> Generator[Any, Any, None]:
+    """The flush coroutine: bdrv_co_flush, then the bottom half that calls the device back."""
+    acb.req.error = yield from bdrv_co_flush(acb.bs)
+    acb.bh = qemu_bh_new(bdrv_co_em_bh, acb)
+    qemu_bh_schedule(acb.bh)
+
+
+@tracepoint("qemu-block", args=("bs", "cb", "opaque"))
+def bdrv_aio_flush(bs: BlockDriverState, cb: BlockDriverCompletionFunc, opaque: Any) -> BlockDriverAIOCBCoroutine:
+    """Start a flush of the whole drive; `cb(opaque, ret)` runs later on the main loop."""
+    acb = BlockDriverAIOCBCoroutine(bs, cb, opaque, BlockRequest(0, 0, None), False)
+    co = qemu_coroutine_create(bdrv_aio_flush_co_entry)
+    acb.id = co.id
+    qemu_coroutine_enter(co, acb)
+    return acb
+
+
+# -- bdrv_aio_multiwrite: several writes submitted together, neighbours merged (virtio-blk uses it) --------
+@dataclass(eq=False)
+class MultiwriteCB:
+    """The shared completion of one bdrv_aio_multiwrite: the first error, the requests still running
+    (after merging) and every caller's callback, each called once all requests are done."""
+
+    error: int = 0
+    num_requests: int = 0
+    num_callbacks: int = 0
+    callbacks: list[dict] = field(default_factory=list)  # {cb, opaque, free_qiov}
+
+    def view(self) -> dict:
+        return {"error": self.error, "num_requests": self.num_requests, "num_callbacks": self.num_callbacks}
+
+
+@tracepoint("qemu-block", args=("mcb",))
+def multiwrite_user_cb(mcb: MultiwriteCB) -> None:
+    """Every caller's callback, with the batch's error (one failed merged write fails all its parts)."""
+    for c in mcb.callbacks[:mcb.num_callbacks]:
+        c["cb"](c["opaque"], mcb.error)
+
+
+@tracepoint("qemu-block", args=("opaque=mcb", "ret"))
+def multiwrite_cb(mcb: MultiwriteCB, ret: int) -> None:
+    """One of the batch's writes completed (the bdrv_aio_writev callback, on the main loop)."""
+    if ret < 0 and not mcb.error:
+        mcb.error = ret
+    mcb.num_requests -= 1
+    if mcb.num_requests == 0:
+        multiwrite_user_cb(mcb)
+
+
+@tracepoint("qemu-block", args=("bs", "reqs", "num_reqs", "mcb"))
+def multiwrite_merge(bs: BlockDriverState, reqs: list[BlockRequest], num_reqs: int, mcb: MultiwriteCB) -> int:
+    """Sort by start sector and merge each request into the previous one when it starts at or before
+    the previous one's end (sequential or overlapping; an overlap drops the first one's tail). A merged
+    request gets a new QEMUIOVector holding both vectors' pieces. Returns how many requests remain."""
+    from ..util.iov import qemu_iovec_concat, qemu_iovec_init
+    IOV_MAX = 1024
+    reqs[:num_reqs] = sorted(reqs[:num_reqs], key=lambda r: r.sector)  # qsort: multiwrite_req_compare
+    outidx = 0
+    for i in range(1, num_reqs):
+        oldreq_last = reqs[outidx].sector + reqs[outidx].nb_sectors
+        merge = reqs[i].sector <= oldreq_last
+        if reqs[outidx].qiov.niov + reqs[i].qiov.niov + 1 > IOV_MAX:
+            merge = False
+        if merge:
+            qiov = QEMUIOVector()
+            qemu_iovec_init(qiov, reqs[outidx].qiov.niov + reqs[i].qiov.niov + 1)
+            size = (reqs[i].sector - reqs[outidx].sector) << 9
+            qemu_iovec_concat(qiov, reqs[outidx].qiov, 0, size)
+            qemu_iovec_concat(qiov, reqs[i].qiov, 0, reqs[i].qiov.size)
+            reqs[outidx] = BlockRequest(reqs[outidx].sector, qiov.size >> 9, qiov, reqs[outidx].flags,
+                                        reqs[outidx].error, reqs[outidx].cb, reqs[outidx].opaque)
+            mcb.callbacks[i]["free_qiov"] = qiov
+        else:
+            outidx += 1
+            reqs[outidx] = BlockRequest(reqs[i].sector, reqs[i].nb_sectors, reqs[i].qiov, reqs[outidx].flags,
+                                        reqs[outidx].error, reqs[outidx].cb, reqs[outidx].opaque)
+    return outidx + 1
+
+
+@tracepoint("qemu-block", args=("bs", "reqs", "num_reqs"))
+def bdrv_aio_multiwrite(bs: BlockDriverState, reqs: list[BlockRequest], num_reqs: int) -> int:
+    """Submit `num_reqs` writes at once: merge what touches, then one bdrv_aio_writev per remaining
+    request, all completing through multiwrite_cb. 0 on success; -1 (every req.error set) with no medium."""
+    if bs.drv is None:
+        for r in reqs[:num_reqs]:
+            r.error = -errno.ENOMEDIUM
+        return -1
+    if num_reqs == 0:
+        return 0
+    mcb = MultiwriteCB(num_requests=0, num_callbacks=num_reqs,
+                       callbacks=[{"cb": r.cb, "opaque": r.opaque, "free_qiov": None} for r in reqs[:num_reqs]])
+    num_reqs = multiwrite_merge(bs, reqs, num_reqs, mcb)
+    emit("bdrv_aio_multiwrite", "qemu-block", mcb=mcb, num_callbacks=mcb.num_callbacks, num_reqs=num_reqs)
+    mcb.num_requests = num_reqs
+    for r in reqs[:num_reqs]:
+        bdrv_aio_writev(bs, r.sector, r.qiov, r.nb_sectors, multiwrite_cb, mcb)
+    return 0
 
 
 # The drivers register themselves (QEMU's block_init); they import the functions above.

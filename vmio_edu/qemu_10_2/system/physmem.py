@@ -41,6 +41,8 @@ class AddressSpace:
     name: str
     root: MemoryRegion
     ram: Any = None  # guest RAM (address_space_memory), mapped at guest-physical 0
+    # the memory listeners filtering on this space (AddressSpace.listeners): KVM's, registered by kvm_init
+    listeners: list = field(default_factory=list)
 
     def view(self) -> dict:
         return {"name": self.name, "root": self.root.view()}

@@ -31,6 +31,9 @@ class kvm(_k37.kvm):
     """struct kvm: one virtual machine."""
 
     arch: kvm_arch = field(default_factory=kvm_arch)
+    # model: the last access an in-kernel device took, ("in"/"out", size, address, data bytes), for
+    # `kvm_exit_in_kernel` (6.12 no longer records a kernel-handled access in vcpu->arch.pio)
+    last_io: tuple | None = None
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Any
 from vmio_edu.cpu.x86 import DEFAULT_MAX_INSNS, X86Cpu
 from vmio_edu.linux.include.uapi.linux import kvm as K
 from vmio_edu.linux.virt.kvm import kvm_main as _m37
-from vmio_edu.linux.virt.kvm.kvm_main import (_EXTENSIONS, EOPNOTSUPP, KVM_API_VERSION, KVM_MAX_VCPUS,  # noqa: F401
+from vmio_edu.linux.virt.kvm.kvm_main import (_EXTENSIONS as _EXTENSIONS_3_7, EOPNOTSUPP, KVM_API_VERSION, KVM_MAX_VCPUS,  # noqa: F401
                                               KVM_MEM_LOG_DIRTY_PAGES, KVM_MEMORY_SLOTS,
                                               KVM_MP_STATE_UNINITIALIZED, VCPU_MMAP_PAGES, _err, _matching)
 from vmio_edu.linux_6_12.arch.x86.include.asm.kvm_host import KVM_REQ_UNBLOCK, NR_VCPU_REGS, VCPU_REGS_RCX, VCPU_REGS_RIP
@@ -34,6 +34,9 @@ from vmio_edu.linux_6_12.include.linux.kvm_host import (irqchip_in_kernel, kvm,
 from vmio_edu.trace.tracepoint import tracepoint
 
 PAGE_SIZE = 4096
+# What KVM_CHECK_EXTENSION answers: the 3.7 model's list, without KVM_CAP_IOEVENTFD: 6.12's ioeventfds
+# (virt/kvm/eventfd.c) are not modelled yet, so KVM_IOEVENTFD is refused (ENOTTY) and not advertised.
+_EXTENSIONS = {cap: v for cap, v in _EXTENSIONS_3_7.items() if cap != getattr(K, "KVM_CAP_IOEVENTFD", None)}
 
 
 # ==========================================================================================================
@@ -305,6 +308,8 @@ def kvm_io_bus_write(vcpu: kvm_vcpu, bus_idx: int, addr: int, len: int, val) -> 
     data = bytes(val[:len])
     for dev in _matching(vcpu.kvm, bus_idx, addr, len):
         if dev.write(addr, len, data):
+            vcpu.kvm.last_io_dev = dev.name  # (model: which in-kernel device took it, for kernel_exits)
+            vcpu.kvm.last_io = ("out", len, addr, data)
             return 0
     return -EOPNOTSUPP
 
@@ -317,6 +322,8 @@ def kvm_io_bus_read(vcpu: kvm_vcpu, bus_idx: int, addr: int, len: int, val) -> i
         if data is not None:
             if data:
                 val[:len] = data[:len]
+            vcpu.kvm.last_io_dev = dev.name
+            vcpu.kvm.last_io = ("in", len, addr, bytes(val[:len]))
             return 0
     return -EOPNOTSUPP
 

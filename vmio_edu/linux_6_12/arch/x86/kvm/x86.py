@@ -37,6 +37,8 @@ from vmio_edu.linux_6_12.arch.x86.include.asm.kvm_host import (
 from vmio_edu.linux_6_12.include.linux.kvm_host import (KVM_MMIO_BUS, KVM_PIO_BUS, KVM_USERSPACE_IRQ_SOURCE_ID,
                                                        irqchip_in_kernel, kvm_check_request, kvm_clear_request,
                                                        kvm_make_request, lapic_in_kernel)
+from vmio_edu.linux_6_12.kernel.entry.kvm import xfer_to_guest_mode_handle_work
+from vmio_edu.linux_6_12.kernel.sched.core import sched_tick
 from vmio_edu.trace.tracepoint import emit, tracepoint
 from . import emulate as E
 from .irq import kvm_cpu_get_interrupt, kvm_cpu_has_injectable_intr, kvm_cpu_has_interrupt
@@ -709,15 +711,30 @@ def vcpu_enter_guest(vcpu) -> int:
         exit_fastpath = kvm_x86_ops.vcpu_run(vcpu, False)
         if exit_fastpath != EXIT_FASTPATH_REENTER_GUEST:
             break
+        # finished in the fastpath, straight back into the guest (e.g. a HLT with an interrupt pending);
+        # the VMCS still holds the RIP of the exit (a skip only changed KVM's register cache so far)
+        emit("kvm_exit_in_kernel", "kvm", vcpu=vcpu, exit_reason=vcpu.vmx.exit_reason,
+             rip=vcpu.cpu.vmcs.GUEST_RIP, device=None, io=None)
         if kvm_vcpu_exit_request(vcpu):
             exit_fastpath = EXIT_FASTPATH_EXIT_HANDLED
             break
         vcpu.stat["exits"] += 1
     vcpu.mode = 0  # OUTSIDE_GUEST_MODE
+    # local_irq_enable() (x86.c:11054): a host interrupt that arrived in guest mode is taken here. The
+    # emulated CPU's only one is the host timer tick that ended its slice (EXIT_REASON_EXTERNAL_INTERRUPT).
+    if vcpu.cpu.host_intr_pending:
+        vcpu.cpu.host_intr_pending = False
+        sched_tick(vcpu)
     vcpu.stat["exits"] += 1
     if exit_fastpath == EXIT_FASTPATH_EXIT_USERSPACE:
         return 0
-    return kvm_x86_ops.handle_exit(vcpu, exit_fastpath)
+    vcpu.kvm.last_io_dev = vcpu.kvm.last_io = None
+    rip = vcpu.cpu.vmcs.GUEST_RIP
+    r = kvm_x86_ops.handle_exit(vcpu, exit_fastpath)
+    if r > 0:  # handled in the kernel: back into the guest, QEMU never sees it
+        emit("kvm_exit_in_kernel", "kvm", vcpu=vcpu, exit_reason=vcpu.vmx.exit_reason, rip=rip,
+             device=vcpu.kvm.last_io_dev, io=vcpu.kvm.last_io)
+    return r
 
 
 def kvm_vcpu_exit_request(vcpu) -> bool:
@@ -751,7 +768,8 @@ def vcpu_block(vcpu) -> int:
 @tracepoint("kvm", args=("vcpu",))
 def vcpu_run(vcpu) -> int:
     """The KVM_RUN loop (x86.c:11242): enter the guest while it is runnable, block while it is halted,
-    and stop on r <= 0 or a pending signal (KVM_EXIT_INTR, -EINTR, through xfer_to_guest_mode_handle_work)."""
+    and stop on r <= 0. Between entries, pending thread work goes to `xfer_to_guest_mode_handle_work`: a
+    signal ends KVM_RUN (KVM_EXIT_INTR, -EINTR), TIF_NEED_RESCHED from the host tick lets other threads run."""
     vcpu.run.exit_reason = K.KVM_EXIT_UNKNOWN
     while True:
         vcpu.arch.at_instruction_boundary = False
@@ -775,11 +793,10 @@ def vcpu_run(vcpu) -> int:
             vcpu.run.exit_reason = K.KVM_EXIT_IRQ_WINDOW_OPEN
             vcpu.stat["request_irq_exits"] += 1
             break
-        if signal_pending(vcpu):  # xfer_to_guest_mode_handle_work
-            r = -errno.EINTR
-            vcpu.run.exit_reason = K.KVM_EXIT_INTR
-            vcpu.stat["signal_exits"] += 1
-            break
+        if signal_pending(vcpu) or vcpu.need_resched:  # __xfer_to_guest_mode_work_pending()
+            r = xfer_to_guest_mode_handle_work(vcpu)
+            if r:
+                return r
     return r
 
 

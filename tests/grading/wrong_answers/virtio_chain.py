@@ -1,0 +1,37 @@
+WRONG = [
+    ("avail ring slot off by one", "avail", [("avail + 4 + 2 * (old % num)", "avail + 4 + 2 * ((old + 1) % num)")]),
+    ("avail->idx does not wrap at 65536", "avail", [("new = (old + 1) & 0xFFFF", "new = old + 1")]),
+    ("avail ring entries right after idx's low byte", "avail", [("avail + 4 + 2 * (old % num)",
+                                                                 "avail + 2 + 2 * (old % num)")]),
+    ("descriptors taken as 8 bytes: avail ring misplaced", "avail", [("avail = base + 16 * num",
+                                                                      "avail = base + 8 * num")]),
+    ("F_WRITE on the header", "header", [('bufs = [(req["hdr"], 16, 0)]', 'bufs = [(req["hdr"], 16, 2)]')]),
+    ("request type inverted", "header", [('1 if req["write"] else 0, req["ioprio"]',
+                                          '0 if req["write"] else 1, req["ioprio"]')]),
+    ("sector written as a u32", "header", [('"<IIQ"', '"<III"')]),
+    ("sector in bytes", "header", [('req["ioprio"], req["sector"])', 'req["ioprio"], req["sector"] * 512)')]),
+    ("data length in sectors, not bytes", "data", [("sectors * 512", "sectors")]),
+    ("F_WRITE on the data of a write instead of a read", "data", [('0 if req["write"] else 2',
+                                                                   '2 if req["write"] else 0')]),
+    ("missing F_WRITE on the status byte", "status", [('bufs += [(req["status"], 1, 2)]',
+                                                       'bufs += [(req["status"], 1, 0)]')]),
+    ("F_NEXT on the last descriptor", "status", [("flags |= 1 if k < len(bufs) - 1 else 0", "flags |= 1")]),
+    ("consecutive descriptors instead of the free list", "chain", [(
+        'i = struct.unpack_from("<H", mem, base + 16 * i + 14)[0]', "i = (i + 1) % num")]),
+    ("free_head not moved on", "chain", [('return {"free_head": i,', 'return {"free_head": head,')]),
+    ("used ring not 4096-aligned", "kick", [("used = (avail + 4 + 2 * num + 2 + 4095) & ~4095",
+                                             "used = avail + 4 + 2 * num + 2")]),
+    ("avail_event read without the used ring's 4-byte header", "kick", [("used + 4 + 8 * num", "used + 8 * num")]),
+    ("event idx ignored (used->flags only)", "kick", [('if vq["event_idx"]:', "if False:")]),
+    ("always kick", "kick", [('"kick": kick}', '"kick": True}')]),
+    ("vring_need_event without u16 arithmetic", "kick", [("(new - event - 1) & 0xFFFF < (new - old) & 0xFFFF",
+                                                          "new - event - 1 < new - old")]),
+]
+WRONG += [
+    ("indirect table length in entries, not bytes", "chain", [("table, 16 * len(bufs), 4)", "table, len(bufs), 4)")]),
+    ("indirect descriptor also flagged NEXT", "chain", [("table, 16 * len(bufs), 4)", "table, 16 * len(bufs), 5)")]),
+    ("indirect offered, chain put in the ring anyway", "chain", [('if vq["indirect"] is not None:', "if False:")]),
+    ("indirect table's last next left at k + 1", "chain", [("0 if last else k + 1)", "k + 1)")]),
+    ("free_head not moved past the indirect descriptor", "chain", [(
+        "        i = struct.unpack_from(\"<H\", mem, base + 16 * head + 14)[0]\n", "")]),
+]
