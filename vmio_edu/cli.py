@@ -4,6 +4,8 @@
                    [--engine unicorn|kvm|auto] [--stack 1.6.1|10.2] [--format text|json] [--export FILE.json]
     vmio-edu exits GUEST.bin --mode 16|32|64 [--load ADDR] [--entry ADDR] [--engine ...] [--format json]
     vmio-edu bench [--format text|json|markdown] [--quick] [--engine unicorn|kvm|both] [--plot FILE.png]
+    vmio-edu diff-paths [--op write|read] [--break FUNCTION] [--engine ...] [--sectors N] [--format text|json]
+                        [--changes] [--stacks OLD,NEW]
 
 Errors print `error: ...` on stderr and exit non-zero, never with a traceback.
 """
@@ -89,6 +91,23 @@ def _parser() -> argparse.ArgumentParser:
                    help="virtio only: the queue notify handled in the kernel (on, QEMU 1.6.1's default) "
                         "or as a KVM_EXIT_IO on the vCPU thread (off)")
 
+    d = sub.add_parser("diff-paths", help="run the default guest on QEMU 1.6.1/Linux 3.7 and QEMU 10.2/Linux "
+                                          "6.12 and print the two paths aligned, one stage per row")
+    d.add_argument("--op", choices=("write", "read"), default="write")
+    d.add_argument("--lba", type=_int, default=0)
+    d.add_argument("--sectors", type=_int, default=1)
+    d.add_argument("--break", dest="brk", metavar="FUNCTION", default="",
+                   help="stop both stacks here and print both backtraces (either stack's name: "
+                        "bdrv_aio_writev stops 10.2 at blk_aio_pwritev; default: the op's block-layer "
+                        "entry; 'none' for no backtraces)")
+    d.add_argument("--engine", choices=("unicorn", "kvm", "auto"), default="unicorn")
+    d.add_argument("--format", choices=("text", "json"), default="text")
+    d.add_argument("--seed", type=_int, default=0)
+    d.add_argument("--changes", action="store_true",
+                   help="text: only the rows that changed, each after the SAME row before it")
+    d.add_argument("--stacks", default="1.6.1,10.2", metavar="OLD,NEW",
+                   help="the two stacks to compare (default 1.6.1,10.2)")
+
     b = sub.add_parser("bench", help="measure the chain against the engines' limits (issue 6's benchmark)")
     b.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     b.add_argument("--quick", action="store_true",
@@ -108,7 +127,8 @@ def _add_grading_commands(sub: argparse._SubParsersAction) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"trace": cmd_trace, "exits": cmd_exits, "compare": cmd_compare, "bench": cmd_bench}.get(
+        return {"trace": cmd_trace, "exits": cmd_exits, "compare": cmd_compare, "bench": cmd_bench,
+                "diff-paths": cmd_diff_paths}.get(
             args.cmd, getattr(args, "func", None))(args)
     except VmioError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -362,6 +382,26 @@ def cmd_exits(args: argparse.Namespace) -> int:
             for x in m.exits:
                 print(json.dumps(x.to_json()))
     return 0
+
+
+# -- diff-paths ---------------------------------------------------------------------------------------
+def cmd_diff_paths(args: argparse.Namespace) -> int:
+    """The same guest on both stacks, aligned stage by stage (vmio_edu.trace.diffreport)."""
+    from .stacks import get_stack
+    from .trace.diffreport import diff_paths, format_text
+
+    names = [x.strip() for x in args.stacks.split(",")]
+    if len(names) != 2 or not all(names):
+        raise VmioError(f"--stacks takes two stacks, OLD,NEW (e.g. 1.6.1,10.2), not {args.stacks!r}")
+    old, new = (get_stack(x).name for x in names)
+    brk = None if args.brk.lower() == "none" else args.brk
+    r = diff_paths(op=args.op, lba=args.lba, sectors=args.sectors, engine=args.engine, brk=brk, old=old,
+                   new=new, seed=args.seed)
+    for run in (r.old, r.new):
+        if run.note:
+            print(f"note ({run.stack}): {run.note}", file=sys.stderr)
+    print(json.dumps(r.to_json(), indent=1) if args.format == "json" else format_text(r, args.changes))
+    return 0 if r.old.image_ok and r.new.image_ok else 1
 
 
 # -- bench --------------------------------------------------------------------------------------------
