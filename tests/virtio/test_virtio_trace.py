@@ -42,8 +42,12 @@ def test_handle_write_runs_on_the_main_loop_with_ioeventfd():
     m, stop = _stop_at("virtio_blk_handle_write", ioeventfd=True)
     with m:
         assert stop.thread == "main"
-        assert _frames(stop)[3:5] == [("virtio_queue_notify_vq", "hw/virtio/virtio.c:720"),
-                                      ("virtio_queue_host_notifier_read", "hw/virtio/virtio.c:1116")]
+        assert _frames(stop)[3:8] == [("virtio_queue_notify_vq", "hw/virtio/virtio.c:720"),
+                                      ("virtio_queue_host_notifier_read", "hw/virtio/virtio.c:1116"),
+                                      # the fd_read call through the handler pointer, not the definition
+                                      ("qemu_iohandler_poll", "iohandler.c:143"),
+                                      ("main_loop_wait", "main-loop.c:466"),
+                                      ("main_loop", "vl.c:2089")]
         names = [f.function for f in stop.backtrace]
         assert names[-1] == "main_loop" and "cpu_outw" not in names and "kvm_cpu_exec" not in names
 
