@@ -45,8 +45,14 @@ def _out_of_ram_twice(image):
     return _run(image, op="read", sectors=2, per_request=1, depth=2, fault="desc_out_of_ram")
 
 
+def _zero_len(image):
+    # 1.6.1's address_space_map returns NULL for a zero length (exec.c:2166), so virtqueue_map_sg stops
+    return _run(image, op="write", sectors=2, fault="zero_len")
+
+
 @pytest.mark.parametrize("guest,message", [
     (_looped, "Looped descriptor"),
+    (_zero_len, "virtio: trying to map MMIO memory"),
     (_bad_head, "Guest says index 128 is available"),
     (_out_of_ram_twice, "virtio: trying to map MMIO memory"),
 ])

@@ -55,6 +55,7 @@
 .equ FAULT_DESC_OUT_OF_RAM, 1   # the data descriptor points past RAM
 .equ FAULT_LOOP,        2       # the status descriptor chains back to the head
 .equ FAULT_BAD_HEAD,    3       # the avail ring names a descriptor past the table
+.equ FAULT_ZERO_LEN,    4       # the data descriptor has length 0
 
 # ---- result block (RESULT + offset), u32 unless said --------------------------------------------------------
 .equ R_DONE,        0x00        # DONE_MAGIC once the program reached its end
@@ -694,6 +695,10 @@ add_buf_data:
     mov qword ptr [rdi + 16], rax
     mov eax, r10d
     shl eax, 9
+    cmp dword ptr [rbx + P_FAULT], FAULT_ZERO_LEN
+    jne add_buf_len
+    xor eax, eax
+add_buf_len:
     mov dword ptr [rdi + 24], eax
     mov ax, VRING_DESC_F_NEXT
     test r15d, VIRTIO_BLK_T_OUT
