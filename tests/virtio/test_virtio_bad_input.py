@@ -141,5 +141,8 @@ def test_bad_machine_arguments_are_named():
         Machine(disk="virtio", fault="nope")
     with pytest.raises(VmioError, match="unknown op 'identify' for the virtio guest"):
         Machine(disk="virtio", op="identify")
+    for disk in ("virtio", "ide"):  # a non-integer count is named, not a TypeError from the data pattern
+        with pytest.raises(VmioError, match="sectors must be 1..256 .*not 1.5"):
+            Machine(disk=disk, sectors=1.5)
     with pytest.raises(VmioError, match="10.2 stack"):  # no virtio-blk board there (yet)
         Machine(disk="virtio", stack="10.2")
