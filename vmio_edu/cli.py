@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="QEMU 1.6.1 on Linux 3.7 (default) or QEMU 10.2 on Linux 6.12")
     t.add_argument("--disk", choices=("ide", "virtio"), default="ide",
                    help="the disk the guest drives: PIIX IDE (default) or virtio-blk-pci (the virtio guest)")
-    t.add_argument("--ioeventfd", choices=("on", "off"), default="on",
+    t.add_argument("--ioeventfd", choices=("on", "off"), default=None,
                    help="virtio only: the queue notify handled in the kernel (on, QEMU 1.6.1's default) "
                         "or as a KVM_EXIT_IO on the vCPU thread (off)")
     t.add_argument("--per-request", type=_int, default=0,
@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="QEMU 1.6.1 on Linux 3.7 (default) or QEMU 10.2 on Linux 6.12")
     c.add_argument("--disk", choices=("ide", "virtio"), default="ide",
                    help="the disk the guest drives: PIIX IDE (default) or virtio-blk-pci (the virtio guest)")
-    c.add_argument("--ioeventfd", choices=("on", "off"), default="on",
+    c.add_argument("--ioeventfd", choices=("on", "off"), default=None,
                    help="virtio only: the queue notify handled in the kernel (on, QEMU 1.6.1's default) "
                         "or as a KVM_EXIT_IO on the vCPU thread (off)")
     c.add_argument("--per-request", type=_int, default=0,
@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="QEMU 1.6.1 on Linux 3.7 (default) or QEMU 10.2 on Linux 6.12")
     e.add_argument("--disk", choices=("ide", "virtio"), default="ide",
                    help="the disk the guest drives: PIIX IDE (default) or virtio-blk-pci (the virtio guest)")
-    e.add_argument("--ioeventfd", choices=("on", "off"), default="on",
+    e.add_argument("--ioeventfd", choices=("on", "off"), default=None,
                    help="virtio only: the queue notify handled in the kernel (on, QEMU 1.6.1's default) "
                         "or as a KVM_EXIT_IO on the vCPU thread (off)")
 
@@ -123,10 +123,10 @@ def _device_kw(args: argparse.Namespace) -> dict:
     """--disk / --ioeventfd (and the virtio guest's --per-request / --depth) as Machine arguments."""
     if args.disk == "ide":
         if getattr(args, "per_request", 0) or getattr(args, "depth", 0) or getattr(args, "indirect", False) \
-                or args.ioeventfd != "on":
+                or args.ioeventfd is not None:
             raise VmioError("--ioeventfd, --per-request, --depth and --indirect are for --disk virtio")
         return {}
-    kw = {"disk": "virtio", "ioeventfd": args.ioeventfd == "on"}
+    kw = {"disk": "virtio", "ioeventfd": args.ioeventfd != "off"}  # not given: on, 1.6.1's default
     if hasattr(args, "per_request"):
         kw.update(per_request=args.per_request, depth=args.depth, indirect=args.indirect)
     return kw

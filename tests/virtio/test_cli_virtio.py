@@ -33,6 +33,8 @@ def test_trace_virtio_indirect(capsys):
 def test_virtio_options_need_the_virtio_disk(capsys):
     assert main(["trace", "--ioeventfd", "off"]) == 2
     assert "--disk virtio" in capsys.readouterr().err
+    assert main(["trace", "--ioeventfd", "on"]) == 2  # "on" is the default, but IDE has no notify to move
+    assert "--disk virtio" in capsys.readouterr().err
 
 
 def test_compare_virtio(capsys, need_kvm):
