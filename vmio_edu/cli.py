@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
 from typing import Any
@@ -210,13 +211,20 @@ def _kernel_exit_counts(m: Any) -> dict:
     return dict(sorted(count_kernel_exits(m.kernel_exits).items()))
 
 
+# include/hw/virtio/virtio-blk.h: the status byte the device writes last
+_VIRTIO_BLK_STATUS = {1: "VIRTIO_BLK_S_IOERR", 2: "VIRTIO_BLK_S_UNSUPP"}
+
+
 def image_check(m: Any) -> dict:
     """Does the image hold exactly what the guest wrote, and did the guest read it back?"""
     expected = m.expected_sectors()
     changed = m.image_changes()
     problems = []
+    image_sectors = os.path.getsize(m.image_path) // 512
     for lba, data in expected.items():
-        if m.image_bytes(lba) != data:
+        if lba >= image_sectors:  # say why, rather than that the bytes are missing
+            problems.append(f"sector {lba} is past the end of the image ({image_sectors} sectors)")
+        elif m.image_bytes(lba) != data:
             problems.append(f"sector {lba} does not hold the bytes the guest wrote")
     unexpected = [s for s in changed if s not in expected]
     if unexpected:
@@ -227,8 +235,10 @@ def image_check(m: Any) -> dict:
         if result["read_back"] != want:
             problems.append("the guest's read buffer differs from the image")
     if result.get("error"):
-        problems.append(f"the guest saw an error: status={result.get('status', 0):#x} "
-                        f"error={result.get('error', 0):#x}")
+        status = result.get("status", 0)
+        name = _VIRTIO_BLK_STATUS.get(status) if getattr(m, "disk", "ide") == "virtio" else None
+        problems.append(f"the guest saw an error: status={status:#x} error={result.get('error', 0):#x}"
+                        + (f" ({name})" if name else ""))
     return {"ok": not problems, "sectors_written": sorted(expected), "sectors_changed": changed,
             "problems": problems}
 

@@ -41,3 +41,13 @@ def test_compare_virtio(capsys, need_kvm):
     assert main(["compare", "--disk", "virtio", "--ioeventfd", "off", "--sectors", "4", "--format", "json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["identical"] and r["exits"] > 40
+
+
+def test_a_request_past_the_end_is_named_in_the_image_check(capsys):
+    # 1 MiB image = 2048 sectors: sectors 2046..2049 run past its end; the device answers IOERR
+    rc, r = _trace_json(capsys, "--lba", "2046", "--op", "write")
+    problems = r["check"]["problems"]
+    assert rc == 1 and not r["check"]["ok"]
+    assert "sector 2048 is past the end of the image (2048 sectors)" in problems
+    assert "sector 2046 does not hold the bytes the guest wrote" in problems  # merged request: all refused
+    assert any(p.startswith("the guest saw an error: status=0x1") and "VIRTIO_BLK_S_IOERR" in p for p in problems)
