@@ -216,34 +216,34 @@ op_write:
     call sector_count
     mov r14, qword ptr [rbx + P_BUFFER]
     mov r15d, VIRTIO_BLK_T_OUT
-    call do_virtblk_request
+    call virtblk_request
     jmp finish
 
 op_read:
     call sector_count
     mov r14, qword ptr [rbx + P_BUFFER]
     mov r15d, VIRTIO_BLK_T_IN
-    call do_virtblk_request
+    call virtblk_request
     jmp finish
 
 op_write_read:
     call sector_count
     mov r14, qword ptr [rbx + P_BUFFER]
     mov r15d, VIRTIO_BLK_T_OUT
-    call do_virtblk_request
+    call virtblk_request
     cmp dword ptr [rbp + R_ERROR], 0    # read back only what was written
     jne finish
     call sector_count
     mov r14, qword ptr [rbx + P_BUFFER2]
     mov r15d, VIRTIO_BLK_T_IN
-    call do_virtblk_request
+    call virtblk_request
     jmp finish
 
 op_raw:
     call sector_count
     mov r14, qword ptr [rbx + P_BUFFER]
     mov r15d, dword ptr [rbx + P_COMMAND]
-    call do_virtblk_request
+    call virtblk_request
     jmp finish
 
 finish:
@@ -594,10 +594,10 @@ setup_vq_pfn:
     ret
 
 # ==============================================================================================================
-# do_virtblk_request: turn the transfer (r13d sectors at P_LBA, buffer r14, type r15d) into requests of
+# virtblk_request: turn the transfer (r13d sectors at P_LBA, buffer r14, type r15d) into requests of
 # P_PER_REQ sectors, publish up to P_DEPTH of them (virtblk_add_req -> virtqueue_add_buf), kick once
 # (virtqueue_kick), and wait until the device has used them all (virtblk_done) before the next batch.
-do_virtblk_request:
+virtblk_request:
     xor r8d, r8d                        # sectors already in requests
 dvr_batch:
     cmp r8d, r13d
