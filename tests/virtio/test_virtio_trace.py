@@ -203,3 +203,18 @@ def test_the_status_byte_prints_by_name():
     from vmio_edu.trace.argfmt import format_args
     assert format_args({"req": "0x1", "status": 1}, "virtio_blk_req_complete") == "req=0x1, status=VIRTIO_BLK_S_IOERR"
     assert format_args({"status": 0x58}, "ide_set_status_like") == "status=0x58"  # other functions: hex
+
+
+def test_a_breakpoint_on_a_function_this_machine_never_runs_says_why():
+    from vmio_edu.errors import VmioError
+    with Machine(disk="ide", op="write") as m:  # the IDE board has no virtio device
+        with pytest.raises(VmioError, match=r"'virtio_notify' .*hw/virtio/virtio.c.*disk='virtio'"):
+            m.debugger().break_at("virtio_notify")
+
+
+def test_a_breakpoint_in_the_kernel_on_the_real_engine_says_why():
+    from vmio_edu.errors import VmioError
+    require_kvm()
+    with Machine(disk="virtio", engine="kvm", op="write") as m:  # KVM's ioeventfd_write runs in the host
+        with pytest.raises(VmioError, match=r"'ioeventfd_write' .*virt/kvm/eventfd.c.*engine='unicorn'"):
+            m.debugger().break_at("ioeventfd_write")
