@@ -243,6 +243,18 @@ def image_check(m: Any) -> dict:
             "problems": problems}
 
 
+def _runs(sectors: list[int]) -> str:
+    """Sector numbers for people: runs as first..last, with the count ('0..255 (256)', '3, 7..9 (4)')."""
+    if not sectors:
+        return "none"
+    parts, start = [], sectors[0]
+    for prev, cur in zip(sectors, sectors[1:] + [None]):
+        if cur != prev + 1 if cur is not None else True:
+            parts.append(str(start) if start == prev else f"{start}..{prev}")
+            start = cur
+    return f"{', '.join(parts)} ({len(sectors)})"
+
+
 def format_report(r: dict) -> str:
     out = [f"vmio-edu trace: op={r['op']} lba={r['lba']} sectors={r['sectors']} engine={r['engine']} "
            f"disk={r['disk']}", "",
@@ -257,8 +269,8 @@ def format_report(r: dict) -> str:
         out += ["VM exits handled in the kernel (the vCPU went straight back in):"]
         out += [f"  {n:>6}  {k}" for k, n in r["kernel_exits"].items()]
     c = r["check"]
-    out += ["", f"Sectors written: {c['sectors_written'] or 'none'}; sectors changed in the image: "
-                f"{c['sectors_changed'] or 'none'}"]
+    out += ["", f"Sectors written: {_runs(c['sectors_written'])}; sectors changed in the image: "
+                f"{_runs(c['sectors_changed'])}"]
     out.append("Image check: OK, the image holds exactly the bytes the guest wrote" if c["ok"]
                else "Image check: FAILED\n  " + "\n  ".join(c["problems"]))
     out.append(f"({r['trace_events']} trace events recorded)")

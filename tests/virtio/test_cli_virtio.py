@@ -51,3 +51,10 @@ def test_a_request_past_the_end_is_named_in_the_image_check(capsys):
     assert "sector 2048 is past the end of the image (2048 sectors)" in problems
     assert "sector 2046 does not hold the bytes the guest wrote" in problems  # merged request: all refused
     assert any(p.startswith("the guest saw an error: status=0x1") and "VIRTIO_BLK_S_IOERR" in p for p in problems)
+
+
+def test_the_text_report_writes_sector_runs_as_ranges(capsys):
+    # 256 sectors were a 1,800-character line of numbers; a run is first..last
+    assert main(["trace", "--disk", "virtio", "--sectors", "0", "--op", "write"]) == 0
+    out = capsys.readouterr().out
+    assert "Sectors written: 0..255 (256); sectors changed in the image: 0..255 (256)" in out
