@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--sectors", type=_int, default=1)
     t.add_argument("--break", dest="brk", metavar="FUNCTION", help="stop at the first call of FUNCTION")
     t.add_argument("--image", help="raw disk image (default: a fresh temporary 1 MiB image)")
+    t.add_argument("--readonly", action="store_true",
+                   help="open the image read-only (-drive readonly=on): the guest's writes fail")
     t.add_argument("--engine", choices=("unicorn", "kvm", "auto"), default="unicorn")
     t.add_argument("--format", choices=("text", "json"), default="text")
     t.add_argument("--polling", action="store_true", help="guest polls BSY with nIEN set instead of IRQ 14")
@@ -137,7 +139,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
     from .machine import Machine
 
     m = Machine(image=args.image, engine=args.engine, op=args.op, lba=args.lba, sectors=args.sectors,
-                polling=args.polling, seed=args.seed, record=True, stack=args.stack, **_device_kw(args))
+                polling=args.polling, seed=args.seed, record=True, stack=args.stack, readonly=args.readonly,
+                **_device_kw(args))
     with m:
         if m.engine_note:
             print(f"note: {m.engine_note}", file=sys.stderr)

@@ -58,3 +58,17 @@ def test_the_text_report_writes_sector_runs_as_ranges(capsys):
     assert main(["trace", "--disk", "virtio", "--sectors", "0", "--op", "write"]) == 0
     out = capsys.readouterr().out
     assert "Sectors written: 0..255 (256); sectors changed in the image: 0..255 (256)" in out
+
+
+def test_trace_reads_a_read_only_image_with_readonly(tmp_path, capsys):
+    # The open error tells a CLI user how to read a read-only image; --readonly is how (readonly=True)
+    img = tmp_path / "ro.img"
+    img.write_bytes(b"\x5a" * (1 << 20))
+    img.chmod(0o444)
+    assert main(["trace", "--disk", "virtio", "--image", str(img), "--op", "write"]) == 2
+    assert "--readonly" in capsys.readouterr().err
+    rc, r = _trace_json(capsys, "--image", str(img), "--op", "read", "--readonly")
+    assert rc == 0 and r["check"]["ok"]  # the guest read back what the image holds
+    rc, r = _trace_json(capsys, "--image", str(img), "--op", "write", "--readonly")
+    assert rc == 1 and any("VIRTIO_BLK_S_IOERR" in p for p in r["check"]["problems"])  # the device refuses
+    assert img.read_bytes() == b"\x5a" * (1 << 20)
