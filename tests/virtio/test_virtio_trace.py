@@ -218,3 +218,17 @@ def test_a_breakpoint_in_the_kernel_on_the_real_engine_says_why():
     with Machine(disk="virtio", engine="kvm", op="write") as m:  # KVM's ioeventfd_write runs in the host
         with pytest.raises(VmioError, match=r"'ioeventfd_write' .*virt/kvm/eventfd.c.*engine='unicorn'"):
             m.debugger().break_at("ioeventfd_write")
+
+
+def test_the_debugger_has_a_virtqueue_view():
+    # issue 14 item 5: stop.views (and so the panel) show the ring, the chains and who owns each descriptor
+    with Machine(disk="virtio", op="write", sectors=4, per_request=2, depth=2) as m:
+        dbg = m.debugger()
+        dbg.break_at("virtio_blk_handle_write")
+        v = dbg.cont().views["virtqueue"]
+        assert v["in_flight"] == [0] and v["avail_ring"]["idx"] == 2 and v["used_ring"]["idx"] == 0
+        heads = {c["head"]: c["owner"] for c in v["chains"]}
+        assert heads == {0: "device: in flight", 3: "device: available"}
+        assert [d["len"] for d in next(c for c in v["chains"] if c["head"] == 0)["descriptors"]] == [16, 1024, 1]
+    with Machine(disk="ide", op="write") as m:
+        assert "disk='virtio'" in m.debugger().cont().views["virtqueue"]["note"]
