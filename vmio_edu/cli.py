@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
 from typing import Any
@@ -35,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--sectors", type=_int, default=1)
     t.add_argument("--break", dest="brk", metavar="FUNCTION", help="stop at the first call of FUNCTION")
     t.add_argument("--image", help="raw disk image (default: a fresh temporary 1 MiB image)")
+    t.add_argument("--readonly", action="store_true",
+                   help="open the image read-only (-drive readonly=on): the guest's writes fail")
     t.add_argument("--engine", choices=("unicorn", "kvm", "auto"), default="unicorn")
     t.add_argument("--format", choices=("text", "json"), default="text")
     t.add_argument("--polling", action="store_true", help="guest polls BSY with nIEN set instead of IRQ 14")
@@ -43,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="QEMU 1.6.1 on Linux 3.7 (default) or QEMU 10.2 on Linux 6.12")
     t.add_argument("--disk", choices=("ide", "virtio"), default="ide",
                    help="the disk the guest drives: PIIX IDE (default) or virtio-blk-pci (the virtio guest)")
-    t.add_argument("--ioeventfd", choices=("on", "off"), default="on",
+    t.add_argument("--ioeventfd", choices=("on", "off"), default=None,
                    help="virtio only: the queue notify handled in the kernel (on, QEMU 1.6.1's default) "
                         "or as a KVM_EXIT_IO on the vCPU thread (off)")
     t.add_argument("--per-request", type=_int, default=0,
@@ -65,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="QEMU 1.6.1 on Linux 3.7 (default) or QEMU 10.2 on Linux 6.12")
     c.add_argument("--disk", choices=("ide", "virtio"), default="ide",
                    help="the disk the guest drives: PIIX IDE (default) or virtio-blk-pci (the virtio guest)")
-    c.add_argument("--ioeventfd", choices=("on", "off"), default="on",
+    c.add_argument("--ioeventfd", choices=("on", "off"), default=None,
                    help="virtio only: the queue notify handled in the kernel (on, QEMU 1.6.1's default) "
                         "or as a KVM_EXIT_IO on the vCPU thread (off)")
     c.add_argument("--per-request", type=_int, default=0,
@@ -87,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="QEMU 1.6.1 on Linux 3.7 (default) or QEMU 10.2 on Linux 6.12")
     e.add_argument("--disk", choices=("ide", "virtio"), default="ide",
                    help="the disk the guest drives: PIIX IDE (default) or virtio-blk-pci (the virtio guest)")
-    e.add_argument("--ioeventfd", choices=("on", "off"), default="on",
+    e.add_argument("--ioeventfd", choices=("on", "off"), default=None,
                    help="virtio only: the queue notify handled in the kernel (on, QEMU 1.6.1's default) "
                         "or as a KVM_EXIT_IO on the vCPU thread (off)")
 
@@ -143,10 +146,10 @@ def _device_kw(args: argparse.Namespace) -> dict:
     """--disk / --ioeventfd (and the virtio guest's --per-request / --depth) as Machine arguments."""
     if args.disk == "ide":
         if getattr(args, "per_request", 0) or getattr(args, "depth", 0) or getattr(args, "indirect", False) \
-                or args.ioeventfd != "on":
+                or args.ioeventfd is not None:
             raise VmioError("--ioeventfd, --per-request, --depth and --indirect are for --disk virtio")
         return {}
-    kw = {"disk": "virtio", "ioeventfd": args.ioeventfd == "on"}
+    kw = {"disk": "virtio", "ioeventfd": args.ioeventfd != "off"}  # not given: on, 1.6.1's default
     if hasattr(args, "per_request"):
         kw.update(per_request=args.per_request, depth=args.depth, indirect=args.indirect)
     return kw
@@ -156,7 +159,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
     from .machine import Machine
 
     m = Machine(image=args.image, engine=args.engine, op=args.op, lba=args.lba, sectors=args.sectors,
-                polling=args.polling, seed=args.seed, record=True, stack=args.stack, **_device_kw(args))
+                polling=args.polling, seed=args.seed, record=True, stack=args.stack, readonly=args.readonly,
+                **_device_kw(args))
     with m:
         if m.engine_note:
             print(f"note: {m.engine_note}", file=sys.stderr)
@@ -230,13 +234,20 @@ def _kernel_exit_counts(m: Any) -> dict:
     return dict(sorted(count_kernel_exits(m.kernel_exits).items()))
 
 
+# include/hw/virtio/virtio-blk.h: the status byte the device writes last
+_VIRTIO_BLK_STATUS = {1: "VIRTIO_BLK_S_IOERR", 2: "VIRTIO_BLK_S_UNSUPP"}
+
+
 def image_check(m: Any) -> dict:
     """Does the image hold exactly what the guest wrote, and did the guest read it back?"""
     expected = m.expected_sectors()
     changed = m.image_changes()
     problems = []
+    image_sectors = os.path.getsize(m.image_path) // 512
     for lba, data in expected.items():
-        if m.image_bytes(lba) != data:
+        if lba >= image_sectors:  # say why, rather than that the bytes are missing
+            problems.append(f"sector {lba} is past the end of the image ({image_sectors} sectors)")
+        elif m.image_bytes(lba) != data:
             problems.append(f"sector {lba} does not hold the bytes the guest wrote")
     unexpected = [s for s in changed if s not in expected]
     if unexpected:
@@ -247,10 +258,24 @@ def image_check(m: Any) -> dict:
         if result["read_back"] != want:
             problems.append("the guest's read buffer differs from the image")
     if result.get("error"):
-        problems.append(f"the guest saw an error: status={result.get('status', 0):#x} "
-                        f"error={result.get('error', 0):#x}")
+        status = result.get("status", 0)
+        name = _VIRTIO_BLK_STATUS.get(status) if getattr(m, "disk", "ide") == "virtio" else None
+        problems.append(f"the guest saw an error: status={status:#x} error={result.get('error', 0):#x}"
+                        + (f" ({name})" if name else ""))
     return {"ok": not problems, "sectors_written": sorted(expected), "sectors_changed": changed,
             "problems": problems}
+
+
+def _runs(sectors: list[int]) -> str:
+    """Sector numbers for people: runs as first..last, with the count ('0..255 (256)', '3, 7..9 (4)')."""
+    if not sectors:
+        return "none"
+    parts, start = [], sectors[0]
+    for prev, cur in zip(sectors, sectors[1:] + [None]):
+        if cur != prev + 1 if cur is not None else True:
+            parts.append(str(start) if start == prev else f"{start}..{prev}")
+            start = cur
+    return f"{', '.join(parts)} ({len(sectors)})"
 
 
 def format_report(r: dict) -> str:
@@ -267,8 +292,8 @@ def format_report(r: dict) -> str:
         out += ["VM exits handled in the kernel (the vCPU went straight back in):"]
         out += [f"  {n:>6}  {k}" for k, n in r["kernel_exits"].items()]
     c = r["check"]
-    out += ["", f"Sectors written: {c['sectors_written'] or 'none'}; sectors changed in the image: "
-                f"{c['sectors_changed'] or 'none'}"]
+    out += ["", f"Sectors written: {_runs(c['sectors_written'])}; sectors changed in the image: "
+                f"{_runs(c['sectors_changed'])}"]
     out.append("Image check: OK, the image holds exactly the bytes the guest wrote" if c["ok"]
                else "Image check: FAILED\n  " + "\n  ".join(c["problems"]))
     out.append(f"({r['trace_events']} trace events recorded)")

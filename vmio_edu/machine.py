@@ -240,7 +240,9 @@ class Machine:
             load_code(self.ram, guest.code, guest.load)
             boot = boot_state(self.ram, guest.mode, guest.entry)
             if hasattr(guest, "write_params"):
-                self.pattern = make_pattern(seed, SECTOR * max(1, sectors or 256))
+                # a non-integer count gets no pattern: write_params names it (sectors must be ...)
+                whole = isinstance(sectors, int)
+                self.pattern = make_pattern(seed, SECTOR * max(1, sectors or 256)) if whole else b""
                 extra = {}
                 if per_request or depth or fault or indirect:
                     extra = {"per_request": per_request, "depth": depth, "fault": fault, "indirect": indirect}

@@ -33,9 +33,42 @@ def test_trace_virtio_indirect(capsys):
 def test_virtio_options_need_the_virtio_disk(capsys):
     assert main(["trace", "--ioeventfd", "off"]) == 2
     assert "--disk virtio" in capsys.readouterr().err
+    assert main(["trace", "--ioeventfd", "on"]) == 2  # "on" is the default, but IDE has no notify to move
+    assert "--disk virtio" in capsys.readouterr().err
 
 
 def test_compare_virtio(capsys, need_kvm):
     assert main(["compare", "--disk", "virtio", "--ioeventfd", "off", "--sectors", "4", "--format", "json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["identical"] and r["exits"] > 40
+
+
+def test_a_request_past_the_end_is_named_in_the_image_check(capsys):
+    # 1 MiB image = 2048 sectors: sectors 2046..2049 run past its end; the device answers IOERR
+    rc, r = _trace_json(capsys, "--lba", "2046", "--op", "write")
+    problems = r["check"]["problems"]
+    assert rc == 1 and not r["check"]["ok"]
+    assert "sector 2048 is past the end of the image (2048 sectors)" in problems
+    assert "sector 2046 does not hold the bytes the guest wrote" in problems  # merged request: all refused
+    assert any(p.startswith("the guest saw an error: status=0x1") and "VIRTIO_BLK_S_IOERR" in p for p in problems)
+
+
+def test_the_text_report_writes_sector_runs_as_ranges(capsys):
+    # 256 sectors were a 1,800-character line of numbers; a run is first..last
+    assert main(["trace", "--disk", "virtio", "--sectors", "0", "--op", "write"]) == 0
+    out = capsys.readouterr().out
+    assert "Sectors written: 0..255 (256); sectors changed in the image: 0..255 (256)" in out
+
+
+def test_trace_reads_a_read_only_image_with_readonly(tmp_path, capsys):
+    # The open error tells a CLI user how to read a read-only image; --readonly is how (readonly=True)
+    img = tmp_path / "ro.img"
+    img.write_bytes(b"\x5a" * (1 << 20))
+    img.chmod(0o444)
+    assert main(["trace", "--disk", "virtio", "--image", str(img), "--op", "write"]) == 2
+    assert "--readonly" in capsys.readouterr().err
+    rc, r = _trace_json(capsys, "--image", str(img), "--op", "read", "--readonly")
+    assert rc == 0 and r["check"]["ok"]  # the guest read back what the image holds
+    rc, r = _trace_json(capsys, "--image", str(img), "--op", "write", "--readonly")
+    assert rc == 1 and any("VIRTIO_BLK_S_IOERR" in p for p in r["check"]["problems"])  # the device refuses
+    assert img.read_bytes() == b"\x5a" * (1 << 20)

@@ -45,8 +45,14 @@ def _out_of_ram_twice(image):
     return _run(image, op="read", sectors=2, per_request=1, depth=2, fault="desc_out_of_ram")
 
 
+def _zero_len(image):
+    # 1.6.1's address_space_map returns NULL for a zero length (exec.c:2166), so virtqueue_map_sg stops
+    return _run(image, op="write", sectors=2, fault="zero_len")
+
+
 @pytest.mark.parametrize("guest,message", [
     (_looped, "Looped descriptor"),
+    (_zero_len, "virtio: trying to map MMIO memory"),
     (_bad_head, "Guest says index 128 is available"),
     (_out_of_ram_twice, "virtio: trying to map MMIO memory"),
 ])
@@ -135,5 +141,8 @@ def test_bad_machine_arguments_are_named():
         Machine(disk="virtio", fault="nope")
     with pytest.raises(VmioError, match="unknown op 'identify' for the virtio guest"):
         Machine(disk="virtio", op="identify")
+    for disk in ("virtio", "ide"):  # a non-integer count is named, not a TypeError from the data pattern
+        with pytest.raises(VmioError, match="sectors must be 1..256 .*not 1.5"):
+            Machine(disk=disk, sectors=1.5)
     with pytest.raises(VmioError, match="10.2 stack"):  # no virtio-blk board there (yet)
         Machine(disk="virtio", stack="10.2")

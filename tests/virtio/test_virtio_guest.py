@@ -60,3 +60,16 @@ def test_params_land_where_the_guest_reads_them(ram):
     assert u32(s["P_FLAGS"]) == s["FLAG_POLLING"] | s["FLAG_INDIRECT"]
     assert (u32(s["P_PER_REQ"]), u32(s["P_DEPTH"]), u32(s["P_FAULT"])) == (2, 3, s["FAULT_LOOP"])
     assert ram[s["BUFFER"]:s["BUFFER"] + 512] == b"\x5a" * 512
+
+
+def test_the_driver_labels_carry_linux_3_7s_names():
+    # Linux 3.7's request function is virtblk_request (drivers/block/virtio_blk.c:379, blk_init_queue at
+    # :764); do_virtblk_request is the older name. A learner sets guest breakpoints by these names.
+    from vmio_edu.guest.symbols import symbols
+    s = symbols(virtio_guest())
+    for name in ("virtio_pci_probe", "virtblk_probe", "vp_find_vqs", "setup_vq", "virtblk_request",
+                 "virtqueue_add_buf", "virtqueue_kick", "vp_notify", "vp_interrupt", "vring_interrupt",
+                 "virtblk_done"):
+        assert s.address(name) > 0
+    with pytest.raises(VmioError, match="no label 'do_virtblk_request'"):
+        s.address("do_virtblk_request")

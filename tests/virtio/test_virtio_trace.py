@@ -42,8 +42,12 @@ def test_handle_write_runs_on_the_main_loop_with_ioeventfd():
     m, stop = _stop_at("virtio_blk_handle_write", ioeventfd=True)
     with m:
         assert stop.thread == "main"
-        assert _frames(stop)[3:5] == [("virtio_queue_notify_vq", "hw/virtio/virtio.c:720"),
-                                      ("virtio_queue_host_notifier_read", "hw/virtio/virtio.c:1116")]
+        assert _frames(stop)[3:8] == [("virtio_queue_notify_vq", "hw/virtio/virtio.c:720"),
+                                      ("virtio_queue_host_notifier_read", "hw/virtio/virtio.c:1116"),
+                                      # the fd_read call through the handler pointer, not the definition
+                                      ("qemu_iohandler_poll", "iohandler.c:143"),
+                                      ("main_loop_wait", "main-loop.c:466"),
+                                      ("main_loop", "vl.c:2089")]
         names = [f.function for f in stop.backtrace]
         assert names[-1] == "main_loop" and "cpu_outw" not in names and "kvm_cpu_exec" not in names
 
@@ -199,3 +203,32 @@ def test_the_status_byte_prints_by_name():
     from vmio_edu.trace.argfmt import format_args
     assert format_args({"req": "0x1", "status": 1}, "virtio_blk_req_complete") == "req=0x1, status=VIRTIO_BLK_S_IOERR"
     assert format_args({"status": 0x58}, "ide_set_status_like") == "status=0x58"  # other functions: hex
+
+
+def test_a_breakpoint_on_a_function_this_machine_never_runs_says_why():
+    from vmio_edu.errors import VmioError
+    with Machine(disk="ide", op="write") as m:  # the IDE board has no virtio device
+        with pytest.raises(VmioError, match=r"'virtio_notify' .*hw/virtio/virtio.c.*disk='virtio'"):
+            m.debugger().break_at("virtio_notify")
+
+
+def test_a_breakpoint_in_the_kernel_on_the_real_engine_says_why():
+    from vmio_edu.errors import VmioError
+    require_kvm()
+    with Machine(disk="virtio", engine="kvm", op="write") as m:  # KVM's ioeventfd_write runs in the host
+        with pytest.raises(VmioError, match=r"'ioeventfd_write' .*virt/kvm/eventfd.c.*engine='unicorn'"):
+            m.debugger().break_at("ioeventfd_write")
+
+
+def test_the_debugger_has_a_virtqueue_view():
+    # issue 14 item 5: stop.views (and so the panel) show the ring, the chains and who owns each descriptor
+    with Machine(disk="virtio", op="write", sectors=4, per_request=2, depth=2) as m:
+        dbg = m.debugger()
+        dbg.break_at("virtio_blk_handle_write")
+        v = dbg.cont().views["virtqueue"]
+        assert v["in_flight"] == [0] and v["avail_ring"]["idx"] == 2 and v["used_ring"]["idx"] == 0
+        heads = {c["head"]: c["owner"] for c in v["chains"]}
+        assert heads == {0: "device: in flight", 3: "device: available"}
+        assert [d["len"] for d in next(c for c in v["chains"] if c["head"] == 0)["descriptors"]] == [16, 1024, 1]
+    with Machine(disk="ide", op="write") as m:
+        assert "disk='virtio'" in m.debugger().cont().views["virtqueue"]["note"]

@@ -23,7 +23,8 @@ VRING_ADDR, HDRS_ADDR, STATUS_ADDR = _SYM["VRING"], _SYM["HDRS"], _SYM["STATUS"]
 OP_NAMES = {"write": _SYM["OP_WRITE"], "read": _SYM["OP_READ"], "both": _SYM["OP_WRITE_READ"]}
 OP_RAW = _SYM["OP_RAW"]
 FAULTS = {None: _SYM["FAULT_NONE"], "desc_out_of_ram": _SYM["FAULT_DESC_OUT_OF_RAM"],
-          "loop": _SYM["FAULT_LOOP"], "bad_head": _SYM["FAULT_BAD_HEAD"]}
+          "loop": _SYM["FAULT_LOOP"], "bad_head": _SYM["FAULT_BAD_HEAD"],
+          "zero_len": _SYM["FAULT_ZERO_LEN"]}
 DONE_MAGIC = _SYM["DONE_MAGIC"]
 OUTCOME_OK, OUTCOME_DEVICE_ERROR = _SYM["OUTCOME_OK"], _SYM["OUTCOME_DEVICE_ERROR"]
 OUTCOME_PROTOCOL, OUTCOME_BAD_PARAMS = _SYM["OUTCOME_PROTOCOL"], _SYM["OUTCOME_BAD_PARAMS"]
@@ -48,7 +49,7 @@ class VirtioGuest(GuestProgram):
         op: "write", "read", "both" (write, then read back into the second buffer), or an int: one request
         of that virtio_blk_outhdr.type (a bad type, say). sectors 1..256 (0 = 256); per_request: sectors per
         request (0 = one request for all); depth: requests published per kick (0 = as many as the queue
-        holds); fault: None, "desc_out_of_ram", "loop" or "bad_head" (break every request on purpose);
+        holds); fault: None, "desc_out_of_ram", "loop", "bad_head" or "zero_len" (break every request on purpose);
         indirect: take VIRTIO_RING_F_INDIRECT_DESC, so each request is one ring descriptor pointing at a
         table of its three (as Linux 3.7 does with QEMU; interrupt mode only).
         """

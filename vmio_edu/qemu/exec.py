@@ -156,6 +156,8 @@ def cpu_physical_memory_map(addr: int, plen: list[int], is_write: bool):
     from .util.iov import iovec
     space = qemu_state().address_space_memory
     length = plen[0]
+    if length == 0:
+        return None  # exec.c:2166: nothing to map is a failed map (virtio then stops with exit(1))
     mr, _, l = address_space_translate(space, addr, length)
     ram_size = _ram_size(space)
     if mr is None and addr < ram_size:

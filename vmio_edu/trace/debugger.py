@@ -294,6 +294,25 @@ class _Hooks(Recorder):
 # ==========================================================================================================
 # The debugger
 # ==========================================================================================================
+def _not_on_this_machine(m: Any, function: str, stack: str | None, found: list) -> str | None:
+    """A real function this machine never runs (a kernel function under real KVM, a virtio function on
+    the IDE board): say why, instead of 'no modelled function' or a breakpoint that is never hit."""
+    from .sources import lookup
+    engine, disk = getattr(m, "engine", None), getattr(m, "disk", None)
+    kernel = lookup("linux", function, stack or "1.6.1")
+    # on the real engine the host's syscalls (layer "host": QEMU's pwrite) are still modelled; KVM is not
+    in_kvm = all(tp.side == "linux" and tp.layer != "host" for tp in found) if found else \
+        kernel is not None and kernel.file.startswith(("arch/x86/kvm/", "virt/kvm/"))
+    if kernel is not None and engine == "kvm" and in_kvm:
+        return (f"{function!r} ({kernel.file}:{kernel.line}) runs inside the real kernel on engine 'kvm', "
+                "where the model cannot stop; use engine='unicorn' to step the modelled kernel")
+    ref = lookup("qemu", function, stack or "1.6.1")
+    if ref is not None and disk == "ide" and ref.file.startswith(("hw/virtio/", "hw/block/virtio", "hw/pci")):
+        return (f"{function!r} ({ref.file}:{ref.line}) is on the virtio-blk path, and this machine's disk is "
+                "IDE; build it with disk='virtio' to stop there")
+    return None
+
+
 class Debugger(TimeTravel):
     """See the module docstring. Make one with `Machine.debugger()`."""
 
@@ -350,7 +369,11 @@ class Debugger(TimeTravel):
             if not isinstance(function, str):
                 raise VmioError(f"break_at takes a function name, not {type(function).__name__}")
             stack = getattr(getattr(self.machine, "stack", None), "name", None)
-            if not by_name(function, layer, stack):
+            found = by_name(function, layer, stack)
+            why = _not_on_this_machine(self.machine, function, stack, found)
+            if why:
+                raise VmioError(why)
+            if not found:
                 near = difflib.get_close_matches(
                     function, sorted({tp.name for tp in REGISTRY if stack in (None, tp.stack)}), n=3)
                 hint = f" (did you mean {', '.join(near)}?)" if near else \

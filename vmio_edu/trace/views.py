@@ -569,11 +569,20 @@ def threads_view(m: Any) -> dict:
     return {"ticks": sched.ticks, "bql_owner": m.state.bql_owner, "threads": out}
 
 
+def virtqueue_view(m: Any) -> dict:
+    """virtio-blk's request queue (hw/virtio/virtio.c VirtQueue): ring addresses, avail/used indices and
+    entries, each chain (indirect tables opened) and who owns each descriptor."""
+    proxy = getattr(m, "virtio", None)
+    if proxy is None:
+        return {"note": "this machine's disk is IDE: there is no virtqueue (build it with disk='virtio')"}
+    return proxy.vdev.vq_blk.view()
+
+
 # ==========================================================================================================
 # The lazy mapping
 # ==========================================================================================================
 VIEW_NAMES = ("registers", "vmcs", "kvm_run", "ide", "qiov", "coroutines", "thread_pool", "aio", "disk",
-              "threads", "block", "exits")
+              "threads", "block", "exits", "virtqueue")
 
 
 class Views(Mapping):
@@ -599,6 +608,7 @@ class Views(Mapping):
             "coroutines": lambda: coroutines_view(m), "thread_pool": lambda: thread_pool_view(m),
             "aio": lambda: aio_view(m), "disk": lambda: disk_view(m, self._pristine),
             "threads": lambda: threads_view(m), "block": lambda: block_view(m), "exits": lambda: exits_view(m),
+            "virtqueue": lambda: virtqueue_view(m),
         }
         with _Quiet():
             return fn[name]()

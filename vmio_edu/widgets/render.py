@@ -297,10 +297,12 @@ VIEW_HELP = {
     "threads": "every model thread: running, ready or blocked, and where",
     "block": "the block layer: the disk's driver stack (raw format on a file) and its requests",
     "exits": "the VM exits QEMU has seen so far (each return of KVM_RUN)",
+    "virtqueue": "virtio-blk's ring in guest RAM: descriptor chains (header, data, status), the avail and "
+                 "used indices, and who owns each descriptor",
 }
 VIEW_TITLES = {"registers": "CPU", "vmcs": "VMCS", "kvm_run": "kvm_run", "ide": "IDE", "qiov": "QEMUIOVector",
                "coroutines": "Coroutines", "thread_pool": "Thread pool", "aio": "AioContext", "disk": "Disk",
-               "threads": "Threads", "block": "Block", "exits": "Exits"}
+               "threads": "Threads", "block": "Block", "exits": "Exits", "virtqueue": "Virtqueue"}
 FIELD_COLOURS = ("#ffd6a5", "#caffbf", "#9bf6ff", "#bdb2ff", "#ffc6ff", "#fdffb6", "#a0c4ff", "#ffadad",
                  "#d0f4de", "#e4c1f9", "#fcf6bd")
 _HEX_KEYS = {"bytes", "before", "after", "data", "next_bytes"}

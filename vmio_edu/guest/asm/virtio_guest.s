@@ -55,6 +55,7 @@
 .equ FAULT_DESC_OUT_OF_RAM, 1   # the data descriptor points past RAM
 .equ FAULT_LOOP,        2       # the status descriptor chains back to the head
 .equ FAULT_BAD_HEAD,    3       # the avail ring names a descriptor past the table
+.equ FAULT_ZERO_LEN,    4       # the data descriptor has length 0
 
 # ---- result block (RESULT + offset), u32 unless said --------------------------------------------------------
 .equ R_DONE,        0x00        # DONE_MAGIC once the program reached its end
@@ -215,34 +216,34 @@ op_write:
     call sector_count
     mov r14, qword ptr [rbx + P_BUFFER]
     mov r15d, VIRTIO_BLK_T_OUT
-    call do_virtblk_request
+    call virtblk_request
     jmp finish
 
 op_read:
     call sector_count
     mov r14, qword ptr [rbx + P_BUFFER]
     mov r15d, VIRTIO_BLK_T_IN
-    call do_virtblk_request
+    call virtblk_request
     jmp finish
 
 op_write_read:
     call sector_count
     mov r14, qword ptr [rbx + P_BUFFER]
     mov r15d, VIRTIO_BLK_T_OUT
-    call do_virtblk_request
+    call virtblk_request
     cmp dword ptr [rbp + R_ERROR], 0    # read back only what was written
     jne finish
     call sector_count
     mov r14, qword ptr [rbx + P_BUFFER2]
     mov r15d, VIRTIO_BLK_T_IN
-    call do_virtblk_request
+    call virtblk_request
     jmp finish
 
 op_raw:
     call sector_count
     mov r14, qword ptr [rbx + P_BUFFER]
     mov r15d, dword ptr [rbx + P_COMMAND]
-    call do_virtblk_request
+    call virtblk_request
     jmp finish
 
 finish:
@@ -593,10 +594,10 @@ setup_vq_pfn:
     ret
 
 # ==============================================================================================================
-# do_virtblk_request: turn the transfer (r13d sectors at P_LBA, buffer r14, type r15d) into requests of
+# virtblk_request: turn the transfer (r13d sectors at P_LBA, buffer r14, type r15d) into requests of
 # P_PER_REQ sectors, publish up to P_DEPTH of them (virtblk_add_req -> virtqueue_add_buf), kick once
 # (virtqueue_kick), and wait until the device has used them all (virtblk_done) before the next batch.
-do_virtblk_request:
+virtblk_request:
     xor r8d, r8d                        # sectors already in requests
 dvr_batch:
     cmp r8d, r13d
@@ -694,6 +695,10 @@ add_buf_data:
     mov qword ptr [rdi + 16], rax
     mov eax, r10d
     shl eax, 9
+    cmp dword ptr [rbx + P_FAULT], FAULT_ZERO_LEN
+    jne add_buf_len
+    xor eax, eax
+add_buf_len:
     mov dword ptr [rdi + 24], eax
     mov ax, VRING_DESC_F_NEXT
     test r15d, VIRTIO_BLK_T_OUT

@@ -197,7 +197,7 @@ def _open_error(filename: str, flags: int, ret: int) -> str:
     how = "read-write" if flags & BDRV_O_RDWR else "read-only"
     why = os.strerror(-ret)
     if ret == -errno.EACCES and flags & BDRV_O_RDWR:
-        why += " (the image is read-only; open it with readonly=True to only read it)"
+        why += " (the image is read-only; open it with readonly=True, or --readonly, to only read it)"
     return f"could not open disk image {filename!r} {how}: {why}"
 
 
