@@ -4,6 +4,8 @@
                    [--engine unicorn|kvm|auto] [--stack 1.6.1|10.2] [--format text|json] [--export FILE.json]
     vmio-edu exits GUEST.bin --mode 16|32|64 [--load ADDR] [--entry ADDR] [--engine ...] [--format json]
     vmio-edu bench [--format text|json|markdown] [--quick] [--engine unicorn|kvm|both] [--plot FILE.png]
+    vmio-edu paths [--op write|read|both] [--lba N] [--sectors N] [--engine unicorn|kvm|both]
+                   [--path ide|virtio|virtio-ioeventfd ...] [--format text|json]
 
 Errors print `error: ...` on stderr and exit non-zero, never with a traceback.
 """
@@ -68,6 +70,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="4 sectors, fewer samples, no RSS run (seconds, not minutes)")
     b.add_argument("--engine", choices=("unicorn", "kvm", "both"), default="both")
     b.add_argument("--plot", metavar="FILE.png", help="also draw exits/s as a bar chart (needs matplotlib)")
+    pa = sub.add_parser("paths", help="the same request on IDE PIO and virtio-blk (ioeventfd off/on), side by "
+                                      "side: stages, exits to userspace and in the kernel, time per layer")
+    pa.add_argument("--op", choices=("write", "read", "both"), default="write")
+    pa.add_argument("--lba", type=_int, default=0)
+    pa.add_argument("--sectors", type=_int, default=1)
+    pa.add_argument("--engine", choices=("unicorn", "kvm", "both"), default="unicorn")
+    pa.add_argument("--path", dest="paths", action="append", metavar="PATH",
+                    help="run only this path (repeatable): ide, virtio, virtio-ioeventfd (default: all three)")
+    pa.add_argument("--seed", type=_int, default=0, help="seed of the data pattern the guest writes")
+    pa.add_argument("--format", choices=("text", "json"), default="text")
     _add_grading_commands(sub)
     return p
 
@@ -81,7 +93,8 @@ def _add_grading_commands(sub: argparse._SubParsersAction) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"trace": cmd_trace, "exits": cmd_exits, "compare": cmd_compare, "bench": cmd_bench}.get(
+        return {"trace": cmd_trace, "exits": cmd_exits, "compare": cmd_compare, "bench": cmd_bench,
+                "paths": cmd_paths}.get(
             args.cmd, getattr(args, "func", None))(args)
     except VmioError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -317,6 +330,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
     else:
         print(bench.format_markdown(r) if args.format == "markdown" else bench.format_text(r))
     return 0
+
+
+# -- paths --------------------------------------------------------------------------------------------
+def cmd_paths(args: argparse.Namespace) -> int:
+    from . import paths
+    from .errors import EngineUnavailable
+
+    engines = paths.ENGINES if args.engine == "both" else (args.engine,)
+    try:
+        doc = paths.run_paths(op=args.op, lba=args.lba, sectors=args.sectors, engines=engines,
+                              paths=args.paths or paths.PATH_IDS, seed=args.seed,
+                              progress=lambda msg: print(f"paths: {msg}", file=sys.stderr, flush=True))
+    except EngineUnavailable as e:
+        raise VmioError(f"--engine {args.engine} needs the real engine: {e}") from e
+    if args.format == "json":
+        print(json.dumps(doc, indent=1))
+    else:
+        print(paths.format_text(doc))
+    ok = all(r["image_ok"] for r in doc["runs"]) and all(
+        a["exits"] and a["qemu_stages"] for a in doc.get("agree", {}).values())
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
