@@ -20,6 +20,9 @@ Views (keys of `Views`, in display order):
   threads      every model thread: running / ready / blocked (and why) / exited, with its backtrace
   block        the BlockDriverState (format and protocol layers), tracked requests and counters
   exits        how many KVM_RUN returns so far and the last few, as userspace saw them
+  virtqueue    a virtio disk's queues in guest RAM: the descriptor chains (header, data, status) with their
+               addresses, lengths and flags, the avail/used rings and indices, and who owns each descriptor
+               (vmio_edu.trace.virtqueue_view)
 """
 from __future__ import annotations
 
@@ -444,6 +447,11 @@ def block_view(m: Any) -> dict:
     return dict(m.bs.view(), accounting_note=ACCT_NOTE)
 
 
+def virtqueue_view(m: Any) -> dict:
+    from .virtqueue_view import machine_virtqueue_view
+    return machine_virtqueue_view(m)
+
+
 def exits_view(m: Any, last: int = 8) -> dict:
     return {"count": len(m.exits), "last": [x.to_json() for x in m.exits[-last:]]}
 
@@ -531,8 +539,8 @@ def threads_view(m: Any) -> dict:
 # ==========================================================================================================
 # The lazy mapping
 # ==========================================================================================================
-VIEW_NAMES = ("registers", "vmcs", "kvm_run", "ide", "qiov", "coroutines", "thread_pool", "aio", "disk",
-              "threads", "block", "exits")
+VIEW_NAMES = ("registers", "vmcs", "kvm_run", "ide", "virtqueue", "qiov", "coroutines", "thread_pool", "aio",
+              "disk", "threads", "block", "exits")
 
 
 class Views(Mapping):
@@ -558,6 +566,7 @@ class Views(Mapping):
             "coroutines": lambda: coroutines_view(m), "thread_pool": lambda: thread_pool_view(m),
             "aio": lambda: aio_view(m), "disk": lambda: disk_view(m, self._pristine),
             "threads": lambda: threads_view(m), "block": lambda: block_view(m), "exits": lambda: exits_view(m),
+            "virtqueue": lambda: virtqueue_view(m),
         }
         with _Quiet():
             return fn[name]()

@@ -1,0 +1,104 @@
+"""The Virtqueue view as HTML (the data: vmio_edu.trace.virtqueue_view): the rings' indices, each request's
+descriptor chain with its owner, and what changed since the previous stop marked, as in the other views."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .render import esc
+
+_CHANGED = ' class="vmio-changed"'
+_OWNER_STYLE = {"device": "background:#caffbf", "driver": "background:#9bf6ff"}
+STATE_HELP = {
+    "available": "in the avail ring, not yet taken by the device (virtqueue_pop)",
+    "in flight": "taken by the device: the request is running",
+    "used": "back in the used ring (virtqueue_push): the driver reclaims it in its interrupt handler",
+    "free": "reclaimed by the driver",
+}
+
+
+def _code(value: Any, changed: bool, fmt: str = "") -> str:
+    text = format(value, fmt) if value is not None and fmt else ("-" if value is None else str(value))
+    return f"<code{_CHANGED if changed else ''}>{esc(text)}</code>"
+
+
+def virtqueue_html(view: Mapping, prev: Mapping | None = None) -> str:
+    if not view.get("present", True):
+        return f'<div class="vmio-dim">{esc(view.get("note", "no virtqueue"))}</div>'
+    queues = view.get("queues")
+    if queues is not None:  # the machine-level view: one section per queue
+        old = {q.get("queue"): q for q in (prev or {}).get("queues", [])} if prev else {}
+        return "".join(queue_html(q, old.get(q.get("queue")) if prev else None) for q in queues) or \
+            '<div class="vmio-dim">the driver has not set up a queue yet</div>'
+    return queue_html(view, prev)
+
+
+def queue_html(q: Mapping, prev: Mapping | None = None) -> str:
+    """One queue: its indices, its rings' entries and its chains."""
+    if "error" in q:
+        return f'<div><b>queue {q.get("queue")}</b>: {esc(q["error"])}</div>'
+    p = prev or {}
+    a, u = q["avail"], q["used"]
+    pa, pu = p.get("avail", {}), p.get("used", {})
+    dev = q.get("device", {})
+    addrs = q["addresses"]
+    head = (f'<div><b>queue {q["queue"]}</b>, {q["num"]} descriptors: table at <code>{addrs["desc"]:#x}</code>, '
+            f'avail ring at <code>{addrs["avail"]:#x}</code>, used ring at <code>{addrs["used"]:#x}</code></div>'
+            f'<div>avail.idx {_code(a["idx"], prev is not None and pa.get("idx") != a["idx"])} '
+            f'(driver: next slot it fills{", " + " ".join(a["flags_set"]) if a["flags_set"] else ""}) · '
+            f'last_avail_idx {_code(dev.get("last_avail_idx"), prev is not None and p.get("device", {}).get("last_avail_idx") != dev.get("last_avail_idx"))} '
+            f'(device: next it pops) · used.idx {_code(u["idx"], prev is not None and pu.get("idx") != u["idx"])} '
+            f'(device: next slot it fills{", " + " ".join(u["flags_set"]) if u["flags_set"] else ""})</div>')
+    old_avail = {e["index"] for e in pa.get("ring", [])}
+    old_used = {e["index"] for e in pu.get("ring", [])}
+    avail = " ".join(f'<span title="{esc(STATE_HELP.get(e["state"], ""))}"><code'
+                     f'{_CHANGED if prev is not None and e["index"] not in old_avail else ""}>'
+                     f'[{e["slot"]}]={e["head"]}</code></span>' for e in a["ring"]) or '<i>empty</i>'
+    used = " ".join(f'<code{_CHANGED if prev is not None and e["index"] not in old_used else ""}>'
+                    f'[{e["slot"]}]=id {e["id"]}, len {e["len"]}</code>' for e in u["ring"]) or '<i>empty</i>'
+    rings = f'<div>avail ring (head of each chain offered): {avail}</div><div>used ring: {used}</div>'
+    return f'<div class="vmio-virtqueue">{head}{rings}{chains_html(q.get("chains", []), p.get("chains"))}</div>'
+
+
+def chains_html(chains: list, prev_chains: list | None) -> str:
+    old = {(c["head"], d["index"]): (c, d) for c in (prev_chains or []) for d in c["descriptors"]}
+    rows = []
+    for c in chains:
+        for n, d in enumerate(c["descriptors"]):
+            was = old.get((c["head"], d["index"]))
+            pc, pd = was if was is not None else ({}, {})
+
+            def mark(key: str, obj: Mapping = d, before: Mapping = pd) -> bool:
+                return prev_chains is not None and before.get(key) != obj.get(key)
+            owner = c["owner"]
+            state = (f'<td rowspan="{len(c["descriptors"])}" style="{_OWNER_STYLE.get(owner, "")}" '
+                     f'title="{esc(STATE_HELP.get(c["state"], ""))}"><b>{esc(owner)}</b><br>'
+                     f'{_code(c["state"], prev_chains is not None and pc.get("state") != c["state"])}'
+                     + (f'<br><span class="vmio-dim">{esc(c["problem"])}</span>' if c.get("problem") else "")
+                     + "</td>") if n == 0 else ""
+            head = f'<td rowspan="{len(c["descriptors"])}"><b>{c["head"]}</b></td>' if n == 0 else ""
+            rows.append(
+                f"<tr>{head}{state}<td>{d['index']}</td><td>{esc(d.get('role', ''))}</td>"
+                f"<td>{_code(d['addr'], mark('addr'), '#x')}</td><td>{_code(d['len'], mark('len'))}</td>"
+                f"<td>{_code(' '.join(d['flags_set']) or '0', mark('flags'))}</td>"
+                f"<td>{_code(d['next'], mark('next'))}</td><td>{esc(d['writer'])}</td>"
+                f"<td>{_contents(d, pd if prev_chains is not None else None)}</td></tr>")
+    if not rows:
+        return '<div class="vmio-dim">no request in the rings yet</div>'
+    return ('<table class="vmio-table"><tr><th>head</th><th>owner</th><th>desc</th><th>part</th><th>addr</th>'
+            '<th>len</th><th>flags</th><th>next</th><th>written by</th><th>holds now</th></tr>'
+            + "".join(rows) + "</table>")
+
+
+def _contents(d: Mapping, pd: Mapping | None) -> str:
+    if "header" in d:
+        h = d["header"]
+        return (f'{_code(h["type_name"], pd is not None and pd.get("header") != h)} sector '
+                f'{_code(h["sector"], pd is not None and (pd.get("header") or {}).get("sector") != h["sector"])}')
+    if "status" in d or "status_name" in d:
+        changed = pd is not None and pd.get("status") != d.get("status")
+        return f'{_code(d.get("status"), changed, "#04x")} {esc(d.get("status_name", ""))}'
+    if "bytes" in d:
+        return _code(d["bytes"] + ("…" if d["len"] > len(d["bytes"]) // 2 else ""),
+                     pd is not None and pd.get("bytes") != d["bytes"])
+    return ""
