@@ -97,3 +97,83 @@ def cpu_physical_memory_rw(addr: int, buf: bytearray, len: int, is_write: bool) 
     """Guest-physical access from device or MMIO-exit code: address_space_rw on address_space_memory."""
     from .state import qemu_state
     address_space_rw(qemu_state().address_space_memory, addr, buf, len, is_write)
+
+
+# -- loads/stores of guest-physical memory by devices (exec.c ldl_phys & co.) ------------------------------
+# Untraced: a virtqueue walk does dozens of them; the functions that call them are the stages.
+def _phys_rw(addr: int, n: int, data: bytes | None = None) -> bytes:
+    from .state import qemu_state
+    space = qemu_state().address_space_memory
+    buf = bytearray(n) if data is None else bytearray(data)
+    address_space_rw(space, addr, buf, n, data is not None)
+    return bytes(buf)
+
+
+def ldq_phys(addr: int) -> int:
+    return int.from_bytes(_phys_rw(addr, 8), "little")
+
+
+def ldl_phys(addr: int) -> int:
+    return int.from_bytes(_phys_rw(addr, 4), "little")
+
+
+def lduw_phys(addr: int) -> int:
+    return int.from_bytes(_phys_rw(addr, 2), "little")
+
+
+def stl_phys(addr: int, val: int) -> None:
+    _phys_rw(addr, 4, (val & 0xFFFFFFFF).to_bytes(4, "little"))
+
+
+def stw_phys(addr: int, val: int) -> None:
+    _phys_rw(addr, 2, (val & 0xFFFF).to_bytes(2, "little"))
+
+
+TARGET_PAGE_SIZE = 4096
+
+
+@dataclass
+class _BounceBuffer:
+    """exec.c's single bounce buffer: what address_space_map hands out for memory that is not RAM."""
+
+    buffer: bytearray | None = None
+    addr: int = 0
+
+
+def cpu_physical_memory_map(addr: int, plen: list[int], is_write: bool):
+    """Map guest-physical [addr, addr + plen[0]) for a device to access directly (address_space_map).
+
+    RAM maps in place: the result is an iovec over guest RAM (the device reads and writes the guest's
+    pages). Anything else gets the one bounce buffer, at most a page, and plen[0] shrinks to what it
+    covers; a second such map while it is in use gets None. Returns None or an `iovec`.
+    """
+    from .state import qemu_state
+    from .util.iov import iovec
+    space = qemu_state().address_space_memory
+    length = plen[0]
+    mr, _, l = address_space_translate(space, addr, length)
+    ram_size = _ram_size(space)
+    if mr is None and addr < ram_size:
+        l = min(length, ram_size - addr)
+        plen[0] = l
+        return iovec(space.ram, l, addr)
+    bounce = qemu_state().extra.setdefault("bounce", _BounceBuffer())
+    if bounce.buffer is not None:
+        return None
+    l = min(length, TARGET_PAGE_SIZE)
+    bounce.buffer, bounce.addr = bytearray(l), addr
+    if not is_write:
+        address_space_rw(space, addr, bounce.buffer, l, False)
+    plen[0] = l
+    return iovec(bounce.buffer, l, 0)
+
+
+def cpu_physical_memory_unmap(buffer, len: int, is_write: bool, access_len: int) -> None:  # noqa: A002
+    """Give a mapping back; the bounce buffer is written out (for a device write) and freed."""
+    from .state import qemu_state
+    bounce = qemu_state().extra.get("bounce")
+    if bounce is None or buffer is None or buffer.iov_base is not bounce.buffer:
+        return
+    if is_write:
+        address_space_rw(qemu_state().address_space_memory, bounce.addr, bounce.buffer, access_len, True)
+    bounce.buffer = None

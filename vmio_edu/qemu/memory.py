@@ -56,6 +56,11 @@ def memory_region_add_subregion(parent: MemoryRegion, offset: int, sub: MemoryRe
     parent.subregions.sort(key=lambda r: r.addr)
 
 
+def memory_region_del_subregion(parent: MemoryRegion, sub: MemoryRegion) -> None:
+    """Unmap `sub` from `parent` (a PCI BAR moving or being disabled: pci_update_mappings)."""
+    parent.subregions.remove(sub)
+
+
 def _sizes(mr: MemoryRegion) -> tuple[int, int]:
     return mr.ops.impl_min_access_size or 1, mr.ops.impl_max_access_size or 4
 

@@ -24,11 +24,13 @@ from .sources import SourceRef, lookup
 
 # Layers in path order; the swimlanes and `--format text` group by these.
 LAYERS = (
-    "guest", "vmx", "kvm", "qemu-cpu", "qemu-memory", "qemu-ide", "qemu-block", "qemu-threadpool",
-    "qemu-event-loop", "host",
+    "guest", "vmx", "kvm", "qemu-cpu", "qemu-memory", "qemu-pci", "qemu-ide", "qemu-virtio", "qemu-block",
+    "qemu-threadpool", "qemu-event-loop", "host",
 )
 # qemu-event-loop: the main loop and its AioContext (main_loop, main_loop_wait, glib_pollfds_*, aio_poll,
 # bottom halves, event notifiers), which wait for and dispatch completions; qemu-threadpool: the pool itself.
+# qemu-pci: hw/pci/ and hw/pci-host/ (config mechanism #1, BARs, INTx routing); qemu-virtio: hw/virtio/
+# (virtqueues, the legacy virtio-pci BAR) and hw/block/virtio-blk.c, the device beside IDE (issue 14).
 _LINUX_LAYERS = {"guest", "vmx", "kvm", "host"}
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Generator
 
 from ...errors import ImageError
-from ...trace.tracepoint import tracepoint
+from ...trace.tracepoint import emit, tracepoint
 from ..async_ import QEMUBH, qemu_bh_delete, qemu_bh_schedule
 from ..main_loop import qemu_aio_wait, qemu_bh_new, qemu_get_aio_context
 from ..qemu_coroutine import Coroutine, qemu_coroutine_create, qemu_coroutine_enter, qemu_coroutine_self, \
@@ -109,11 +109,15 @@ class BlockDriverState:
 
 @dataclass
 class BlockRequest:
+    """One write of a bdrv_aio_multiwrite batch (virtio-blk's MultiReqBuffer entries)."""
+
     sector: int
     nb_sectors: int
     qiov: QEMUIOVector
     flags: int = 0
     error: int = 0
+    cb: Any = None  # BlockDriverCompletionFunc, called once the (possibly merged) write completed
+    opaque: Any = None
 
 
 @dataclass
@@ -247,6 +251,20 @@ def bdrv_get_geometry(bs: BlockDriverState) -> int:
 
 def bdrv_is_read_only(bs: BlockDriverState) -> bool:
     return bs.read_only
+
+
+def bdrv_enable_write_cache(bs: BlockDriverState) -> bool:
+    return bs.enable_write_cache
+
+
+def bdrv_set_enable_write_cache(bs: BlockDriverState, wce: bool) -> None:
+    """Writeback (True) or writethrough (False, a flush after every write). 1.6.1 also flips
+    BDRV_O_CACHE_WB in open_flags so that a reopen keeps the mode."""
+    bs.enable_write_cache = wce
+    if wce:
+        bs.open_flags |= BDRV_O_CACHE_WB
+    else:
+        bs.open_flags &= ~BDRV_O_CACHE_WB
 
 
 def bdrv_is_inserted(bs: BlockDriverState) -> bool:
@@ -471,6 +489,88 @@ def bdrv_aio_writev(bs: BlockDriverState, sector_num: int, qiov: QEMUIOVector, n
     main-loop thread (ret 0 or -errno)."""
     _check_qiov(qiov, nb_sectors)
     return bdrv_co_aio_rw_vector(bs, sector_num, qiov, nb_sectors, cb, opaque, True)
+
+
+# -- bdrv_aio_multiwrite: several writes submitted together, neighbours merged (virtio-blk uses it) --------
+@dataclass(eq=False)
+class MultiwriteCB:
+    """The shared completion of one bdrv_aio_multiwrite: the first error, the requests still running
+    (after merging) and every caller's callback, each called once all requests are done."""
+
+    error: int = 0
+    num_requests: int = 0
+    num_callbacks: int = 0
+    callbacks: list[dict] = field(default_factory=list)  # {cb, opaque, free_qiov}
+
+    def view(self) -> dict:
+        return {"error": self.error, "num_requests": self.num_requests, "num_callbacks": self.num_callbacks}
+
+
+@tracepoint("qemu-block", args=("mcb",))
+def multiwrite_user_cb(mcb: MultiwriteCB) -> None:
+    """Every caller's callback, with the batch's error (one failed merged write fails all its parts)."""
+    for c in mcb.callbacks[:mcb.num_callbacks]:
+        c["cb"](c["opaque"], mcb.error)
+
+
+@tracepoint("qemu-block", args=("opaque=mcb", "ret"))
+def multiwrite_cb(mcb: MultiwriteCB, ret: int) -> None:
+    """One of the batch's writes completed (the bdrv_aio_writev callback, on the main loop)."""
+    if ret < 0 and not mcb.error:
+        mcb.error = ret
+    mcb.num_requests -= 1
+    if mcb.num_requests == 0:
+        multiwrite_user_cb(mcb)
+
+
+@tracepoint("qemu-block", args=("bs", "reqs", "num_reqs", "mcb"))
+def multiwrite_merge(bs: BlockDriverState, reqs: list[BlockRequest], num_reqs: int, mcb: MultiwriteCB) -> int:
+    """Sort by start sector and merge each request into the previous one when it starts at or before
+    the previous one's end (sequential or overlapping; an overlap drops the first one's tail). A merged
+    request gets a new QEMUIOVector holding both vectors' pieces. Returns how many requests remain."""
+    from ..util.iov import qemu_iovec_concat, qemu_iovec_init
+    IOV_MAX = 1024
+    reqs[:num_reqs] = sorted(reqs[:num_reqs], key=lambda r: r.sector)  # qsort: multiwrite_req_compare
+    outidx = 0
+    for i in range(1, num_reqs):
+        oldreq_last = reqs[outidx].sector + reqs[outidx].nb_sectors
+        merge = reqs[i].sector <= oldreq_last
+        if reqs[outidx].qiov.niov + reqs[i].qiov.niov + 1 > IOV_MAX:
+            merge = False
+        if merge:
+            qiov = QEMUIOVector()
+            qemu_iovec_init(qiov, reqs[outidx].qiov.niov + reqs[i].qiov.niov + 1)
+            size = (reqs[i].sector - reqs[outidx].sector) << 9
+            qemu_iovec_concat(qiov, reqs[outidx].qiov, 0, size)
+            qemu_iovec_concat(qiov, reqs[i].qiov, 0, reqs[i].qiov.size)
+            reqs[outidx] = BlockRequest(reqs[outidx].sector, qiov.size >> 9, qiov, reqs[outidx].flags,
+                                        reqs[outidx].error, reqs[outidx].cb, reqs[outidx].opaque)
+            mcb.callbacks[i]["free_qiov"] = qiov
+        else:
+            outidx += 1
+            reqs[outidx] = BlockRequest(reqs[i].sector, reqs[i].nb_sectors, reqs[i].qiov, reqs[outidx].flags,
+                                        reqs[outidx].error, reqs[outidx].cb, reqs[outidx].opaque)
+    return outidx + 1
+
+
+@tracepoint("qemu-block", args=("bs", "reqs", "num_reqs"))
+def bdrv_aio_multiwrite(bs: BlockDriverState, reqs: list[BlockRequest], num_reqs: int) -> int:
+    """Submit `num_reqs` writes at once: merge what touches, then one bdrv_aio_writev per remaining
+    request, all completing through multiwrite_cb. 0 on success; -1 (every req.error set) with no medium."""
+    if bs.drv is None:
+        for r in reqs[:num_reqs]:
+            r.error = -errno.ENOMEDIUM
+        return -1
+    if num_reqs == 0:
+        return 0
+    mcb = MultiwriteCB(num_requests=0, num_callbacks=num_reqs,
+                       callbacks=[{"cb": r.cb, "opaque": r.opaque, "free_qiov": None} for r in reqs[:num_reqs]])
+    num_reqs = multiwrite_merge(bs, reqs, num_reqs, mcb)
+    emit("bdrv_aio_multiwrite", "qemu-block", mcb=mcb, num_callbacks=mcb.num_callbacks, num_reqs=num_reqs)
+    mcb.num_requests = num_reqs
+    for r in reqs[:num_reqs]:
+        bdrv_aio_writev(bs, r.sector, r.qiov, r.nb_sectors, multiwrite_cb, mcb)
+    return 0
 
 
 # The drivers register themselves (QEMU's block_init); they import the functions above.

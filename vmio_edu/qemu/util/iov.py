@@ -130,3 +130,24 @@ def qemu_iovec_to_buf(qiov: QEMUIOVector, offset: int, nbytes: int) -> bytes:
 
 def qemu_iovec_from_buf(qiov: QEMUIOVector, offset: int, buf: bytes) -> int:
     return iov_from_buf(qiov.iov, qiov.niov, offset, buf)
+
+
+def qemu_iovec_concat_iov(dst: QEMUIOVector, src_iov: list[iovec], src_cnt: int, soffset: int,
+                          sbytes: int) -> None:
+    """Append to `dst` the pieces of `src_iov` covering `sbytes` bytes from `soffset` (no copying: the new
+    iovecs point into the same buffers, as bdrv_aio_multiwrite's merged vectors do)."""
+    done = 0
+    for v in src_iov[:src_cnt]:
+        if done >= sbytes:
+            break
+        if soffset < v.iov_len:
+            length = min(v.iov_len - soffset, sbytes - done)
+            qemu_iovec_add(dst, v.iov_base, length, v.iov_offset + soffset)
+            soffset = 0
+            done += length
+        else:
+            soffset -= v.iov_len
+
+
+def qemu_iovec_concat(dst: QEMUIOVector, src: QEMUIOVector, soffset: int, sbytes: int) -> None:
+    qemu_iovec_concat_iov(dst, src.iov, src.niov, soffset, sbytes)
