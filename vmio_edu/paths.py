@@ -79,14 +79,52 @@ def _vmx_exit_key(reason: int, qualification: int) -> str:
     return name[len("EXIT_REASON_"):] if name.startswith("EXIT_REASON_") else name
 
 
+# What each port is (for the tables' labels): the ATA task file (include/linux/ata.h), PCI configuration
+# mechanism #1, the in-kernel PICs, and the legacy virtio-pci header at BAR 0 (Linux v3.7
+# include/uapi/linux/virtio_pci.h). Setup ports are the probe's (PCI config, features, queue set-up, status,
+# device config); the rest move the request itself (IDE: all of them; virtio: QUEUE_NOTIFY and ISR).
+FIXED_PORTS = {
+    0x1F0: "ATA data", 0x1F1: "ATA features/error", 0x1F2: "ATA sector count", 0x1F3: "ATA LBA low",
+    0x1F4: "ATA LBA mid", 0x1F5: "ATA LBA high", 0x1F6: "ATA device", 0x1F7: "ATA command/status",
+    0x3F6: "ATA control/altstatus", 0xCF8: "PCI CONFIG_ADDRESS", 0xCFC: "PCI CONFIG_DATA",
+    0xCFD: "PCI CONFIG_DATA+1", 0xCFE: "PCI CONFIG_DATA+2", 0xCFF: "PCI CONFIG_DATA+3",
+    0x20: "PIC1 cmd", 0x21: "PIC1 data", 0xA0: "PIC2 cmd", 0xA1: "PIC2 data",
+    0x4D0: "ELCR master", 0x4D1: "ELCR slave",
+}
+VIRTIO_PCI_REGS = {0: "HOST_FEATURES", 4: "GUEST_FEATURES", 8: "QUEUE_PFN", 12: "QUEUE_NUM", 14: "QUEUE_SEL",
+                   16: "QUEUE_NOTIFY", 18: "STATUS", 19: "ISR"}
+VIRTIO_PCI_CONFIG = 20  # device-specific config (virtio_blk_config) from here, without MSI-X
+REQUEST_VIRTIO_REGS = {"QUEUE_NOTIFY", "ISR"}
+
+
+def port_names(virtio_base: int | None) -> dict[int, tuple[str, bool]]:
+    """port → (name, moves the request?) for a machine whose virtio BAR 0 sits at `virtio_base`."""
+    names = {p: (n, p < 0x200 or p == 0x3F6) for p, n in FIXED_PORTS.items()}
+    if virtio_base is not None:
+        for off in range(0, VIRTIO_PCI_CONFIG + 8):
+            reg = VIRTIO_PCI_REGS.get(off) or (f"config+{off - VIRTIO_PCI_CONFIG}" if off >= VIRTIO_PCI_CONFIG
+                                               else None)
+            if reg:
+                names[virtio_base + off] = (f"virtio {reg}", reg in REQUEST_VIRTIO_REGS)
+    return names
+
+
+def _virtio_base(m: Any) -> int | None:
+    proxy = getattr(m, "virtio", None)
+    if proxy is None:
+        return None
+    bar = proxy.pci_dev.io_regions[0]
+    return bar.addr if bar.size and 0 <= bar.addr < 0x10000 else None
+
+
 class KernelExitCounter:
     """A point-event listener counting the VM exits KVM handled without returning to QEMU (emulated engine).
 
     Linux emits `kvm_exit` at every VM exit (vmx_vcpu_run) and the model emits `kvm_userspace_exit` when
     KVM_RUN returns. A VM exit still unclaimed when the next one comes (or when the run ends) was finished
     in the kernel. A userspace exit without a new VM exit (the next batch of a `rep insw` the emulator
-    continued) claims nothing. Each is named with the device on the KVM PIO bus that took it
-    (`kvm_io_bus_write` → picdev_write, ioeventfd_write, ...), else with its VMX exit handler."""
+    continued) claims nothing. An I/O exit is named with the device on the KVM PIO bus that took it
+    (`kvm_io_bus_write` → picdev_write: "IO(picdev_write) out port=0x20"); others by their VMX exit reason."""
 
     _BUS = ("kvm_io_bus_write", "kvm_io_bus_read")
 
@@ -120,8 +158,10 @@ class KernelExitCounter:
 
     def _flush(self) -> None:
         if self._pending is not None:
-            by = self._device or self._handler
-            self.counts[f"{self._pending} ({by})" if by else self._pending] += 1
+            key = self._pending
+            if self._device and key.startswith("IO "):
+                key = f"IO({self._device}){key[2:]}"  # named by the KVM PIO bus device that took it
+            self.counts[key] += 1
         self._pending = self._handler = self._device = None
         self._bus_depth = None
 
@@ -138,6 +178,7 @@ class StageCounter:
     def __init__(self, kernel: KernelExitCounter) -> None:
         self.timer = LayerTimer()
         self.counts: Counter = Counter()
+        self.per_function: Counter = Counter()  # (layer, thread, function) -> entries
         self.functions: dict[str, list[str]] = defaultdict(list)
         self._kernel = kernel
 
@@ -148,6 +189,7 @@ class StageCounter:
 
     def enter(self, tp: TracePoint, args: tuple, ctx: ThreadContext) -> None:
         self.counts[(tp.layer, ctx.name)] += 1
+        self.per_function[(tp.layer, ctx.name, tp.name)] += 1
         fns = self.functions[tp.layer]
         if tp.name not in fns:
             fns.append(tp.name)
@@ -195,8 +237,13 @@ def run_path(path: Path | str, engine: str = "unicorn", *, op: str = "write", lb
         wall = time.perf_counter() - t0
         kernel_counts = _kernel_exits(m, kernel)
         exits = Counter(exit_key(x.reason, x.direction, x.port) for x in m.exits)
+        names = port_names(_virtio_base(m))
+        request_exits = sum(1 for x in m.exits if x.port is not None and names.get(x.port, ("", True))[1])
+        requests = _requests(m)
         check = image_check(m)
         engine_used = m.engine
+        used_ports = {int(k.split("port=")[1].split()[0], 16)
+                      for k in list(exits) + list(kernel_counts or {}) if "port=" in k}
     n = sectors or 256
     stages: dict[str, dict[str, int]] = {}
     for (layer, thread), c in sorted(counter.counts.items(),
@@ -212,11 +259,24 @@ def run_path(path: Path | str, engine: str = "unicorn", *, op: str = "write", lb
         "functions": {layer: counter.functions[layer] for layer in stages},
         "exits": dict(sorted(exits.items())), "exit_total": total,
         "exits_per_sector": round(total / n, 2),
+        "requests": requests,
+        "request_exits": request_exits,
+        "request_exits_per_sector": round(request_exits / n, 2),
+        "request_exits_per_request": round(request_exits / max(1, requests), 2),
+        "port_names": {f"{p:#x}": names[p][0] for p in sorted(used_ports) if p in names},
         "kernel_exits": None if kernel_counts is None else dict(sorted(kernel_counts.items())),
         "kernel_exit_total": None if kernel_counts is None else sum(kernel_counts.values()),
         "time_ms": time_ms, "wall_ms": round(wall * 1e3, 3),
         "image_ok": check["ok"], "problems": check["problems"],
+        "_functions": {k: v for k, v in counter.per_function.items() if k[0].startswith("qemu") or k[0] == "host"},
     }
+
+
+def _requests(m: Any) -> int:
+    """How many requests the guest made: virtio-blk requests (the guest counts them), or ATA commands."""
+    if getattr(m, "virtio", None) is not None:
+        return int(m.guest_result().get("requests", 0))
+    return sum(1 for x in m.exits if x.port == 0x1F7 and x.direction == "out")
 
 
 def _kernel_exits(m: Any, kernel: KernelExitCounter) -> Counter | None:
@@ -273,24 +333,44 @@ def run_paths(*, op: str = "write", lba: int = 0, sectors: int = 1, engines: Ite
             if progress:
                 progress(f"{p.id} on {engine}")
             runs.append(run_path(p, engine, op=op, lba=lba, sectors=sectors, seed=seed))
+    agree = engines_agree(runs) if len(engines) > 1 else None
+    for r in runs:
+        r.pop("_functions", None)
     doc = {"schema": SCHEMA, "workload": {"op": op, "lba": lba, "sectors": sectors or 256, "seed": seed},
            "engines": list(engines), "paths": [p.id for p in chosen], "runs": runs}
-    if len(engines) > 1:
-        doc["agree"] = engines_agree(runs)
+    if agree is not None:
+        doc["agree"] = agree
     return doc
 
 
+# The vCPU loop's own calls: on the real engine a signal can bring the vCPU back from KVM_RUN without an exit
+# (the halted vCPU's kick, vmio_edu.kvm.kick): KVM_RUN returns EINTR, QEMU 1.6.1's kvm_cpu_exec returns
+# EXCP_INTERRUPT and qemu_kvm_cpu_thread_fn enters it again. Those re-entries are the host's timing, not the
+# path's cost, so the engines are compared without them (and the count of them is reported).
+VCPU_LOOP = {("qemu-cpu", "vcpu0", "kvm_cpu_exec"), ("qemu-cpu", "vcpu0", "kvm_vcpu_ioctl")}
+
+
 def engines_agree(runs: list[dict]) -> dict:
-    """Per path: do the engines give the same exits to userspace and the same QEMU-side stage counts? (The
-    kernel's own stages and exits are visible on the emulated engine only.)"""
+    """Per path: do the engines give the same exits to userspace, and did QEMU and the host run the same
+    functions as often (besides the vCPU loop's re-entries after a kick)? The kernel's own stages and
+    exits are visible on the emulated engine only. Needs each run's "_functions" (run_path's)."""
     by_path: dict[str, list[dict]] = defaultdict(list)
     for r in runs:
         by_path[r["path"]].append(r)
     out = {}
     for pid, rs in by_path.items():
-        exits = all(r["exits"] == rs[0]["exits"] for r in rs)
-        qemu = all(qemu_stages(r) == qemu_stages(rs[0]) for r in rs)
-        out[pid] = {"exits": exits, "qemu_stages": qemu}
+        ref = rs[0]
+        exits = all(r["exits"] == ref["exits"] for r in rs)
+        same, reentries = True, 0
+        for r in rs[1:]:
+            a, b = ref["_functions"], r["_functions"]
+            for key in set(a) | set(b):
+                if key in VCPU_LOOP:
+                    continue
+                same = same and a.get(key, 0) == b.get(key, 0)
+            reentries = max(reentries, abs(b.get(("qemu-cpu", "vcpu0", "kvm_cpu_exec"), 0)
+                                           - a.get(("qemu-cpu", "vcpu0", "kvm_cpu_exec"), 0)))
+        out[pid] = {"exits": exits, "qemu_stages": same, "kvm_run_reentries": reentries}
     return out
 
 
@@ -302,8 +382,8 @@ def qemu_stages(run: dict) -> dict:
 # ==========================================================================================================
 # Text (fits 100 columns)
 # ==========================================================================================================
-LABEL = 36
-CELL = 21
+LABEL = 40
+CELL = 20
 
 
 def _row(label: str, cells: list[str]) -> str:
@@ -329,7 +409,9 @@ def format_text(doc: dict) -> str:
         for pid, a in doc["agree"].items():
             verdict = "same" if a["exits"] and a["qemu_stages"] else "DIFFER"
             out.append(f"engines on {pid}: {verdict} (exits to userspace: {'same' if a['exits'] else 'differ'}; "
-                       f"QEMU stages: {'same' if a['qemu_stages'] else 'differ'})")
+                       f"QEMU stages: {'same' if a['qemu_stages'] else 'differ'}"
+                       + (f"; the real vCPU re-entered KVM_RUN {a['kvm_run_reentries']}x after a kick"
+                          if a["kvm_run_reentries"] else "") + ")")
     bad = [f"{r['path']} on {r['engine']}: {'; '.join(r['problems'])}" for r in doc["runs"] if not r["image_ok"]]
     out.append("")
     out += [f"IMAGE CHECK FAILED: {b}" for b in bad] or ["Image check: OK on every path (the image holds the "
@@ -338,7 +420,8 @@ def format_text(doc: dict) -> str:
 
 
 def _table(runs: list[dict]) -> list[str]:
-    out = [_row("", [r["title"] for r in runs])]
+    out = [_row("", [r["title"].split(" ", 1)[0] if r["path"] != "ide" else r["title"] for r in runs]),
+           _row("", [r["title"].split(" ", 1)[1] if r["path"] != "ide" else "" for r in runs])]
     out.append("Stages entered (trace point calls)")
     layers = _union(r["stages"] for r in runs)
     for layer in sorted(layers, key=_layer_rank):
@@ -346,16 +429,22 @@ def _table(runs: list[dict]) -> list[str]:
         for th in sorted(threads, key=_thread_rank):
             out.append(_row(f"  {layer:<16} {th}", [_num(r["stages"].get(layer, {}).get(th, 0)) for r in runs]))
     out.append("Exits to userspace (KVM_RUN returns to QEMU)")
+    names: dict[str, str] = {}
+    for r in runs:
+        names.update(r.get("port_names", {}))
     for k in sorted(_union(r["exits"] for r in runs), key=_exit_order):
-        out.append(_row(f"  {k}", [_num(r["exits"].get(k, 0)) for r in runs]))
+        out.append(_row(f"  {_label(k, names)}", [_num(r["exits"].get(k, 0)) for r in runs]))
     out.append(_row("  total", [_num(r["exit_total"]) for r in runs]))
-    out.append(_row("  per sector", [_num(float(r["exits_per_sector"])) for r in runs]))
+    out.append(_row("  moving the request (not the probe)", [_num(r["request_exits"]) for r in runs]))
+    out.append(_row("    requests (ATA commands / virtio)", [_num(r["requests"]) for r in runs]))
+    out.append(_row("    per request", [_num(float(r["request_exits_per_request"])) for r in runs]))
+    out.append(_row("    per sector", [_num(float(r["request_exits_per_sector"])) for r in runs]))
     out.append("Exits handled in the kernel (no return to QEMU)")
     if all(r["kernel_exits"] is None for r in runs):
         out.append("  (inside the real KVM_RUN: not visible to userspace on this engine)")
     else:
         for k in sorted(_union(r["kernel_exits"] or {} for r in runs), key=_exit_order):
-            out.append(_row(f"  {k}", [_num((r["kernel_exits"] or {}).get(k, 0) if r["kernel_exits"] is not None
+            out.append(_row(f"  {_label(k, names)}", [_num((r["kernel_exits"] or {}).get(k, 0) if r["kernel_exits"] is not None
                                             else None) for r in runs]))
         out.append(_row("  total", [_num(r["kernel_exit_total"]) for r in runs]))
     out.append("Time (ms of self time per layer)")
@@ -363,6 +452,16 @@ def _table(runs: list[dict]) -> list[str]:
         out.append(_row(f"  {layer}", [_num(float(r["time_ms"].get(layer, 0.0))) for r in runs]))
     out.append(_row("  wall time of the run", [_num(float(r["wall_ms"])) for r in runs]))
     return out
+
+
+def _label(key: str, names: dict[str, str]) -> str:
+    """'IO out port=0x1f0' → 'IO out 0x1f0 ATA data' (the JSON keeps the key; the text names the port)."""
+    parts = key.split(" ", 3)
+    if len(parts) >= 3 and parts[2].startswith("port="):
+        port = parts[2][5:]
+        rest = f" {parts[3]}" if len(parts) > 3 else ""
+        return f"{parts[0]} {parts[1]} {port} {names.get(port, '')}".rstrip() + rest
+    return key
 
 
 def _union(dicts: Iterable[dict]) -> list:
@@ -376,6 +475,6 @@ def _union(dicts: Iterable[dict]) -> list:
 def _exit_order(key: str) -> tuple:
     """IO exits first, by port, then the others by name."""
     parts = key.split()
-    if parts[0] == "IO" and len(parts) >= 3 and parts[2].startswith("port="):
+    if parts[0].startswith("IO") and len(parts) >= 3 and parts[2].startswith("port="):
         return (0, int(parts[2][5:], 16), parts[1], key)
     return (1, 0, "", key)

@@ -190,11 +190,18 @@ def _blk_roles(mem: Any, descs: list[dict]) -> None:
 # ==========================================================================================================
 def find_virtio_blk(m: Any) -> Any:
     """The machine's virtio-blk device (its VirtIODevice), or None for an IDE machine."""
-    for name in ("virtio_blk", "vdev", "virtio"):
-        dev = getattr(m, name, None)
-        if dev is not None:
-            return getattr(dev, "vdev", dev)
-    return None
+    proxy = getattr(m, "virtio", None)  # the VirtIOPCIProxy (Machine(disk="virtio"))
+    return None if proxy is None else getattr(proxy, "vdev", None)
+
+
+def driver_last_used(m: Any) -> int | None:
+    """The guest driver's last_used_idx (Linux's vring_virtqueue.last_used_idx), where the guest says where
+    it keeps it (the virtio guest's DRV + D_LAST_USED), else None."""
+    sym = getattr(getattr(m, "program", None), "symbols", None) or {}
+    if "DRV" not in sym or "D_LAST_USED" not in sym:
+        return None
+    addr = sym["DRV"] + sym["D_LAST_USED"]
+    return struct.unpack_from("<I", m.ram, addr)[0] & 0xFFFF
 
 
 def machine_virtqueue_view(m: Any) -> dict:
@@ -204,13 +211,14 @@ def machine_virtqueue_view(m: Any) -> dict:
         return {"present": False, "note": "this machine's disk is IDE: no virtqueue (Machine(disk=\"virtio\") "
                                           "has one)"}
     queues = []
-    for i, vq in enumerate(getattr(dev, "vq", []) or []):
-        vring = getattr(vq, "vring", None)
-        num = getattr(vring, "num", 0)
-        desc = getattr(vring, "desc", 0)
-        if not num or not desc:
-            continue
-        queues.append(vring_view(m.ram, num=num, desc=desc, avail=vring.avail, used=vring.used,
-                                 last_avail_idx=getattr(vq, "last_avail_idx", None),
-                                 in_flight=None, queue=i))
-    return {"present": True, "device": "virtio-blk", "queues": queues}
+    last_used = driver_last_used(m)
+    for i, vq in enumerate(dev.vq):
+        vring = vq.vring
+        if not vring.num or not vq.pa:
+            continue  # not set up by the driver (VIRTIO_PCI_QUEUE_PFN still 0)
+        queues.append(vring_view(m.ram, num=vring.num, desc=vring.desc, avail=vring.avail, used=vring.used,
+                                 last_avail_idx=vq.last_avail_idx, in_flight=sorted(vq.inflight),
+                                 driver_last_used=last_used, queue=i))
+    return {"present": True, "device": dev.name or "virtio-blk", "status": dev.status, "isr": dev.isr,
+            "queues": queues,
+            "note": "" if queues else "the driver has not set up a queue yet (VIRTIO_PCI_QUEUE_PFN is 0)"}

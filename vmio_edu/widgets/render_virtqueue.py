@@ -49,13 +49,15 @@ def queue_html(q: Mapping, prev: Mapping | None = None) -> str:
             f'last_avail_idx {_code(dev.get("last_avail_idx"), prev is not None and p.get("device", {}).get("last_avail_idx") != dev.get("last_avail_idx"))} '
             f'(device: next it pops) · used.idx {_code(u["idx"], prev is not None and pu.get("idx") != u["idx"])} '
             f'(device: next slot it fills{", " + " ".join(u["flags_set"]) if u["flags_set"] else ""})</div>')
-    old_avail = {e["index"] for e in pa.get("ring", [])}
-    old_used = {e["index"] for e in pu.get("ring", [])}
-    avail = " ".join(f'<span title="{esc(STATE_HELP.get(e["state"], ""))}"><code'
-                     f'{_CHANGED if prev is not None and e["index"] not in old_avail else ""}>'
+    old_avail = {e["index"]: e for e in pa.get("ring", [])}
+    old_used = {e["index"]: e for e in pu.get("ring", [])}
+
+    def new(e: Mapping, old: Mapping) -> str:  # a new entry, or one whose chain changed hands
+        return _CHANGED if prev is not None and old.get(e["index"]) != e else ""
+    avail = " ".join(f'<span title="{esc(e["state"])}: {esc(STATE_HELP.get(e["state"], ""))}"><code{new(e, old_avail)}>'
                      f'[{e["slot"]}]={e["head"]}</code></span>' for e in a["ring"]) or '<i>empty</i>'
-    used = " ".join(f'<code{_CHANGED if prev is not None and e["index"] not in old_used else ""}>'
-                    f'[{e["slot"]}]=id {e["id"]}, len {e["len"]}</code>' for e in u["ring"]) or '<i>empty</i>'
+    used = " ".join(f'<span title="{esc(e["state"])}: {esc(STATE_HELP.get(e["state"], ""))}"><code{new(e, old_used)}>'
+                    f'[{e["slot"]}]=id {e["id"]}, len {e["len"]}</code></span>' for e in u["ring"]) or '<i>empty</i>'
     rings = f'<div>avail ring (head of each chain offered): {avail}</div><div>used ring: {used}</div>'
     return f'<div class="vmio-virtqueue">{head}{rings}{chains_html(q.get("chains", []), p.get("chains"))}</div>'
 
