@@ -41,6 +41,15 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=_int, default=0, help="seed of the data pattern the guest writes")
     t.add_argument("--stack", choices=("1.6.1", "10.2"), default="1.6.1",
                      help="QEMU 1.6.1 on Linux 3.7 (default) or QEMU 10.2 on Linux 6.12")
+    t.add_argument("--disk", choices=("ide", "virtio"), default="ide",
+                   help="the disk the guest drives: PIIX IDE (default) or virtio-blk-pci (the virtio guest)")
+    t.add_argument("--ioeventfd", choices=("on", "off"), default="on",
+                   help="virtio only: the queue notify handled in the kernel (on, QEMU 1.6.1's default) "
+                        "or as a KVM_EXIT_IO on the vCPU thread (off)")
+    t.add_argument("--per-request", type=_int, default=0,
+                   help="virtio only: sectors per request (0: one request for all)")
+    t.add_argument("--depth", type=_int, default=0,
+                   help="virtio only: requests published per kick (0: as many as the queue holds)")
     t.add_argument("--export", metavar="FILE.json",
                    help="also write the recorded run as Chrome/Perfetto trace-event JSON (ui.perfetto.dev)")
 
@@ -52,6 +61,15 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--format", choices=("text", "json"), default="text")
     c.add_argument("--stack", choices=("1.6.1", "10.2"), default="1.6.1",
                      help="QEMU 1.6.1 on Linux 3.7 (default) or QEMU 10.2 on Linux 6.12")
+    c.add_argument("--disk", choices=("ide", "virtio"), default="ide",
+                   help="the disk the guest drives: PIIX IDE (default) or virtio-blk-pci (the virtio guest)")
+    c.add_argument("--ioeventfd", choices=("on", "off"), default="on",
+                   help="virtio only: the queue notify handled in the kernel (on, QEMU 1.6.1's default) "
+                        "or as a KVM_EXIT_IO on the vCPU thread (off)")
+    c.add_argument("--per-request", type=_int, default=0,
+                   help="virtio only: sectors per request (0: one request for all)")
+    c.add_argument("--depth", type=_int, default=0,
+                   help="virtio only: requests published per kick (0: as many as the queue holds)")
 
     e = sub.add_parser("exits", help="run raw guest code until it halts and print every exit as JSON")
     e.add_argument("guest", help="a file of raw x86 machine code")
@@ -63,6 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--max-exits", type=_int, default=1_000_000)
     e.add_argument("--stack", choices=("1.6.1", "10.2"), default="1.6.1",
                      help="QEMU 1.6.1 on Linux 3.7 (default) or QEMU 10.2 on Linux 6.12")
+    e.add_argument("--disk", choices=("ide", "virtio"), default="ide",
+                   help="the disk the guest drives: PIIX IDE (default) or virtio-blk-pci (the virtio guest)")
+    e.add_argument("--ioeventfd", choices=("on", "off"), default="on",
+                   help="virtio only: the queue notify handled in the kernel (on, QEMU 1.6.1's default) "
+                        "or as a KVM_EXIT_IO on the vCPU thread (off)")
 
     b = sub.add_parser("bench", help="measure the chain against the engines' limits (issue 6's benchmark)")
     b.add_argument("--format", choices=("text", "json", "markdown"), default="text")
@@ -105,11 +128,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # -- trace --------------------------------------------------------------------------------------------
+def _device_kw(args: argparse.Namespace) -> dict:
+    """--disk / --ioeventfd (and the virtio guest's --per-request / --depth) as Machine arguments."""
+    if args.disk == "ide":
+        if getattr(args, "per_request", 0) or getattr(args, "depth", 0) or args.ioeventfd != "on":
+            raise VmioError("--ioeventfd, --per-request and --depth are for --disk virtio")
+        return {}
+    kw = {"disk": "virtio", "ioeventfd": args.ioeventfd == "on"}
+    if hasattr(args, "per_request"):
+        kw.update(per_request=args.per_request, depth=args.depth)
+    return kw
+
+
 def cmd_trace(args: argparse.Namespace) -> int:
     from .machine import Machine
 
     m = Machine(image=args.image, engine=args.engine, op=args.op, lba=args.lba, sectors=args.sectors,
-                polling=args.polling, seed=args.seed, record=True, stack=args.stack)
+                polling=args.polling, seed=args.seed, record=True, stack=args.stack, **_device_kw(args))
     with m:
         if m.engine_note:
             print(f"note: {m.engine_note}", file=sys.stderr)
@@ -169,11 +204,18 @@ def trace_report(m: Any) -> dict:
     return {
         "engine": m.engine, "stack": m.stack.name, "op": m.op, "lba": m.lba, "sectors": m.sectors,
         "stages": stages, "functions": {k: functions[k] for k in LAYERS if k in functions},
-        "exits": dict(sorted(exits.items())), "exit_total": len(m.exits),
+        "exits": dict(sorted(exits.items())), "exit_total": len(m.exits), "disk": m.disk,
+        "kernel_exits": _kernel_exit_counts(m),
         "trace_events": len(m.trace.events),
         "guest": {k: v.hex() if isinstance(v, (bytes, bytearray)) else v for k, v in m.guest_result().items()},
         "check": image_check(m),
     }
+
+
+def _kernel_exit_counts(m: Any) -> dict:
+    """Exits handled inside the (emulated) kernel, by reason; empty on the real engine (invisible there)."""
+    from .trace.kernel_exits import count_kernel_exits
+    return dict(sorted(count_kernel_exits(m.kernel_exits).items()))
 
 
 def image_check(m: Any) -> dict:
@@ -200,7 +242,8 @@ def image_check(m: Any) -> dict:
 
 
 def format_report(r: dict) -> str:
-    out = [f"vmio-edu trace: op={r['op']} lba={r['lba']} sectors={r['sectors']} engine={r['engine']}", "",
+    out = [f"vmio-edu trace: op={r['op']} lba={r['lba']} sectors={r['sectors']} engine={r['engine']} "
+           f"disk={r['disk']}", "",
            "Stages by layer and thread (trace point calls):"]
     for layer, threads in r["stages"].items():
         cells = ", ".join(f"{t}: {n}" for t, n in threads.items())
@@ -208,6 +251,9 @@ def format_report(r: dict) -> str:
         out.append(f"  {'':<16} {' → '.join(r['functions'].get(layer, [])[:12])}")
     out += ["", f"VM exits seen by QEMU: {r['exit_total']}"]
     out += [f"  {n:>6}  {k}" for k, n in r["exits"].items()]
+    if r.get("kernel_exits"):
+        out += ["VM exits handled in the kernel (the vCPU went straight back in):"]
+        out += [f"  {n:>6}  {k}" for k, n in r["kernel_exits"].items()]
     c = r["check"]
     out += ["", f"Sectors written: {c['sectors_written'] or 'none'}; sectors changed in the image: "
                 f"{c['sectors_changed'] or 'none'}"]
@@ -246,7 +292,8 @@ def first_divergence(a: list, b: list) -> int | None:
 def cmd_compare(args: argparse.Namespace) -> int:
     from .errors import EngineUnavailable
 
-    kw = dict(op=args.op, lba=args.lba, sectors=args.sectors, polling=args.polling, stack=args.stack)
+    kw = dict(op=args.op, lba=args.lba, sectors=args.sectors, polling=args.polling, stack=args.stack,
+              **_device_kw(args))
     emu = run_engine("unicorn", **kw)
     try:
         real = run_engine("kvm", **kw)
@@ -305,7 +352,7 @@ def cmd_exits(args: argparse.Namespace) -> int:
     if not code:
         raise VmioError(f"guest binary {args.guest!r} is empty")
     with Machine(code, mode=args.mode, load=args.load, entry=args.entry, engine=args.engine,
-                 max_exits=args.max_exits, stack=args.stack) as m:
+                 max_exits=args.max_exits, stack=args.stack, **_device_kw(args)) as m:
         if m.engine_note:
             print(f"note: {m.engine_note}", file=sys.stderr)
         try:

@@ -136,15 +136,15 @@ class Machine:
     latency: how many VM exits the guest gets between starting an I/O and its completion landing.
     max_exits, max_instructions (emulated engine, per KVM_RUN), max_spin_seconds (real engine): budgets
              that stop a guest which never halts with a clear BudgetExceeded.
-    stack:   "1.6.1" (QEMU 1.6.1 on Linux 3.7, the default) or "10.2" (QEMU 10.2 on Linux 6.12): which
-             versions' path the I/O takes (vmio_edu.stacks). The emulated engine models that Linux; the
-             real engine is this host's kernel either way.
     disk:    "ide" (the PIIX IDE disk, the default) or "virtio" (virtio-blk-pci; the default guest is then
              the virtio-blk driver, vmio_edu.guest.virtio_guest, and op/lba/sectors/seed/polling mean the
              same; per_request, depth and fault shape its requests).
     ioeventfd: the virtio device's ioeventfd property, on by default as in QEMU 1.6.1 with KVM: the
              guest's queue notify is handled in the kernel and the queue runs on the main loop. Off: the
              notify is a KVM_EXIT_IO handled on the vCPU thread.
+    stack:   "1.6.1" (QEMU 1.6.1 on Linux 3.7, the default) or "10.2" (QEMU 10.2 on Linux 6.12): which
+             versions' path the I/O takes (vmio_edu.stacks). The emulated engine models that Linux; the
+             real engine is this host's kernel either way.
     """
 
     def __init__(self, guest: Any = None, *, image: str | os.PathLike | None = None, engine: str = "unicorn",
@@ -192,15 +192,23 @@ class Machine:
         self.ram = mmap.mmap(-1, ram_size)
         self.exit_recorder = ExitRecorder()
         self.sched.attach(listener=self.exit_recorder)
+        from .trace.kernel_exits import KernelExitRecorder
+        self.kernel_exit_recorder = KernelExitRecorder()  # exits the kernel handled (emulated engine)
+        self.sched.attach(listener=self.kernel_exit_recorder)
         self.trace = Recorder() if record else None
         if self.trace is not None:
             self.sched.attach(hooks=self.trace)
 
         self.bs = bdrv_open(self.image_path, readonly=readonly)
-        if disk == "ide":  # (the 10.2 board has no virtio-blk yet: it takes the IDE machine's arguments)
-            self.cpu, self.ide, self.engine_note = pc_init1(self.state, self.ram, engine, self.bs)
-        else:
-            self.cpu, self.ide, self.engine_note = pc_init1(self.state, self.ram, engine, self.bs, disk, ioeventfd)
+        devices = {"disk": disk, "ioeventfd": ioeventfd} if disk == "virtio" else {}
+        try:
+            self.cpu, self.ide, self.engine_note = pc_init1(self.state, self.ram, engine, self.bs, **devices)
+        except TypeError as e:
+            if not devices or "disk" not in str(e):
+                raise
+            self.stack.entry("block_close")(self.bs)
+            raise VmioError(f"the {self.stack.name} stack ({self.stack.qemu}) has no virtio-blk board yet: "
+                            "use disk='ide' there") from e
         self.virtio = self.state.extra.get("virtio_blk")  # the VirtIOPCIProxy (disk="virtio")
         self.engine = self.state.kvm_state.engine
         # Where each I/O exit's string instruction took or puts its bytes (for byte provenance).
@@ -265,6 +273,14 @@ class Machine:
     @property
     def exits(self) -> list[ExitRecord]:
         return self.exit_recorder.exits
+
+    @property
+    def kernel_exits(self) -> list:
+        """The VM exits KVM handled itself, never returning to QEMU (`KernelExitRecord`s: ioeventfd and
+        in-kernel PIC accesses, host timer ticks, in-kernel HLTs, ...). Separate from `exits`, the exits to
+        userspace. Empty on the real engine, where the kernel's exits are invisible
+        (see vmio_edu.trace.kernel_exits)."""
+        return self.kernel_exit_recorder.exits
 
     def run(self) -> Parked:
         """Run until the guest halts for good (or a debugger stop / error). Errors are raised.
@@ -390,6 +406,9 @@ class Machine:
         try:
             bdrv_close(self.bs)
             qemu_cleanup_main_loop(self.state)
+            if getattr(self, "virtio", None) is not None:
+                from .qemu.hw.virtio.virtio_pci import virtio_pci_exit
+                virtio_pci_exit(self.virtio)
         finally:
             _close_kvm(self)
             if self._tmpdir:

@@ -12,7 +12,10 @@ Unicorn execute guest instructions until something a VMX processor would exit on
 * an invalid opcode (0, exception #UD: KVM intercepts it);
 * an open interrupt window when KVM asked for one (7);
 * a failed event delivery (2, triple fault);
-* the end of a time slice (1, external interrupt: the host timer tick that lets KVM look at signals).
+* the host timer tick (1, external interrupt): every `slice_insns` guest instructions (1,000,000 by
+  default: 4 ms at HZ=250 and a nominal 250 M instructions/s), counted over the CPU's life, so the same
+  guest is interrupted at the same instructions every run; `host_intr_pending` tells KVM the host
+  interrupt is waiting to be taken (linux/kernel/sched/core.py).
 
 Exceptions and `int n` inside the guest are delivered through its IVT/IDT without a VM exit, as on real
 hardware (`vmio_edu.cpu.events`).
@@ -101,7 +104,8 @@ class X86Cpu:
         self.vcpu_id = vcpu_id
         self.vmcs = V.VMCS()
         self.max_insns = max_insns        # per KVM_RUN: more instructions without an exit to userspace fail
-        self.slice_insns = slice_insns    # instructions per time slice (then an external-interrupt exit)
+        self.slice_insns = slice_insns    # instructions per host timer tick (then an external-interrupt exit)
+        self.host_intr_pending = False    # the host timer interrupt that ended the last entry is not yet taken
         self.budget_left = max_insns
         self.slots: dict[int, tuple[int, int, int]] = {}  # slot -> (gpa, size, host address): guest RAM
         self.mmio_gfns: set[int] = set()  # guest pages KVM's MMU has marked as MMIO (EPT misconfig)
@@ -541,7 +545,7 @@ class X86Cpu:
         retries = 0
         while True:
             before = st.n
-            count = max(1, min(self.slice_insns, self.budget_left + 1))
+            count = max(1, min(self.slice_insns - st.n % self.slice_insns, self.budget_left + 1))
             err = self.fuc.start(self._begin(), UNTIL, count)
             self.budget_left -= max(0, st.n - before - (1 if st.stop else 0))
             if st.error is not None:
@@ -586,6 +590,7 @@ class X86Cpu:
                     raise BudgetExceeded(
                         f"the guest ran {self.max_insns} instructions inside one KVM_RUN without an exit "
                         f"to userspace (now at {self.where()}): does it loop forever?")
+                self.host_intr_pending = True
                 return self._exit(V.EXIT_REASON_EXTERNAL_INTERRUPT)  # the slice ended: a host timer tick
             self.save_guest_state()
             raise GuestFault(f"Unicorn stopped with {UcError(err)} at {self.where()}",

@@ -48,7 +48,7 @@ class VirtioGuest(GuestProgram):
         op: "write", "read", "both" (write, then read back into the second buffer), or an int: one request
         of that virtio_blk_outhdr.type (a bad type, say). sectors 1..256 (0 = 256); per_request: sectors per
         request (0 = one request for all); depth: requests published per kick (0 = as many as the queue
-        holds); fault: None, "desc_out_of_ram", "loop" or "bad_head" (break the first request on purpose).
+        holds); fault: None, "desc_out_of_ram", "loop" or "bad_head" (break every request on purpose).
         """
         if isinstance(op, bool) or not isinstance(op, (str, int)):
             raise VmioError(f"op must be a name or a request type, not {op!r}")

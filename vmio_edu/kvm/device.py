@@ -11,6 +11,10 @@ structures of `vmio_edu.linux.include.uapi.linux.kvm`. What the engine adds, and
   exits; a watchdog (`kick.Watchdog`) kicks the thread out after a few ms without an exit, and if
   KVM_GET_MP_STATE says HALTED the vCPU model thread blocks in the scheduler (`sched.block("halted")`)
   until KVM_IRQ_LINE_STATUS wakes it, then re-enters. Kicks are never seen by the caller unless it asks.
+* KVM_IOEVENTFD passes through: the real kernel checks it (the same errnos as virt/kvm/eventfd.c) and
+  signals the real eventfd on the guest's matching writes, which never reach userspace. The VM remembers
+  the fds (`KvmVm.ioeventfd_fds`); after each real KVM_RUN the vCPU thread wakes the model threads asleep
+  on any of them that became readable (the kernel's own wake-up reaches only real pollers).
 * The time spent inside the real ioctl is measured and kept on the vCPU, and emitted as a point event
   `emit("KVM_RUN", "kvm", ns=..., ...)`: the kernel is one opaque stage here.
 """
@@ -28,6 +32,7 @@ from typing import Any
 
 from ..errors import EngineUnavailable
 from ..linux.include.uapi.linux import kvm as K
+from ..qemu.util.event_notifier_posix import wake_ready_pollers
 from ..trace.tracepoint import emit
 from . import kick, libc
 from . import uapi as U
@@ -190,6 +195,7 @@ class KvmVm(_KvmFile):
         self.sched = kvm.sched
         self.has_irqchip = False  # KVM_CREATE_IRQCHIP made the PICs, IOAPIC and LAPICs (saved by kvm.state)
         self.has_pit = False  # KVM_CREATE_PIT2 made a PIT
+        self.ioeventfd_fds: dict[tuple, int] = {}  # KVM_IOEVENTFD registrations -> the fd userspace gave
 
     def ioctl(self, request: int, arg: Any = 0) -> Any:
         if request == K.KVM_CREATE_VCPU:
@@ -201,7 +207,19 @@ class KvmVm(_KvmFile):
             self.has_irqchip = True
         elif request == U.KVM_CREATE_PIT2:
             self.has_pit = True
+        elif request == K.KVM_IOEVENTFD:
+            self._note_ioeventfd(arg)
         return r
+
+    def _note_ioeventfd(self, a: K.kvm_ioeventfd) -> None:
+        # The real kernel now signals a.fd on the guest's matching writes, and wakes its pollers; the model
+        # thread polling it sleeps in the scheduler instead, so the vCPU checks these fds after each
+        # KVM_RUN (KvmVcpu._run). The counter itself is the kernel's: read(2) it to count the signals.
+        key = (a.addr, a.len, a.flags & ~K.KVM_IOEVENTFD_FLAG_DEASSIGN, a.datamatch, a.fd)
+        if a.flags & K.KVM_IOEVENTFD_FLAG_DEASSIGN:
+            self.ioeventfd_fds.pop(key, None)
+        else:
+            self.ioeventfd_fds[key] = a.fd
 
     def _wake_halted(self) -> None:
         # A raised line may end a HLT: let each vCPU the engine parked re-enter KVM_RUN and find out.
@@ -499,6 +517,8 @@ class KvmVcpu(_KvmFile):
                         st.release_pending = False
                         st._release()
                         raise _closed_error()
+                if self.vm.ioeventfd_fds:  # the kernel may have signalled an ioeventfd meanwhile
+                    wake_ready_pollers(set(self.vm.ioeventfd_fds.values()))
                 if r >= 0:
                     if run.exit_reason == K.KVM_EXIT_DEBUG and self.debug_exit is not None:
                         self.debug_exit()  # a guest breakpoint or step: the debugger's, not QEMU's

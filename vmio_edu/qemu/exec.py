@@ -6,7 +6,7 @@ directly; anything else is cut into accesses the region accepts (`memory_access_
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..trace.tracepoint import tracepoint
@@ -20,6 +20,11 @@ class AddressSpace:
     name: str
     root: MemoryRegion
     ram: Any = None  # the guest RAM buffer (for address_space_memory), mapped at guest-physical 0
+    listeners: list = field(default_factory=list, compare=False, repr=False)  # MemoryListeners (memory.py)
+    ioeventfds: list = field(default_factory=list, compare=False, repr=False)  # as->ioeventfds
+
+    def __post_init__(self) -> None:
+        self.root.address_space = self  # model: how a region finds its address space (memory.py)
 
     def view(self) -> dict:
         return {"name": self.name, "root": self.root.view()}
@@ -144,8 +149,8 @@ def cpu_physical_memory_map(addr: int, plen: list[int], is_write: bool):
     """Map guest-physical [addr, addr + plen[0]) for a device to access directly (address_space_map).
 
     RAM maps in place: the result is an iovec over guest RAM (the device reads and writes the guest's
-    pages). Anything else gets the one bounce buffer, at most a page, and plen[0] shrinks to what it
-    covers; a second such map while it is in use gets None. Returns None or an `iovec`.
+    pages). Anything else gets the one bounce buffer (a page; 1.6.1 does not cap the length, see below);
+    a second such map while it is in use gets None. Returns None or an `iovec`.
     """
     from .state import qemu_state
     from .util.iov import iovec
@@ -160,9 +165,17 @@ def cpu_physical_memory_map(addr: int, plen: list[int], is_write: bool):
     bounce = qemu_state().extra.setdefault("bounce", _BounceBuffer())
     if bounce.buffer is not None:
         return None
-    l = min(length, TARGET_PAGE_SIZE)
-    bounce.buffer, bounce.addr = bytearray(l), addr
-    if not is_write:
+    if length > TARGET_PAGE_SIZE:
+        from ..errors import GuestFault
+        raise GuestFault(
+            f"a device mapped {length} bytes at {addr:#x}, which is not RAM: QEMU 1.6.1's address_space_map "
+            f"(exec.c:2176) reads them into its one-page ({TARGET_PAGE_SIZE}-byte) bounce buffer without "
+            "capping the length, overrunning the heap; that is undefined behaviour in the real QEMU (later "
+            "releases cap the map at a page, and virtio then stops with 'virtio: trying to map MMIO memory'). "
+            "vmio-edu stops here instead, before anything is written")
+    l = length
+    bounce.buffer, bounce.addr = bytearray(l), addr  # unassigned memory reads as 0 (memory.c:875)
+    if not is_write and mr is not None:
         address_space_rw(space, addr, bounce.buffer, l, False)
     plen[0] = l
     return iovec(bounce.buffer, l, 0)

@@ -3,6 +3,14 @@
 `kvm_cpu_exec` is the vCPU loop: drop the BQL, `ioctl(KVM_RUN)`, take the BQL, and act on
 `run->exit_reason`. For KVM_EXIT_IO, `kvm_handle_io` replays the access `count` times through
 `cpu_in*/cpu_out*`, reading or filling the PIO data page at `run + data_offset`.
+
+ioeventfd (API, stable): `kvm_init` registers `kvm_io_listener` on address_space_io and
+`kvm_memory_listener` on address_space_memory (`KVMState.io_listener` / `.memory_listener`). A
+`memory_region_add_eventfd` on a port region then reaches `kvm_io_ioeventfd_add` → `kvm_set_ioeventfd_pio`
+→ the KVM_IOEVENTFD vm ioctl (`kvm_mem_ioeventfd_add` → `kvm_set_ioeventfd_mmio` for MMIO); a failure
+aborts QEMU, as 1.6.1 does (here: VmioError naming the errno). `kvm_init` also runs
+`kvm_check_many_ioeventfds` (7 registrations on port 0, then removed) and keeps the answer for
+`kvm_has_many_ioeventfds()`, which virtio-pci asks before it uses ioeventfd.
 """
 from __future__ import annotations
 
@@ -16,7 +24,7 @@ from ..errors import EngineUnavailable, GuestFault
 from ..linux.include.uapi.linux import kvm as K
 from ..trace.tracepoint import emit, tracepoint
 from .ioport import cpu_inb, cpu_inl, cpu_inw, cpu_outb, cpu_outl, cpu_outw
-from .state import QemuState
+from .state import QemuState, qemu_state
 
 EXCP_INTERRUPT = 0x10000  # cpu-defs.h: "async interruption"
 EXCP_HLT = 0x10001
@@ -31,6 +39,9 @@ class KVMState:
     engine: str
     irq_set_ioctl: int = K.KVM_IRQ_LINE_STATUS
     slots: list = field(default_factory=list)
+    many_ioeventfds: int = 0
+    io_listener: Any = None  # kvm_io_listener (a static MemoryListener in kvm-all.c)
+    memory_listener: Any = None  # kvm_memory_listener (its eventfd callbacks only)
 
 
 @dataclass
@@ -65,8 +76,124 @@ def kvm_init(state: QemuState, engine: str, ram: mmap.mmap) -> str:
                                            userspace_addr=ram_address(ram))
     vmfd.ioctl(K.KVM_SET_USER_MEMORY_REGION, region)
     vmfd.ioctl(K.KVM_CREATE_IRQCHIP, 0)
-    state.kvm_state = KVMState(fd, vmfd, used, slots=[region])
+    s = state.kvm_state = KVMState(fd, vmfd, used, slots=[region])
+    _register_listeners(state, s)
+    s.many_ioeventfds = kvm_check_many_ioeventfds(s)
     return note
+
+
+def _register_listeners(state: QemuState, s: KVMState) -> None:
+    """kvm_init (kvm-all.c:1474-1475): the KVM memory listeners, on the machine's address spaces."""
+    from .memory import MemoryListener, memory_listener_register
+    s.memory_listener = MemoryListener("kvm_memory_listener", kvm_mem_ioeventfd_add, kvm_mem_ioeventfd_del,
+                                       priority=10, opaque=s)
+    s.io_listener = MemoryListener("kvm_io_listener", kvm_io_ioeventfd_add, kvm_io_ioeventfd_del,
+                                   priority=10, opaque=s)
+    if state.address_space_memory is not None:
+        memory_listener_register(s.memory_listener, state.address_space_memory)
+    if state.address_space_io is not None:
+        memory_listener_register(s.io_listener, state.address_space_io)
+
+
+# -- ioeventfd (kvm-all.c:520-612, 830-917) ------------------------------------------------------------
+def _ioeventfd_ioctl(s: KVMState, iofd: K.kvm_ioeventfd) -> int:
+    try:
+        return kvm_vm_ioctl(s, K.KVM_IOEVENTFD, iofd)
+    except OSError as e:
+        return -(e.errno or 1)  # kvm_vm_ioctl returns -errno
+
+
+@tracepoint("qemu-cpu", args=("fd", "addr", "val", "assign", "size", "datamatch"))
+def kvm_set_ioeventfd_mmio(fd: int, addr: int, val: int, assign: bool, size: int, datamatch: bool,
+                           s: KVMState | None = None) -> int:
+    """KVM_IOEVENTFD for a guest-physical address (the MMIO bus). 0 or -errno. (`s`: the C's global
+    kvm_state; taken from the running machine when not given.)"""
+    s = s if s is not None else qemu_state().kvm_state
+    flags = (K.KVM_IOEVENTFD_FLAG_DATAMATCH if datamatch else 0) | (0 if assign else K.KVM_IOEVENTFD_FLAG_DEASSIGN)
+    iofd = K.kvm_ioeventfd(datamatch=val if datamatch else 0, addr=addr, len=size, fd=fd, flags=flags)
+    return min(0, _ioeventfd_ioctl(s, iofd))
+
+
+@tracepoint("qemu-cpu", args=("fd", "addr", "val", "assign", "size", "datamatch"))
+def kvm_set_ioeventfd_pio(fd: int, addr: int, val: int, assign: bool, size: int, datamatch: bool,
+                          s: KVMState | None = None) -> int:
+    """KVM_IOEVENTFD for a port (KVM_IOEVENTFD_FLAG_PIO; 1.6.1 takes 16-bit addr and val). 0 or -errno."""
+    s = s if s is not None else qemu_state().kvm_state
+    flags = K.KVM_IOEVENTFD_FLAG_PIO | (K.KVM_IOEVENTFD_FLAG_DATAMATCH if datamatch else 0) \
+        | (0 if assign else K.KVM_IOEVENTFD_FLAG_DEASSIGN)
+    kick = K.kvm_ioeventfd(datamatch=(val & 0xFFFF) if datamatch else 0, addr=addr & 0xFFFF, len=size, fd=fd,
+                           flags=flags)
+    return min(0, _ioeventfd_ioctl(s, kick))
+
+
+@tracepoint("qemu-cpu", args=())
+def kvm_check_many_ioeventfds(s: KVMState | None = None) -> int:
+    """Can the kernel take more than 6 devices on its I/O bus? Register 7 eventfds on port 0 (datamatch
+    0..6), then remove them. 1 if all 7 went in."""
+    import os
+    fds: list[int] = []
+    for i in range(7):
+        fd = os.eventfd(0, os.EFD_CLOEXEC)
+        if kvm_set_ioeventfd_pio(fd, 0, i, True, 2, True, s=s) < 0:
+            os.close(fd)
+            break
+        fds.append(fd)
+    ret = int(len(fds) == 7)
+    for i in reversed(range(len(fds))):
+        kvm_set_ioeventfd_pio(fds[i], 0, i, False, 2, True, s=s)
+        os.close(fds[i])
+    return ret
+
+
+def kvm_has_many_ioeventfds() -> int:
+    """What kvm_init found (virtio-pci turns ioeventfd off without it)."""
+    return qemu_state().kvm_state.many_ioeventfds
+
+
+def _abort(where: str, r: int) -> None:
+    import errno as E
+    import os
+    from ..errors import VmioError
+    raise VmioError(f"QEMU aborted in {where}: error {'adding' if 'add' in where else 'removing'} ioeventfd: "
+                    f"{os.strerror(-r)} ({E.errorcode.get(-r, -r)})")
+
+
+def _fd_of(e: Any) -> int:
+    from .util.event_notifier_posix import event_notifier_get_fd
+    return event_notifier_get_fd(e)
+
+
+@tracepoint("qemu-cpu", args=("listener", "section", "match_data", "data", "e"))
+def kvm_mem_ioeventfd_add(listener: Any, section: Any, match_data: bool, data: int, e: Any) -> None:
+    r = kvm_set_ioeventfd_mmio(_fd_of(e), section.offset_within_address_space, data, True, section.size,
+                               match_data, s=listener.opaque)
+    if r < 0:
+        _abort("kvm_mem_ioeventfd_add", r)
+
+
+@tracepoint("qemu-cpu", args=("listener", "section", "match_data", "data", "e"))
+def kvm_mem_ioeventfd_del(listener: Any, section: Any, match_data: bool, data: int, e: Any) -> None:
+    r = kvm_set_ioeventfd_mmio(_fd_of(e), section.offset_within_address_space, data, False, section.size,
+                               match_data, s=listener.opaque)
+    if r < 0:
+        _abort("kvm_mem_ioeventfd_del", r)
+
+
+@tracepoint("qemu-cpu", args=("listener", "section", "match_data", "data", "e"))
+def kvm_io_ioeventfd_add(listener: Any, section: Any, match_data: bool, data: int, e: Any) -> None:
+    """kvm_io_listener's eventfd_add: a port eventfd appeared in address_space_io → KVM_IOEVENTFD."""
+    r = kvm_set_ioeventfd_pio(_fd_of(e), section.offset_within_address_space, data, True, section.size,
+                              match_data, s=listener.opaque)
+    if r < 0:
+        _abort("kvm_io_ioeventfd_add", r)
+
+
+@tracepoint("qemu-cpu", args=("listener", "section", "match_data", "data", "e"))
+def kvm_io_ioeventfd_del(listener: Any, section: Any, match_data: bool, data: int, e: Any) -> None:
+    r = kvm_set_ioeventfd_pio(_fd_of(e), section.offset_within_address_space, data, False, section.size,
+                              match_data, s=listener.opaque)
+    if r < 0:
+        _abort("kvm_io_ioeventfd_del", r)
 
 
 def kvm_init_vcpu(state: QemuState, index: int = 0) -> CPUState:

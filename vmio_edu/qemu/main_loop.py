@@ -5,9 +5,13 @@ says "not at all" when a bottom half is pending), drop the BQL, poll the fds, ta
 dispatch the sources that are ready: the AioContext's `aio_ctx_dispatch` → `aio_poll` runs BHs and the
 handlers of readable eventfds (the thread pool's completions).
 
+Before that, `qemu_iohandler_fill` adds the fds of the main loop's own fd handlers (iohandler.c: e.g. a
+virtqueue's host notifier, registered by `event_notifier_set_handler`), and after the poll
+`qemu_iohandler_poll` runs the handlers of those that are ready.
+
 In vmio-edu the fds are real eventfds and the poll is real; a thread with nothing ready blocks through the
-scheduler until an eventfd it polls is written (see aio_posix.g_poll). The model has no timers, slirp or
-other iohandlers, so those steps of main_loop_wait are empty.
+scheduler until an eventfd it polls is written (see aio_posix.g_poll). The model has no timers or slirp,
+so those steps of main_loop_wait are empty.
 """
 from __future__ import annotations
 
@@ -63,6 +67,14 @@ def qemu_bh_new(cb: Callable[[Any], None], opaque: Any) -> async_.QEMUBH:
     return async_.aio_bh_new(qemu_get_aio_context(), cb, opaque)
 
 
+def qemu_notify_event() -> None:
+    """Wake the main loop (its AioContext's notifier), so that its next poll sees what changed."""
+    ctx = qemu_get_aio_context()
+    if ctx is None:
+        return
+    async_.aio_notify(ctx)
+
+
 @tracepoint("qemu-event-loop", args=())
 def glib_pollfds_fill(timeout: int) -> tuple[list[GPollFD], int]:
     """g_main_context_prepare + query: the fds to poll (the AioContext's handlers, shared so the poll's
@@ -86,10 +98,13 @@ def glib_pollfds_poll() -> None:
 
 
 @tracepoint("qemu-event-loop", args=("timeout",))
-def os_host_main_loop_wait(timeout: int) -> int:
+def os_host_main_loop_wait(timeout: int, gpollfds: list[GPollFD] | None = None) -> int:
     """Poll with the BQL dropped (only if we may sleep), then dispatch ready sources with it held.
+    `gpollfds` is main-loop.c's global array, already holding the iohandlers' fds; glib's are added.
     (QEMU's 'I/O thread spun for 1000 iterations' guard is not modelled.)"""
     fds, timeout = glib_pollfds_fill(timeout)
+    if gpollfds:
+        fds = list(gpollfds) + fds
     if timeout != 0:
         qemu_mutex_unlock_iothread()
     ret = g_poll(fds, timeout)
@@ -102,5 +117,12 @@ def os_host_main_loop_wait(timeout: int) -> int:
 @tracepoint("qemu-event-loop", args=("nonblocking",))
 def main_loop_wait(nonblocking: int) -> int:
     """One main-loop iteration: wait for and dispatch events (no timers or slirp in this model)."""
+    from .iohandler import io_handlers, qemu_iohandler_fill, qemu_iohandler_poll
     timeout = 0 if nonblocking else -1  # UINT32_MAX in QEMU: no limit
-    return os_host_main_loop_wait(timeout)
+    gpollfds: list[GPollFD] = []
+    if not io_handlers():  # nothing to fill or poll (skipped, so runs without handlers trace as before)
+        return os_host_main_loop_wait(timeout)
+    qemu_iohandler_fill(gpollfds)
+    ret = os_host_main_loop_wait(timeout, gpollfds)
+    qemu_iohandler_poll(gpollfds, ret)
+    return ret

@@ -6,7 +6,10 @@ the same guest, disk and seed always give the same trace:
 
 * A thread runs until it blocks (a worker waiting for a request, the main loop in poll, a halted vCPU),
   or, for the vCPU, until it re-enters KVM_RUN (a "tick").
-* A thread woken while the vCPU is running becomes due `latency` ticks later. So after the guest starts an
+* A thread woken while the vCPU is running becomes due `latency` ticks later. A tick is a KVM_RUN entry or,
+  for a guest that runs on inside KVM_RUN without exits, a host timer tick (`timer_tick`, every
+  `X86Cpu.slice_insns` guest instructions on the emulated engine), after which the vCPU lets the due
+  threads run (`cond_resched`) before it goes back into the guest. So after the guest starts an
   I/O it polls the status register at least `latency` times before the completion lands, as on a real
   host where the pwrite takes far longer than one VM exit.
 * Due threads run in the order they were woken, before the vCPU. When the vCPU is halted, waiting threads
@@ -159,6 +162,24 @@ class Scheduler:
                 self._give(nxt, None)
                 self._wait_turn(me)
                 self._park_if_requested(me)  # another thread may have asked (vm_stop) while we waited
+
+    def timer_tick(self) -> bool:
+        """The host's timer interrupt on the CPU of the running vCPU thread, inside KVM_RUN (Linux's
+        scheduler_tick, vmio_edu/linux/kernel/sched/core.py): the clock moves on one tick, so threads woken
+        `latency` ticks ago become due. True if a thread is due now (the vCPU should give way)."""
+        with self._cv:
+            self.ticks += 1
+            return any(t.state == "runnable" and due <= self.ticks for t, due in self._due)
+
+    def cond_resched(self) -> None:
+        """The running (vCPU) thread gives the baton to the threads due now, without leaving KVM_RUN, and
+        takes it back when they block (Linux's cond_resched from kvm_resched)."""
+        with self._cv:
+            me = self.current()
+            nxt = self._pick()
+            if nxt is not None and nxt is not me:
+                self._give(nxt, None)
+                self._wait_turn(me)
 
     def _park_if_requested(self, me: ModelThread) -> None:
         if self.park_requested:

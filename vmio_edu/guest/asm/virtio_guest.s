@@ -41,7 +41,7 @@
 .equ P_COMMAND,     0x20        # u32: the request type for op 5 (virtio_blk_outhdr.type)
 .equ P_PER_REQ,     0x24        # u32: sectors per request, 0 = all in one request
 .equ P_DEPTH,       0x28        # u32: requests published per kick (queue depth), 0 = as many as fit
-.equ P_FAULT,       0x2c        # u32: break the first request on purpose (see FAULT_*)
+.equ P_FAULT,       0x2c        # u32: break every request on purpose (see FAULT_*)
 
 .equ OP_WRITE,      1
 .equ OP_READ,       2

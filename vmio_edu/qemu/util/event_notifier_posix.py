@@ -1,7 +1,8 @@
 """util/event_notifier-posix.c (QEMU v1.6.1): a wake-up flag that a poll can wait on, as a real eventfd.
 
 A pool worker that finished a request calls `event_notifier_set`: a real 8-byte write to a real
-`eventfd(2)`. The main loop, asleep in `poll` on that fd, wakes up and calls the handler registered for
+`eventfd(2)`. (KVM's ioeventfd writes to one too, from the kernel: `event_notifier_set_handler` makes the
+main loop watch such a notifier through iohandler.c.) The main loop, asleep in `poll` on that fd, wakes up and calls the handler registered for
 it, which reads the counter back to zero (`event_notifier_test_and_clear`).
 
 Readiness is always the real fd's. Only the sleeping is modelled: a thread that polls finds nothing ready
@@ -80,6 +81,15 @@ def event_notifier_test_and_clear(e: EventNotifier) -> bool:
         return False
 
 
+@tracepoint("qemu-event-loop", args=("e", "handler"))
+def event_notifier_set_handler(e: EventNotifier, handler: Any) -> int:
+    """Watch the notifier from the main loop: `handler(e)` runs on the main-loop thread when the eventfd
+    becomes readable (a pool worker's write, or KVM's ioeventfd signal); None stops watching. 1.6.1 does
+    it with qemu_set_fd_handler (iohandler.c), not through an AioContext."""
+    from ..iohandler import qemu_set_fd_handler
+    return qemu_set_fd_handler(e.rfd, handler, None, e)
+
+
 # -- the kernel side of poll(2): one wait queue per fd ---------------------------------------------------
 def _wait_queues() -> dict[int, list]:
     """This machine's wait queues (in QemuState.extra). Outside a model thread (the controller setting
@@ -110,3 +120,31 @@ def wake_up_poll(fd: int) -> None:
     waiters = list(_wait_queues().get(fd, []))
     for t in waiters:
         t.sched.wake(t)
+
+
+def wake_up_poll_file(fd: int) -> None:
+    """Wake every thread sleeping in poll on the open file behind `fd`, under whatever descriptor number it
+    polls (the kernel signals an eventfd through its own reference, linux/fs/eventfd.py)."""
+    from ...linux.fs.eventfd import same_file
+    for polled, waiters in list(_wait_queues().items()):
+        if waiters and same_file(polled, fd):
+            for t in list(waiters):
+                t.sched.wake(t)
+
+
+def wake_ready_pollers(fds: Any = None) -> int:
+    """Wake the threads asleep in poll on an fd (of `fds`, or any) that is readable now; returns how many
+    fds were.
+
+    The real engine's kernel signals an ioeventfd by itself while the guest runs; the model thread asleep
+    on it (through the scheduler, not in the host's poll) learns of it here, which the vCPU thread calls
+    each time a real KVM_RUN returns: the first return after the guest's write."""
+    n = 0
+    queues = _wait_queues()
+    for polled in (list(queues) if fds is None else list(fds)):
+        waiters = queues.get(polled)
+        if waiters and fd_readable(polled):
+            n += 1
+            for t in list(waiters):
+                t.sched.wake(t)
+    return n

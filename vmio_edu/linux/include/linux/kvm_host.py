@@ -78,6 +78,9 @@ class kvm:
                                                                    KVM_PIO_BUS: kvm_io_bus()})
     arch: kvm_arch = field(default_factory=kvm_arch)
     irq_routing: dict[int, list] = field(default_factory=dict)  # gsi -> routing entries (irq_comm.py)
+    ioeventfds: list = field(default_factory=list)  # struct _ioeventfd registrations (virt/kvm/eventfd.py)
+    # -- the model's own parts --
+    last_io_dev: str | None = None  # name of the in-kernel device that took the last bus access
 
 
 @dataclass
@@ -109,6 +112,7 @@ class kvm_vcpu:
     sigpending: bool = False             # a signal queued for the vCPU thread (QEMU's SIG_IPI kick)
     block_gave_up: bool = False          # kvm_vcpu_block had no scheduler to sleep in
     exit_detail: str = ""                # why the last SHUTDOWN / INTERNAL_ERROR / HLT exit happened
+    need_resched: bool = False           # TIF_NEED_RESCHED of the vCPU thread (set by the host's timer tick)
 
     def view(self) -> dict:
         return {"vcpu_id": self.vcpu_id, "requests": sorted(self.requests), "mode": self.mode,

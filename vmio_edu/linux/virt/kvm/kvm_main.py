@@ -7,8 +7,11 @@ file, and the vCPU file's `mmap` maps its three pages: `struct kvm_run`, the PIO
 (data_offset 4096) and the (unused) coalesced-MMIO ring.
 
 The ioctl dispatchers are the real ones (`kvm_dev_ioctl`, `kvm_vm_ioctl`, `kvm_vcpu_ioctl`), and so are the
-KVM I/O buses in-kernel devices hang on (`kvm_io_bus_write` / `kvm_io_bus_read`), the halt sleep
-(`kvm_vcpu_block`, blocking the vCPU's scheduler thread) and its wake-up (`kvm_vcpu_kick`). Failures raise
+KVM I/O buses in-kernel devices hang on (`kvm_io_bus_register_dev` / `kvm_io_bus_unregister_dev`,
+`kvm_io_bus_write` / `kvm_io_bus_read`), the halt sleep (`kvm_vcpu_block`, blocking the vCPU's scheduler
+thread), its wake-up (`kvm_vcpu_kick`) and `kvm_resched`, where a vCPU thread the host's timer tick marked
+TIF_NEED_RESCHED lets other threads run without leaving KVM_RUN. KVM_IOEVENTFD goes to
+virt/kvm/eventfd.py (`kvm_ioeventfd`); KVM_CHECK_EXTENSION(KVM_CAP_IOEVENTFD) answers 1. Failures raise
 OSError with the errno the kernel returns. Guest faults and runaway guests raise
 `vmio_edu.errors.GuestFault` / `BudgetExceeded` from KVM_RUN (see `X86Cpu`).
 """
@@ -43,10 +46,12 @@ KVM_MP_STATE_UNINITIALIZED = 1
 KVM_CAP_IRQCHIP, KVM_CAP_HLT, KVM_CAP_USER_MEMORY, KVM_CAP_EXT_CPUID = 0, 1, 3, 7
 KVM_CAP_NR_VCPUS, KVM_CAP_NR_MEMSLOTS, KVM_CAP_MP_STATE, KVM_CAP_IRQ_INJECT_STATUS = 9, 10, 14, 26
 KVM_CAP_MAX_VCPUS = 66
+NR_IOBUS_DEVS = 1000  # include/linux/kvm_host.h:124
 # What KVM_CHECK_EXTENSION answers; everything else is 0 ("not supported"), as for a kernel without it.
 _EXTENSIONS = {KVM_CAP_IRQCHIP: 1, KVM_CAP_HLT: 1, KVM_CAP_USER_MEMORY: 1, K.KVM_CAP_SET_TSS_ADDR: 1,
                KVM_CAP_EXT_CPUID: 1, KVM_CAP_NR_VCPUS: 1, KVM_CAP_MAX_VCPUS: 1, KVM_CAP_NR_MEMSLOTS: KVM_MEMORY_SLOTS,
-               KVM_CAP_MP_STATE: 1, KVM_CAP_IRQ_INJECT_STATUS: 1, K.KVM_CAP_SET_IDENTITY_MAP_ADDR: 1}
+               KVM_CAP_MP_STATE: 1, KVM_CAP_IRQ_INJECT_STATUS: 1, K.KVM_CAP_SET_IDENTITY_MAP_ADDR: 1,
+               K.KVM_CAP_IOEVENTFD: 1}
 
 
 def _err(code: int, what: str) -> OSError:
@@ -110,6 +115,9 @@ class KvmVmFile(_KvmFile):
         return kvm_vm_ioctl(self.kvm, self, request, arg)
 
     def close(self) -> None:
+        if not self.closed:
+            from .eventfd import kvm_ioeventfd_destroy_all
+            kvm_ioeventfd_destroy_all(self.kvm)  # the kernel's eventfd references go with the VM
         for v in self.vcpus:
             v.close()
         super().close()
@@ -220,6 +228,14 @@ def kvm_vm_ioctl(k: kvm, filp: KvmVmFile, ioctl: int, arg: Any = 0) -> Any:
         if ioctl == K.KVM_IRQ_LINE_STATUS:
             arg.irq = event.irq  # copy_to_user: `status` shares the union with `irq`
         return 0
+    if ioctl == K.KVM_IOEVENTFD:
+        from .eventfd import kvm_ioeventfd
+        if not isinstance(arg, K.kvm_ioeventfd):
+            raise _err(errno.EFAULT, "KVM_IOEVENTFD takes a struct kvm_ioeventfd")
+        r = kvm_ioeventfd(k, arg)
+        if r < 0:
+            raise _err(-r, "KVM_IOEVENTFD")
+        return r
     return kvm_arch_vm_ioctl(k, ioctl, arg)
 
 
@@ -390,11 +406,27 @@ def kvm_vcpu_kick(vcpu: kvm_vcpu) -> None:
 # ==========================================================================================================
 # The KVM I/O buses (in-kernel devices)
 # ==========================================================================================================
+@tracepoint("kvm", args=("kvm=k", "bus_idx", "addr", "len", "dev"))
 def kvm_io_bus_register_dev(k: kvm, bus_idx: int, addr: int, len: int, dev) -> int:  # noqa: A002
+    """Hang `dev` on the bus for [addr, addr+len) (kept sorted, as kvm_io_bus_insert_dev does);
+    -ENOSPC once the bus holds NR_IOBUS_DEVS devices."""
     bus = k.buses[bus_idx]
+    if bus.dev_count > NR_IOBUS_DEVS - 1:
+        return -errno.ENOSPC
     bus.range.append(kvm_io_range(addr, len, dev))
     bus.range.sort(key=lambda r: (r.addr, r.len))
     return 0
+
+
+@tracepoint("kvm", args=("kvm=k", "bus_idx", "dev"))
+def kvm_io_bus_unregister_dev(k: kvm, bus_idx: int, dev) -> int:
+    """Take `dev` off the bus; -ENOENT if it is not on it."""
+    bus = k.buses[bus_idx]
+    for i, r in enumerate(bus.range):
+        if r.dev is dev:
+            del bus.range[i]
+            return 0
+    return -errno.ENOENT
 
 
 def _matching(k: kvm, bus_idx: int, addr: int, len: int):  # noqa: A002
@@ -411,6 +443,7 @@ def kvm_io_bus_write(k: kvm, bus_idx: int, addr: int, len: int, val) -> int:  # 
     data = bytes(val[:len])
     for dev in _matching(k, bus_idx, addr, len):
         if dev.write(addr, len, data):
+            k.last_io_dev = dev.name
             return 0
     return -EOPNOTSUPP
 
@@ -423,9 +456,25 @@ def kvm_io_bus_read(k: kvm, bus_idx: int, addr: int, len: int, val) -> int:  # n
         if data is not None:
             if data:
                 val[:len] = data[:len]
+            k.last_io_dev = dev.name
             return 0
     return -EOPNOTSUPP
 
 
+@tracepoint("kvm", args=("vcpu",))
+def kvm_resched(vcpu: kvm_vcpu) -> None:
+    """The vCPU thread was marked TIF_NEED_RESCHED (by the host timer tick, `scheduler_tick`): give the CPU
+    to the threads waiting for it (cond_resched). In the model that is the scheduler handing the baton to
+    the model threads that are due (the main loop, pool workers), and getting it back when they block; the
+    vCPU then re-enters the guest without KVM_RUN having returned."""
+    if not vcpu.need_resched:
+        return
+    vcpu.need_resched = False
+    sched = vcpu.kvm.sched
+    if sched is not None and vcpu.model_thread is not None:
+        sched.cond_resched()
+
+
 __all__ = ["open_emulated_kvm", "KvmDevFile", "KvmVmFile", "KvmVcpuFile", "kvm_io_bus_write", "kvm_io_bus_read",
+           "kvm_io_bus_register_dev", "kvm_io_bus_unregister_dev", "kvm_resched",
            "kvm_vcpu_fault", "kvm_vcpu_block", "kvm_vcpu_ioctl", "kvm_vm_ioctl", "kvm_dev_ioctl"]

@@ -46,7 +46,8 @@ def pc_init1(state: QemuState, ram: mmap.mmap, engine: str, bs, disk: str = "ide
         vdev = virtio_blk_device_init(bs)
         vdev.ram = ram
         state.extra["pci"] = pci
-        state.extra["virtio_blk"] = virtio_blk_pci_init(pci.bus, PCI_DEVFN(VIRTIO_BLK_SLOT, 0), vdev, ioeventfd)
+        state.extra["virtio_blk"] = virtio_blk_pci_init(
+            pci.bus, PCI_DEVFN(VIRTIO_BLK_SLOT, 0), vdev, ioeventfd, bool(state.kvm_state.many_ioeventfds))
         ide = pci_piix_ide_init(None, gsi[14], state.address_space_io)
     else:
         ide = pci_piix_ide_init(bs, gsi[14], state.address_space_io)

@@ -540,7 +540,7 @@ def virtio_queue_host_notifier_read(n: EventNotifier) -> None:
 def virtio_queue_set_host_notifier_fd_handler(vq: VirtQueue, assign: bool, set_handler: bool) -> None:
     """Watch (or stop watching) the queue's host notifier from the main loop; on unassign, run a kick
     that may already be pending."""
-    from ...main_loop import event_notifier_set_handler
+    from ...util.event_notifier_posix import event_notifier_set_handler
     vq.host_notifier.container = vq
     if assign and set_handler:
         event_notifier_set_handler(vq.host_notifier, virtio_queue_host_notifier_read)

@@ -238,9 +238,10 @@ def virtio_write_config(pci_dev: PCIDevice, address: int, val: int, len: int) ->
         virtio_set_status(proxy.vdev, proxy.vdev.status & ~VIRTIO_CONFIG_S_DRIVER_OK)
 
 
-def virtio_pci_device_plugged(proxy: VirtIOPCIProxy, vdev: VirtIODevice) -> None:
+def virtio_pci_device_plugged(proxy: VirtIOPCIProxy, vdev: VirtIODevice, many_ioeventfds: bool = True) -> None:
     """Wire the device to the PCI function: subsystem ids, INTA#, BAR 0 sized to header + config
-    (rounded up to a power of two) and the host features (the device's plus NOTIFY_ON_EMPTY/BAD_FEATURE)."""
+    (rounded up to a power of two), ioeventfd off if the kernel can't take many (kvm_has_many_ioeventfds),
+    and the host features (the device's plus NOTIFY_ON_EMPTY/BAD_FEATURE)."""
     proxy.vdev = vdev
     vdev.binding, vdev.binding_notify, vdev.binding_get_features = proxy, virtio_pci_notify, virtio_pci_get_features
     config = proxy.pci_dev.config
@@ -253,12 +254,15 @@ def virtio_pci_device_plugged(proxy: VirtIOPCIProxy, vdev: VirtIODevice) -> None
         size = 1 << size.bit_length()
     proxy.bar = MemoryRegion("virtio-pci", size, virtio_pci_config_ops, proxy)
     pci_register_bar(proxy.pci_dev, 0, PCI_BASE_ADDRESS_SPACE_IO, proxy.bar)
+    if not many_ioeventfds:
+        proxy.flags &= ~VIRTIO_PCI_FLAG_USE_IOEVENTFD
     proxy.host_features |= 1 << VIRTIO_F_NOTIFY_ON_EMPTY
     proxy.host_features |= 1 << VIRTIO_F_BAD_FEATURE
     proxy.host_features = vdev.get_features(vdev, proxy.host_features)
 
 
-def virtio_blk_pci_init(bus: PCIBus, devfn: int, vdev: VirtIODevice, ioeventfd: bool = True) -> VirtIOPCIProxy:
+def virtio_blk_pci_init(bus: PCIBus, devfn: int, vdev: VirtIODevice, ioeventfd: bool = True,
+                        many_ioeventfds: bool = True) -> VirtIOPCIProxy:
     """`-device virtio-blk-pci,vectors=0,ioeventfd=on|off` at slot devfn>>3: the PCI function (class
     SCSI storage, ABI version 0), then the block device plugged behind it."""
     proxy = VirtIOPCIProxy()
@@ -269,8 +273,18 @@ def virtio_blk_pci_init(bus: PCIBus, devfn: int, vdev: VirtIODevice, ioeventfd: 
         proxy.flags |= VIRTIO_PCI_FLAG_USE_IOEVENTFD
     do_pci_register_device(proxy.pci_dev, bus, "virtio-blk-pci", devfn, PCI_VENDOR_ID_REDHAT_QUMRANET,
                            PCI_DEVICE_ID_VIRTIO_BLOCK, PCI_CLASS_STORAGE_SCSI, revision=VIRTIO_PCI_ABI_VERSION)
-    virtio_pci_device_plugged(proxy, vdev)
+    virtio_pci_device_plugged(proxy, vdev, many_ioeventfds)
     return proxy
+
+
+def virtio_pci_exit(proxy: VirtIOPCIProxy) -> None:
+    """QEMU exiting: the host notifiers' eventfds close (the VM fd, and with it KVM's ioeventfd
+    registrations, goes with the process)."""
+    from ...util.event_notifier_posix import event_notifier_cleanup
+    for vq in proxy.vdev.vq:
+        if vq.host_notifier.rfd >= 0:
+            event_notifier_cleanup(vq.host_notifier)
+    proxy.ioeventfd_started = False
 
 
 def virtio_pci_reset(proxy: VirtIOPCIProxy) -> None:

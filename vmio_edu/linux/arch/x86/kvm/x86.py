@@ -7,9 +7,14 @@ userspace has just put in the PIO page, an MMIO read), `complete_userspace_io` f
 `vmx_handle_exit`) while the exit handlers return 1; a 0 goes back to userspace with `struct kvm_run` filled.
 
 PIO leaves through `emulator_pio_in_out`: `kernel_pio` first offers the access to in-kernel devices on the
-KVM PIO bus (the PIC); if none takes it, `kvm_run->io` is filled (direction, size, port, count,
+KVM PIO bus (the PIC, and the ioeventfds of virt/kvm/eventfd.py); if none takes it, `kvm_run->io` is filled (direction, size, port, count,
 data_offset = 4096) and the exit goes to userspace. OUT data is copied into the PIO page before the exit;
 IN data is read from it when the instruction completes.
+
+Exits handled in the kernel (a handler returned 1: an in-kernel device took the access, the host timer
+tick, an in-kernel HLT, an interrupt window) emit the point event `kvm_exit_in_kernel` (fields: vcpu,
+exit_reason = the VMX basic reason, rip at the exit, device = the in-kernel device's name or None);
+`vmio_edu.trace.kernel_exits.KernelExitRecorder` turns those into `Machine.kernel_exits`.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from vmio_edu.linux.arch.x86.include.asm.page_types import PAGE_SIZE
 from vmio_edu.linux.include.linux.kvm_host import (KVM_MMIO_BUS, KVM_PIO_BUS, KVM_USERSPACE_IRQ_SOURCE_ID,
                                                    irqchip_in_kernel, kvm_check_request, kvm_make_request)
 from vmio_edu.linux.include.uapi.linux import kvm as K
+from vmio_edu.linux.kernel.sched.core import scheduler_tick
 from vmio_edu.trace.tracepoint import emit, tracepoint
 from . import emulate as E
 from .irq import kvm_cpu_get_interrupt, kvm_cpu_has_interrupt
@@ -517,8 +523,19 @@ def vcpu_enter_guest(vcpu) -> int:
     vcpu.mode = 1  # IN_GUEST_MODE
     kvm_x86_ops.run(vcpu)
     vcpu.mode = 0  # OUTSIDE_GUEST_MODE
+    # local_irq_enable() (x86.c:5369): a host interrupt that arrived in guest mode is taken here. The
+    # emulated CPU's only one is the host timer tick that ended its slice (EXIT_REASON_EXTERNAL_INTERRUPT).
+    if vcpu.cpu.host_intr_pending:
+        vcpu.cpu.host_intr_pending = False
+        scheduler_tick(vcpu)
     vcpu.stat["exits"] += 1
-    return kvm_x86_ops.handle_exit(vcpu)
+    vcpu.kvm.last_io_dev = None
+    rip = vcpu.cpu.vmcs.GUEST_RIP
+    r = kvm_x86_ops.handle_exit(vcpu)
+    if r > 0:  # handled in the kernel: back into the guest, QEMU never sees it
+        emit("kvm_exit_in_kernel", "kvm", vcpu=vcpu, exit_reason=vcpu.vmx.exit_reason, rip=rip,
+             device=vcpu.kvm.last_io_dev)
+    return r
 
 
 def signal_pending(vcpu) -> bool:
@@ -532,8 +549,9 @@ def signal_pending(vcpu) -> bool:
 @tracepoint("kvm", args=("vcpu",))
 def __vcpu_run(vcpu) -> int:
     """The KVM_RUN loop: enter the guest while it is runnable, block while it is halted, stop on r <= 0
-    or a pending signal (KVM_EXIT_INTR, -EINTR)."""
-    from vmio_edu.linux.virt.kvm.kvm_main import kvm_vcpu_block
+    or a pending signal (KVM_EXIT_INTR, -EINTR). Between entries, a vCPU thread the host tick marked
+    TIF_NEED_RESCHED lets other threads run (`kvm_resched`) and then goes on, still inside KVM_RUN."""
+    from vmio_edu.linux.virt.kvm.kvm_main import kvm_resched, kvm_vcpu_block
     r = 1
     while r > 0:
         if vcpu.arch.mp_state == K.KVM_MP_STATE_RUNNABLE:
@@ -557,6 +575,8 @@ def __vcpu_run(vcpu) -> int:
             r = -errno.EINTR
             vcpu.run.exit_reason = K.KVM_EXIT_INTR
             vcpu.stat["signal_exits"] += 1
+        if vcpu.need_resched:  # the host tick wants the CPU for another thread (x86.c:5481-5484)
+            kvm_resched(vcpu)
     return r
 
 

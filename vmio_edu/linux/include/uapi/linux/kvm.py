@@ -165,6 +165,20 @@ class kvm_cpuid2(C.Structure):
     _fields_ = [("nent", C.c_uint32), ("padding", C.c_uint32)]  # followed by nent kvm_cpuid_entry2
 
 
+# -- ioeventfd (kvm.h:417-437): a guest write to a port or an address signals an eventfd in the kernel ----
+KVM_IOEVENTFD_FLAG_DATAMATCH = 1 << 0  # only a write of `datamatch` signals (else any value: "wildcard")
+KVM_IOEVENTFD_FLAG_PIO = 1 << 1  # `addr` is a port (KVM_PIO_BUS), else a guest-physical address (MMIO bus)
+KVM_IOEVENTFD_FLAG_DEASSIGN = 1 << 2  # remove the registration instead of adding it
+KVM_IOEVENTFD_VALID_FLAG_MASK = (1 << 3) - 1
+
+
+class kvm_ioeventfd(C.Structure):
+    """struct kvm_ioeventfd: 64 bytes (datamatch, addr, len 1/2/4/8, the eventfd, flags, 36 pad bytes)."""
+
+    _fields_ = [("datamatch", C.c_uint64), ("addr", C.c_uint64), ("len", C.c_uint32), ("fd", C.c_int32),
+                ("flags", C.c_uint32), ("pad", C.c_uint8 * 36)]
+
+
 # -- ioctls (kvm.h) ----------------------------------------------------------------------------------
 KVM_GET_API_VERSION = _IO(0x00)
 KVM_CREATE_VM = _IO(0x01)
@@ -187,8 +201,11 @@ KVM_SET_SIGNAL_MASK = _IOW(0x8B, kvm_signal_mask)
 KVM_SET_CPUID2 = _IOW(0x90, kvm_cpuid2)
 KVM_GET_MP_STATE = _IOR(0x98, kvm_mp_state)
 KVM_SET_MP_STATE = _IOW(0x99, kvm_mp_state)
+KVM_IOEVENTFD = _IOW(0x79, kvm_ioeventfd)
 
 KVM_CAP_SET_TSS_ADDR = 4
 KVM_CAP_SET_IDENTITY_MAP_ADDR = 37
+KVM_CAP_IOEVENTFD = 36
 
+assert C.sizeof(kvm_ioeventfd) == 64 and KVM_IOEVENTFD == 0x4040AE79
 assert KVM_RUN == 0xAE80 and KVM_GET_REGS == 0x8090AE81 and KVM_SET_SREGS == 0x4138AE84

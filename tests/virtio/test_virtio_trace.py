@@ -1,0 +1,130 @@
+"""Issue 14: the virtio path as the debugger and the recorder see it: 1.6.1 frames on the right thread,
+multiwrite merging, the virtqueue view, determinism."""
+import pytest
+
+from vmio_edu import Machine
+from vmio_edu.trace.tracepoint import REGISTRY
+
+VCPU_TAIL = ["kvm_handle_io", "kvm_cpu_exec", "qemu_kvm_cpu_thread_fn"]
+
+
+def _stop_at(function, **kw):
+    m = Machine(disk="virtio", op="write", sectors=8, **kw)
+    dbg = m.debugger()
+    dbg.break_at(function)
+    stop = dbg.cont()
+    return m, stop
+
+
+def _frames(stop):
+    return [(f.function, f"{f.file}:{f.line}") for f in stop.backtrace]
+
+
+def test_handle_write_runs_on_the_vcpu_thread_without_ioeventfd():
+    m, stop = _stop_at("virtio_blk_handle_write", ioeventfd=False)
+    with m:
+        assert stop.thread == "vcpu0"
+        assert _frames(stop)[:7] == [
+            ("virtio_blk_handle_write", "hw/block/virtio-blk.c:289"),
+            ("virtio_blk_handle_request", "hw/block/virtio-blk.c:382"),
+            ("virtio_blk_handle_output", "hw/block/virtio-blk.c:413"),
+            ("virtio_queue_notify_vq", "hw/virtio/virtio.c:720"),
+            ("virtio_queue_notify", "hw/virtio/virtio.c:726"),
+            ("virtio_ioport_write", "hw/virtio/virtio-pci.c:286"),
+            ("virtio_pci_config_write", "hw/virtio/virtio-pci.c:416")]
+        names = [f.function for f in stop.backtrace]
+        assert "cpu_outw" in names and names[-3:] == VCPU_TAIL  # the guest's 16-bit OUT to QUEUE_NOTIFY
+        assert {f.thread for f in stop.backtrace} == {"vcpu0"}
+
+
+def test_handle_write_runs_on_the_main_loop_with_ioeventfd():
+    m, stop = _stop_at("virtio_blk_handle_write", ioeventfd=True)
+    with m:
+        assert stop.thread == "main"
+        assert _frames(stop)[3:5] == [("virtio_queue_notify_vq", "hw/virtio/virtio.c:720"),
+                                      ("virtio_queue_host_notifier_read", "hw/virtio/virtio.c:1116")]
+        names = [f.function for f in stop.backtrace]
+        assert names[-1] == "main_loop" and "cpu_outw" not in names and "kvm_cpu_exec" not in names
+
+
+@pytest.mark.parametrize("ioeventfd,thread", [(False, "vcpu0"), (True, "main")])
+def test_multiwrite_is_submitted_from_the_thread_that_took_the_kick(ioeventfd, thread):
+    m, stop = _stop_at("bdrv_aio_multiwrite", ioeventfd=ioeventfd)
+    with m:
+        assert stop.thread == thread
+        assert _frames(stop)[:3] == [("bdrv_aio_multiwrite", "block.c:3533"),
+                                     ("virtio_submit_multiwrite", "hw/block/virtio-blk.c:261"),
+                                     ("virtio_blk_handle_output", "hw/block/virtio-blk.c:416")]
+
+
+@pytest.mark.parametrize("ioeventfd", [False, True])
+def test_completion_notifies_from_the_main_loop(ioeventfd):
+    m, stop = _stop_at("virtio_notify", ioeventfd=ioeventfd)
+    with m:
+        assert stop.thread == "main"  # the bottom half of the finished write, either way
+        assert _frames(stop)[:5] == [("virtio_notify", "hw/virtio/virtio.c:815"),
+                                     ("virtio_blk_req_complete", "hw/block/virtio-blk.c:51"),
+                                     ("virtio_blk_rw_complete", "hw/block/virtio-blk.c:85"),
+                                     ("multiwrite_user_cb", "block.c:3411"),
+                                     ("multiwrite_cb", "block.c:3431")]
+        assert stop.backtrace[-1].function == "main_loop"
+
+
+def _entries(m, name):
+    tp_names = {i: tp for i, tp in enumerate(REGISTRY)}
+    out = []
+    for e in m.trace.events:
+        if e.kind == 0 and tp_names[e.what].name == name:
+            out.append(dict(zip(tp_names[e.what].argnames, e.payload)))
+    return out
+
+
+@pytest.mark.parametrize("depth,writevs", [(4, [64]), (1, [16, 16, 16, 16])])
+def test_multiwrite_merges_the_requests_of_one_kick(depth, writevs):
+    # 4 requests of 16 sectors each. Published together (one kick), bdrv_aio_multiwrite merges them into
+    # one 64-sector write; one per kick, each goes down alone.
+    with Machine(disk="virtio", op="write", sectors=64, per_request=16, depth=depth, ioeventfd=False,
+                 record=True) as m:
+        m.run()
+        assert m.image_changes() == list(range(64))
+        assert len(_entries(m, "virtio_blk_handle_write")) == 4
+        assert [a["num_reqs"] for a in _entries(m, "bdrv_aio_multiwrite")] == [4 // len(writevs)] * len(writevs)
+        assert [a["nb_sectors"] for a in _entries(m, "bdrv_aio_writev")] == writevs
+        assert [a["nb_sectors"] for a in _entries(m, "paio_submit")] == writevs
+        assert len(_entries(m, "virtio_blk_req_complete")) == 4  # every request still gets its own status
+        assert m.guest_result()["requests"] == 4
+
+
+def test_the_virtqueue_view_shows_the_chain_and_who_owns_it():
+    with Machine(disk="virtio", op="write", sectors=64, per_request=16, depth=4, ioeventfd=False) as m:
+        dbg = m.debugger()
+        dbg.break_at("virtio_blk_handle_write")
+        dbg.cont()
+        v = m.virtio.vdev.vq_blk.view()
+        assert (v["num"], v["pa"], v["desc"], v["avail"], v["used"]) == (128, 0x50000, 0x50000, 0x50800, 0x51000)
+        assert v["avail_ring"]["idx"] == 4 and v["avail_ring"]["ring"] == [0, 3, 6, 9]
+        assert v["used_ring"]["idx"] == 0 and v["last_avail_idx"] == 1 and v["in_flight"] == [0]
+        first = next(c for c in v["chains"] if c["head"] == 0)
+        assert [(d["i"], d["addr"], d["len"], d["flags"], d["next"]) for d in first["descriptors"]] == [
+            (0, 0x54000, 16, 1, 1), (1, 0x10000, 16 * 512, 1, 2), (2, 0x55000, 1, 2, 0)]
+        assert [v["owner"][i] for i in range(3)] == ["device: in flight"] * 3
+        assert {v["owner"][i] for i in range(3, 12)} == {"device: available"}
+        assert v["owner"][12] == "driver"
+        dbg.clear()
+        dbg.cont()
+        v = m.virtio.vdev.vq_blk.view()
+        assert v["used_ring"]["idx"] == 4 and v["in_flight"] == []
+        assert [(u["id"], u["len"]) for u in v["used_ring"]["ring"]] == [(0, 8193), (3, 8193), (6, 8193), (9, 8193)]
+        assert {v["owner"][i] for i in range(12)} == {"driver: used"}
+
+
+@pytest.mark.parametrize("ioeventfd", [False, True])
+def test_same_seed_same_trace(ioeventfd):
+    def run(seed):
+        with Machine(disk="virtio", op="both", sectors=6, per_request=2, seed=seed, record=True,
+                     ioeventfd=ioeventfd) as m:
+            m.run()
+            return m.trace.fingerprint(), [e.key() for e in m.exits], m.image_bytes(0, 6)
+    a, b, c = run(4), run(4), run(5)
+    assert a == b and len(a[0]) > 1000  # every event, thread and recorded argument, and every exit
+    assert c[2] != a[2]  # another seed writes other bytes

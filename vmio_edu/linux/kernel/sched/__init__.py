@@ -1,0 +1,1 @@
+"""kernel/sched/ (Linux v3.7): the process scheduler."""
