@@ -7,10 +7,10 @@ to QEMU, and what real VMs do instead. Each path is run on a fresh machine with 
 * the stages entered: trace point entries, per layer and per model thread (vcpu0, main, worker-N);
 * the exits to userspace: every return of KVM_RUN to QEMU (`Machine.exits`), by reason and port;
 * the exits handled in the kernel: VM exits that KVM finished without returning to QEMU (the in-kernel PIC's
-  ports, a HLT with the in-kernel irqchip, an ioeventfd notify). The emulated engine sees them as Linux's
-  `kvm_exit` trace event not followed by `kvm_userspace_exit` (Linux 3.7 arch/x86/kvm/trace.h); on the real
-  engine they are inside one opaque KVM_RUN, so they come from the machine's own count where the build has
-  one (`Machine.kernel_exits`) and are `null` otherwise;
+  ports, a HLT with the in-kernel irqchip, an ioeventfd notify, the host timer's external interrupts):
+  `Machine.kernel_exits` on the emulated engine; on the real engine they are inside one opaque KVM_RUN, so
+  they are `null` (unknown) there, and the notify shows only by its effect (the main loop's
+  `virtio_queue_host_notifier_read`);
 * the time: self time per layer (`vmio_edu.trace.timing.LayerTimer`, what `vmio-edu compare` uses) and the
   wall time of the run.
 
@@ -105,7 +105,8 @@ def port_names(virtio_base: int | None) -> dict[int, tuple[str, bool]]:
             reg = VIRTIO_PCI_REGS.get(off) or (f"config+{off - VIRTIO_PCI_CONFIG}" if off >= VIRTIO_PCI_CONFIG
                                                else None)
             if reg:
-                names[virtio_base + off] = (f"virtio {reg}", reg in REQUEST_VIRTIO_REGS)
+                names[virtio_base + off] = (reg if off < VIRTIO_PCI_CONFIG else f"blk {reg}",
+                                            reg in REQUEST_VIRTIO_REGS)
     return names
 
 
@@ -117,73 +118,18 @@ def _virtio_base(m: Any) -> int | None:
     return bar.addr if bar.size and 0 <= bar.addr < 0x10000 else None
 
 
-class KernelExitCounter:
-    """A point-event listener counting the VM exits KVM handled without returning to QEMU (emulated engine).
-
-    Linux emits `kvm_exit` at every VM exit (vmx_vcpu_run) and the model emits `kvm_userspace_exit` when
-    KVM_RUN returns. A VM exit still unclaimed when the next one comes (or when the run ends) was finished
-    in the kernel. A userspace exit without a new VM exit (the next batch of a `rep insw` the emulator
-    continued) claims nothing. An I/O exit is named with the device on the KVM PIO bus that took it
-    (`kvm_io_bus_write` → picdev_write: "IO(picdev_write) out port=0x20"); others by their VMX exit reason."""
-
-    _BUS = ("kvm_io_bus_write", "kvm_io_bus_read")
+class StageCounter:
+    """Trace hooks that count stage entries per (layer, thread) and time each layer (`LayerTimer`). Light:
+    no trace is kept."""
 
     def __init__(self) -> None:
-        self.counts: Counter = Counter()
-        self.seen = False  # did any kvm_exit arrive (the emulated engine's kernel model ran)
-        self._pending: str | None = None
-        self._handler: str | None = None
-        self._device: str | None = None
-        self._bus_depth: int | None = None
-
-    # listener (point events)
-    def __call__(self, name: str, layer: str, fields: dict, ctx: Any) -> None:
-        if name == "kvm_exit":
-            self.seen = True
-            self._flush()
-            self._pending = _vmx_exit_key(fields.get("reason", 0), fields.get("qualification", 0) or 0)
-        elif name == "kvm_vmx_exit_handlers" and self._pending is not None:
-            self._handler = fields.get("handler")
-        elif name == "kvm_userspace_exit":
-            self._pending = self._handler = self._device = None
-
-    # hooks (trace point entries): which device on the kernel's I/O bus handled the access
-    def enter(self, tp: TracePoint, ctx: ThreadContext) -> None:
-        if self._pending is None:
-            return
-        if tp.name in self._BUS:
-            self._bus_depth = len(ctx.stack)
-        elif self._bus_depth is not None and len(ctx.stack) == self._bus_depth + 1 and self._device is None:
-            self._device = tp.name
-
-    def _flush(self) -> None:
-        if self._pending is not None:
-            key = self._pending
-            if self._device and key.startswith("IO "):
-                key = f"IO({self._device}){key[2:]}"  # named by the KVM PIO bus device that took it
-            self.counts[key] += 1
-        self._pending = self._handler = self._device = None
-        self._bus_depth = None
-
-    def finish(self) -> Counter:
-        """The counts, with a VM exit still unclaimed at the end of the run counted (the final HLT)."""
-        self._flush()
-        return self.counts
-
-
-class StageCounter:
-    """Trace hooks that count stage entries per (layer, thread) and time each layer (`LayerTimer`), and
-    tell the kernel-exit counter which device function ran. Light: no trace is kept."""
-
-    def __init__(self, kernel: KernelExitCounter) -> None:
         self.timer = LayerTimer()
         self.counts: Counter = Counter()
         self.per_function: Counter = Counter()  # (layer, thread, function) -> entries
         self.functions: dict[str, list[str]] = defaultdict(list)
-        self._kernel = kernel
 
     def attach(self, sched: Any) -> "StageCounter":
-        sched.attach(hooks=self, listener=self._kernel)
+        sched.attach(hooks=self)
         sched.switch_listeners.append(self.timer._switch)
         return self
 
@@ -193,7 +139,6 @@ class StageCounter:
         fns = self.functions[tp.layer]
         if tp.name not in fns:
             fns.append(tp.name)
-        self._kernel.enter(tp, ctx)
         self.timer.enter(tp, args, ctx)
 
     def leave(self, tp: TracePoint, result: Any, ctx: ThreadContext) -> None:
@@ -228,14 +173,13 @@ def run_path(path: Path | str, engine: str = "unicorn", *, op: str = "write", lb
                         "(Machine has no disk= parameter)")
     if kw.get("disk") == "ide" and not _machine_takes("disk"):
         kw.pop("disk")
-    kernel = KernelExitCounter()
-    counter = StageCounter(kernel)
+    counter = StageCounter()
     with Machine(engine=engine, op=op, lba=lba, sectors=sectors, seed=seed, **kw) as m:
         counter.attach(m.sched)
         t0 = time.perf_counter()
         m.run()
         wall = time.perf_counter() - t0
-        kernel_counts = _kernel_exits(m, kernel)
+        kernel_counts = _kernel_exits(m)
         exits = Counter(exit_key(x.reason, x.direction, x.port) for x in m.exits)
         names = port_names(_virtio_base(m))
         request_exits = sum(1 for x in m.exits if x.port is not None and names.get(x.port, ("", True))[1])
@@ -279,26 +223,13 @@ def _requests(m: Any) -> int:
     return sum(1 for x in m.exits if x.port == 0x1F7 and x.direction == "out")
 
 
-def _kernel_exits(m: Any, kernel: KernelExitCounter) -> Counter | None:
-    """The exits KVM handled itself: counted from the kernel model's events (emulated engine), or the
-    machine's own count where it has one (the real engine's are inside KVM_RUN); None if unknown."""
-    if kernel.seen:
-        return kernel.finish()
-    own = getattr(m, "kernel_exits", None)
-    if own is None:
+def _kernel_exits(m: Any) -> Counter | None:
+    """The exits KVM handled itself (`Machine.kernel_exits`, vmio_edu.trace.kernel_exits), by reason and
+    port: the emulated engine's kernel model records them; on the real engine they happen inside one
+    opaque KVM_RUN, so None (unknown), not zero."""
+    if m.engine != "unicorn":
         return None
-    if isinstance(own, dict):
-        return Counter({str(k): int(v) for k, v in own.items()})
-    return Counter(_record_key(x) for x in own)
-
-
-def _record_key(x: Any) -> str:
-    """A kernel-exit record of the machine's own list, named like the others."""
-    if isinstance(x, str):
-        return x
-    reason = getattr(x, "reason", None) or (x.get("reason") if isinstance(x, dict) else str(x))
-    get = (lambda k: x.get(k)) if isinstance(x, dict) else (lambda k: getattr(x, k, None))
-    return exit_key(str(reason), get("direction"), get("port"))
+    return Counter(exit_key(x.reason, x.direction, x.port) for x in m.kernel_exits)
 
 
 def _layer_rank(layer: str) -> int:
@@ -350,6 +281,13 @@ def run_paths(*, op: str = "write", lba: int = 0, sectors: int = 1, engines: Ite
 VCPU_LOOP = {("qemu-cpu", "vcpu0", "kvm_cpu_exec"), ("qemu-cpu", "vcpu0", "kvm_vcpu_ioctl")}
 
 
+def _userspace_side(layer: str, thread: str) -> bool:
+    """Stages both engines run: QEMU's, and the host's system calls off the vCPU thread (a pool worker's
+    pwrite). On the vCPU thread the host layer runs inside a KVM ioctl (ioeventfd_write's eventfd_signal),
+    which the real engine's kernel does out of sight."""
+    return layer.startswith("qemu") or (layer == "host" and thread != "vcpu0")
+
+
 def engines_agree(runs: list[dict]) -> dict:
     """Per path: do the engines give the same exits to userspace, and did QEMU and the host run the same
     functions as often (besides the vCPU loop's re-entries after a kick)? The kernel's own stages and
@@ -365,7 +303,7 @@ def engines_agree(runs: list[dict]) -> dict:
         for r in rs[1:]:
             a, b = ref["_functions"], r["_functions"]
             for key in set(a) | set(b):
-                if key in VCPU_LOOP:
+                if key in VCPU_LOOP or not _userspace_side(key[0], key[1]):
                     continue
                 same = same and a.get(key, 0) == b.get(key, 0)
             reentries = max(reentries, abs(b.get(("qemu-cpu", "vcpu0", "kvm_cpu_exec"), 0)
@@ -375,8 +313,13 @@ def engines_agree(runs: list[dict]) -> dict:
 
 
 def qemu_stages(run: dict) -> dict:
-    """The stages QEMU and the host ran (the same code on both engines), per layer and thread."""
-    return {layer: threads for layer, threads in run["stages"].items() if layer.startswith("qemu") or layer == "host"}
+    """The stages QEMU and the host's system calls ran (the same code on both engines), per layer and thread."""
+    out: dict = {}
+    for layer, threads in run["stages"].items():
+        kept = {t: n for t, n in threads.items() if _userspace_side(layer, t)}
+        if kept:
+            out[layer] = kept
+    return out
 
 
 # ==========================================================================================================
