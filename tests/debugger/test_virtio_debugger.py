@@ -93,3 +93,25 @@ def test_a_read_chain_has_a_device_written_buffer(make, op):
     hdr, data, status = chain["descriptors"]
     assert hdr["header"]["type_name"] == "VIRTIO_BLK_T_IN" and hdr["writer"] == "driver"
     assert data["writer"] == "device" and "WRITE" in data["flags_set"] and status["writer"] == "device"
+
+
+def test_with_ioeventfd_the_request_runs_on_the_main_loop(make):
+    m, dbg = make(lba=4, sectors=1, disk="virtio", ioeventfd=True)
+    dbg.break_at("virtio_blk_handle_write")
+    stop = dbg.cont()
+    assert stop.thread == "main"
+    names = [f.function for f in stop.backtrace]
+    assert "virtio_queue_host_notifier_read" in names and "kvm_handle_io" not in names
+    _, chain = _chain(stop)
+    assert chain["state"] == "in flight" and chain["descriptors"][0]["header"]["sector"] == 4
+    threads = {t["name"]: t for t in stop.views["threads"]["threads"]}
+    assert threads["main"]["state"] == "running" and threads["vcpu0"]["state"] != "running"
+    # the notify never reached QEMU: no exit on the notify port so far
+    base = m.guest_result()["iobase"]
+    assert not any(x.port == base + 16 for x in m.exits)
+    step = dbg.step()
+    back = dbg.back()
+    assert (back.index, back.thread, back.function) == (stop.index, "main", "virtio_blk_handle_write")
+    assert step.index > stop.index
+    again = dbg.goto(stop.index)
+    assert _chain(again)[1] == chain
