@@ -5,7 +5,7 @@
     vmio-edu exits GUEST.bin --mode 16|32|64 [--load ADDR] [--entry ADDR] [--engine ...] [--format json]
     vmio-edu bench [--format text|json|markdown] [--quick] [--engine unicorn|kvm|both] [--plot FILE.png]
     vmio-edu paths [--op write|read|both] [--lba N] [--sectors N] [--engine unicorn|kvm|both]
-                   [--path ide|virtio|virtio-ioeventfd ...] [--format text|json]
+                   [--path ide|virtio|virtio-ioeventfd ...] [--per-request N] [--depth N] [--format text|json]
 
 Errors print `error: ...` on stderr and exit non-zero, never with a traceback.
 """
@@ -102,6 +102,10 @@ def _parser() -> argparse.ArgumentParser:
     pa.add_argument("--path", dest="paths", action="append", metavar="PATH",
                     help="run only this path (repeatable): ide, virtio, virtio-ioeventfd (default: all three)")
     pa.add_argument("--seed", type=_int, default=0, help="seed of the data pattern the guest writes")
+    pa.add_argument("--per-request", type=_int, default=0,
+                    help="virtio: sectors per request (default 0: one request for all)")
+    pa.add_argument("--depth", type=_int, default=0,
+                    help="virtio: requests published per kick (default 0: as many as the queue holds)")
     pa.add_argument("--format", choices=("text", "json"), default="text")
     _add_grading_commands(sub)
     return p
@@ -388,6 +392,7 @@ def cmd_paths(args: argparse.Namespace) -> int:
     try:
         doc = paths.run_paths(op=args.op, lba=args.lba, sectors=args.sectors, engines=engines,
                               paths=args.paths or paths.PATH_IDS, seed=args.seed,
+                              per_request=args.per_request, depth=args.depth,
                               progress=lambda msg: print(f"paths: {msg}", file=sys.stderr, flush=True))
     except EngineUnavailable as e:
         raise VmioError(f"--engine {args.engine} needs the real engine: {e}") from e

@@ -159,9 +159,11 @@ def _machine_takes(name: str) -> bool:
 
 
 def run_path(path: Path | str, engine: str = "unicorn", *, op: str = "write", lba: int = 0, sectors: int = 1,
-             seed: int = 0) -> dict:
+             seed: int = 0, per_request: int = 0, depth: int = 0) -> dict:
     """Run the default guest's request on one path and engine; return its counts (one `runs` entry of the
-    JSON document). Raises EngineUnavailable when engine="kvm" cannot open /dev/kvm."""
+    JSON document). `per_request`/`depth` shape the virtio guest's requests (sectors per request, requests
+    per kick; 0: one request for all, as many per kick as fit); IDE moves all sectors with one command.
+    Raises EngineUnavailable when engine="kvm" cannot open /dev/kvm."""
     from .cli import image_check
     from .machine import Machine
 
@@ -173,6 +175,8 @@ def run_path(path: Path | str, engine: str = "unicorn", *, op: str = "write", lb
                         "(Machine has no disk= parameter)")
     if kw.get("disk") == "ide" and not _machine_takes("disk"):
         kw.pop("disk")
+    if kw.get("disk") == "virtio":
+        kw.update(per_request=per_request, depth=depth)
     counter = StageCounter()
     with Machine(engine=engine, op=op, lba=lba, sectors=sectors, seed=seed, **kw) as m:
         counter.attach(m.sched)
@@ -245,7 +249,8 @@ def _thread_rank(thread: str) -> tuple:
 # All paths, all engines
 # ==========================================================================================================
 def run_paths(*, op: str = "write", lba: int = 0, sectors: int = 1, engines: Iterable[str] = ("unicorn",),
-              paths: Iterable[str] = PATH_IDS, seed: int = 0, progress: Any = None) -> dict:
+              paths: Iterable[str] = PATH_IDS, seed: int = 0, per_request: int = 0, depth: int = 0,
+              progress: Any = None) -> dict:
     """Every path on every engine: the `vmio-edu paths --format json` document (schema `SCHEMA`)."""
     engines, paths = tuple(engines), tuple(paths)
     for e in engines:
@@ -263,11 +268,13 @@ def run_paths(*, op: str = "write", lba: int = 0, sectors: int = 1, engines: Ite
         for p in chosen:
             if progress:
                 progress(f"{p.id} on {engine}")
-            runs.append(run_path(p, engine, op=op, lba=lba, sectors=sectors, seed=seed))
+            runs.append(run_path(p, engine, op=op, lba=lba, sectors=sectors, seed=seed, per_request=per_request,
+                                 depth=depth))
     agree = engines_agree(runs) if len(engines) > 1 else None
     for r in runs:
         r.pop("_functions", None)
-    doc = {"schema": SCHEMA, "workload": {"op": op, "lba": lba, "sectors": sectors or 256, "seed": seed},
+    doc = {"schema": SCHEMA, "workload": {"op": op, "lba": lba, "sectors": sectors or 256, "seed": seed,
+                                          "per_request": per_request, "depth": depth},
            "engines": list(engines), "paths": [p.id for p in chosen], "runs": runs}
     if agree is not None:
         doc["agree"] = agree
@@ -340,7 +347,9 @@ def _num(v: Any) -> str:
 def format_text(doc: dict) -> str:
     """The side-by-side tables, one per engine, each at most 100 columns wide."""
     w = doc["workload"]
-    out = [f"vmio-edu paths: op={w['op']} lba={w['lba']} sectors={w['sectors']} "
+    shape = (f" per_request={w['per_request']} depth={w['depth']}" if w.get("per_request") or w.get("depth")
+             else "")
+    out = [f"vmio-edu paths: op={w['op']} lba={w['lba']} sectors={w['sectors']}{shape} "
            f"(the same request on each path, each on a fresh machine)"]
     for engine in doc["engines"]:
         runs = [r for r in doc["runs"] if r["engine"] == engine]

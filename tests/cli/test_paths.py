@@ -42,7 +42,7 @@ def test_ide_json_schema_and_counts(capsys):
     code, doc = _json(capsys, "--path", "ide", "--op", "write", "--sectors", "2", "--lba", "5")
     assert code == 0
     assert doc["schema"] == paths.SCHEMA
-    assert doc["workload"] == {"op": "write", "lba": 5, "sectors": 2, "seed": 0}
+    assert doc["workload"] == {"op": "write", "lba": 5, "sectors": 2, "seed": 0, "per_request": 0, "depth": 0}
     assert doc["engines"] == ["unicorn"] and doc["paths"] == ["ide"]
     (r,) = doc["runs"]
     assert set(r) >= {"engine", "path", "disk", "stages", "exits", "exit_total", "exits_per_sector", "kernel_exits",
@@ -126,11 +126,12 @@ def test_ide_against_virtio(capsys):
 
 
 def test_virtio_several_requests_count_per_request(capsys):
-    from vmio_edu import paths as P
-    r = P.run_path("virtio", op="write", sectors=4, lba=0)
-    assert r["image_ok"] and r["requests"] == 1
-    # (per_request is the guest's knob, not the workload's: the default guest sends one request)
-    assert r["request_exits_per_request"] == 2.0
+    code, doc = _json(capsys, "--path", "virtio", "--sectors", "4", "--per-request", "1", "--depth", "2")
+    (r,) = doc["runs"]
+    assert code == 0 and r["image_ok"] and r["requests"] == 4
+    notify = next(p for p, n in r["port_names"].items() if n == "QUEUE_NOTIFY")
+    assert r["exits"][f"IO out port={notify}"] == 2  # one kick per two requests published
+    assert r["request_exits"] < 4 * 3 and r["request_exits_per_request"] < 3
 
 
 def test_engines_agree_on_virtio(capsys):
