@@ -14,7 +14,22 @@ to QEMU, and what real VMs do instead. Each path is run on a fresh machine with 
 * the time: self time per layer (`vmio_edu.trace.timing.LayerTimer`, what `vmio-edu compare` uses) and the
   wall time of the run.
 
-The result is plain data with a stable schema (`SCHEMA`), rendered as text by `format_text`.
+The result is plain data with a stable schema (`SCHEMA`), rendered as text by `format_text`:
+
+    {"schema": "vmio-edu/paths/1",
+     "workload": {"op", "lba", "sectors", "seed", "per_request", "depth"},
+     "engines": ["unicorn", "kvm"], "paths": ["ide", "virtio", "virtio-ioeventfd"],
+     "runs": [{"engine", "path", "title", "disk", "ioeventfd",
+               "stages": {layer: {thread: entries}}, "functions": {layer: [function, ...]},
+               "exits": {"IO out port=0x1f0": n, "HLT": 1, ...}, "exit_total",
+               "exits_per_sector",                      # all exits / sectors moved (write + read for "both")
+               "requests", "request_exits",             # ATA commands or virtio requests; the exits on the
+               "request_exits_per_request",             #   ports that move them (not the driver's probe)
+               "request_exits_per_sector", "port_names": {"0x1f0": "ATA data", ...},
+               "kernel_exits": {"IO(pic) out port=0x20": n, "HLT": n, ...} | null (real engine),
+               "kernel_exit_total": n | null,
+               "time_ms": {layer: self time}, "wall_ms", "image_ok", "problems": [...]}],
+     "agree": {path: {"exits", "qemu_stages", "kvm_run_reentries"}}}   # with both engines only
 """
 from __future__ import annotations
 
@@ -192,7 +207,7 @@ def run_path(path: Path | str, engine: str = "unicorn", *, op: str = "write", lb
         engine_used = m.engine
         used_ports = {int(k.split("port=")[1].split()[0], 16)
                       for k in list(exits) + list(kernel_counts or {}) if "port=" in k}
-    n = sectors or 256
+    n = (sectors or 256) * (2 if op == "both" else 1)  # sectors moved: a write and a read back for "both"
     stages: dict[str, dict[str, int]] = {}
     for (layer, thread), c in sorted(counter.counts.items(),
                                      key=lambda kv: (_layer_rank(kv[0][0]), _thread_rank(kv[0][1]))):
@@ -390,7 +405,7 @@ def _table(runs: list[dict]) -> list[str]:
     out.append(_row("  moving the request (not the probe)", [_num(r["request_exits"]) for r in runs]))
     out.append(_row("    requests (ATA commands / virtio)", [_num(r["requests"]) for r in runs]))
     out.append(_row("    per request", [_num(float(r["request_exits_per_request"])) for r in runs]))
-    out.append(_row("    per sector", [_num(float(r["request_exits_per_sector"])) for r in runs]))
+    out.append(_row("    per sector moved", [_num(float(r["request_exits_per_sector"])) for r in runs]))
     out.append("Exits handled in the kernel (no return to QEMU)")
     if all(r["kernel_exits"] is None for r in runs):
         out.append("  (inside the real KVM_RUN: not visible to userspace on this engine)")

@@ -172,3 +172,13 @@ def test_engines_agree_with_ioeventfd(capsys):
     emu, real = doc["runs"]
     assert emu["exits"] == real["exits"] and real["kernel_exits"] is None
     assert emu["kernel_exits"]  # the emulated kernel shows its own
+
+
+def test_write_and_read_back_count_both_directions(capsys):
+    code, doc = _json(capsys, "--path", "ide", "--path", "virtio", "--op", "both", "--sectors", "2")
+    ide, vio = doc["runs"]
+    assert code == 0 and ide["image_ok"] and vio["image_ok"]
+    assert ide["requests"] == 2 and vio["requests"] == 2  # a write command, then a read command
+    assert ide["exits"]["IO out port=0x1f0"] == 512 and 2 <= ide["exits"]["IO in port=0x1f0"] <= 4
+    assert ide["request_exits_per_sector"] == round(ide["request_exits"] / 4, 2)  # 4 sectors moved
+    assert vio["request_exits"] == 4  # a notify and an ISR read per request
