@@ -461,7 +461,19 @@ def virtqueue_view(m: Any) -> dict:
 
 
 def exits_view(m: Any, last: int = 8) -> dict:
-    return {"count": len(m.exits), "last": [x.to_json() for x in m.exits[-last:]]}
+    """The exits to QEMU so far (each return of KVM_RUN), and beside them the exits KVM handled itself
+    (the in-kernel PIC, an ioeventfd notify, HLT): the emulated engine records those; on the real engine
+    they happen inside KVM_RUN, out of userspace's sight."""
+    out = {"count": len(m.exits), "last": [x.to_json() for x in m.exits[-last:]]}
+    kernel = getattr(m, "kernel_exits", None)
+    if kernel is not None and m.engine == "unicorn":
+        from collections import Counter
+        out["in_kernel"] = {"count": len(kernel), "by_reason": dict(Counter(x.reason for x in kernel).most_common()),
+                            "last": [x.to_json() for x in kernel[-last:]]}
+    elif kernel is not None:
+        out["in_kernel"] = {"count": None, "note": "real KVM handles these inside KVM_RUN: userspace cannot "
+                                                   "see them (the emulated engine shows them)"}
+    return out
 
 
 # ==========================================================================================================
