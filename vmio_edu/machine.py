@@ -1,4 +1,5 @@
-"""`Machine`: one PC, one vCPU, one IDE disk, and the whole QEMU 1.6.1 / Linux 3.7 I/O path in between.
+"""`Machine`: one PC, one vCPU, one disk (IDE, or virtio-blk with disk="virtio"), and the whole QEMU 1.6.1 /
+Linux 3.7 I/O path in between.
 
     from vmio_edu import Machine
     with Machine(op="write", lba=5, sectors=2) as m:

@@ -120,3 +120,10 @@ def test_multiwrite_merge_overlap_takes_the_later_request():
     merged = b"".join(bytes(v.mem()) for v in reqs[0].qiov.iov[:reqs[0].qiov.niov])
     assert merged == first[:4 * 512] + second  # the first one's tail is dropped
     assert struct.unpack("<I", merged[-4:])[0] == 0x02020202
+
+
+def test_the_ide_board_is_unchanged():
+    from vmio_edu import Machine
+    with Machine(op="write") as m:  # disk="ide": no PCI host bridge ports, no virtio device
+        assert m.virtio is None and "pci" not in m.state.extra
+        assert all(r.name not in ("pci-conf-idx", "pci-conf-data") for r in m.state.address_space_io.root.subregions)

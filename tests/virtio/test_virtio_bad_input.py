@@ -99,6 +99,15 @@ def test_a_sector_past_the_end_is_ioerr(image, op, lba, sectors):
         assert r["read_back"] == make_pattern(0, 512 * sectors)
 
 
+def test_a_write_to_a_read_only_image_is_ioerr(image):
+    with Machine(disk="virtio", image=image, readonly=True, op="write", sectors=4) as m:
+        m.run()
+        r = m.guest_result()
+        assert (r["done"], r["status"], r["error"]) == (True, VIRTIO_BLK_S_IOERR, 1)  # -EACCES, reported
+        assert r["features"] & (1 << 5)  # the device offered VIRTIO_BLK_F_RO
+    assert _unchanged(image)
+
+
 def test_a_flush_says_it_is_not_modelled(image):
     with pytest.raises(VmioError, match="VIRTIO_BLK_T_FLUSH.*does not model bdrv_aio_flush"):
         _run(image, op=4, sectors=1)
@@ -114,3 +123,5 @@ def test_bad_machine_arguments_are_named():
         Machine(disk="virtio", fault="nope")
     with pytest.raises(VmioError, match="unknown op 'identify' for the virtio guest"):
         Machine(disk="virtio", op="identify")
+    with pytest.raises(VmioError, match="10.2 stack"):  # no virtio-blk board there (yet)
+        Machine(disk="virtio", stack="10.2")

@@ -82,3 +82,19 @@ def test_queue_depth_and_request_size_shape_the_requests():
     assert on_disk == expected
     assert r["requests"] == 7 and r["kicks"] == 2  # ceil(20/3) requests, 4 then 3 per kick
     assert r["sectors_done"] == 20
+
+
+@pytest.mark.parametrize("ioeventfd", [False, True])
+def test_kernel_side_exits_on_the_emulated_engine(ioeventfd):
+    # The notify with ioeventfd, and the host timer's ticks that let the main loop and the pool worker
+    # run while a polling guest spins, are VM exits KVM handles itself: m.kernel_exits, never m.exits.
+    from vmio_edu.trace.kernel_exits import count_kernel_exits
+    with Machine(disk="virtio", op="write", sectors=8, per_request=4, depth=1, polling=True,
+                 ioeventfd=ioeventfd) as m:
+        m.run()
+        r = m.guest_result()
+        kernel = count_kernel_exits(m.kernel_exits)
+        assert r["done"] and r["kicks"] == 2
+        assert kernel.get("IO(ioeventfd)", 0) == (2 if ioeventfd else 0)
+        assert kernel.get("EXTERNAL_INTERRUPT", 0) > 0  # the guest spun; the ticks let the others run
+        assert {e.reason for e in m.exits} <= {"IO", "HLT"}

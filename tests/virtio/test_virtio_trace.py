@@ -128,3 +128,20 @@ def test_same_seed_same_trace(ioeventfd):
     a, b, c = run(4), run(4), run(5)
     assert a == b and len(a[0]) > 1000  # every event, thread and recorded argument, and every exit
     assert c[2] != a[2]  # another seed writes other bytes
+
+
+@pytest.mark.parametrize("ioeventfd,thread", [(False, "vcpu0"), (True, "main")])
+def test_time_travel_on_the_virtio_path(ioeventfd, thread):
+    with Machine(disk="virtio", op="write", sectors=8, per_request=4, depth=2, ioeventfd=ioeventfd) as m:
+        dbg = m.debugger()
+        dbg.break_at("virtio_blk_handle_write")
+        first = dbg.cont()
+        second = dbg.cont()
+        assert second.index > first.index and second.function == "virtio_blk_handle_write"
+        assert dbg.back().function == "virtio_blk_handle_request"  # one step back: its caller's entry
+        again = dbg.goto(first.index)  # rebuilt by replay: the same moment, the same thread, the same ring
+        assert (again.function, again.thread) == ("virtio_blk_handle_write", thread)
+        assert m.virtio.vdev.vq_blk.view()["in_flight"] == [0]
+        dbg.clear()
+        dbg.cont()
+        assert m.guest_result()["done"] and m.image_changes() == list(range(8))

@@ -17,7 +17,8 @@ from ..trace.tracepoint import LAYERS, REGISTRY
 # Ten hues far apart (readable on the light and the dark JupyterLab theme alike).
 LAYER_COLOURS = {
     "guest": "#9467bd", "vmx": "#1f77b4", "kvm": "#17becf", "qemu-cpu": "#2ca02c", "qemu-memory": "#bcbd22",
-    "qemu-pci": "#aec7e8", "qemu-ide": "#ff7f0e", "qemu-virtio": "#ffbb78", "qemu-block": "#d62728", "qemu-threadpool": "#8c564b", "qemu-event-loop": "#e377c2",
+    "qemu-pci": "#aec7e8", "qemu-ide": "#ff7f0e", "qemu-virtio": "#ffbb78", "qemu-block": "#d62728",
+    "qemu-threadpool": "#8c564b", "qemu-event-loop": "#e377c2",
     "host": "#7f7f7f",
 }
 

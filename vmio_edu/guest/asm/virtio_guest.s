@@ -396,9 +396,11 @@ virtio_pci_probe:
     call pci_read_config_dword          # pci_dev->irq
     movzx eax, al
     mov dword ptr [rbp + R_IRQ_LINE], eax
-    # vp_reset, then add_status(ACKNOWLEDGE), add_status(DRIVER): vp_get_status | bit, vp_set_status
+    # vp_reset (status 0, then a status read to flush it), then add_status(ACKNOWLEDGE) and
+    # add_status(DRIVER): vp_get_status | bit, vp_set_status
     xor eax, eax
     call vp_set_status
+    in al, dx
     mov cl, VIRTIO_CONFIG_S_ACKNOWLEDGE
     call add_status
     mov cl, VIRTIO_CONFIG_S_DRIVER

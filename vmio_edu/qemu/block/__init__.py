@@ -253,10 +253,12 @@ def bdrv_is_read_only(bs: BlockDriverState) -> bool:
     return bs.read_only
 
 
+@tracepoint("qemu-block", args=("bs",))
 def bdrv_enable_write_cache(bs: BlockDriverState) -> bool:
     return bs.enable_write_cache
 
 
+@tracepoint("qemu-block", args=("bs", "wce"))
 def bdrv_set_enable_write_cache(bs: BlockDriverState, wce: bool) -> None:
     """Writeback (True) or writethrough (False, a flush after every write). 1.6.1 also flips
     BDRV_O_CACHE_WB in open_flags so that a reopen keeps the mode."""

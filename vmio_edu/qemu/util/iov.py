@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...trace.tracepoint import tracepoint
+
 
 @dataclass
 class iovec:  # noqa: N801 - the C name
@@ -132,6 +134,7 @@ def qemu_iovec_from_buf(qiov: QEMUIOVector, offset: int, buf: bytes) -> int:
     return iov_from_buf(qiov.iov, qiov.niov, offset, buf)
 
 
+@tracepoint("qemu-block", args=("dst", "src_iov", "src_cnt", "soffset", "sbytes"))
 def qemu_iovec_concat_iov(dst: QEMUIOVector, src_iov: list[iovec], src_cnt: int, soffset: int,
                           sbytes: int) -> None:
     """Append to `dst` the pieces of `src_iov` covering `sbytes` bytes from `soffset` (no copying: the new
@@ -149,5 +152,6 @@ def qemu_iovec_concat_iov(dst: QEMUIOVector, src_iov: list[iovec], src_cnt: int,
             soffset -= v.iov_len
 
 
+@tracepoint("qemu-block", args=("dst", "src", "soffset", "sbytes"))
 def qemu_iovec_concat(dst: QEMUIOVector, src: QEMUIOVector, soffset: int, sbytes: int) -> None:
     qemu_iovec_concat_iov(dst, src.iov, src.niov, soffset, sbytes)

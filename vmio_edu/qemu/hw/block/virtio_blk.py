@@ -29,8 +29,10 @@ from ...block import (BDRV_ACCT_READ, BDRV_ACCT_WRITE, BDRV_SECTOR_SIZE, BlockAc
                       bdrv_acct_done, bdrv_acct_start, bdrv_aio_multiwrite, bdrv_aio_readv, bdrv_get_geometry,
                       bdrv_getlength, bdrv_is_read_only, bdrv_set_enable_write_cache, bdrv_enable_write_cache)
 from ...util.iov import QEMUIOVector, qemu_iovec_init_external
+# (werror/rerror and the geometry guess live in the IDE model for now; QEMU has them in block.c and
+# hw/block/hd-geometry.c)
 from ..ide.core import BDRV_ACTION_IGNORE, BDRV_ACTION_REPORT, BDRV_ACTION_STOP, bdrv_error_action, \
-    bdrv_get_error_action
+    bdrv_get_error_action, hd_geometry_guess
 from ..virtio.virtio import (VIRTIO_CONFIG_S_DRIVER_OK, VirtIODevice, VirtQueue, VirtQueueElement,
                              error_report_exit, virtio_add_queue, virtio_init, virtio_notify, virtqueue_pop,
                              virtqueue_push)
@@ -157,6 +159,7 @@ def virtio_blk_rw_complete(req: VirtIOBlockReq, ret: int) -> None:
 
 
 # -- taking requests off the queue --------------------------------------------------------------------------
+@tracepoint("qemu-virtio", args=("s",))
 def virtio_blk_alloc_request(s: VirtIOBlock) -> VirtIOBlockReq:
     return VirtIOBlockReq(dev=s)
 
@@ -282,6 +285,7 @@ def virtio_blk_handle_output(vdev: VirtIOBlock, vq: VirtQueue) -> None:
 
 
 # -- config space, features, status -------------------------------------------------------------------------
+@tracepoint("qemu-virtio", args=("vdev", "config"))
 def virtio_blk_update_config(vdev: VirtIOBlock, config: bytearray) -> None:
     """struct virtio_blk_config: capacity in 512-byte sectors, seg_max 126, geometry, block size, wce."""
     s = vdev
@@ -297,10 +301,12 @@ def virtio_blk_update_config(vdev: VirtIOBlock, config: bytearray) -> None:
     config[:CONFIG_SIZE] = cfg
 
 
+@tracepoint("qemu-virtio", args=("vdev", "config"))
 def virtio_blk_set_config(vdev: VirtIOBlock, config: bytearray) -> None:
     bdrv_set_enable_write_cache(vdev.bs, config[CONFIG_SIZE - 1] != 0)
 
 
+@tracepoint("qemu-virtio", args=("vdev", "features"))
 def virtio_blk_get_features(vdev: VirtIOBlock, features: int) -> int:
     s = vdev
     features |= (1 << VIRTIO_BLK_F_SEG_MAX) | (1 << VIRTIO_BLK_F_GEOMETRY) | (1 << VIRTIO_BLK_F_TOPOLOGY)
@@ -325,16 +331,12 @@ def virtio_blk_set_status(vdev: VirtIOBlock, status: int) -> None:
         bdrv_set_enable_write_cache(vdev.bs, bool(features & (1 << VIRTIO_BLK_F_WCE)))
 
 
+@tracepoint("qemu-virtio", args=("vdev",))
 def virtio_blk_reset(vdev: VirtIOBlock) -> None:
     bdrv_set_enable_write_cache(vdev.bs, vdev.original_wce)
 
 
-def guess_chs_for_size(nb_sectors: int) -> tuple[int, int, int]:
-    """hw/block/hd-geometry.c: a disk with no partition table gets 16 heads, 63 sectors per track."""
-    cyls = nb_sectors // (16 * 63)
-    return max(2, min(cyls, 16383)), 16, 63
-
-
+@tracepoint("qemu-virtio", args=())
 def virtio_blk_device_init(bs: Any, serial: str = "") -> VirtIOBlock:
     """virtio_blk_device_init: the device on drive `bs`, one queue of 128 entries."""
     if bs is None:
@@ -345,7 +347,7 @@ def virtio_blk_device_init(bs: Any, serial: str = "") -> VirtIOBlock:
     s.get_features, s.set_status, s.reset = virtio_blk_get_features, virtio_blk_set_status, virtio_blk_reset
     s.bs, s.serial = bs, serial
     s.original_wce = bdrv_enable_write_cache(bs)
-    s.conf.cyls, s.conf.heads, s.conf.secs = guess_chs_for_size(bdrv_get_geometry(bs))
+    s.conf.cyls, s.conf.heads, s.conf.secs = hd_geometry_guess(bs)  # blkconf_geometry: no -drive cyls=
     s.rq = None
     s.sector_mask = s.conf.logical_block_size // BDRV_SECTOR_SIZE - 1
     s.vq_blk = virtio_add_queue(s, 128, virtio_blk_handle_output)

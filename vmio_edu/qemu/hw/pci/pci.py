@@ -115,16 +115,19 @@ def pci_bus_new(name: str, address_space_mem: MemoryRegion | None, address_space
     return PCIBus(name=name, address_space_io=address_space_io, address_space_mem=address_space_mem)
 
 
+@tracepoint("qemu-pci", args=("bus", "set_irq", "map_irq", "irq_opaque", "nirq"))
 def pci_bus_irqs(bus: PCIBus, set_irq: Callable, map_irq: Callable, irq_opaque: Any, nirq: int) -> None:
     """Give the bus its INTx router: `map_irq(dev, pin)` picks the line, `set_irq(opaque, line, level)`."""
     bus.set_irq, bus.map_irq, bus.irq_opaque, bus.nirq = set_irq, map_irq, irq_opaque, nirq
     bus.irq_count = [0] * nirq
 
 
+@tracepoint("qemu-pci", args=("bus", "irq_num"))
 def pci_bus_get_irq_level(bus: PCIBus, irq_num: int) -> int:
     return 1 if bus.irq_count[irq_num] else 0
 
 
+@tracepoint("qemu-pci", args=("bus", "bus_num", "devfn"))
 def pci_find_device(bus: PCIBus, bus_num: int, devfn: int) -> PCIDevice | None:
     """The function at bus_num:devfn (the model has one root bus, number 0)."""
     if bus_num != 0:
@@ -132,6 +135,7 @@ def pci_find_device(bus: PCIBus, bus_num: int, devfn: int) -> PCIDevice | None:
     return bus.devices.get(devfn)
 
 
+@tracepoint("qemu-pci", args=("dev",))
 def pci_init_wmask(dev: PCIDevice) -> None:
     """Which header bits the guest may write: cache line size, interrupt line, command's I/O, memory,
     bus master and INTx-disable bits; everything past the standard header (device-specific space)."""
@@ -142,6 +146,7 @@ def pci_init_wmask(dev: PCIDevice) -> None:
     dev.wmask[PCI_CONFIG_HEADER_SIZE:] = b"\xff" * (PCI_CONFIG_SPACE_SIZE - PCI_CONFIG_HEADER_SIZE)
 
 
+@tracepoint("qemu-pci", args=("pci_dev", "bus", "name", "devfn"))
 def do_pci_register_device(pci_dev: PCIDevice, bus: PCIBus, name: str, devfn: int, vendor_id: int,
                            device_id: int, class_id: int, revision: int = 0,
                            header_type: int = 0) -> PCIDevice:
@@ -163,10 +168,12 @@ def do_pci_register_device(pci_dev: PCIDevice, bus: PCIBus, name: str, devfn: in
     return pci_dev
 
 
+@tracepoint("qemu-pci", args=("d", "reg"))
 def pci_bar(d: PCIDevice, reg: int) -> int:
     return PCI_BASE_ADDRESS_0 + reg * 4 if reg != PCI_NUM_REGIONS - 1 else PCI_ROM_ADDRESS
 
 
+@tracepoint("qemu-pci", args=("pci_dev", "region_num", "type", "memory"))
 def pci_register_bar(pci_dev: PCIDevice, region_num: int, type: int, memory: MemoryRegion) -> None:  # noqa: A002
     """Declare BAR `region_num`: its size (a power of two) becomes the BAR's write mask, so the guest
     reads the size back by writing all ones (the classic BAR sizing). Unmapped until the guest maps it."""
@@ -182,6 +189,7 @@ def pci_register_bar(pci_dev: PCIDevice, region_num: int, type: int, memory: Mem
         else pci_dev.bus.address_space_mem
 
 
+@tracepoint("qemu-pci", args=("d", "reg", "type", "size"))
 def pci_bar_address(d: PCIDevice, reg: int, type: int, size: int) -> int:  # noqa: A002
     """Where the guest has put BAR `reg`, or PCI_BAR_UNMAPPED (decoding off, address 0, past 64 KiB)."""
     cmd = d.word(PCI_COMMAND)
@@ -212,10 +220,12 @@ def pci_update_mappings(d: PCIDevice) -> None:
             memory_region_add_subregion(r.address_space, r.addr, r.memory)  # _overlap(..., 1) in C
 
 
+@tracepoint("qemu-pci", args=("d",))
 def pci_irq_disabled(d: PCIDevice) -> bool:
     return bool(d.word(PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE)
 
 
+@tracepoint("qemu-pci", args=("d", "was_irq_disabled"))
 def pci_update_irq_disabled(d: PCIDevice, was_irq_disabled: bool) -> None:
     disabled = pci_irq_disabled(d)
     if disabled == was_irq_disabled:

@@ -28,6 +28,7 @@ class PCIHostState:
                 "devfn": (c >> 8) & 0xFF, "register": c & 0xFC}
 
 
+@tracepoint("qemu-pci", args=("bus", "addr"))
 def pci_dev_find_by_addr(bus: PCIBus, addr: int) -> PCIDevice | None:
     return pci_find_device(bus, (addr >> 16) & 0xFF, (addr >> 8) & 0xFF)
 

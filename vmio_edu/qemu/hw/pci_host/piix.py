@@ -88,6 +88,7 @@ def piix3_set_irq(piix3: PIIX3State, pirq: int, level: int) -> None:
     piix3_set_irq_level(piix3, pirq, level)
 
 
+@tracepoint("qemu-pci", args=("piix3",))
 def piix3_update_irq_levels(piix3: PIIX3State) -> None:
     """The routing changed: rebuild pic_levels from the bus's PIRQ levels."""
     piix3.pic_levels = 0
@@ -106,6 +107,7 @@ def piix3_write_config(dev: PCIDevice, address: int, val: int, len: int) -> None
             piix3_set_irq_pic(piix3, pic_irq)
 
 
+@tracepoint("qemu-pci", args=("opaque=d",))
 def piix3_reset(d: PIIX3State) -> None:
     """The PIIX3 registers at reset (only those the model uses): command = master, memory and I/O;
     PIRQ routing 0x80 = disabled on all four lines."""
@@ -116,6 +118,7 @@ def piix3_reset(d: PIIX3State) -> None:
     d.pic_levels = 0
 
 
+@tracepoint("qemu-pci", args=("address_space_io", "pic"))
 def i440fx_init(address_space_io: MemoryRegion, pic: list[IRQState]) -> I440FXState:
     """The PCI side of `pc_init1` with an i440FX: the host bridge's ports 0xcf8/0xcfc
     (i440fx_pcihost_initfn), bus pci.0, the host bridge function at 00:00.0 and PIIX3 at 00:01.0,

@@ -206,6 +206,7 @@ def vring_avail_event(vq: VirtQueue, val: int) -> None:
     stw_phys(vq.vring.used + 4 + 8 * vq.vring.num, val)
 
 
+@tracepoint("qemu-virtio", args=("vq",))
 def virtqueue_init(vq: VirtQueue) -> None:
     """Lay the three parts out from `pa` (the legacy layout)."""
     pa = vq.pa
@@ -348,6 +349,7 @@ def virtio_notify_vector(vdev: VirtIODevice, vector: int) -> None:
         vdev.binding_notify(vdev.binding, vector)
 
 
+@tracepoint("qemu-virtio", args=("event", "new", "old"))
 def vring_need_event(event: int, new: int, old: int) -> bool:
     return ((new - event - 1) & 0xFFFF) < ((new - old) & 0xFFFF)
 
@@ -480,26 +482,32 @@ def virtio_queue_set_addr(vdev: VirtIODevice, n: int, addr: int) -> None:
     virtqueue_init(vdev.vq[n])
 
 
+@tracepoint("qemu-virtio", args=("vdev", "n"))
 def virtio_queue_get_addr(vdev: VirtIODevice, n: int) -> int:
     return vdev.vq[n].pa
 
 
+@tracepoint("qemu-virtio", args=("vdev", "n"))
 def virtio_queue_get_num(vdev: VirtIODevice, n: int) -> int:
     return vdev.vq[n].vring.num
 
 
+@tracepoint("qemu-virtio", args=("vdev", "n"))
 def virtio_queue_vector(vdev: VirtIODevice, n: int) -> int:
     return vdev.vq[n].vector if n < VIRTIO_PCI_QUEUE_MAX else VIRTIO_NO_VECTOR
 
 
+@tracepoint("qemu-virtio", args=("vdev", "n"))
 def virtio_get_queue(vdev: VirtIODevice, n: int) -> VirtQueue:
     return vdev.vq[n]
 
 
+@tracepoint("qemu-virtio", args=("vq",))
 def virtio_queue_get_host_notifier(vq: VirtQueue) -> EventNotifier:
     return vq.host_notifier
 
 
+@tracepoint("qemu-virtio", args=("vdev", "queue_size", "handle_output"))
 def virtio_add_queue(vdev: VirtIODevice, queue_size: int,
                      handle_output: Callable[[VirtIODevice, VirtQueue], None]) -> VirtQueue:
     """The first unused queue gets `queue_size` entries and the device's kick handler."""
@@ -516,6 +524,7 @@ def virtio_add_queue(vdev: VirtIODevice, queue_size: int,
     return vq
 
 
+@tracepoint("qemu-virtio", args=("vdev", "name", "device_id", "config_size"))
 def virtio_init(vdev: VirtIODevice, name: str, device_id: int, config_size: int) -> None:
     vdev.device_id, vdev.status, vdev.isr, vdev.queue_sel = device_id, 0, 0, 0
     vdev.config_vector = VIRTIO_NO_VECTOR

@@ -87,6 +87,7 @@ def virtio_pci_notify(proxy: VirtIOPCIProxy, vector: int) -> None:
     qemu_set_irq(proxy.pci_dev.irq[0], proxy.vdev.isr & 1)
 
 
+@tracepoint("qemu-virtio", args=("d=proxy",))
 def virtio_pci_get_features(proxy: VirtIOPCIProxy) -> int:
     return proxy.host_features
 
@@ -238,6 +239,7 @@ def virtio_write_config(pci_dev: PCIDevice, address: int, val: int, len: int) ->
         virtio_set_status(proxy.vdev, proxy.vdev.status & ~VIRTIO_CONFIG_S_DRIVER_OK)
 
 
+@tracepoint("qemu-virtio", args=("d=proxy",))
 def virtio_pci_device_plugged(proxy: VirtIOPCIProxy, vdev: VirtIODevice, many_ioeventfds: bool = True) -> None:
     """Wire the device to the PCI function: subsystem ids, INTA#, BAR 0 sized to header + config
     (rounded up to a power of two), ioeventfd off if the kernel can't take many (kvm_has_many_ioeventfds),
@@ -261,6 +263,7 @@ def virtio_pci_device_plugged(proxy: VirtIOPCIProxy, vdev: VirtIODevice, many_io
     proxy.host_features = vdev.get_features(vdev, proxy.host_features)
 
 
+@tracepoint("qemu-virtio", args=())
 def virtio_blk_pci_init(bus: PCIBus, devfn: int, vdev: VirtIODevice, ioeventfd: bool = True,
                         many_ioeventfds: bool = True) -> VirtIOPCIProxy:
     """`-device virtio-blk-pci,vectors=0,ioeventfd=on|off` at slot devfn>>3: the PCI function (class
@@ -277,6 +280,7 @@ def virtio_blk_pci_init(bus: PCIBus, devfn: int, vdev: VirtIODevice, ioeventfd: 
     return proxy
 
 
+@tracepoint("qemu-virtio", args=("pci_dev=proxy",))
 def virtio_pci_exit(proxy: VirtIOPCIProxy) -> None:
     """QEMU exiting: the host notifiers' eventfds close (the VM fd, and with it KVM's ioeventfd
     registrations, goes with the process)."""
@@ -287,6 +291,7 @@ def virtio_pci_exit(proxy: VirtIOPCIProxy) -> None:
     proxy.ioeventfd_started = False
 
 
+@tracepoint("qemu-virtio", args=("qdev=proxy",))
 def virtio_pci_reset(proxy: VirtIOPCIProxy) -> None:
     virtio_pci_stop_ioeventfd(proxy)
     virtio_reset(proxy.vdev)
