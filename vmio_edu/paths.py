@@ -21,6 +21,7 @@ The result is plain data with a stable schema (`SCHEMA`), rendered as text by `f
      "engines": ["unicorn", "kvm"], "paths": ["ide", "virtio", "virtio-ioeventfd"],
      "runs": [{"engine", "path", "title", "disk", "ioeventfd",
                "stages": {layer: {thread: entries}}, "functions": {layer: [function, ...]},
+               "calls": {layer: {thread: {function: entries}}},
                "exits": {"IO out port=0x1f0": n, "HLT": 1, ...}, "exit_total",
                "exits_per_sector",                      # all exits / sectors moved (write + read for "both")
                "requests", "request_exits",             # ATA commands or virtio requests; the exits on the
@@ -231,7 +232,7 @@ def run_path(path: Path | str, engine: str = "unicorn", *, op: str = "write", lb
         "kernel_exit_total": None if kernel_counts is None else sum(kernel_counts.values()),
         "time_ms": time_ms, "wall_ms": round(wall * 1e3, 3),
         "image_ok": check["ok"], "problems": check["problems"],
-        "_functions": {k: v for k, v in counter.per_function.items() if k[0].startswith("qemu") or k[0] == "host"},
+        "calls": _nested(counter.per_function),
     }
 
 
@@ -249,6 +250,19 @@ def _kernel_exits(m: Any) -> Counter | None:
     if m.engine != "unicorn":
         return None
     return Counter(exit_key(x.reason, x.direction, x.port) for x in m.kernel_exits)
+
+
+def _nested(per_function: Counter) -> dict:
+    """(layer, thread, function) -> n as {layer: {thread: {function: n}}}, in path order."""
+    out: dict = {}
+    for (layer, thread, fn), n in sorted(per_function.items(),
+                                         key=lambda kv: (_layer_rank(kv[0][0]), _thread_rank(kv[0][1]))):
+        out.setdefault(layer, {}).setdefault(thread, {})[fn] = n
+    return out
+
+
+def _flat(calls: dict) -> dict:
+    return {(layer, t, fn): n for layer, ths in calls.items() for t, fns in ths.items() for fn, n in fns.items()}
 
 
 def _layer_rank(layer: str) -> int:
@@ -286,8 +300,6 @@ def run_paths(*, op: str = "write", lba: int = 0, sectors: int = 1, engines: Ite
             runs.append(run_path(p, engine, op=op, lba=lba, sectors=sectors, seed=seed, per_request=per_request,
                                  depth=depth))
     agree = engines_agree(runs) if len(engines) > 1 else None
-    for r in runs:
-        r.pop("_functions", None)
     doc = {"schema": SCHEMA, "workload": {"op": op, "lba": lba, "sectors": sectors or 256, "seed": seed,
                                           "per_request": per_request, "depth": depth},
            "engines": list(engines), "paths": [p.id for p in chosen], "runs": runs}
@@ -313,7 +325,7 @@ def _userspace_side(layer: str, thread: str) -> bool:
 def engines_agree(runs: list[dict]) -> dict:
     """Per path: do the engines give the same exits to userspace, and did QEMU and the host run the same
     functions as often (besides the vCPU loop's re-entries after a kick)? The kernel's own stages and
-    exits are visible on the emulated engine only. Needs each run's "_functions" (run_path's)."""
+    exits are visible on the emulated engine only."""
     by_path: dict[str, list[dict]] = defaultdict(list)
     for r in runs:
         by_path[r["path"]].append(r)
@@ -323,7 +335,7 @@ def engines_agree(runs: list[dict]) -> dict:
         exits = all(r["exits"] == ref["exits"] for r in rs)
         same, reentries = True, 0
         for r in rs[1:]:
-            a, b = ref["_functions"], r["_functions"]
+            a, b = _flat(ref["calls"]), _flat(r["calls"])
             for key in set(a) | set(b):
                 if key in VCPU_LOOP or not _userspace_side(key[0], key[1]):
                     continue
