@@ -58,7 +58,7 @@ def test_chains_roles_and_owners():
     hdr, data, status = write["descriptors"]
     assert hdr["header"] == {"type": 1, "type_name": "VIRTIO_BLK_T_OUT", "ioprio": 0, "sector": 5}
     assert (hdr["addr"], hdr["len"], hdr["flags_set"], hdr["next"]) == (0x5000, 16, ["NEXT"], 1)
-    assert data["bytes"] == bytes(range(16)).hex() and data["writer"] == "driver"
+    assert data["bytes"] == bytes(range(8)).hex() and data["writer"] == "driver"
     assert status["flags_set"] == ["WRITE"] and status["writer"] == "device" and status["next"] is None
     assert status["status"] == 0 and status["status_name"] == "VIRTIO_BLK_S_OK"
     # completed: the driver's again; the read is still running: the device's

@@ -33,7 +33,7 @@ BLK_TYPES = {0: "VIRTIO_BLK_T_IN", 1: "VIRTIO_BLK_T_OUT", 2: "VIRTIO_BLK_T_SCSI_
              8: "VIRTIO_BLK_T_GET_ID"}
 BLK_STATUS = {0: "VIRTIO_BLK_S_OK", 1: "VIRTIO_BLK_S_IOERR", 2: "VIRTIO_BLK_S_UNSUPP"}
 MAX_CHAINS = 8  # most recent chains shown
-PREVIEW = 16  # bytes of each data buffer shown
+PREVIEW = 8  # bytes of each data buffer shown (the view must fit the panel's views column)
 
 
 def vring_layout(pfn: int, num: int) -> dict[str, int]:
