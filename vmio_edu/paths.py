@@ -34,6 +34,7 @@ The result is plain data with a stable schema (`SCHEMA`), rendered as text by `f
 """
 from __future__ import annotations
 
+import textwrap
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from .trace.timing import LayerTimer
 from .trace.tracepoint import LAYERS, ThreadContext, TracePoint
 
 SCHEMA = "vmio-edu/paths/1"
+WIDTH = 100  # the text fits 100 columns
 
 
 @dataclass(frozen=True)
@@ -393,9 +395,16 @@ def format_text(doc: dict) -> str:
                           if a["kvm_run_reentries"] else "") + ")")
     bad = [f"{r['path']} on {r['engine']}: {'; '.join(r['problems'])}" for r in doc["runs"] if not r["image_ok"]]
     out.append("")
+    from .machine import DEFAULT_IMAGE_SIZE, SECTOR
+    end = DEFAULT_IMAGE_SIZE // SECTOR  # the fresh image each run gets
+    if w["lba"] + w["sectors"] > end:
+        out.append(f"note: the request runs past the end of the {end}-sector image (sectors {max(w['lba'], end)}.."
+                   f"{w['lba'] + w['sectors'] - 1}): each path answers with its own error (IDE aborts at the "
+                   "first sector past the end; virtio-blk fails the whole request with VIRTIO_BLK_S_IOERR)")
     out += [f"IMAGE CHECK FAILED: {b}" for b in bad] or ["Image check: OK on every path (the image holds the "
                                                         "bytes the guest wrote)"]
-    return "\n".join(out)
+    return "\n".join(textwrap.fill(line, WIDTH, subsequent_indent="  ") if len(line) > WIDTH else line
+                     for line in out)
 
 
 def _table(runs: list[dict]) -> list[str]:

@@ -192,3 +192,17 @@ def test_write_and_read_back_count_both_directions(capsys):
     assert ide["exits"]["IO out port=0x1f0"] == 512 and 2 <= ide["exits"]["IO in port=0x1f0"] <= 4
     assert ide["request_exits_per_sector"] == round(ide["request_exits"] / 4, 2)  # 4 sectors moved
     assert vio["request_exits"] == 4  # a notify and an ISR read per request
+
+
+def test_past_the_end_each_path_gives_its_own_error(capsys):
+    """A request running off the 2048-sector image: IDE writes up to the end and aborts, virtio-blk fails
+    the whole request (VIRTIO_BLK_S_IOERR, nothing written); the command says so and exits 1."""
+    assert main(["paths", "--path", "ide", "--path", "virtio", "--lba", "2046", "--sectors", "4"]) == 1
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 100
+    assert "past the end of the 2048-sector image" in out
+    code, doc = _json(capsys, "--path", "ide", "--path", "virtio", "--lba", "2046", "--sectors", "4")
+    ide, vio = doc["runs"]
+    assert code == 1 and not ide["image_ok"] and not vio["image_ok"]
+    assert not any("2046" in p or "2047" in p for p in ide["problems"])  # IDE wrote the sectors in range
+    assert any("sector 2046 " in p for p in vio["problems"])  # virtio wrote nothing
