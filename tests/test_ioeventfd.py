@@ -344,3 +344,50 @@ def test_the_tick_period_is_counted_in_guest_instructions():
         ticks = [e for e in m.kernel_exits if e.reason == "EXTERNAL_INTERRUPT"]
         assert len(ticks) == 3  # ~3004 instructions: ticks after 1000, 2000 and 3000
         assert m.cpu.kvm_fd.vcpu.stat["irq_exits"] == 3
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Backtraces: the kernel's side in Linux 3.7's frames, the handler on the main loop in QEMU 1.6.1's
+# ---------------------------------------------------------------------------------------------------------
+def _backtraces(code: bytes, functions: set[str]) -> dict:
+    from vmio_edu.trace.backtrace import backtrace
+    hits: dict = {}
+    with Machine(code, mode=16, record=True, max_instructions=5_000_000) as m:
+        NotifyDevice(m)
+
+        def on_enter(tp, args, ctx):
+            if tp.name in functions and tp.name not in hits:
+                hits[tp.name] = (ctx.name, backtrace(ctx.stack, ctx.name, ctx.machine))
+        m.trace.on_enter = on_enter
+        m.run()
+    return hits
+
+
+def test_backtraces_of_the_signal_the_tick_and_the_handler():
+    code = _guest(f"mov dx, {START:#x}\nmov al, 1\nout dx, al\n"
+                  f"mov dx, {NOTIFY:#x}\nmov ax, 1\nout dx, ax\n" + SPIN)
+    hits = _backtraces(code, {"eventfd_signal", "kvm_resched", "qemu_iohandler_poll", "kvm_io_ioeventfd_add"})
+    thread, bt = hits["eventfd_signal"]
+    assert thread == "vcpu0"
+    assert [f.function for f in bt] == [
+        "eventfd_signal", "ioeventfd_write", "kvm_io_bus_write", "kernel_pio", "emulator_pio_in_out",
+        "emulator_pio_out_emulated", "kvm_fast_pio_out", "handle_io", "vmx_handle_exit", "vcpu_enter_guest",
+        "__vcpu_run", "kvm_arch_vcpu_ioctl_run", "kvm_vcpu_ioctl", "kvm_vcpu_ioctl", "kvm_cpu_exec",
+        "qemu_kvm_cpu_thread_fn"]
+    where = {f.function: (f.file, f.line) for f in bt}
+    assert where["eventfd_signal"] == ("fs/eventfd.c", 56)  # its first statement
+    assert where["ioeventfd_write"] == ("virt/kvm/eventfd.c", 639)  # the call of eventfd_signal
+    assert where["kvm_io_bus_write"] == ("virt/kvm/kvm_main.c", 2659)
+    thread, bt = hits["kvm_resched"]
+    assert thread == "vcpu0"
+    assert [f.function for f in bt][:3] == ["kvm_resched", "__vcpu_run", "kvm_arch_vcpu_ioctl_run"]
+    assert (bt[0].file, bt[0].line, bt[1].line) == ("virt/kvm/kvm_main.c", 1632, 5483)
+    thread, bt = hits["qemu_iohandler_poll"]
+    assert thread == "main"
+    assert [f.function for f in bt] == ["qemu_iohandler_poll", "main_loop_wait", "main_loop"]
+    assert bt[1].line == 466
+    thread, bt = hits["kvm_io_ioeventfd_add"]  # registered by the device on the vCPU thread
+    assert thread == "vcpu0"
+    assert [f.function for f in bt][:4] == ["kvm_io_ioeventfd_add", "address_space_add_del_ioeventfds",
+                                            "address_space_update_ioeventfds", "memory_region_add_eventfd"]
+    assert (bt[0].file, bt[0].line) == ("kvm-all.c", 869)

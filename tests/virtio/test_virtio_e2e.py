@@ -39,6 +39,8 @@ def test_64_sectors_write_then_read_land_byte_exact(engine, ioeventfd):
     assert r["sectors_done"] == 128 and r["requests"] == 2 and r["kicks"] == 2
     assert r["irqs"] == 2 and r["irq_status"] == 1  # one INTx per request, ISR bit 0 (a used buffer)
     assert r["capacity"] == 2048  # the 1 MiB image, read from the device's config space
+    assert (r["seg_max"], r["blk_size"], r["opt_io_size"]) == (126, 512, 0)  # 128 - 2, as 1.6.1 says
+    assert r["wce"] == 1  # cache=writeback: the host caches writes (the driver took CONFIG_WCE)
     assert (r["iobase"], r["bar_size"], r["irq_line"]) == (0xC000, 64, 11)
 
 

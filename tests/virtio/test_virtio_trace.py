@@ -2,6 +2,7 @@
 multiwrite merging, the virtqueue view, determinism."""
 import pytest
 
+from kvm_policy import require_kvm
 from vmio_edu import Machine
 from vmio_edu.trace.tracepoint import REGISTRY
 
@@ -130,9 +131,13 @@ def test_same_seed_same_trace(ioeventfd):
     assert c[2] != a[2]  # another seed writes other bytes
 
 
+@pytest.mark.parametrize("engine", ["unicorn", "kvm"])
 @pytest.mark.parametrize("ioeventfd,thread", [(False, "vcpu0"), (True, "main")])
-def test_time_travel_on_the_virtio_path(ioeventfd, thread):
-    with Machine(disk="virtio", op="write", sectors=8, per_request=4, depth=2, ioeventfd=ioeventfd) as m:
+def test_time_travel_on_the_virtio_path(ioeventfd, thread, engine):
+    if engine == "kvm":
+        require_kvm()
+    with Machine(disk="virtio", op="write", sectors=8, per_request=4, depth=2, ioeventfd=ioeventfd,
+                 engine=engine) as m:
         dbg = m.debugger()
         dbg.break_at("virtio_blk_handle_write")
         first = dbg.cont()
@@ -145,3 +150,30 @@ def test_time_travel_on_the_virtio_path(ioeventfd, thread):
         dbg.clear()
         dbg.cont()
         assert m.guest_result()["done"] and m.image_changes() == list(range(8))
+
+
+def test_byte_provenance_says_why_there_is_no_copy_on_the_virtio_path():
+    from vmio_edu.errors import VmioError
+    with Machine(disk="virtio", op="write", sectors=2) as m:
+        dbg = m.debugger()
+        dbg.cont()
+        with pytest.raises(VmioError, match="no copy to follow.*maps each descriptor in place"):
+            dbg.provenance(image_offset=0x210)
+
+
+@pytest.mark.parametrize("polling,irqs,vectors", [(False, 1, 1), (True, 0, 0)])
+def test_event_idx_suppresses_interrupts_for_a_batch(polling, irqs, vectors):
+    # The interrupt-driven driver takes VIRTIO_RING_F_EVENT_IDX (as Linux 3.7): four requests complete
+    # back to back, but used_event only asks for the first, so virtio_notify raises INTx once
+    # (vring_notify -> vring_need_event says no for the others). The polling driver takes no ring
+    # feature and sets VRING_AVAIL_F_NO_INTERRUPT: no interrupt at all.
+    with Machine(disk="virtio", op="write", sectors=64, per_request=16, depth=4, polling=polling,
+                 record=True) as m:
+        m.run()
+        r = m.guest_result()
+        assert bool(r["features"] & (1 << 29))  # offered by QEMU 1.6.1
+        assert (r["requests"], r["kicks"], r["irqs"]) == (4, 1, irqs)
+        assert len(_entries(m, "virtio_notify")) == 4
+        notifies = [a for a in _entries(m, "virtio_notify_vector")]
+        assert len(notifies) - 1 == vectors  # (one more from the driver's reset)
+        assert len(_entries(m, "vring_need_event")) == (0 if polling else 3)

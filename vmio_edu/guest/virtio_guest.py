@@ -85,8 +85,9 @@ class VirtioGuest(GuestProgram):
     def read_result(self, ram) -> dict:
         """The result block: done, status (first bad status byte), error (requests that failed), irqs,
         sectors_done, vector, irq_status (the ISR value last read), outcome, requests, kicks, capacity,
-        features, irq_line, iobase, bar_size; read_back for read/both."""
-        raw = bytes(ram[RESULT_ADDR:RESULT_ADDR + 0x40])
+        features, irq_line, iobase, bar_size, seg_max, blk_size, opt_io_size, wce (the config fields the driver
+        read); read_back for read/both."""
+        raw = bytes(ram[RESULT_ADDR:RESULT_ADDR + 4 * _SYM["RESULT_DWORDS"]])
 
         def u32(name: str) -> int:
             return struct.unpack_from("<I", raw, _SYM[name])[0]
@@ -96,7 +97,8 @@ class VirtioGuest(GuestProgram):
                "irq_status": u32("R_IRQ_STATUS"), "outcome": u32("R_OUTCOME"), "requests": u32("R_REQUESTS"),
                "kicks": u32("R_KICKS"), "capacity": struct.unpack_from("<Q", raw, _SYM["R_CAPACITY"])[0],
                "features": u32("R_FEATURES"), "irq_line": u32("R_IRQ_LINE"), "iobase": u32("R_IOBASE"),
-               "bar_size": u32("R_BAR_SIZE")}
+               "bar_size": u32("R_BAR_SIZE"), "seg_max": u32("R_SEG_MAX"), "blk_size": u32("R_BLK_SIZE"),
+               "opt_io_size": u32("R_OPT_IO_SIZE"), "wce": u32("R_WCE")}
         p = bytes(ram[PARAMS_ADDR:PARAMS_ADDR + _SYM["P_FAULT"] + 4])
         op, count = (struct.unpack_from("<I", p, _SYM[k])[0] for k in ("P_OP", "P_COUNT"))
         n = (count & 0x1FF) or 256

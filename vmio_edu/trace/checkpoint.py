@@ -78,6 +78,7 @@ class Checkpoint:
     cpu: dict = field(default_factory=dict)  # X86Cpu's state fields (CPU_FIELDS) and its hook state
     sched: dict = field(default_factory=dict)  # the scheduler's counters
     exits: int = 0  # len(machine.exits)
+    kernel_exits: int = 0  # len(machine.kernel_exits)
     image_size: int = 0
     nbytes: int = 0  # about the memory it adds (pages shared with the previous checkpoint not counted)
 
@@ -129,7 +130,7 @@ def _real(machine: Any) -> bool:
 def quiescent(machine: Any) -> str | None:
     """None if the machine is at a quiescent point (see the module docstring), else what is in flight.
     Call it while the vCPU thread is stopped at the entry of KVM_RUN."""
-    from ..qemu.util.event_notifier_posix import event_notifier_is_set
+    from ..qemu.util.event_notifier_posix import event_notifier_is_set, fd_readable
 
     s, st = machine.sched, machine.state
     if s._due or s.park_requested or s.error is not None or s.closing:
@@ -160,6 +161,9 @@ def quiescent(machine: Any) -> str | None:
             return "the thread pool's notifier is set"
     if event_notifier_is_set(ctx.notifier):
         return "the main loop's notifier is set"
+    for ioh in st.extra.get("io_handlers", ()):  # an fd handler's event (an ioeventfd's signal) not yet read
+        if not ioh.deleted and fd_readable(ioh.fd):
+            return "a main-loop fd handler has an event pending"
     for bs in (machine.bs, machine.bs.file):
         if bs is not None and bs.tracked_requests:
             return "a block request is in flight"
@@ -315,6 +319,7 @@ def save(machine: Any, index: int, pages: _Pages | None = None) -> Checkpoint:
     s = machine.sched
     cp.sched = {"ticks": s.ticks}
     cp.exits = len(machine.exits)
+    cp.kernel_exits = len(getattr(machine, "kernel_exits", ()))
     cp.nbytes = nbytes
     return cp
 

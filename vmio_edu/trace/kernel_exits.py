@@ -15,6 +15,8 @@ KVM_RUN. Reasons, by the VMX exit taken:
 * "IO(<device>)": a port access an in-kernel device on the KVM PIO bus took: "IO(ioeventfd)" (a
   KVM_IOEVENTFD registration, virt/kvm/eventfd.c) or "IO(pic)" (the in-kernel i8259). A KVM MMIO bus
   device gives "MMIO(<device>)" the same way.
+* "IO(emulator)": an I/O exit the instruction emulator finished without any device (a `rep outsw`
+  re-entered with RCX=0 after its last element went out).
 * "EXTERNAL_INTERRUPT": the host timer tick (see vmio_edu/linux/kernel/sched/core.py).
 * otherwise the VMX exit's name: "HLT" (the in-kernel irqchip halts the vCPU in the kernel),
   "PENDING_INTERRUPT" (an interrupt window opened), "EXCEPTION_NMI" (a #UD re-injected), ...
@@ -77,6 +79,8 @@ class KernelExitRecorder:
             rec.direction = "in" if pio.in_ else "out"
             rec.size, rec.port = pio.size, pio.port
             rec.data = bytes(vcpu.arch.pio_data[:pio.size]).hex()
+        elif reason == V.EXIT_REASON_IO_INSTRUCTION:
+            rec.reason = "IO(emulator)"  # x86_emulate_instruction finished it (e.g. a rep string with RCX=0)
         elif reason in (V.EXIT_REASON_EPT_VIOLATION, V.EXIT_REASON_EPT_MISCONFIG) and device is not None:
             rec.reason = f"MMIO({device})"
             rec.phys_addr = vcpu.cpu.vmcs.GUEST_PHYSICAL_ADDRESS

@@ -105,6 +105,7 @@ class TimeTravel:
         self._checkpoints: list[CP.Checkpoint] = []  # sorted by index, all made by the current machine
         self._cp_index: list[int] = []
         self._exit_log: list = []  # machine.exits as far as the checkpoints know them
+        self._kexit_log: list = []  # machine.kernel_exits likewise (the emulated kernel's own exits)
         self._writes: list[tuple[int, int, bytes]] = []  # (event index, offset, bytes): completed host writes
         self._image_fds: dict[int, bool] = {}  # model fd -> is it the disk image?
         self.last_restore: int | None = None  # the checkpoint index the last replay started from (-1: start)
@@ -261,6 +262,9 @@ class TimeTravel:
         ex, log = m.exits, self._exit_log
         if len(ex) > len(log):
             log.extend(ex[len(log):])
+        kex, klog = _kernel_exits(m), self._kexit_log
+        if len(kex) > len(klog):
+            klog.extend(kex[len(klog):])
         cp = CP.save(m, i, self._cp_pages)
         try:
             cp.image_size = os.path.getsize(self._config["image"])
@@ -275,6 +279,7 @@ class TimeTravel:
         j = bisect.bisect_left(self._cp_index, i)
         del self._checkpoints[j:], self._cp_index[j:]
         del self._exit_log[self._checkpoints[-1].exits if self._checkpoints else 0:]
+        del self._kexit_log[self._checkpoints[-1].kernel_exits if self._checkpoints else 0:]
         self._writes = [w for w in self._writes if w[0] < i]
 
     def _log_write(self, i: int, result: Any, ctx: ThreadContext) -> None:
@@ -405,6 +410,11 @@ class TimeTravel:
             del ex[cp.exits:]
         else:
             ex.extend(self._exit_log[len(ex):cp.exits])
+        kex = _kernel_exits(m)
+        if len(kex) > cp.kernel_exits:
+            del kex[cp.kernel_exits:]
+        else:
+            kex.extend(self._kexit_log[len(kex):cp.kernel_exits])
         self._image_to(here, cp.index, cp.image_size)
         self._gen += 1
         self.last_restore = cp.index
@@ -462,6 +472,7 @@ class TimeTravel:
         finally:
             m._tmpdir, m._debugger = tmpdir, self
         self._checkpoints, self._cp_index, self._exit_log = [], [], []
+        self._kexit_log = []
         self._cp_pages = CP._Pages()
         self._writes, self._image_fds = [], {}
         self._restore_image()
@@ -519,3 +530,8 @@ def _files_differ(a: str, b: str, chunk: int = 1 << 20) -> bool:
             if not x:
                 return False
 
+
+def _kernel_exits(m: Any) -> list:
+    """The machine's exits handled in the kernel (none kept on the real engine, or before issue 14)."""
+    rec = getattr(m, "kernel_exit_recorder", None)
+    return rec.exits if rec is not None else []

@@ -9,9 +9,9 @@
 # The host fills the parameter block at PARAMS, starts the vCPU at 0x1000 in long mode (identity-mapped
 # RAM, RSP = 0x8000) and reads the result block at RESULT once the guest halts with `cli; hlt`.
 #
-# Simplifications, each on purpose: the driver acks no ring features (no EVENT_IDX, no indirect
-# descriptors; Linux 3.7 would take both), reads only the capacity from the config space, and serves a
-# request queue in batches: it publishes up to P_DEPTH requests, kicks once, and waits until all of
+# Simplifications, each on purpose: the driver takes EVENT_IDX but not indirect descriptors (Linux 3.7
+# would take both; the polling variant takes neither, as SeaBIOS), and serves a request queue in
+# batches: it publishes up to P_DEPTH requests, kicks once, and waits until all of
 # them are used before the next batch (Linux refills as requests complete).
 #
 # Keystone note: memory is always addressed through a register ([rbx + P_LBA]); keystone 0.9.2
@@ -69,6 +69,11 @@
 .equ R_IRQ_LINE,    0x34        # PCI interrupt line: the ISA IRQ the device's INTA# reaches
 .equ R_IOBASE,      0x38        # BAR 0: the I/O base of the virtio header
 .equ R_BAR_SIZE,    0x3c        # BAR 0's size, found by writing all ones
+.equ R_SEG_MAX,     0x40        # config seg_max (VIRTIO_BLK_F_SEG_MAX), 0 if not negotiated
+.equ R_BLK_SIZE,    0x44        # config blk_size (VIRTIO_BLK_F_BLK_SIZE), 0 if not negotiated
+.equ R_OPT_IO_SIZE, 0x48        # config opt_io_size (VIRTIO_BLK_F_TOPOLOGY), 0 if not negotiated
+.equ R_WCE,         0x4c        # config wce (VIRTIO_BLK_F_CONFIG_WCE): 1 = the host caches writes
+.equ RESULT_DWORDS, 20
 
 .equ DONE_MAGIC,    0x454e4f44  # "DONE" in memory
 .equ NO_VECTOR,     0xff
@@ -86,6 +91,7 @@
 .equ D_LAST_USED,   0x10        # u32: last_used_idx: used entries reaped so far
 .equ D_NUM_ADDED,   0x14        # u32: buffers added since the last kick
 .equ D_MAX_SLOTS,   0x18        # u32: requests that fit the table at once (3 descriptors each)
+.equ D_FEATURES,    0x1c        # u32: the negotiated features (vdev->features[0])
 .equ D_DESC,        0x20        # u64: vring.desc
 .equ D_AVAIL,       0x28        # u64: vring.avail
 .equ D_USED,        0x30        # u64: vring.used
@@ -121,7 +127,20 @@
 .equ VIRTIO_CONFIG_S_ACKNOWLEDGE, 1
 .equ VIRTIO_CONFIG_S_DRIVER,      2
 .equ VIRTIO_CONFIG_S_DRIVER_OK,   4
-.equ DRIVER_FEATURES,   0x0654  # SEG_MAX(2) GEOMETRY(4) BLK_SIZE(6) WCE(9) TOPOLOGY(10)
+.equ DRIVER_FEATURES,   0x0e54  # SEG_MAX(2) GEOMETRY(4) BLK_SIZE(6) WCE(9) TOPOLOGY(10) CONFIG_WCE(11)
+.equ F_CONFIG_WCE,      0x0800
+.equ F_EVENT_IDX,       0x20000000      # VIRTIO_RING_F_EVENT_IDX (29): the interrupt-driven driver takes it
+.equ CFG_WCE,           32
+.equ F_SEG_MAX,         0x0004
+.equ F_BLK_SIZE,        0x0040
+.equ F_TOPOLOGY,        0x0400
+.equ CFG_CAPACITY,      0       # offsets in struct virtio_blk_config
+.equ CFG_SEG_MAX,       12
+.equ CFG_BLK_SIZE,      20
+.equ CFG_PHYS_BLOCK_EXP, 24
+.equ CFG_ALIGNMENT_OFFSET, 25
+.equ CFG_MIN_IO_SIZE,   26
+.equ CFG_OPT_IO_SIZE,   28
 .equ VRING_DESC_F_NEXT,  1
 .equ VRING_DESC_F_WRITE, 2
 .equ VRING_USED_F_NO_NOTIFY,     1
@@ -248,7 +267,7 @@ sector_count_done:
 
 init_result:
     mov rdi, rbp
-    mov ecx, 16
+    mov ecx, RESULT_DWORDS
     xor eax, eax
     rep stosd
     mov dword ptr [rbp + R_VECTOR], NO_VECTOR
@@ -410,7 +429,13 @@ virtio_pci_probe:
     add edx, VIRTIO_PCI_HOST_FEATURES
     in eax, dx
     mov dword ptr [rbp + R_FEATURES], eax
-    and eax, DRIVER_FEATURES
+    mov ecx, DRIVER_FEATURES
+    test dword ptr [rbx + P_FLAGS], FLAG_POLLING
+    jnz virtio_pci_probe_features       # a polling driver asks for no ring features, as SeaBIOS
+    or ecx, F_EVENT_IDX
+virtio_pci_probe_features:
+    and eax, ecx
+    mov dword ptr [r12 + D_FEATURES], eax
     mov edx, dword ptr [r12 + D_IOBASE]
     add edx, VIRTIO_PCI_GUEST_FEATURES
     out dx, eax
@@ -430,27 +455,75 @@ add_status:                             # cl = bit to add
     out dx, al
     ret
 
-# virtblk_probe: init_vq (vp_find_vqs -> setup_vq), the capacity from the config space, then
-# virtio_dev_probe's add_status(DRIVER_OK).
+# virtblk_probe, in Linux 3.7's order: seg_max (before the queue exists), init_vq (vp_find_vqs ->
+# setup_vq), the cache mode (config wce), the capacity, then the block size and the topology; each field only if its feature was
+# negotiated (virtio_config_val). virtio_dev_probe then adds DRIVER_OK.
 virtblk_probe:
+    test dword ptr [r12 + D_FEATURES], F_SEG_MAX
+    jz virtblk_probe_vq
+    mov edi, CFG_SEG_MAX
+    mov ecx, 4
+    call vp_get
+    mov dword ptr [rbp + R_SEG_MAX], r8d
+virtblk_probe_vq:
     call vp_find_vqs
-    # virtio_config_val(capacity): vp_get reads the config one byte at a time (8 exits)
+    test dword ptr [r12 + D_FEATURES], F_CONFIG_WCE
+    jz virtblk_probe_capacity
+    mov edi, CFG_WCE                    # virtblk_update_cache_mode: writeback or writethrough
+    mov ecx, 1
+    call vp_get
+    mov dword ptr [rbp + R_WCE], r8d
+virtblk_probe_capacity:
+    mov edi, CFG_CAPACITY               # "Host must always specify the capacity."
+    mov ecx, 8
+    call vp_get
+    mov qword ptr [rbp + R_CAPACITY], r8
+    test dword ptr [r12 + D_FEATURES], F_BLK_SIZE
+    jz virtblk_probe_topology
+    mov edi, CFG_BLK_SIZE
+    mov ecx, 4
+    call vp_get
+    mov dword ptr [rbp + R_BLK_SIZE], r8d
+virtblk_probe_topology:
+    test dword ptr [r12 + D_FEATURES], F_TOPOLOGY
+    jz virtblk_probe_done
+    mov edi, CFG_PHYS_BLOCK_EXP
+    mov ecx, 1
+    call vp_get
+    mov edi, CFG_ALIGNMENT_OFFSET
+    mov ecx, 1
+    call vp_get
+    mov edi, CFG_MIN_IO_SIZE
+    mov ecx, 2
+    call vp_get
+    mov edi, CFG_OPT_IO_SIZE
+    mov ecx, 4
+    call vp_get
+    mov dword ptr [rbp + R_OPT_IO_SIZE], r8d
+virtblk_probe_done:
+    mov cl, VIRTIO_CONFIG_S_DRIVER_OK
+    call add_status
+    ret
+
+# vp_get: ecx bytes of the device config at offset edi, one ioread8 each, as Linux 3.7 reads them.
+#  -> r8 (little-endian)
+vp_get:
     mov edx, dword ptr [r12 + D_IOBASE]
-    add edx, VIRTIO_PCI_CONFIG          # offset 0 of struct virtio_blk_config: u64 capacity
+    add edx, VIRTIO_PCI_CONFIG
+    add edx, edi
     xor r8d, r8d
+    shl ecx, 3                          # bits to read
+    mov r9d, ecx
     xor ecx, ecx
-virtblk_capacity:
+vp_get_byte:
     in al, dx
     movzx eax, al
     shl rax, cl
     or r8, rax
     inc edx
     add ecx, 8
-    cmp ecx, 64
-    jb virtblk_capacity
-    mov qword ptr [rbp + R_CAPACITY], r8
-    mov cl, VIRTIO_CONFIG_S_DRIVER_OK
-    call add_status
+    cmp ecx, r9d
+    jb vp_get_byte
     ret
 
 # vp_find_vqs -> vp_try_to_find_vqs (no MSI-X: one shared INTx handler, vp_interrupt) -> setup_vq:
@@ -507,7 +580,7 @@ setup_vq_pfn:
 # ==============================================================================================================
 # do_virtblk_request: turn the transfer (r13d sectors at P_LBA, buffer r14, type r15d) into requests of
 # P_PER_REQ sectors, publish up to P_DEPTH of them (virtblk_add_req -> virtqueue_add_buf), kick once
-# (virtqueue_kick), and wait until the device has used them all (blk_done) before the next batch.
+# (virtqueue_kick), and wait until the device has used them all (virtblk_done) before the next batch.
 do_virtblk_request:
     xor r8d, r8d                        # sectors already in requests
 dvr_batch:
@@ -550,7 +623,8 @@ dvr_done:
 
 # virtqueue_add_buf (drivers/virtio/virtio_ring.c): request slot r9d uses descriptors 3j..3j+2:
 #   header (device reads) -> data (device reads for a write, writes for a read) -> status (device writes).
-# The head goes into avail->ring[(avail->idx + num_added) % num]; the idx itself moves at the kick.
+# The head goes into avail->ring[avail->idx % num], and avail->idx moves at once (Linux 3.7 publishes
+# each buffer as it is added; the kick only decides whether to tell the device).
 virtqueue_add_buf:
     imul r11d, r9d, 3                   # head descriptor index
     mov eax, r9d
@@ -606,9 +680,8 @@ add_buf_out:
     mov word ptr [rdi + 46], r11w       # ... and back to the head: a loop
 add_buf_avail:
     mov eax, dword ptr [r12 + D_AVAIL_IDX]
-    add eax, dword ptr [r12 + D_NUM_ADDED]
     xor edx, edx
-    div dword ptr [r12 + D_NUM]         # edx = slot in the avail ring
+    div dword ptr [r12 + D_NUM]         # edx = avail->idx % num: the next slot of the avail ring
     mov rdi, qword ptr [r12 + D_AVAIL]
     mov eax, r11d
     cmp dword ptr [rbx + P_FAULT], FAULT_BAD_HEAD
@@ -616,23 +689,40 @@ add_buf_avail:
     mov eax, dword ptr [r12 + D_NUM]    # a head past the table
 add_buf_head:
     mov word ptr [rdi + rdx*2 + 4], ax
+    sfence                              # virtio_wmb: the entry before the index that publishes it
+    mov eax, dword ptr [r12 + D_AVAIL_IDX]
+    inc eax
+    and eax, 0xffff
+    mov dword ptr [r12 + D_AVAIL_IDX], eax
+    mov word ptr [rdi + 2], ax          # avail->idx++
     inc dword ptr [r12 + D_NUM_ADDED]
     ret
 
-# virtqueue_kick: virtqueue_kick_prepare (barrier, avail->idx += num_added, barrier, and notify unless the
-# device set VRING_USED_F_NO_NOTIFY), then virtqueue_notify -> vp_notify: the queue's index to
-# QUEUE_NOTIFY, one 16-bit OUT.
+# virtqueue_kick: virtqueue_kick_prepare, then virtqueue_notify -> vp_notify (the queue's index to
+# QUEUE_NOTIFY, one 16-bit OUT) if it said so. With VIRTIO_RING_F_EVENT_IDX the device asks for a kick
+# through avail_event (the u16 after the used ring): kick if it lies in [old, new) of this batch
+# (vring_need_event); without it, unless the device set VRING_USED_F_NO_NOTIFY.
 virtqueue_kick:
-    mfence
-    mov eax, dword ptr [r12 + D_AVAIL_IDX]
-    add eax, dword ptr [r12 + D_NUM_ADDED]
-    and eax, 0xffff
-    mov dword ptr [r12 + D_AVAIL_IDX], eax
+    mfence                              # virtio_mb: the entries out before avail_event is read
+    mov ecx, dword ptr [r12 + D_AVAIL_IDX]      # new
+    mov edx, ecx
+    sub edx, dword ptr [r12 + D_NUM_ADDED]      # old
     mov dword ptr [r12 + D_NUM_ADDED], 0
-    mov rdi, qword ptr [r12 + D_AVAIL]
-    mov word ptr [rdi + 2], ax
-    mfence
     mov rdi, qword ptr [r12 + D_USED]
+    test dword ptr [r12 + D_FEATURES], F_EVENT_IDX
+    jz virtqueue_kick_flags
+    mov eax, dword ptr [r12 + D_NUM]
+    movzx eax, word ptr [rdi + rax*8 + 4]       # vring_avail_event
+    mov esi, ecx
+    sub esi, eax
+    dec esi
+    and esi, 0xffff                     # (u16)(new - event - 1)
+    sub ecx, edx
+    and ecx, 0xffff                     # (u16)(new - old)
+    cmp esi, ecx
+    jb vp_notify
+    ret
+virtqueue_kick_flags:
     test word ptr [rdi], VRING_USED_F_NO_NOTIFY
     jnz virtqueue_kick_skip
 vp_notify:
@@ -645,7 +735,7 @@ virtqueue_kick_skip:
     ret
 
 # Wait until every published request is used.
-#  interrupts: sleep in hlt; vp_interrupt -> vring_interrupt -> blk_done reaps the used ring;
+#  interrupts: sleep in hlt; vp_interrupt -> vring_interrupt -> virtblk_done reaps the used ring;
 #  polling (SeaBIOS's virtio-blk): interrupts off, spin on used->idx (no exits), then reap.
 virtblk_wait:
     test dword ptr [rbx + P_FLAGS], FLAG_POLLING
@@ -669,25 +759,59 @@ virtblk_poll_spin:
     movzx eax, word ptr [rsi + 2]       # vring_more_used
     cmp eax, ecx
     jne virtblk_poll_spin
-    call vring_interrupt
+virtblk_poll_reap:
+    call virtqueue_get_buf
+    jnz virtblk_poll_reap
     ret
 
-# vring_interrupt -> (virtqueue_get_buf until empty) -> blk_done: for every new used entry, find the
-# request by its head (slot = head / 3), check its status byte, count it.
+# vring_interrupt: nothing to do unless the used ring moved (more_used); else the queue's callback,
+# virtblk_done: loop { virtqueue_disable_cb; take every used buffer (virtqueue_get_buf) and complete its
+# request } until virtqueue_enable_cb finds nothing new.
 vring_interrupt:
+    mov rsi, qword ptr [r12 + D_USED]
+    movzx eax, word ptr [rsi + 2]
+    cmp eax, dword ptr [r12 + D_LAST_USED]
+    je vring_interrupt_none             # IRQ_NONE for this queue
+virtblk_done:
+    mov rdi, qword ptr [r12 + D_AVAIL]  # virtqueue_disable_cb
+    or word ptr [rdi], VRING_AVAIL_F_NO_INTERRUPT
+virtblk_done_next:
+    call virtqueue_get_buf
+    jnz virtblk_done_next
+    mov rdi, qword ptr [r12 + D_AVAIL]  # virtqueue_enable_cb
+    and word ptr [rdi], 0xfffe         # ~VRING_AVAIL_F_NO_INTERRUPT
+    call vring_set_used_event
+    mfence
+    mov rsi, qword ptr [r12 + D_USED]
+    movzx eax, word ptr [rsi + 2]
+    cmp eax, dword ptr [r12 + D_LAST_USED]
+    jne virtblk_done                    # more came in meanwhile: go round again
+vring_interrupt_none:
+    ret
+
+# used_event (the u16 after the avail ring) = last_used_idx: "interrupt me after the next one".
+vring_set_used_event:
+    mov rdi, qword ptr [r12 + D_AVAIL]
+    mov eax, dword ptr [r12 + D_NUM]
+    mov ecx, dword ptr [r12 + D_LAST_USED]
+    mov word ptr [rdi + rax*2 + 4], cx
+    ret
+
+# virtqueue_get_buf: the next used entry, if any (ZF clear: one taken; ZF set: none), and
+# virtblk_request_done on it: the request slot is head / 3; its status byte says how it went.
+virtqueue_get_buf:
     push r8
     mov rsi, qword ptr [r12 + D_USED]
-vring_interrupt_next:
     movzx eax, word ptr [rsi + 2]       # used->idx
     mov ecx, dword ptr [r12 + D_LAST_USED]
     cmp eax, ecx
-    je vring_interrupt_done
-    mov eax, ecx                        # virtqueue_get_buf: used->ring[last_used_idx % num]
+    je virtqueue_get_buf_none
+    mov eax, ecx                        # used->ring[last_used_idx % num]
     xor edx, edx
     div dword ptr [r12 + D_NUM]
     mov eax, dword ptr [rsi + rdx*8 + 4]    # id: the head
     mov r8d, dword ptr [rsi + rdx*8 + 8]    # len: bytes the device wrote (data + status)
-blk_done:
+virtblk_request_done:
     xor edx, edx
     mov ecx, 3
     div ecx                             # eax = request slot
@@ -695,26 +819,35 @@ blk_done:
     mov rdi, STATUS
     movzx ecx, byte ptr [rdi + rax]
     test ecx, ecx
-    jz blk_done_ok
+    jz request_done_ok
     inc dword ptr [rbp + R_ERROR]
     cmp dword ptr [rbp + R_STATUS], 0
-    jne blk_done_next
+    jne request_done_next
     mov dword ptr [rbp + R_STATUS], ecx
-    jmp blk_done_next
-blk_done_ok:
+    jmp request_done_next
+request_done_ok:
     mov eax, r8d
     dec eax
     shr eax, 9
     add dword ptr [rbp + R_SECTORS], eax
-blk_done_next:
+request_done_next:
     inc dword ptr [rbp + R_REQUESTS]
     mov eax, dword ptr [r12 + D_LAST_USED]
     inc eax
     and eax, 0xffff
     mov dword ptr [r12 + D_LAST_USED], eax
-    jmp vring_interrupt_next
-vring_interrupt_done:
+    mov rdi, qword ptr [r12 + D_AVAIL]  # unless interrupts are off: used_event = last_used_idx
+    test word ptr [rdi], VRING_AVAIL_F_NO_INTERRUPT
+    jnz virtqueue_get_buf_taken
+    call vring_set_used_event
+    mfence
+virtqueue_get_buf_taken:
     pop r8
+    or eax, 1                           # ZF clear: a buffer was taken
+    ret
+virtqueue_get_buf_none:
+    pop r8
+    xor eax, eax                        # ZF set: none
     ret
 
 # ==============================================================================================================

@@ -66,6 +66,9 @@ class BlockDriver:
     bdrv_co_writev: Callable | None = None
     bdrv_aio_readv: Callable | None = None  # (bs, sector_num, qiov, nb_sectors, cb, opaque) -> acb
     bdrv_aio_writev: Callable | None = None
+    bdrv_aio_flush: Callable | None = None  # (bs, cb, opaque) -> acb: raw-posix's flush (fdatasync)
+    bdrv_co_flush_to_os: Callable | None = None
+    bdrv_co_flush_to_disk: Callable | None = None
 
 
 @dataclass
@@ -350,7 +353,8 @@ def bdrv_co_do_writev(bs: BlockDriverState, sector_num: int, nb_sectors: int, qi
                       flags: int = 0) -> Generator[Any, Any, int]:
     """Refuse a read-only BDS (-EACCES) and a request past the end (-EIO), track the request, call the
     driver's bdrv_co_writev, and note the highest sector written (and the new size if it grew).
-    With the write cache off QEMU would also flush here (bdrv_co_flush); IDE's default keeps it on."""
+    With the write cache off (writethrough) the write is flushed before it completes (bdrv_co_flush);
+    cache=writeback, IDE's default, keeps it on."""
     drv = bs.drv
     if drv is None:
         return -errno.ENOMEDIUM
@@ -361,6 +365,8 @@ def bdrv_co_do_writev(bs: BlockDriverState, sector_num: int, nb_sectors: int, qi
     req = tracked_request_begin(bs, sector_num, nb_sectors, True)
     try:
         ret = yield from drv.bdrv_co_writev(bs, sector_num, nb_sectors, qiov)
+        if ret == 0 and not bs.enable_write_cache:  # writethrough: each write is flushed before it completes
+            ret = yield from bdrv_co_flush(bs)
     finally:
         tracked_request_end(bs, req)
     if bs.wr_highest_sector < sector_num + nb_sectors - 1:
@@ -491,6 +497,54 @@ def bdrv_aio_writev(bs: BlockDriverState, sector_num: int, qiov: QEMUIOVector, n
     main-loop thread (ret 0 or -errno)."""
     _check_qiov(qiov, nb_sectors)
     return bdrv_co_aio_rw_vector(bs, sector_num, qiov, nb_sectors, cb, opaque, True)
+
+
+# -- flush ----------------------------------------------------------------------------------------------
+@tracepoint("qemu-block", args=("bs",))
+def bdrv_co_flush(bs: BlockDriverState | None) -> Generator[Any, Any, int]:
+    """Flush this BDS, then the one under it: the raw format has nothing of its own to flush, the file
+    protocol's bdrv_aio_flush sends an fdatasync to the thread pool and the coroutine waits for it."""
+    if bs is None or not bdrv_is_inserted(bs) or bdrv_is_read_only(bs):
+        return 0
+    drv = bs.drv
+    if drv.bdrv_co_flush_to_os is not None:
+        ret = yield from drv.bdrv_co_flush_to_os(bs)
+        if ret < 0:
+            return ret
+    if not bs.open_flags & BDRV_O_NO_FLUSH:  # cache=unsafe skips the flush to disk
+        if drv.bdrv_co_flush_to_disk is not None:
+            ret = yield from drv.bdrv_co_flush_to_disk(bs)
+        elif drv.bdrv_aio_flush is not None:
+            co = CoroutineIOCompletion(coroutine=qemu_coroutine_self())
+            acb = drv.bdrv_aio_flush(bs, bdrv_co_io_em_complete, co)
+            if acb is None:
+                ret = -errno.EIO
+            else:
+                yield from qemu_coroutine_yield()
+                ret = co.ret
+        else:
+            ret = 0  # a driver that can't flush: hope the user knows (block.c's comment)
+        if ret < 0:
+            return ret
+    return (yield from bdrv_co_flush(bs.file))
+
+
+@tracepoint("qemu-block", args=("opaque=acb",))
+def bdrv_aio_flush_co_entry(acb: BlockDriverAIOCBCoroutine) -> Generator[Any, Any, None]:
+    """The flush coroutine: bdrv_co_flush, then the bottom half that calls the device back."""
+    acb.req.error = yield from bdrv_co_flush(acb.bs)
+    acb.bh = qemu_bh_new(bdrv_co_em_bh, acb)
+    qemu_bh_schedule(acb.bh)
+
+
+@tracepoint("qemu-block", args=("bs", "cb", "opaque"))
+def bdrv_aio_flush(bs: BlockDriverState, cb: BlockDriverCompletionFunc, opaque: Any) -> BlockDriverAIOCBCoroutine:
+    """Start a flush of the whole drive; `cb(opaque, ret)` runs later on the main loop."""
+    acb = BlockDriverAIOCBCoroutine(bs, cb, opaque, BlockRequest(0, 0, None), False)
+    co = qemu_coroutine_create(bdrv_aio_flush_co_entry)
+    acb.id = co.id
+    qemu_coroutine_enter(co, acb)
+    return acb
 
 
 # -- bdrv_aio_multiwrite: several writes submitted together, neighbours merged (virtio-blk uses it) --------

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ...linux.fs.read_write import sys_pread64, sys_preadv, sys_pwrite64, sys_pwritev
+from ...linux.fs.sync import sys_fdatasync
 from ...trace.tracepoint import emit, tracepoint
 from ..async_ import aio_get_thread_pool
 from ..thread_pool import thread_pool_submit_aio
@@ -149,6 +150,15 @@ def handle_aiocb_rw_vector(aiocb: RawPosixAIOData) -> int:
 
 
 @tracepoint("qemu-threadpool", args=("aiocb",))
+def handle_aiocb_flush(aiocb: RawPosixAIOData) -> int:
+    """A flush: fdatasync(2) on the image's fd (qemu_fdatasync). 0 or -errno."""
+    try:
+        return sys_fdatasync(aiocb.aio_fildes)
+    except OSError as e:
+        return -e.errno
+
+
+@tracepoint("qemu-threadpool", args=("aiocb",))
 def handle_aiocb_rw(aiocb: RawPosixAIOData) -> int:
     """One iovec (the IDE case): plain pread/pwrite on it. Several: preadv/pwritev, and if that came up
     short, copy through one bounce buffer and use pread/pwrite. (O_DIRECT misalignment is not modelled.)"""
@@ -180,8 +190,10 @@ def aio_worker(arg: RawPosixAIOData) -> int:
             ret = aiocb.aio_nbytes
     elif kind == QEMU_AIO_WRITE:
         ret = handle_aiocb_rw(aiocb)
+    elif kind == QEMU_AIO_FLUSH:
+        return handle_aiocb_flush(aiocb)
     else:
-        return -errno.EINVAL  # flush, ioctl, discard: not on this path
+        return -errno.EINVAL  # ioctl, discard: not on this path
     if ret == aiocb.aio_nbytes:
         return 0
     if 0 <= ret < aiocb.aio_nbytes:
@@ -226,6 +238,15 @@ def raw_aio_writev(bs: BlockDriverState, sector_num: int, qiov: QEMUIOVector, nb
     return raw_aio_submit(bs, sector_num, qiov, nb_sectors, cb, opaque, QEMU_AIO_WRITE)
 
 
+@tracepoint("qemu-block", args=("bs", "cb", "opaque"))
+def raw_aio_flush(bs: BlockDriverState, cb: Callable[[Any, int], None], opaque: Any) -> Any:
+    """A flush goes to the thread pool like a write: no sectors, type QEMU_AIO_FLUSH (fdatasync)."""
+    s: BDRVRawState = bs.opaque
+    if s is None or s.fd < 0:
+        return None
+    return paio_submit(bs, s.fd, 0, None, 0, cb, opaque, QEMU_AIO_FLUSH)
+
+
 bdrv_file = BlockDriver(
     format_name="file",
     protocol_name="file",
@@ -234,4 +255,5 @@ bdrv_file = BlockDriver(
     bdrv_getlength=raw_getlength,
     bdrv_aio_readv=raw_aio_readv,
     bdrv_aio_writev=raw_aio_writev,
+    bdrv_aio_flush=raw_aio_flush,
 )
