@@ -111,29 +111,35 @@ FIXED_PORTS = {
 }
 VIRTIO_PCI_REGS = {0: "HOST_FEATURES", 4: "GUEST_FEATURES", 8: "QUEUE_PFN", 12: "QUEUE_NUM", 14: "QUEUE_SEL",
                    16: "QUEUE_NOTIFY", 18: "STATUS", 19: "ISR"}
-VIRTIO_PCI_CONFIG = 20  # device-specific config (virtio_blk_config) from here, without MSI-X
+VIRTIO_PCI_CONFIG = 20  # device-specific config (struct virtio_blk_config) from here, without MSI-X
+# struct virtio_blk_config (Linux v3.7 include/uapi/linux/virtio_blk.h): field, offset, size
+BLK_CONFIG = (("capacity", 0, 8), ("size_max", 8, 4), ("seg_max", 12, 4), ("cylinders", 16, 2), ("heads", 18, 1),
+              ("sectors", 19, 1), ("blk_size", 20, 4), ("physical_block_exp", 24, 1), ("alignment_offset", 25, 1),
+              ("min_io_size", 26, 2), ("opt_io_size", 28, 4), ("wce", 32, 1))
 REQUEST_VIRTIO_REGS = {"QUEUE_NOTIFY", "ISR"}
 
 
-def port_names(virtio_base: int | None) -> dict[int, tuple[str, bool]]:
+def port_names(virtio_base: int | None, bar_size: int = 0x40) -> dict[int, tuple[str, bool]]:
     """port → (name, moves the request?) for a machine whose virtio BAR 0 sits at `virtio_base`."""
     names = {p: (n, p < 0x200 or p == 0x3F6) for p, n in FIXED_PORTS.items()}
-    if virtio_base is not None:
-        for off in range(0, VIRTIO_PCI_CONFIG + 8):
-            reg = VIRTIO_PCI_REGS.get(off) or (f"config+{off - VIRTIO_PCI_CONFIG}" if off >= VIRTIO_PCI_CONFIG
-                                               else None)
-            if reg:
-                names[virtio_base + off] = (reg if off < VIRTIO_PCI_CONFIG else f"blk {reg}",
-                                            reg in REQUEST_VIRTIO_REGS)
+    if virtio_base is None:
+        return names
+    for off in range(bar_size):
+        names[virtio_base + off] = (VIRTIO_PCI_REGS.get(off, f"virtio+{off}"),
+                                    VIRTIO_PCI_REGS.get(off) in REQUEST_VIRTIO_REGS)
+    for field, at, size in BLK_CONFIG:
+        for i in range(size):
+            names[virtio_base + VIRTIO_PCI_CONFIG + at + i] = (f"blk {field}" + (f"+{i}" if size > 1 else ""), False)
     return names
 
 
-def _virtio_base(m: Any) -> int | None:
+def _virtio_bar(m: Any) -> tuple[int | None, int]:
+    """Where the guest mapped the virtio device's BAR 0 (I/O space), and its size."""
     proxy = getattr(m, "virtio", None)
     if proxy is None:
-        return None
+        return None, 0
     bar = proxy.pci_dev.io_regions[0]
-    return bar.addr if bar.size and 0 <= bar.addr < 0x10000 else None
+    return (bar.addr, bar.size) if bar.size and 0 <= bar.addr < 0x10000 else (None, 0)
 
 
 class StageCounter:
@@ -203,7 +209,7 @@ def run_path(path: Path | str, engine: str = "unicorn", *, op: str = "write", lb
         wall = time.perf_counter() - t0
         kernel_counts = _kernel_exits(m)
         exits = Counter(exit_key(x.reason, x.direction, x.port) for x in m.exits)
-        names = port_names(_virtio_base(m))
+        names = port_names(*_virtio_bar(m))
         request_exits = sum(1 for x in m.exits if x.port is not None and names.get(x.port, ("", True))[1])
         requests = _requests(m)
         check = image_check(m)
@@ -420,8 +426,7 @@ def _table(runs: list[dict]) -> list[str]:
     names: dict[str, str] = {}
     for r in runs:
         names.update(r.get("port_names", {}))
-    for k in sorted(_union(r["exits"] for r in runs), key=_exit_order):
-        out.append(_row(f"  {_label(k, names)}", [_num(r["exits"].get(k, 0)) for r in runs]))
+    out += _exit_rows(runs, "exits", names)
     out.append(_row("  total", [_num(r["exit_total"]) for r in runs]))
     out.append(_row("  moving the request (not the probe)", [_num(r["request_exits"]) for r in runs]))
     out.append(_row("    requests (ATA commands / virtio)", [_num(r["requests"]) for r in runs]))
@@ -440,6 +445,26 @@ def _table(runs: list[dict]) -> list[str]:
         out.append(_row(f"  {layer}", [_num(float(r["time_ms"].get(layer, 0.0))) for r in runs]))
     out.append(_row("  wall time of the run", [_num(float(r["wall_ms"])) for r in runs]))
     return out
+
+
+def _exit_rows(runs: list[dict], field: str, names: dict[str, str]) -> list[str]:
+    """One row per exit key; the byte-wide reads of one multi-byte config field (the driver reads
+    virtio_blk_config a byte per exit) folded into one row per field, at its first port."""
+    rows: dict[tuple, list] = {}  # group -> [label, values]
+    for k in sorted(_union(r[field] or {} for r in runs), key=_exit_order):
+        label = _label(k, names)
+        parts = label.split()
+        group: tuple = (label,)
+        if len(parts) == 5 and parts[3] == "blk" and "+" in parts[4]:  # IO in 0xc014 blk capacity+0
+            fname = parts[4].split("+")[0]
+            group = (parts[0], parts[1], fname)
+            label = f"{parts[0]} {parts[1]} {parts[2]}.. blk {fname}"
+        vals = [(r[field] or {}).get(k, 0) for r in runs]
+        if group in rows:
+            rows[group][1] = [a + b for a, b in zip(rows[group][1], vals)]
+        else:
+            rows[group] = [label, vals]
+    return [_row(f"  {label}", [_num(v) for v in vals]) for label, vals in rows.values()]
 
 
 def _label(key: str, names: dict[str, str]) -> str:

@@ -121,3 +121,12 @@ def test_with_ioeventfd_the_request_runs_on_the_main_loop(make):
     assert step.index > stop.index
     again = dbg.goto(stop.index)
     assert _chain(again)[1] == chain
+
+
+def test_the_driver_negotiated_event_idx_and_the_view_shows_it(make):
+    m, dbg = make(lba=0, sectors=1, **VIRTIO)
+    dbg.break_at("virtqueue_push")
+    stop = dbg.cont()
+    q, _ = _chain(stop)
+    assert q["event_idx"] is True  # the interrupt-driven driver takes VIRTIO_RING_F_EVENT_IDX, as Linux 3.7
+    assert q["used"]["avail_event"] == q["device"]["last_avail_idx"]  # the device asks for the next kick

@@ -111,3 +111,13 @@ def test_ide_machine_has_no_virtqueue():
         assert "no virtqueue" in view_html("virtqueue", v)
     finally:
         m.close()
+
+
+def test_event_idx_words_after_the_rings():
+    ram, lay, last = _ram_with_two_requests()
+    struct.pack_into("<H", ram, lay["avail"] + 4 + 2 * NUM, 1)  # used_event
+    struct.pack_into("<H", ram, lay["used"] + 4 + 8 * NUM, 2)  # avail_event
+    v = VQ.vring_view(ram, num=NUM, last_avail_idx=last, event_idx=True, **lay)
+    assert v["avail"]["used_event"] == 1 and v["used"]["avail_event"] == 2
+    assert "used_event" not in VQ.vring_view(ram, num=NUM, **lay)["avail"]  # not negotiated: not shown
+    assert "avail_event" in virtqueue_html(v) and "interrupt me once used.idx passes it" in virtqueue_html(v)

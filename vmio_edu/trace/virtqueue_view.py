@@ -27,6 +27,7 @@ VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, VRING_DESC_F_INDIRECT = 1, 2, 4
 VRING_AVAIL_F_NO_INTERRUPT = 1
 VRING_USED_F_NO_NOTIFY = 1
 VIRTIO_PCI_VRING_ALIGN = 4096
+VIRTIO_RING_F_EVENT_IDX = 29  # feature bit (include/uapi/linux/virtio_ring.h)
 DESC = struct.Struct("<QIHH")
 OUTHDR = struct.Struct("<IIQ")
 BLK_TYPES = {0: "VIRTIO_BLK_T_IN", 1: "VIRTIO_BLK_T_OUT", 2: "VIRTIO_BLK_T_SCSI_CMD", 4: "VIRTIO_BLK_T_FLUSH",
@@ -60,7 +61,7 @@ def _read(mem: Any, addr: int, n: int) -> bytes | None:
 
 def vring_view(mem: Any, *, num: int, desc: int, avail: int, used: int, last_avail_idx: int | None = None,
                in_flight: list[int] | None = None, driver_last_used: int | None = None, queue: int = 0,
-               is_blk: bool = True) -> dict:
+               is_blk: bool = True, event_idx: bool = False) -> dict:
     """The queue's state as plain data (see the module docstring).
 
     mem:              guest RAM (bytes-like, guest-physical address = offset)
@@ -68,6 +69,9 @@ def vring_view(mem: Any, *, num: int, desc: int, avail: int, used: int, last_ava
     last_avail_idx:   the device's next avail index to pop (VirtQueue.last_avail_idx), if known
     in_flight:        heads the device popped and has not pushed yet, if known (else worked out from the rings)
     driver_last_used: the driver's next used index to reclaim (vring_virtqueue.last_used_idx), if known
+    event_idx:        VIRTIO_RING_F_EVENT_IDX was negotiated: the word after each ring is live (used_event
+                      after the avail ring: "interrupt me when used.idx passes it"; avail_event after the
+                      used ring: "notify me when avail.idx passes it")
     """
     head = _read(mem, avail, 4)
     uhead = _read(mem, used, 4)
@@ -120,13 +124,19 @@ def vring_view(mem: Any, *, num: int, desc: int, avail: int, used: int, last_ava
             if d.get("role") == "status" and chain["owner"] == "device":
                 d["status_name"] = "pending: the device writes it on completion (virtio_blk_req_complete)"
         chains.append(chain)
+    events = {}
+    if event_idx and _read(mem, used + 4 + 8 * num, 2) is not None:
+        events = {"used_event": struct.unpack_from("<H", mem, avail + 4 + 2 * num)[0],
+                  "avail_event": struct.unpack_from("<H", mem, used + 4 + 8 * num)[0]}
     return {
-        "queue": queue, "num": num,
+        "queue": queue, "num": num, "event_idx": event_idx,
         "addresses": {"desc": desc, "avail": avail, "used": used},
         "avail": {"flags": a_flags, "flags_set": _flags(a_flags, (("NO_INTERRUPT", VRING_AVAIL_F_NO_INTERRUPT),)),
-                  "idx": a_idx, "ring": avail_entries},
+                  "idx": a_idx, "ring": avail_entries,
+                  **({"used_event": events["used_event"]} if events else {})},
         "used": {"flags": u_flags, "flags_set": _flags(u_flags, (("NO_NOTIFY", VRING_USED_F_NO_NOTIFY),)),
-                 "idx": u_idx, "ring": used_entries},
+                 "idx": u_idx, "ring": used_entries,
+                 **({"avail_event": events["avail_event"]} if events else {})},
         "device": {"last_avail_idx": last_avail_idx, "in_flight": sorted(flying)},
         "driver": {"last_used_idx": driver_last_used},
         "chains": chains,
@@ -218,7 +228,8 @@ def machine_virtqueue_view(m: Any) -> dict:
             continue  # not set up by the driver (VIRTIO_PCI_QUEUE_PFN still 0)
         queues.append(vring_view(m.ram, num=vring.num, desc=vring.desc, avail=vring.avail, used=vring.used,
                                  last_avail_idx=vq.last_avail_idx, in_flight=sorted(vq.inflight),
-                                 driver_last_used=last_used, queue=i))
+                                 driver_last_used=last_used, queue=i,
+                                 event_idx=bool(dev.guest_features >> VIRTIO_RING_F_EVENT_IDX & 1)))
     return {"present": True, "device": dev.name or "virtio-blk", "status": dev.status, "isr": dev.isr,
             "queues": queues,
             "note": "" if queues else "the driver has not set up a queue yet (VIRTIO_PCI_QUEUE_PFN is 0)"}

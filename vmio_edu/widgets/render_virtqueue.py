@@ -59,6 +59,11 @@ def queue_html(q: Mapping, prev: Mapping | None = None) -> str:
     used = " ".join(f'<span title="{esc(e["state"])}: {esc(STATE_HELP.get(e["state"], ""))}"><code{new(e, old_used)}>'
                     f'[{e["slot"]}]=id {e["id"]}, len {e["len"]}</code></span>' for e in u["ring"]) or '<i>empty</i>'
     rings = f'<div>avail ring (head of each chain offered): {avail}</div><div>used ring: {used}</div>'
+    if "used_event" in a:  # VIRTIO_RING_F_EVENT_IDX: each side says when it next wants to hear from the other
+        rings += (f'<div>event idx: used_event {_code(a["used_event"], prev is not None and pa.get("used_event") != a["used_event"])} '
+                  f'(driver: interrupt me once used.idx passes it) · avail_event '
+                  f'{_code(u["avail_event"], prev is not None and pu.get("avail_event") != u["avail_event"])} '
+                  f'(device: notify me once avail.idx passes it)</div>')
     return f'<div class="vmio-virtqueue">{head}{rings}{chains_html(q.get("chains", []), p.get("chains"))}</div>'
 
 
