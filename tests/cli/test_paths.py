@@ -95,6 +95,7 @@ def test_bad_input(capsys):
     assert "1 to 256 sectors" in capsys.readouterr().err
 
 
+@pytest.mark.kvm
 def test_engines_agree_on_ide(capsys):
     require_kvm()
     code, doc = _json(capsys, "--path", "ide", "--engine", "both", "--sectors", "2")
@@ -135,6 +136,7 @@ def test_virtio_several_requests_count_per_request(capsys):
     assert r["request_exits"] < 4 * 3 and r["request_exits_per_request"] < 3
 
 
+@pytest.mark.kvm
 def test_engines_agree_on_virtio(capsys):
     require_kvm()
     code, doc = _json(capsys, "--path", "virtio", "--engine", "both", "--sectors", "4")
@@ -175,6 +177,7 @@ def test_the_request_itself_runs_where_ioeventfd_says():
         assert where == {thread}, (path, where)
 
 
+@pytest.mark.kvm
 def test_engines_agree_with_ioeventfd(capsys):
     require_kvm()
     code, doc = _json(capsys, "--path", "virtio-ioeventfd", "--engine", "both", "--sectors", "4")
