@@ -435,6 +435,9 @@ def _table(runs: list[dict]) -> list[str]:
     out.append("Exits handled in the kernel (no return to QEMU)")
     if all(r["kernel_exits"] is None for r in runs):
         out.append("  (inside the real KVM_RUN: not visible to userspace on this engine)")
+        wakes = [_calls_of(r, "virtio_queue_host_notifier_read") for r in runs]
+        if any(wakes):
+            out.append(_row("  main loop woken by the ioeventfd", [_num(w) for w in wakes]))
     else:
         for k in sorted(_union(r["kernel_exits"] or {} for r in runs), key=_exit_order):
             out.append(_row(f"  {_label(k, names)}", [_num((r["kernel_exits"] or {}).get(k, 0) if r["kernel_exits"] is not None
@@ -475,6 +478,11 @@ def _label(key: str, names: dict[str, str]) -> str:
         rest = f" {parts[3]}" if len(parts) > 3 else ""
         return f"{parts[0]} {parts[1]} {port} {names.get(port, '')}".rstrip() + rest
     return key
+
+
+def _calls_of(run: dict, function: str) -> int:
+    """How many times `function` ran, on any thread."""
+    return sum(fns.get(function, 0) for threads in run.get("calls", {}).values() for fns in threads.values())
 
 
 def _union(dicts: Iterable[dict]) -> list:
