@@ -209,6 +209,12 @@ class NotifyDevice:
             event_notifier_init(self.e, False)
             event_notifier_set_handler(self.e, self.host_notifier_read)
             memory_region_add_eventfd(self.mr, NOTIFY - START, 2, True, self.datamatch, self.e)
+        elif addr == 0 and data == 3:  # a request for the thread pool; its completion sets FLAG
+            from vmio_edu.qemu.async_ import aio_get_thread_pool
+            from vmio_edu.qemu.main_loop import qemu_get_aio_context
+            from vmio_edu.qemu.thread_pool import thread_pool_submit_aio
+            pool = aio_get_thread_pool(qemu_get_aio_context())
+            thread_pool_submit_aio(pool, self.work, None, self.completed, None)
         elif addr == 0 and data == 2:  # stop
             memory_region_del_eventfd(self.mr, NOTIFY - START, 2, True, self.datamatch, self.e)
             event_notifier_set_handler(self.e, None)
@@ -220,6 +226,14 @@ class NotifyDevice:
         qemu_bh_schedule(qemu_bh_new(self.set_flag, None))
 
     def set_flag(self, _opaque) -> None:
+        self.m.ram[FLAG] = 1
+
+    def work(self, _arg) -> int:
+        self.handler_threads.append(current_context().name)  # a pool worker
+        return 0
+
+    def completed(self, _opaque, ret: int) -> None:
+        self.handler_threads.append(current_context().name)  # the main loop
         self.m.ram[FLAG] = 1
 
 
@@ -335,6 +349,21 @@ def test_a_spinning_guest_completes_on_real_kvm_too():
     assert kernel == []
 
 
+def test_a_spinning_guest_sees_a_thread_pool_request_complete(engine):
+    # the guest starts a pool request (one exit) and polls memory with IF=0: the worker and the completion
+    # on the main loop run during host ticks (emulated) or kicks (real KVM), never after an exit
+    code = _guest(f"mov dx, {START:#x}\nmov al, 3\nout dx, al\n" + SPIN)
+    with Machine(code, mode=16, engine=engine, max_instructions=5_000_000) as m:
+        dev = NotifyDevice(m)
+        m.run()
+        assert m.ram[FLAG] == 1
+        worker, main = dev.handler_threads  # the work on a pool worker, the completion on the main loop
+        assert worker.startswith("worker-") and main == "main"
+        assert _io(m) == [("IO", "out", START, "03"), ("HLT", None, None, None)]
+        if engine == "unicorn":
+            assert count_kernel_exits(m.kernel_exits).get("EXTERNAL_INTERRUPT", 0) >= 1
+
+
 def test_the_tick_period_is_counted_in_guest_instructions():
     # a pure spin of N instructions per tick: EXTERNAL_INTERRUPT kernel exits at every multiple of slice_insns
     code = _guest("mov cx, 3000\nl: loop l")
@@ -391,3 +420,41 @@ def test_backtraces_of_the_signal_the_tick_and_the_handler():
     assert [f.function for f in bt][:4] == ["kvm_io_ioeventfd_add", "address_space_add_del_ioeventfds",
                                             "address_space_update_ioeventfds", "memory_region_add_eventfd"]
     assert (bt[0].file, bt[0].line) == ("kvm-all.c", 869)
+
+
+def test_the_exits_view_shows_kernel_exits_and_ioeventfds():
+    from vmio_edu.trace.views import aio_view, exits_view
+    code = _guest(f"mov dx, {START:#x}\nmov al, 1\nout dx, al\n"
+                  f"mov dx, {NOTIFY:#x}\nmov ax, 1\nout dx, ax\nout dx, ax")
+    with Machine(code, mode=16) as m:
+        dev = NotifyDevice(m)
+        m.run()
+        v = exits_view(m)
+        assert v["count"] == len(m.exits) == 2
+        assert v["kernel"]["by_reason"]["IO(ioeventfd)"] == 2 and v["kernel"]["visible"]
+        # the handler on the main loop has read the counter back to 0
+        assert v["ioeventfds"] == [{"space": "I/O", "addr": NOTIFY, "size": 2, "datamatch": 1, "fd": dev.e.rfd,
+                                    "count": 0}]
+        assert dev.signals == 2
+        assert [h["fd"] for h in aio_view(m)["io_handlers"]] == [dev.e.rfd]
+
+
+def test_an_mmio_ioeventfd_takes_the_write_on_the_mmio_bus(engine):
+    # no KVM_IOEVENTFD_FLAG_PIO: the address is guest-physical, outside RAM; the EPT exit's emulated write
+    # goes to the KVM MMIO bus first (emulator_read_write), where the registration signals the eventfd
+    mmio = 0x300000
+    code = assemble(f"mov eax, 1\nmov dword ptr [{mmio:#x}], eax\nmov dword ptr [{mmio:#x}], eax\n"
+                    f"mov eax, 2\nmov dword ptr [{mmio:#x}], eax\nhlt", 32)
+    with Machine(code, mode=32, engine=engine) as m:
+        fd = os.eventfd(0, os.EFD_NONBLOCK)
+        try:
+            a = K.kvm_ioeventfd(datamatch=1, addr=mmio, len=4, fd=fd, flags=K.KVM_IOEVENTFD_FLAG_DATAMATCH)
+            m.state.kvm_state.vmfd.ioctl(K.KVM_IOEVENTFD, a)
+            m.run()
+            assert [(e.reason, e.phys_addr, e.data) for e in m.exits] == [("MMIO", mmio, "02000000"),
+                                                                         ("HLT", None, None)]
+            assert os.eventfd_read(fd) == 2
+            if engine == "unicorn":
+                assert count_kernel_exits(m.kernel_exits).get("MMIO(ioeventfd)") == 2
+        finally:
+            os.close(fd)

@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="virtio only: sectors per request (0: one request for all)")
     t.add_argument("--depth", type=_int, default=0,
                    help="virtio only: requests published per kick (0: as many as the queue holds)")
+    t.add_argument("--indirect", action="store_true",
+                   help="virtio only: the driver takes indirect descriptors (one table per request)")
     t.add_argument("--export", metavar="FILE.json",
                    help="also write the recorded run as Chrome/Perfetto trace-event JSON (ui.perfetto.dev)")
 
@@ -70,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="virtio only: sectors per request (0: one request for all)")
     c.add_argument("--depth", type=_int, default=0,
                    help="virtio only: requests published per kick (0: as many as the queue holds)")
+    c.add_argument("--indirect", action="store_true",
+                   help="virtio only: the driver takes indirect descriptors (one table per request)")
 
     e = sub.add_parser("exits", help="run raw guest code until it halts and print every exit as JSON")
     e.add_argument("guest", help="a file of raw x86 machine code")
@@ -135,12 +139,13 @@ def main(argv: list[str] | None = None) -> int:
 def _device_kw(args: argparse.Namespace) -> dict:
     """--disk / --ioeventfd (and the virtio guest's --per-request / --depth) as Machine arguments."""
     if args.disk == "ide":
-        if getattr(args, "per_request", 0) or getattr(args, "depth", 0) or args.ioeventfd != "on":
-            raise VmioError("--ioeventfd, --per-request and --depth are for --disk virtio")
+        if getattr(args, "per_request", 0) or getattr(args, "depth", 0) or getattr(args, "indirect", False) \
+                or args.ioeventfd != "on":
+            raise VmioError("--ioeventfd, --per-request, --depth and --indirect are for --disk virtio")
         return {}
     kw = {"disk": "virtio", "ioeventfd": args.ioeventfd == "on"}
     if hasattr(args, "per_request"):
-        kw.update(per_request=args.per_request, depth=args.depth)
+        kw.update(per_request=args.per_request, depth=args.depth, indirect=args.indirect)
     return kw
 
 

@@ -139,7 +139,7 @@ class Machine:
              that stop a guest which never halts with a clear BudgetExceeded.
     disk:    "ide" (the PIIX IDE disk, the default) or "virtio" (virtio-blk-pci; the default guest is then
              the virtio-blk driver, vmio_edu.guest.virtio_guest, and op/lba/sectors/seed/polling mean the
-             same; per_request, depth and fault shape its requests).
+             same; per_request, depth, indirect and fault shape its requests).
     ioeventfd: the virtio device's ioeventfd property, on by default as in QEMU 1.6.1 with KVM: the
              guest's queue notify is handled in the kernel and the queue runs on the main loop. Off: the
              notify is a KVM_EXIT_IO handled on the vCPU thread.
@@ -155,7 +155,7 @@ class Machine:
                  image_size: int = DEFAULT_IMAGE_SIZE, readonly: bool = False,
                  max_spin_seconds: float = 20.0, max_instructions: int = 50_000_000,
                  stack: str = "1.6.1", disk: str = "ide", ioeventfd: bool = True, per_request: int = 0,
-                 depth: int = 0, fault: str | None = None) -> None:
+                 depth: int = 0, fault: str | None = None, indirect: bool = False) -> None:
         config = {k: v for k, v in locals().items() if k != "self"}  # first: only the parameters
         from .guest import boot_state, default_guest, load_code
         from .qemu.state import QemuState
@@ -242,8 +242,8 @@ class Machine:
             if hasattr(guest, "write_params"):
                 self.pattern = make_pattern(seed, SECTOR * max(1, sectors or 256))
                 extra = {}
-                if per_request or depth or fault:
-                    extra = {"per_request": per_request, "depth": depth, "fault": fault}
+                if per_request or depth or fault or indirect:
+                    extra = {"per_request": per_request, "depth": depth, "fault": fault, "indirect": indirect}
                 guest.write_params(self.ram, op=op, lba=lba, sectors=sectors, polling=polling,
                                    data=self.pattern, **extra)
         self.cpu.kvm_fd.ioctl(K.KVM_SET_SREGS, boot.sregs)

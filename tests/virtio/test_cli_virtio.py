@@ -25,6 +25,11 @@ def test_trace_virtio(capsys, ioeventfd):
     assert thread in r["stages"]["qemu-virtio"]
 
 
+def test_trace_virtio_indirect(capsys):
+    rc, r = _trace_json(capsys, "--indirect", "--per-request", "1", "--depth", "4")
+    assert rc == 0 and r["check"]["ok"] and r["guest"]["requests"] == 8
+
+
 def test_virtio_options_need_the_virtio_disk(capsys):
     assert main(["trace", "--ioeventfd", "off"]) == 2
     assert "--disk virtio" in capsys.readouterr().err

@@ -115,6 +115,17 @@ def test_a_write_to_a_read_only_image_is_ioerr(image):
     assert _unchanged(image)
 
 
+def test_get_id_fills_the_serial(image):
+    # VIRTIO_BLK_T_GET_ID: strncpy of the (empty) serial into the first 20 bytes of the buffer, status OK
+    with Machine(disk="virtio", image=image, op=8, sectors=1) as m:
+        m.run()
+        r = m.guest_result()
+        buf = m.read_guest(m.program.buffer_addr, 512)
+        assert (r["outcome"], r["status"], r["requests"]) == (0, 0, 1)
+        assert buf[:20] == bytes(20) and buf[20:] == m.pattern[20:512]
+    assert _unchanged(image)
+
+
 def test_bad_machine_arguments_are_named():
     with pytest.raises(VmioError, match="disk must be 'ide' or 'virtio'"):
         Machine(disk="scsi")

@@ -177,3 +177,25 @@ def test_event_idx_suppresses_interrupts_for_a_batch(polling, irqs, vectors):
         notifies = [a for a in _entries(m, "virtio_notify_vector")]
         assert len(notifies) - 1 == vectors  # (one more from the driver's reset)
         assert len(_entries(m, "vring_need_event")) == (0 if polling else 3)
+
+
+def test_the_view_opens_indirect_tables():
+    with Machine(disk="virtio", op="write", sectors=8, per_request=4, depth=2, indirect=True,
+                 ioeventfd=False) as m:
+        dbg = m.debugger()
+        dbg.break_at("virtio_blk_handle_write")
+        dbg.cont()
+        v = m.virtio.vdev.vq_blk.view()
+        assert v["avail_ring"]["ring"] == [0, 1]  # one ring descriptor per request
+        head0 = next(c for c in v["chains"] if c["head"] == 0)
+        (d,) = head0["descriptors"]
+        assert (d["flags"], d["len"], d["addr"]) == (4, 48, 0x56000)  # VRING_DESC_F_INDIRECT, 3 entries
+        assert [(t["i"], t["len"], t["flags"], t["next"]) for t in d["table"]] == [
+            (0, 16, 1, 1), (1, 4 * 512, 1, 2), (2, 1, 2, 0)]
+        assert d["owner"] == "device: in flight" and v["owner"][1] == "device: available"
+
+
+def test_the_status_byte_prints_by_name():
+    from vmio_edu.trace.argfmt import format_args
+    assert format_args({"req": "0x1", "status": 1}, "virtio_blk_req_complete") == "req=0x1, status=VIRTIO_BLK_S_IOERR"
+    assert format_args({"status": 0x58}, "ide_set_status_like") == "status=0x58"  # other functions: hex

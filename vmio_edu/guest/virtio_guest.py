@@ -42,13 +42,15 @@ class VirtioGuest(GuestProgram):
 
     def write_params(self, ram, op: "str | int" = "both", lba: int = 0, sectors: int = 1,
                      polling: bool = False, data: bytes | None = None, per_request: int = 0,
-                     depth: int = 0, fault: str | None = None) -> None:
+                     depth: int = 0, fault: str | None = None, indirect: bool = False) -> None:
         """Fill the parameter block (and the data buffer) before the start.
 
         op: "write", "read", "both" (write, then read back into the second buffer), or an int: one request
         of that virtio_blk_outhdr.type (a bad type, say). sectors 1..256 (0 = 256); per_request: sectors per
         request (0 = one request for all); depth: requests published per kick (0 = as many as the queue
-        holds); fault: None, "desc_out_of_ram", "loop" or "bad_head" (break every request on purpose).
+        holds); fault: None, "desc_out_of_ram", "loop" or "bad_head" (break every request on purpose);
+        indirect: take VIRTIO_RING_F_INDIRECT_DESC, so each request is one ring descriptor pointing at a
+        table of its three (as Linux 3.7 does with QEMU; interrupt mode only).
         """
         if isinstance(op, bool) or not isinstance(op, (str, int)):
             raise VmioError(f"op must be a name or a request type, not {op!r}")
@@ -75,8 +77,9 @@ class VirtioGuest(GuestProgram):
                 raise VmioError(f"{len(data)} bytes of data do not fit the buffer at {BUFFER_ADDR:#x}")
             ram[BUFFER_ADDR:BUFFER_ADDR + len(data)] = bytes(data)
         block = bytearray(_SYM["P_FAULT"] + 4)
-        for key, val in (("P_OP", code), ("P_LBA", lba), ("P_COUNT", sectors),
-                         ("P_FLAGS", _SYM["FLAG_POLLING"] if polling else 0), ("P_COMMAND", command),
+        flags = (_SYM["FLAG_POLLING"] if polling else 0) | (_SYM["FLAG_INDIRECT"] if indirect else 0)
+        for key, val in (("P_OP", code), ("P_LBA", lba), ("P_COUNT", sectors), ("P_FLAGS", flags),
+                         ("P_COMMAND", command),
                          ("P_PER_REQ", per_request), ("P_DEPTH", depth), ("P_FAULT", FAULTS[fault])):
             struct.pack_into("<I", block, _SYM[key], val)
         struct.pack_into("<QQ", block, _SYM["P_BUFFER"], BUFFER_ADDR, BUFFER2_ADDR)

@@ -59,6 +59,12 @@ def exit_reason_name(v: int) -> str | None:
     return _kvm_names()["exit"].get(v)
 
 
+# Arguments of one function that take named constants (the virtio-blk status byte).
+FUNCTION_CONSTANTS: dict[tuple[str, str], dict[int, str]] = {
+    ("virtio_blk_req_complete", "status"): {0: "VIRTIO_BLK_S_OK", 1: "VIRTIO_BLK_S_IOERR", 2: "VIRTIO_BLK_S_UNSUPP"},
+}
+
+
 def format_value(name: str, v: Any, function: str | None = None) -> str:
     """One argument's value as the panel and the CLI print it (see the module docstring)."""
     if isinstance(v, bool):
@@ -66,6 +72,9 @@ def format_value(name: str, v: Any, function: str | None = None) -> str:
     if v is None:
         return "0x0"
     if isinstance(v, int):
+        named = FUNCTION_CONSTANTS.get((function, name), {}).get(v) if function else None
+        if named:
+            return named
         if name in IOCTL_NAMES:
             if function in ("paio_submit", "raw_aio_submit"):
                 return _aio_types().get(v, hex(v))

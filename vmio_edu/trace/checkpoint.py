@@ -56,7 +56,8 @@ _OPAQUE = {"Scheduler", "ModelThread", "ThreadContext", "TracePoint", "Frame", "
            # the real engine's files and run state (the kernel's part is saved through vmio_edu.kvm.state)
            "KvmSystem", "KvmVm", "KvmVcpu", "_FdState", "_VcpuState", "Watchdog", "Features"}
 # X86Cpu fields that are state (restored); everything else on it is the Unicorn engine or a cache.
-CPU_FIELDS = ("vcpu_id", "max_insns", "slice_insns", "host_intr_pending", "budget_left", "slots", "mmio_gfns", "mmio_access",
+CPU_FIELDS = ("vcpu_id", "max_insns", "slice_insns", "host_intr_pending", "budget_left", "slots", "mmio_gfns",
+              "mmio_access",
               "last_event", "fault_detail", "notes", "uc_mode", "gprs", "sel", "cr0", "cr3", "cr4", "_efer",
               "_rflags", "_full_load", "vmcs")
 _HOOK_FIELDS = ("n", "watch", "stop", "addr", "size", "shadow_n", "shadow", "intr", "intr_eip", "mmio")

@@ -19,7 +19,8 @@ Views (keys of `Views`, in display order):
   disk         sectors of the image that differ from the image at the start, before/after bytes
   threads      every model thread: running / ready / blocked (and why) / exited, with its backtrace
   block        the BlockDriverState (format and protocol layers), tracked requests and counters
-  exits        how many KVM_RUN returns so far and the last few, as userspace saw them
+  exits        how many KVM_RUN returns so far and the last few, as userspace saw them; the exits the
+               kernel handled itself (emulated engine) and the registered ioeventfds with their counters
   virtqueue    a virtio disk's queues in guest RAM: the descriptor chains (header, data, status) with their
                addresses, lengths and flags, the avail/used rings and indices, and who owns each descriptor
                (vmio_edu.trace.virtqueue_view)
@@ -434,7 +435,11 @@ def thread_pool_view(m: Any) -> dict:
 
 
 def aio_view(m: Any) -> dict:
-    return {k: v for k, v in m.state.aio_context.view().items() if k != "thread_pool"}
+    out = {k: v for k, v in m.state.aio_context.view().items() if k != "thread_pool"}
+    handlers = m.state.extra.get("io_handlers")
+    if handlers:  # the main loop's own fd handlers (iohandler.c), e.g. a virtqueue's host notifier
+        out["io_handlers"] = [h.view() for h in handlers]
+    return out
 
 
 ACCT_NOTE = ("QEMU 1.6.1 counts a PIO sector write as a read: ide_sector_write calls bdrv_acct_start with "
@@ -461,19 +466,24 @@ def virtqueue_view(m: Any) -> dict:
 
 
 def exits_view(m: Any, last: int = 8) -> dict:
-    """The exits to QEMU so far (each return of KVM_RUN), and beside them the exits KVM handled itself
-    (the in-kernel PIC, an ioeventfd notify, HLT): the emulated engine records those; on the real engine
-    they happen inside KVM_RUN, out of userspace's sight."""
-    out = {"count": len(m.exits), "last": [x.to_json() for x in m.exits[-last:]]}
-    kernel = getattr(m, "kernel_exits", None)
-    if kernel is not None and m.engine == "unicorn":
-        from collections import Counter
-        out["in_kernel"] = {"count": len(kernel), "by_reason": dict(Counter(x.reason for x in kernel).most_common()),
-                            "last": [x.to_json() for x in kernel[-last:]]}
-    elif kernel is not None:
-        out["in_kernel"] = {"count": None, "note": "real KVM handles these inside KVM_RUN: userspace cannot "
-                                                   "see them (the emulated engine shows them)"}
-    return out
+    """Exits to userspace (`count`, `last`), and beside them the exits KVM handled itself (`kernel`:
+    emulated engine only) and the ioeventfds QEMU registered (`ioeventfds`: port/address, length, datamatch,
+    the eventfd and its counter as the kernel shows it)."""
+    from ..linux.fs.eventfd import eventfd_count
+    from .kernel_exits import count_kernel_exits
+    kernel = list(getattr(m, "kernel_exits", ()))
+    ioeventfds = []
+    for space in (m.state.address_space_io, m.state.address_space_memory):
+        for fd in getattr(space, "ioeventfds", ()) if space is not None else ():
+            rfd = getattr(fd.e, "rfd", -1)
+            ioeventfds.append({"space": space.name, "addr": fd.addr, "size": fd.size,
+                               "datamatch": fd.data if fd.match_data else None, "fd": rfd,
+                               "count": eventfd_count(rfd) if rfd >= 0 else None})
+    return {"count": len(m.exits), "last": [x.to_json() for x in m.exits[-last:]],
+            "kernel": {"count": len(kernel), "by_reason": count_kernel_exits(kernel),
+                       "last": [x.to_json() for x in kernel[-last:]],
+                       "visible": m.engine == "unicorn"},
+            "ioeventfds": ioeventfds}
 
 
 # ==========================================================================================================

@@ -9,9 +9,9 @@
 # The host fills the parameter block at PARAMS, starts the vCPU at 0x1000 in long mode (identity-mapped
 # RAM, RSP = 0x8000) and reads the result block at RESULT once the guest halts with `cli; hlt`.
 #
-# Simplifications, each on purpose: the driver takes EVENT_IDX but not indirect descriptors (Linux 3.7
-# would take both; the polling variant takes neither, as SeaBIOS), and serves a request queue in
-# batches: it publishes up to P_DEPTH requests, kicks once, and waits until all of
+# Simplifications, each on purpose: the driver takes EVENT_IDX, and indirect descriptors only when asked
+# (P_FLAGS bit 1; Linux 3.7 takes both, and the polling variant neither, as SeaBIOS), and serves a
+# request queue in batches: it publishes up to P_DEPTH requests, kicks once, and waits until all of
 # them are used before the next batch (Linux refills as requests complete).
 #
 # Keystone note: memory is always addressed through a register ([rbx + P_LBA]); keystone 0.9.2
@@ -29,13 +29,15 @@
 .equ VRING_BYTES,   0x3000      # zeroed before use (vring_size(128, 4096) = 0x1406)
 .equ HDRS,          0x54000     # struct virtio_blk_outhdr of request slot j at HDRS + 16*j
 .equ STATUS,        0x55000     # status byte of request slot j at STATUS + 16*j
+.equ INDIRECT,      0x56000     # indirect descriptor table of request slot j at INDIRECT + 48*j
+.equ MAX_SLOTS,     128         # requests in flight at most (HDRS/STATUS hold 256, INDIRECT 128 tables)
 .equ OUT_OF_RAM,    0x40000000  # a guest-physical address past RAM (fault 1)
 
 # ---- parameter block (PARAMS + offset) --------------------------------------------------------------------
 .equ P_OP,          0x00        # u32: 1 write, 2 read, 3 write then read back, 5 one request of type P_COMMAND
 .equ P_LBA,         0x04        # u32: first sector
 .equ P_COUNT,       0x08        # u32: sectors, 1..256 (0 means 256)
-.equ P_FLAGS,       0x0c        # u32: bit 0 = polling (interrupts off, VRING_AVAIL_F_NO_INTERRUPT)
+.equ P_FLAGS,       0x0c        # u32: bit 0 = polling (interrupts off, VRING_AVAIL_F_NO_INTERRUPT), bit 1 = indirect
 .equ P_BUFFER,      0x10        # u64: data buffer (write source, read destination)
 .equ P_BUFFER2,     0x18        # u64: read-back destination for op 3
 .equ P_COMMAND,     0x20        # u32: the request type for op 5 (virtio_blk_outhdr.type)
@@ -48,6 +50,7 @@
 .equ OP_WRITE_READ, 3
 .equ OP_RAW,        5
 .equ FLAG_POLLING,  0x01
+.equ FLAG_INDIRECT, 0x02        # take VIRTIO_RING_F_INDIRECT_DESC: each request's chain in a table of its own
 .equ FAULT_NONE,        0
 .equ FAULT_DESC_OUT_OF_RAM, 1   # the data descriptor points past RAM
 .equ FAULT_LOOP,        2       # the status descriptor chains back to the head
@@ -130,6 +133,8 @@
 .equ DRIVER_FEATURES,   0x0e54  # SEG_MAX(2) GEOMETRY(4) BLK_SIZE(6) WCE(9) TOPOLOGY(10) CONFIG_WCE(11)
 .equ F_CONFIG_WCE,      0x0800
 .equ F_EVENT_IDX,       0x20000000      # VIRTIO_RING_F_EVENT_IDX (29): the interrupt-driven driver takes it
+.equ F_INDIRECT_DESC,   0x10000000      # VIRTIO_RING_F_INDIRECT_DESC (28): taken with FLAG_INDIRECT
+.equ VRING_DESC_F_INDIRECT, 4
 .equ CFG_WCE,           32
 .equ F_SEG_MAX,         0x0004
 .equ F_BLK_SIZE,        0x0040
@@ -433,6 +438,9 @@ virtio_pci_probe:
     test dword ptr [rbx + P_FLAGS], FLAG_POLLING
     jnz virtio_pci_probe_features       # a polling driver asks for no ring features, as SeaBIOS
     or ecx, F_EVENT_IDX
+    test dword ptr [rbx + P_FLAGS], FLAG_INDIRECT
+    jz virtio_pci_probe_features
+    or ecx, F_INDIRECT_DESC
 virtio_pci_probe_features:
     and eax, ecx
     mov dword ptr [r12 + D_FEATURES], eax
@@ -541,9 +549,16 @@ setup_vq:
     test eax, eax
     jz protocol_error                   # the queue does not exist
     mov dword ptr [r12 + D_NUM], eax
+    test dword ptr [r12 + D_FEATURES], F_INDIRECT_DESC
+    jnz setup_vq_slots                  # indirect: one ring descriptor per request
     xor edx, edx
     mov ecx, 3
-    div ecx
+    div ecx                             # direct: three per request
+setup_vq_slots:
+    cmp eax, MAX_SLOTS
+    jbe setup_vq_slots_ok
+    mov eax, MAX_SLOTS
+setup_vq_slots_ok:
     mov dword ptr [r12 + D_MAX_SLOTS], eax
     mov edx, dword ptr [r12 + D_IOBASE]
     add edx, VIRTIO_PCI_QUEUE_PFN
@@ -626,7 +641,7 @@ dvr_done:
 # The head goes into avail->ring[avail->idx % num], and avail->idx moves at once (Linux 3.7 publishes
 # each buffer as it is added; the kick only decides whether to tell the device).
 virtqueue_add_buf:
-    imul r11d, r9d, 3                   # head descriptor index
+    imul r11d, r9d, 3                   # head descriptor index (direct chains: 3 per request)
     mov eax, r9d
     shl eax, 4
     mov rsi, HDRS
@@ -639,10 +654,29 @@ virtqueue_add_buf:
     add eax, r8d
     mov qword ptr [rsi + 8], rax        # sector
     mov byte ptr [rdx], STATUS_UNSET
+    test dword ptr [r12 + D_FEATURES], F_INDIRECT_DESC
+    jz add_buf_direct
+    # vring_add_indirect: the three descriptors go in a table of the request's own (indices 0-2); the
+    # ring's descriptor r9d points at it with VRING_DESC_F_INDIRECT
+    mov rdi, qword ptr [r12 + D_DESC]
+    mov eax, r9d
+    shl eax, 4
+    add rdi, rax                        # &desc[slot]
+    imul eax, r9d, 48
+    add rax, INDIRECT
+    mov qword ptr [rdi], rax
+    mov dword ptr [rdi + 8], 48
+    mov word ptr [rdi + 12], VRING_DESC_F_INDIRECT
+    mov word ptr [rdi + 14], 0
+    mov rdi, rax                        # the table
+    xor r11d, r11d
+    jmp add_buf_chain
+add_buf_direct:
     mov rdi, qword ptr [r12 + D_DESC]
     mov eax, r11d
     shl eax, 4
     add rdi, rax                        # &desc[head]
+add_buf_chain:
     # desc[head]: the header
     mov qword ptr [rdi], rsi
     mov dword ptr [rdi + 8], 16
@@ -684,6 +718,10 @@ add_buf_avail:
     div dword ptr [r12 + D_NUM]         # edx = avail->idx % num: the next slot of the avail ring
     mov rdi, qword ptr [r12 + D_AVAIL]
     mov eax, r11d
+    test dword ptr [r12 + D_FEATURES], F_INDIRECT_DESC
+    jz add_buf_fault
+    mov eax, r9d                        # indirect: the head is the request's one ring descriptor
+add_buf_fault:
     cmp dword ptr [rbx + P_FAULT], FAULT_BAD_HEAD
     jne add_buf_head
     mov eax, dword ptr [r12 + D_NUM]    # a head past the table
@@ -812,9 +850,12 @@ virtqueue_get_buf:
     mov eax, dword ptr [rsi + rdx*8 + 4]    # id: the head
     mov r8d, dword ptr [rsi + rdx*8 + 8]    # len: bytes the device wrote (data + status)
 virtblk_request_done:
+    test dword ptr [r12 + D_FEATURES], F_INDIRECT_DESC
+    jnz request_done_slot               # indirect: head = request slot
     xor edx, edx
     mov ecx, 3
-    div ecx                             # eax = request slot
+    div ecx                             # direct: request slot = head / 3
+request_done_slot:
     shl eax, 4
     mov rdi, STATUS
     movzx ecx, byte ptr [rdi + rax]

@@ -19,6 +19,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import platform
 from dataclasses import dataclass
 
 from ...trace.tracepoint import tracepoint
@@ -77,10 +78,11 @@ def same_file(fd_a: int, fd_b: int) -> bool:
     else only the same number (every eventfd shares one anonymous inode, so fstat cannot tell)."""
     if fd_a == fd_b:
         return True
-    pid = os.getpid()
-    r = _libc.syscall(_SYS_KCMP, pid, pid, _KCMP_FILE, fd_a, fd_b)
-    if r >= 0:
-        return r == 0
+    if platform.machine() == "x86_64":  # kcmp's syscall number is per architecture
+        pid = os.getpid()
+        r = _libc.syscall(_SYS_KCMP, pid, pid, _KCMP_FILE, fd_a, fd_b)
+        if r >= 0:
+            return r == 0
     ida, idb = _fdinfo(fd_a, "eventfd-id"), _fdinfo(fd_b, "eventfd-id")
     return ida is not None and ida == idb
 
@@ -108,8 +110,9 @@ def eventfd_ctx_put(ctx: eventfd_ctx) -> None:
 
 @tracepoint("host", args=("ctx", "n"))
 def eventfd_signal(ctx: eventfd_ctx, n: int) -> int:
-    """Add `n` to the counter (a real write, saturating at ULLONG_MAX as the kernel does) and wake every
-    model thread asleep in poll on this eventfd. Returns the amount added."""
+    """Add `n` to the counter (a real write; where the counter is full the kernel saturates it, the model
+    stops one below, the most write(2) allows) and wake every model thread asleep in poll on this eventfd.
+    Returns the amount added."""
     from ...qemu.util.event_notifier_posix import wake_up_poll_file
     if not fcntl.fcntl(ctx.fd, fcntl.F_GETFL) & os.O_NONBLOCK:
         count = eventfd_count(ctx.fd) or 0  # a blocking eventfd would sleep at the top: never here

@@ -2,8 +2,9 @@
 
 A pool worker that finished a request calls `event_notifier_set`: a real 8-byte write to a real
 `eventfd(2)`. (KVM's ioeventfd writes to one too, from the kernel: `event_notifier_set_handler` makes the
-main loop watch such a notifier through iohandler.c.) The main loop, asleep in `poll` on that fd, wakes up and calls the handler registered for
-it, which reads the counter back to zero (`event_notifier_test_and_clear`).
+main loop watch such a notifier through iohandler.c.) The main loop, asleep in `poll` on that fd, wakes
+up and calls the handler registered for it, which reads the counter back to zero
+(`event_notifier_test_and_clear`).
 
 Readiness is always the real fd's. Only the sleeping is modelled: a thread that polls finds nothing ready
 and would sleep in the kernel puts itself on the fd's wait queue (`poll_wait`) and blocks through the

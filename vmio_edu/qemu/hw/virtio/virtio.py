@@ -560,6 +560,20 @@ def virtio_queue_set_host_notifier_fd_handler(vq: VirtQueue, assign: bool, set_h
 
 
 # -- the view ---------------------------------------------------------------------------------------------
+def _walk(ram: Any, table: int, head: int, num: int) -> list[dict]:
+    """The chain from `head` in the descriptor table at `table` (num entries), stopping at a loop."""
+    chain, i, seen = [], head, set()
+    while i < num and i not in seen:
+        seen.add(i)
+        addr, length, flags, nxt = struct.unpack_from("<QIHH", ram, table + VRING_DESC_SIZE * i)
+        chain.append({"i": i, "addr": addr, "len": length, "flags": flags, "next": nxt,
+                      "write": bool(flags & VRING_DESC_F_WRITE)})
+        if not flags & VRING_DESC_F_NEXT:
+            break
+        i = nxt
+    return chain
+
+
 def virtqueue_view(vq: VirtQueue) -> dict:
     """See VirtQueue.view. Reads guest RAM directly (the debugger's kernel thread, model parked)."""
     ram = vq.vdev.ram if vq.vdev is not None else None
@@ -586,16 +600,13 @@ def virtqueue_view(vq: VirtQueue) -> dict:
             [(h, "device: in flight") for h in sorted(vq.inflight)] + [(h, "driver: used") for h in recent_used]:
         if head >= num or head in owner:
             continue
-        chain, i, seen = [], head, set()
-        while i < num and i not in seen:
-            seen.add(i)
-            addr, length, flags, nxt = struct.unpack_from("<QIHH", ram, vq.vring.desc + 16 * i)
-            owner.setdefault(i, who)
-            chain.append({"i": i, "addr": addr, "len": length, "flags": flags, "next": nxt,
-                          "write": bool(flags & VRING_DESC_F_WRITE), "owner": who})
-            if not flags & VRING_DESC_F_NEXT:
-                break
-            i = nxt
+        chain = _walk(ram, vq.vring.desc, head, num)
+        for d in chain:
+            owner.setdefault(d["i"], who)
+            d["owner"] = who
+            if d["flags"] & VRING_DESC_F_INDIRECT and d["len"] % VRING_DESC_SIZE == 0 \
+                    and d["addr"] + d["len"] <= len(ram):  # the table the descriptor points at
+                d["table"] = _walk(ram, d["addr"], 0, d["len"] // VRING_DESC_SIZE)
         chains.append({"head": head, "owner": who, "descriptors": chain})
     out.update({
         "avail_ring": {"flags": avail_flags, "idx": avail_idx,

@@ -33,7 +33,7 @@ from .virtio import (VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_F_BAD_FEATURE, VIRTIO_F_N
                      virtio_config_writeb, virtio_config_writel, virtio_config_writew, virtio_get_queue,
                      virtio_queue_get_addr, virtio_queue_get_host_notifier, virtio_queue_get_num,
                      virtio_queue_notify, virtio_queue_set_addr, virtio_queue_set_host_notifier_fd_handler,
-                     virtio_queue_vector, virtio_reset, virtio_set_features, virtio_set_status)
+                     virtio_reset, virtio_set_features, virtio_set_status)
 
 VIRTIO_PCI_HOST_FEATURES = 0
 VIRTIO_PCI_GUEST_FEATURES = 4

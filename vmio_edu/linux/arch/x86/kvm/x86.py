@@ -7,9 +7,9 @@ userspace has just put in the PIO page, an MMIO read), `complete_userspace_io` f
 `vmx_handle_exit`) while the exit handlers return 1; a 0 goes back to userspace with `struct kvm_run` filled.
 
 PIO leaves through `emulator_pio_in_out`: `kernel_pio` first offers the access to in-kernel devices on the
-KVM PIO bus (the PIC, and the ioeventfds of virt/kvm/eventfd.py); if none takes it, `kvm_run->io` is filled (direction, size, port, count,
-data_offset = 4096) and the exit goes to userspace. OUT data is copied into the PIO page before the exit;
-IN data is read from it when the instruction completes.
+KVM PIO bus (the PIC, and the ioeventfds of virt/kvm/eventfd.py); if none takes it, `kvm_run->io` is
+filled (direction, size, port, count, data_offset = 4096) and the exit goes to userspace. OUT data is
+copied into the PIO page before the exit; IN data is read from it when the instruction completes.
 
 Exits handled in the kernel (a handler returned 1: an in-kernel device took the access, the host timer
 tick, an in-kernel HLT, an interrupt window) emit the point event `kvm_exit_in_kernel` (fields: vcpu,
