@@ -130,3 +130,14 @@ def test_the_driver_negotiated_event_idx_and_the_view_shows_it(make):
     q, _ = _chain(stop)
     assert q["event_idx"] is True  # the interrupt-driven driver takes VIRTIO_RING_F_EVENT_IDX, as Linux 3.7
     assert q["used"]["avail_event"] == q["device"]["last_avail_idx"]  # the device asks for the next kick
+
+
+def test_indirect_requests_show_their_table(make):
+    m, dbg = make(lba=5, sectors=1, indirect=True, **VIRTIO)
+    dbg.break_at("virtio_blk_handle_write")
+    stop = dbg.cont()
+    _, chain = _chain(stop)
+    outer, *inner = chain["descriptors"]
+    assert outer["role"] == "indirect table" and "INDIRECT" in outer["flags_set"] and outer["len"] == 16 * 3
+    assert [d["role"] for d in inner] == ["header", "data", "status"]
+    assert inner[0]["header"]["sector"] == 5 and bytes.fromhex(inner[1]["bytes"]) == m.expected_sectors()[5][:8]

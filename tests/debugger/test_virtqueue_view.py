@@ -121,3 +121,26 @@ def test_event_idx_words_after_the_rings():
     assert v["avail"]["used_event"] == 1 and v["used"]["avail_event"] == 2
     assert "used_event" not in VQ.vring_view(ram, num=NUM, **lay)["avail"]  # not negotiated: not shown
     assert "avail_event" in virtqueue_html(v) and "interrupt me once used.idx passes it" in virtqueue_html(v)
+
+
+def test_an_indirect_descriptor_opens_its_table():
+    ram, lay, last = _ram_with_two_requests()
+    # head 6: one INDIRECT descriptor pointing at a 3-entry table at 0x7000 (header, data, status)
+    struct.pack_into("<QIHH", ram, lay["desc"] + 16 * 6, 0x7000, 48, VQ.VRING_DESC_F_INDIRECT, 0)
+    struct.pack_into("<IIQ", ram, 0x7100, 1, 0, 42)
+    struct.pack_into("<QIHH", ram, 0x7000, 0x7100, 16, VQ.VRING_DESC_F_NEXT, 1)
+    struct.pack_into("<QIHH", ram, 0x7010, 0x7200, 512, VQ.VRING_DESC_F_NEXT, 2)
+    struct.pack_into("<QIHH", ram, 0x7020, 0x7400, 1, VQ.VRING_DESC_F_WRITE, 0)
+    struct.pack_into("<HH", ram, lay["avail"], 0, 3)
+    struct.pack_into("<H", ram, lay["avail"] + 4 + 4, 6)
+    v = VQ.vring_view(ram, num=NUM, last_avail_idx=3, **lay)
+    chain = v["chains"][-1]
+    outer, *inner = chain["descriptors"]
+    assert outer["role"] == "indirect table" and outer["flags_set"] == ["INDIRECT"] and outer["index"] == 6
+    assert [d["role"] for d in inner] == ["header", "data", "status"] and all(d["in_table"] == 6 for d in inner)
+    assert inner[0]["header"]["sector"] == 42 and inner[2]["writer"] == "device"
+    html = virtqueue_html(v)
+    assert "6[0]" in html and "3 descriptors" in html
+    struct.pack_into("<QIHH", ram, 0x7020, 0x7400, 1, VQ.VRING_DESC_F_WRITE | VQ.VRING_DESC_F_NEXT, 0)  # a loop
+    assert VQ.vring_view(ram, num=NUM, last_avail_idx=3, **lay)["chains"][-1]["problem"] == \
+        "the chain loops back to descriptor 0"

@@ -145,29 +145,45 @@ def vring_view(mem: Any, *, num: int, desc: int, avail: int, used: int, last_ava
     }
 
 
-def _chain(mem: Any, desc: int, num: int, head: int, is_blk: bool) -> dict:
-    """Follow a chain from `head` by its NEXT flags, as virtqueue_pop does (stopping at a loop or a bad index)."""
+def _walk(mem: Any, table: int, size: int, start: int, where: str) -> tuple[list[dict], str | None]:
+    """The descriptors of one table from `start` by their NEXT flags, as virtqueue_pop follows them, stopping
+    at an index past the table or a loop (QEMU 1.6.1 stops the VM with an error there)."""
     out: list[dict] = []
-    problem = None
     seen: set[int] = set()
-    i = head
+    i = start
     while True:
-        if i >= num:
-            problem = f"descriptor index {i} is past the table ({num} entries)"
-            break
+        if i >= size:
+            return out, f"descriptor index {i} is past the {where} ({size} entries)"
         if i in seen:
-            problem = f"the chain loops back to descriptor {i}"
-            break
+            return out, f"the chain loops back to descriptor {i}"
         seen.add(i)
-        addr, length, flags, nxt = DESC.unpack_from(mem, desc + 16 * i)
+        if _read(mem, table + 16 * i, 16) is None:
+            return out, f"descriptor {i} of the {where} is not in guest RAM"
+        addr, length, flags, nxt = DESC.unpack_from(mem, table + 16 * i)
         out.append({"index": i, "addr": addr, "len": length, "flags": flags,
                     "flags_set": _flags(flags, _DESC_FLAGS), "next": nxt if flags & VRING_DESC_F_NEXT else None,
                     "writer": "device" if flags & VRING_DESC_F_WRITE else "driver"})
         if not flags & VRING_DESC_F_NEXT:
-            break
+            return out, None
         i = nxt
+
+
+def _chain(mem: Any, desc: int, num: int, head: int, is_blk: bool) -> dict:
+    """Follow a chain from `head`. A VRING_DESC_F_INDIRECT descriptor points to a table of its own (len / 16
+    descriptors) that holds the request's chain from its entry 0: the outer descriptor is shown with the
+    role "indirect table", its entries after it (`in_table`: the outer index)."""
+    out, problem = _walk(mem, desc, num, head, "table")
+    parts = out
+    if out and out[0]["flags"] & VRING_DESC_F_INDIRECT and problem is None:
+        outer = out[0]
+        outer["role"] = "indirect table"
+        inner, problem = _walk(mem, outer["addr"], outer["len"] // 16, 0, "indirect table")
+        for d in inner:
+            d["in_table"] = outer["index"]
+        parts = inner
+        out = [outer] + inner
     if is_blk:
-        _blk_roles(mem, out)
+        _blk_roles(mem, parts)
     chain = {"head": head, "descriptors": out}
     if problem:
         chain["problem"] = problem

@@ -68,11 +68,11 @@ def queue_html(q: Mapping, prev: Mapping | None = None) -> str:
 
 
 def chains_html(chains: list, prev_chains: list | None) -> str:
-    old = {(c["head"], d["index"]): (c, d) for c in (prev_chains or []) for d in c["descriptors"]}
+    old = {(c["head"], d.get("in_table"), d["index"]): (c, d) for c in (prev_chains or []) for d in c["descriptors"]}
     rows = []
     for c in chains:
         for n, d in enumerate(c["descriptors"]):
-            was = old.get((c["head"], d["index"]))
+            was = old.get((c["head"], d.get("in_table"), d["index"]))
             pc, pd = was if was is not None else ({}, {})
 
             def mark(key: str, obj: Mapping = d, before: Mapping = pd) -> bool:
@@ -85,7 +85,7 @@ def chains_html(chains: list, prev_chains: list | None) -> str:
                      + "</td>") if n == 0 else ""
             head = f'<td rowspan="{len(c["descriptors"])}"><b>{c["head"]}</b></td>' if n == 0 else ""
             rows.append(
-                f"<tr>{head}{state}<td>{d['index']}</td><td>{esc(d.get('role', ''))}</td>"
+                f"<tr>{head}{state}<td>{_index(d)}</td><td>{esc(d.get('role', ''))}</td>"
                 f"<td>{_code(d['addr'], mark('addr'), '#x')}</td><td>{_code(d['len'], mark('len'))}</td>"
                 f"<td>{_code(' '.join(d['flags_set']) or '0', mark('flags'))}</td>"
                 f"<td>{_code(d['next'], mark('next'))}</td><td>{esc(d['writer'])}</td>"
@@ -97,7 +97,14 @@ def chains_html(chains: list, prev_chains: list | None) -> str:
             + "".join(rows) + "</table>")
 
 
+def _index(d: Mapping) -> str:
+    """A descriptor's index; one inside an indirect table as table[i]."""
+    return f"{d['in_table']}[{d['index']}]" if "in_table" in d else str(d["index"])
+
+
 def _contents(d: Mapping, pd: Mapping | None) -> str:
+    if d.get("role") == "indirect table":
+        return f"{d['len'] // 16} descriptors"
     if "header" in d:
         h = d["header"]
         return (f'{_code(h["type_name"], pd is not None and pd.get("header") != h)} sector '
