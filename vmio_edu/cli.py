@@ -5,7 +5,8 @@
     vmio-edu exits GUEST.bin --mode 16|32|64 [--load ADDR] [--entry ADDR] [--engine ...] [--format json]
     vmio-edu bench [--format text|json|markdown] [--quick] [--engine unicorn|kvm|both] [--plot FILE.png]
     vmio-edu paths [--op write|read|both] [--lba N] [--sectors N] [--engine unicorn|kvm|both]
-                   [--path ide|virtio|virtio-ioeventfd ...] [--per-request N] [--depth N] [--format text|json]
+                   [--path ide|virtio|virtio-ioeventfd ...] [--per-request N] [--depth N] [--indirect]
+                   [--format text|json]
 
 Errors print `error: ...` on stderr and exit non-zero, never with a traceback.
 """
@@ -110,6 +111,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="virtio: sectors per request (default 0: one request for all)")
     pa.add_argument("--depth", type=_int, default=0,
                     help="virtio: requests published per kick (default 0: as many as the queue holds)")
+    pa.add_argument("--indirect", action="store_true",
+                    help="virtio: each request's descriptors in an indirect table of its own")
     pa.add_argument("--format", choices=("text", "json"), default="text")
     _add_grading_commands(sub)
     return p
@@ -397,7 +400,7 @@ def cmd_paths(args: argparse.Namespace) -> int:
     try:
         doc = paths.run_paths(op=args.op, lba=args.lba, sectors=args.sectors, engines=engines,
                               paths=args.paths or paths.PATH_IDS, seed=args.seed,
-                              per_request=args.per_request, depth=args.depth,
+                              per_request=args.per_request, depth=args.depth, indirect=args.indirect,
                               progress=lambda msg: print(f"paths: {msg}", file=sys.stderr, flush=True))
     except EngineUnavailable as e:
         raise VmioError(f"--engine {args.engine} needs the real engine: {e}") from e

@@ -17,7 +17,7 @@ to QEMU, and what real VMs do instead. Each path is run on a fresh machine with 
 The result is plain data with a stable schema (`SCHEMA`), rendered as text by `format_text`:
 
     {"schema": "vmio-edu/paths/1",
-     "workload": {"op", "lba", "sectors", "seed", "per_request", "depth"},
+     "workload": {"op", "lba", "sectors", "seed", "per_request", "depth", "indirect"},
      "engines": ["unicorn", "kvm"], "paths": ["ide", "virtio", "virtio-ioeventfd"],
      "runs": [{"engine", "path", "title", "disk", "ioeventfd",
                "stages": {layer: {thread: entries}}, "functions": {layer: [function, ...]},
@@ -183,10 +183,11 @@ def _machine_takes(name: str) -> bool:
 
 
 def run_path(path: Path | str, engine: str = "unicorn", *, op: str = "write", lba: int = 0, sectors: int = 1,
-             seed: int = 0, per_request: int = 0, depth: int = 0) -> dict:
+             seed: int = 0, per_request: int = 0, depth: int = 0, indirect: bool = False) -> dict:
     """Run the default guest's request on one path and engine; return its counts (one `runs` entry of the
     JSON document). `per_request`/`depth` shape the virtio guest's requests (sectors per request, requests
-    per kick; 0: one request for all, as many per kick as fit); IDE moves all sectors with one command.
+    per kick; 0: one request for all, as many per kick as fit) and `indirect` puts each request's
+    descriptors in a table of its own; IDE moves all sectors with one command.
     Raises EngineUnavailable when engine="kvm" cannot open /dev/kvm."""
     from .cli import image_check
     from .machine import Machine
@@ -201,6 +202,8 @@ def run_path(path: Path | str, engine: str = "unicorn", *, op: str = "write", lb
         kw.pop("disk")
     if kw.get("disk") == "virtio":
         kw.update(per_request=per_request, depth=depth)
+        if indirect:
+            kw["indirect"] = True
     counter = StageCounter()
     with Machine(engine=engine, op=op, lba=lba, sectors=sectors, seed=seed, **kw) as m:
         counter.attach(m.sched)
@@ -287,7 +290,7 @@ def _thread_rank(thread: str) -> tuple:
 # ==========================================================================================================
 def run_paths(*, op: str = "write", lba: int = 0, sectors: int = 1, engines: Iterable[str] = ("unicorn",),
               paths: Iterable[str] = PATH_IDS, seed: int = 0, per_request: int = 0, depth: int = 0,
-              progress: Any = None) -> dict:
+              indirect: bool = False, progress: Any = None) -> dict:
     """Every path on every engine: the `vmio-edu paths --format json` document (schema `SCHEMA`)."""
     engines, paths = tuple(engines), tuple(paths)
     for e in engines:
@@ -306,10 +309,10 @@ def run_paths(*, op: str = "write", lba: int = 0, sectors: int = 1, engines: Ite
             if progress:
                 progress(f"{p.id} on {engine}")
             runs.append(run_path(p, engine, op=op, lba=lba, sectors=sectors, seed=seed, per_request=per_request,
-                                 depth=depth))
+                                 depth=depth, indirect=indirect))
     agree = engines_agree(runs) if len(engines) > 1 else None
     doc = {"schema": SCHEMA, "workload": {"op": op, "lba": lba, "sectors": sectors or 256, "seed": seed,
-                                          "per_request": per_request, "depth": depth},
+                                          "per_request": per_request, "depth": depth, "indirect": indirect},
            "engines": list(engines), "paths": [p.id for p in chosen], "runs": runs}
     if agree is not None:
         doc["agree"] = agree
@@ -383,7 +386,7 @@ def format_text(doc: dict) -> str:
     """The side-by-side tables, one per engine, each at most 100 columns wide."""
     w = doc["workload"]
     shape = (f" per_request={w['per_request']} depth={w['depth']}" if w.get("per_request") or w.get("depth")
-             else "")
+             else "") + (" indirect" if w.get("indirect") else "")
     out = [f"vmio-edu paths: op={w['op']} lba={w['lba']} sectors={w['sectors']}{shape} "
            f"(the same request on each path, each on a fresh machine)"]
     for engine in doc["engines"]:

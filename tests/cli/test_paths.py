@@ -43,7 +43,8 @@ def test_ide_json_schema_and_counts(capsys):
     code, doc = _json(capsys, "--path", "ide", "--op", "write", "--sectors", "2", "--lba", "5")
     assert code == 0
     assert doc["schema"] == paths.SCHEMA
-    assert doc["workload"] == {"op": "write", "lba": 5, "sectors": 2, "seed": 0, "per_request": 0, "depth": 0}
+    assert doc["workload"] == {"op": "write", "lba": 5, "sectors": 2, "seed": 0, "per_request": 0, "depth": 0,
+                              "indirect": False}
     assert doc["engines"] == ["unicorn"] and doc["paths"] == ["ide"]
     (r,) = doc["runs"]
     assert set(r) >= {"engine", "path", "disk", "stages", "exits", "exit_total", "exits_per_sector", "kernel_exits",
@@ -134,6 +135,10 @@ def test_virtio_several_requests_count_per_request(capsys):
     notify = next(p for p, n in r["port_names"].items() if n == "QUEUE_NOTIFY")
     assert r["exits"][f"IO out port={notify}"] == 2  # one kick per two requests published
     assert r["request_exits"] < 4 * 3 and r["request_exits_per_request"] < 3
+    code, doc = _json(capsys, "--path", "virtio", "--sectors", "4", "--indirect")
+    (ind,) = doc["runs"]
+    assert code == 0 and ind["image_ok"] and doc["workload"]["indirect"] is True
+    assert ind["request_exits"] == 2  # the table lives in guest RAM too: no exit more
 
 
 @pytest.mark.kvm
