@@ -443,8 +443,8 @@ def _table(runs: list[dict]) -> list[str]:
             out.append(_row("  main loop woken by the ioeventfd", [_num(w) for w in wakes]))
     else:
         for k in sorted(_union(r["kernel_exits"] or {} for r in runs), key=_exit_order):
-            out.append(_row(f"  {_label(k, names)}", [_num((r["kernel_exits"] or {}).get(k, 0) if r["kernel_exits"] is not None
-                                            else None) for r in runs]))
+            cells = [None if r["kernel_exits"] is None else r["kernel_exits"].get(k, 0) for r in runs]
+            out.append(_row(f"  {_label(k, names)}", [_num(c) for c in cells]))
         out.append(_row("  total", [_num(r["kernel_exit_total"]) for r in runs]))
     out.append("Time (ms of self time per layer)")
     for layer in sorted(_union(r["time_ms"] for r in runs), key=_layer_rank):

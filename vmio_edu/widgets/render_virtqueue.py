@@ -42,28 +42,32 @@ def queue_html(q: Mapping, prev: Mapping | None = None) -> str:
     pa, pu = p.get("avail", {}), p.get("used", {})
     dev = q.get("device", {})
     addrs = q["addresses"]
+    def value(now: Mapping, before: Mapping, key: str) -> str:  # a number, marked if it moved since prev
+        return _code(now.get(key), prev is not None and before.get(key) != now.get(key))
+
+    def flags(ring: Mapping) -> str:
+        return ", " + " ".join(ring["flags_set"]) if ring["flags_set"] else ""
     head = (f'<div><b>queue {q["queue"]}</b>, {q["num"]} descriptors: table at <code>{addrs["desc"]:#x}</code>, '
             f'avail ring at <code>{addrs["avail"]:#x}</code>, used ring at <code>{addrs["used"]:#x}</code></div>'
-            f'<div>avail.idx {_code(a["idx"], prev is not None and pa.get("idx") != a["idx"])} '
-            f'(driver: next slot it fills{", " + " ".join(a["flags_set"]) if a["flags_set"] else ""}) · '
-            f'last_avail_idx {_code(dev.get("last_avail_idx"), prev is not None and p.get("device", {}).get("last_avail_idx") != dev.get("last_avail_idx"))} '
-            f'(device: next it pops) · used.idx {_code(u["idx"], prev is not None and pu.get("idx") != u["idx"])} '
-            f'(device: next slot it fills{", " + " ".join(u["flags_set"]) if u["flags_set"] else ""})</div>')
+            f'<div>avail.idx {value(a, pa, "idx")} (driver: next slot it fills{flags(a)}) · '
+            f'last_avail_idx {value(dev, p.get("device", {}), "last_avail_idx")} (device: next it pops) · '
+            f'used.idx {value(u, pu, "idx")} (device: next slot it fills{flags(u)})</div>')
     old_avail = {e["index"]: e for e in pa.get("ring", [])}
     old_used = {e["index"]: e for e in pu.get("ring", [])}
 
     def new(e: Mapping, old: Mapping) -> str:  # a new entry, or one whose chain changed hands
         return _CHANGED if prev is not None and old.get(e["index"]) != e else ""
-    avail = " ".join(f'<span title="{esc(e["state"])}: {esc(STATE_HELP.get(e["state"], ""))}"><code{new(e, old_avail)}>'
-                     f'[{e["slot"]}]={e["head"]}</code></span>' for e in a["ring"]) or '<i>empty</i>'
-    used = " ".join(f'<span title="{esc(e["state"])}: {esc(STATE_HELP.get(e["state"], ""))}"><code{new(e, old_used)}>'
-                    f'[{e["slot"]}]=id {e["id"]}, len {e["len"]}</code></span>' for e in u["ring"]) or '<i>empty</i>'
+    def entry(e: Mapping, old: Mapping, text: str) -> str:
+        tip = f'{e["state"]}: {STATE_HELP.get(e["state"], "")}'
+        return f'<span title="{esc(tip)}"><code{new(e, old)}>{esc(text)}</code></span>'
+    avail = " ".join(entry(e, old_avail, f'[{e["slot"]}]={e["head"]}') for e in a["ring"]) or '<i>empty</i>'
+    used = " ".join(entry(e, old_used, f'[{e["slot"]}]=id {e["id"]}, len {e["len"]}') for e in u["ring"]) \
+        or '<i>empty</i>'
     rings = f'<div>avail ring (head of each chain offered): {avail}</div><div>used ring: {used}</div>'
     if "used_event" in a:  # VIRTIO_RING_F_EVENT_IDX: each side says when it next wants to hear from the other
-        rings += (f'<div>event idx: used_event {_code(a["used_event"], prev is not None and pa.get("used_event") != a["used_event"])} '
-                  f'(driver: interrupt me once used.idx passes it) · avail_event '
-                  f'{_code(u["avail_event"], prev is not None and pu.get("avail_event") != u["avail_event"])} '
-                  f'(device: notify me once avail.idx passes it)</div>')
+        rings += (f'<div>event idx: used_event {value(a, pa, "used_event")} (driver: interrupt me once used.idx '
+                  f'passes it) · avail_event {value(u, pu, "avail_event")} (device: notify me once avail.idx '
+                  f'passes it)</div>')
     return f'<div class="vmio-virtqueue">{head}{rings}{chains_html(q.get("chains", []), p.get("chains"))}</div>'
 
 
