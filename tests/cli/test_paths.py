@@ -218,3 +218,17 @@ def test_past_the_end_each_path_gives_its_own_error(capsys):
     assert code == 1 and not ide["image_ok"] and not vio["image_ok"]
     assert not any("2046" in p or "2047" in p for p in ide["problems"])  # IDE wrote the sectors in range
     assert any("sector 2046 " in p for p in vio["problems"])  # virtio wrote nothing
+
+
+def test_the_json_schema_is_stable(capsys):
+    """Scripts read these keys: adding one is a new schema version, so the set is pinned here."""
+    code, doc = _json(capsys, "--path", "virtio-ioeventfd", "--sectors", "1")
+    assert code == 0 and set(doc) == {"schema", "workload", "engines", "paths", "runs"}
+    assert set(doc["workload"]) == {"op", "lba", "sectors", "seed", "per_request", "depth", "indirect"}
+    (r,) = doc["runs"]
+    assert set(r) == {"engine", "path", "title", "disk", "ioeventfd", "stages", "functions", "calls", "exits",
+                      "exit_total", "exits_per_sector", "requests", "request_exits", "request_exits_per_request",
+                      "request_exits_per_sector", "port_names", "kernel_exits", "kernel_exit_total", "time_ms",
+                      "wall_ms", "image_ok", "problems"}
+    assert r["calls"]["qemu-virtio"]["main"]["virtio_queue_host_notifier_read"] == 1
+    assert json.loads(json.dumps(doc)) == doc  # plain data all the way down
