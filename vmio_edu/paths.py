@@ -29,7 +29,8 @@ The result is plain data with a stable schema (`SCHEMA`), rendered as text by `f
                "request_exits_per_sector", "port_names": {"0x1f0": "ATA data", ...},
                "kernel_exits": {"IO(pic) out port=0x20": n, "HLT": n, ...} | null (real engine),
                "kernel_exit_total": n | null,
-               "time_ms": {layer: self time}, "wall_ms", "image_ok", "problems": [...]}],
+               "time_ms": {layer: self time}, "time_ms_by_thread": {layer: {thread: self time}},
+               "wall_ms", "image_ok", "problems": [...]}],
      "agree": {path: {"exits", "qemu_stages", "kvm_run_reentries"}}}   # with both engines only
 """
 from __future__ import annotations
@@ -142,12 +143,49 @@ def _virtio_bar(m: Any) -> tuple[int | None, int]:
     return (bar.addr, bar.size) if bar.size and 0 <= bar.addr < 0x10000 else (None, 0)
 
 
-class StageCounter:
-    """Trace hooks that count stage entries per (layer, thread) and time each layer (`LayerTimer`). Light:
-    no trace is kept."""
+class LayerThreadTimer(LayerTimer):
+    """`LayerTimer` (the timer of `vmio-edu compare`), also adding each interval to the thread it ran on:
+    `by_thread[(layer, thread)]` in ns. The per-layer sums stay LayerTimer's."""
 
     def __init__(self) -> None:
-        self.timer = LayerTimer()
+        super().__init__()
+        self.by_thread: dict[tuple[str, str | None], int] = defaultdict(int)
+        self._thread: str | None = None
+        self._next_thread: str | None = None
+
+    def _tick(self, next_layer: str | None, minus: int = 0) -> None:
+        now = time.perf_counter_ns()
+        if self._layer is not None:
+            spent = max(0, now - self._last - minus)
+            self.ns[self._layer] += spent
+            self.by_thread[(self._layer, self._thread)] += spent
+        self._last, self._layer, self._thread = now, next_layer, self._next_thread
+
+    def enter(self, tp: TracePoint, args: tuple, ctx: ThreadContext) -> None:
+        self._next_thread = ctx.name
+        super().enter(tp, args, ctx)
+
+    def leave(self, tp: TracePoint, result: Any, ctx: ThreadContext) -> None:
+        self._next_thread = ctx.name
+        super().leave(tp, result, ctx)
+
+    def event(self, name: str, layer: str, fields: dict, ctx: ThreadContext) -> None:
+        if name == "KVM_RUN" and "ns" in fields:
+            self.by_thread[("kvm (real)", ctx.name)] += fields["ns"]
+        self._next_thread = self._thread
+        super().event(name, layer, fields, ctx)
+
+    def _switch(self, thread: Any) -> None:
+        self._next_thread = None if thread is None else thread.name
+        super()._switch(thread)
+
+
+class StageCounter:
+    """Trace hooks that count stage entries per (layer, thread) and time each layer and thread
+    (`LayerThreadTimer`). Light: no trace is kept."""
+
+    def __init__(self) -> None:
+        self.timer = LayerThreadTimer()
         self.counts: Counter = Counter()
         self.per_function: Counter = Counter()  # (layer, thread, function) -> entries
         self.functions: dict[str, list[str]] = defaultdict(list)
@@ -241,7 +279,8 @@ def run_path(path: Path | str, engine: str = "unicorn", *, op: str = "write", lb
         "port_names": {f"{p:#x}": names[p][0] for p in sorted(used_ports) if p in names},
         "kernel_exits": None if kernel_counts is None else dict(sorted(kernel_counts.items())),
         "kernel_exit_total": None if kernel_counts is None else sum(kernel_counts.values()),
-        "time_ms": time_ms, "wall_ms": round(wall * 1e3, 3),
+        "time_ms": time_ms, "time_ms_by_thread": _time_by_thread(counter.timer.by_thread),
+        "wall_ms": round(wall * 1e3, 3),
         "image_ok": check["ok"], "problems": check["problems"],
         "calls": _nested(counter.per_function),
     }
@@ -261,6 +300,16 @@ def _kernel_exits(m: Any) -> Counter | None:
     if m.engine != "unicorn":
         return None
     return Counter(exit_key(x.reason, x.direction, x.port) for x in m.kernel_exits)
+
+
+def _time_by_thread(by_thread: dict) -> dict:
+    """(layer, thread) -> ns as {layer: {thread: ms}}, in path order (time outside any thread dropped)."""
+    out: dict = {}
+    for (layer, thread), ns in sorted(by_thread.items(), key=lambda kv: (_layer_rank(kv[0][0]),
+                                                                        _thread_rank(kv[0][1] or ""))):
+        if thread is not None and ns:
+            out.setdefault(layer, {})[thread] = round(ns / 1e6, 3)
+    return out
 
 
 def _nested(per_function: Counter) -> dict:
@@ -446,9 +495,12 @@ def _table(runs: list[dict]) -> list[str]:
             cells = [None if r["kernel_exits"] is None else r["kernel_exits"].get(k, 0) for r in runs]
             out.append(_row(f"  {_label(k, names)}", [_num(c) for c in cells]))
         out.append(_row("  total", [_num(r["kernel_exit_total"]) for r in runs]))
-    out.append("Time (ms of self time per layer)")
+    out.append("Time (ms of self time per layer and thread)")
     for layer in sorted(_union(r["time_ms"] for r in runs), key=_layer_rank):
-        out.append(_row(f"  {layer}", [_num(float(r["time_ms"].get(layer, 0.0))) for r in runs]))
+        threads = _union(r.get("time_ms_by_thread", {}).get(layer, {}) for r in runs)
+        for th in sorted(threads, key=_thread_rank):
+            out.append(_row(f"  {layer:<16} {th}", [_num(float(r.get("time_ms_by_thread", {}).get(layer, {})
+                                                                  .get(th, 0.0))) for r in runs]))
     out.append(_row("  wall time of the run", [_num(float(r["wall_ms"])) for r in runs]))
     return out
 

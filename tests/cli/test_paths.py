@@ -68,6 +68,11 @@ def test_ide_json_schema_and_counts(capsys):
     # time per layer: every layer that ran was timed, and self times add up to no more than the wall time
     assert set(QEMU_LAYERS) <= set(r["time_ms"])
     assert 0 < sum(r["time_ms"].values()) <= r["wall_ms"] * 1.05
+    # per thread: the pwrite's time is the worker's, the data port's the vCPU's; the threads add up to the layer
+    by = r["time_ms_by_thread"]
+    assert set(by["host"]) == {"worker-1"} and set(by["qemu-ide"]) >= {"vcpu0"}
+    for layer, threads in by.items():
+        assert sum(threads.values()) <= r["time_ms"][layer] + 0.01 * len(threads), layer
 
 
 def test_text_fits_100_columns(capsys):
@@ -229,6 +234,6 @@ def test_the_json_schema_is_stable(capsys):
     assert set(r) == {"engine", "path", "title", "disk", "ioeventfd", "stages", "functions", "calls", "exits",
                       "exit_total", "exits_per_sector", "requests", "request_exits", "request_exits_per_request",
                       "request_exits_per_sector", "port_names", "kernel_exits", "kernel_exit_total", "time_ms",
-                      "wall_ms", "image_ok", "problems"}
+                      "time_ms_by_thread", "wall_ms", "image_ok", "problems"}
     assert r["calls"]["qemu-virtio"]["main"]["virtio_queue_host_notifier_read"] == 1
     assert json.loads(json.dumps(doc)) == doc  # plain data all the way down
