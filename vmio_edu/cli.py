@@ -6,6 +6,9 @@
     vmio-edu bench [--format text|json|markdown] [--quick] [--engine unicorn|kvm|both] [--plot FILE.png]
     vmio-edu diff-paths [--op write|read] [--break FUNCTION] [--engine ...] [--sectors N] [--format text|json]
                         [--changes] [--stacks OLD,NEW]
+    vmio-edu paths [--op write|read|both] [--lba N] [--sectors N] [--engine unicorn|kvm|both]
+                   [--path ide|virtio|virtio-ioeventfd ...] [--per-request N] [--depth N] [--indirect]
+                   [--format text|json]
 
 Errors print `error: ...` on stderr and exit non-zero, never with a traceback.
 """
@@ -117,6 +120,22 @@ def _parser() -> argparse.ArgumentParser:
                    help="4 sectors, fewer samples, no RSS run (seconds, not minutes)")
     b.add_argument("--engine", choices=("unicorn", "kvm", "both"), default="both")
     b.add_argument("--plot", metavar="FILE.png", help="also draw exits/s as a bar chart (needs matplotlib)")
+    pa = sub.add_parser("paths", help="the same request on IDE PIO and virtio-blk (ioeventfd off/on), side by "
+                                      "side: stages, exits to userspace and in the kernel, time per layer")
+    pa.add_argument("--op", choices=("write", "read", "both"), default="write")
+    pa.add_argument("--lba", type=_int, default=0)
+    pa.add_argument("--sectors", type=_int, default=1)
+    pa.add_argument("--engine", choices=("unicorn", "kvm", "both"), default="unicorn")
+    pa.add_argument("--path", dest="paths", action="append", metavar="PATH",
+                    help="run only this path (repeatable): ide, virtio, virtio-ioeventfd (default: all three)")
+    pa.add_argument("--seed", type=_int, default=0, help="seed of the data pattern the guest writes")
+    pa.add_argument("--per-request", type=_int, default=0,
+                    help="virtio: sectors per request (default 0: one request for all)")
+    pa.add_argument("--depth", type=_int, default=0,
+                    help="virtio: requests published per kick (default 0: as many as the queue holds)")
+    pa.add_argument("--indirect", action="store_true",
+                    help="virtio: each request's descriptors in an indirect table of its own")
+    pa.add_argument("--format", choices=("text", "json"), default="text")
     _add_grading_commands(sub)
     return p
 
@@ -131,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"trace": cmd_trace, "exits": cmd_exits, "compare": cmd_compare, "bench": cmd_bench,
-                "diff-paths": cmd_diff_paths}.get(
+                "diff-paths": cmd_diff_paths, "paths": cmd_paths}.get(
             args.cmd, getattr(args, "func", None))(args)
     except VmioError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -443,6 +462,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
     else:
         print(bench.format_markdown(r) if args.format == "markdown" else bench.format_text(r))
     return 0
+
+
+# -- paths --------------------------------------------------------------------------------------------
+def cmd_paths(args: argparse.Namespace) -> int:
+    from . import paths
+    from .errors import EngineUnavailable
+
+    engines = paths.ENGINES if args.engine == "both" else (args.engine,)
+    try:
+        doc = paths.run_paths(op=args.op, lba=args.lba, sectors=args.sectors, engines=engines,
+                              paths=args.paths or paths.PATH_IDS, seed=args.seed,
+                              per_request=args.per_request, depth=args.depth, indirect=args.indirect,
+                              progress=lambda msg: print(f"paths: {msg}", file=sys.stderr, flush=True))
+    except EngineUnavailable as e:
+        raise VmioError(f"--engine {args.engine} needs the real engine: {e}") from e
+    if args.format == "json":
+        print(json.dumps(doc, indent=1))
+    else:
+        print(paths.format_text(doc))
+    ok = all(r["image_ok"] for r in doc["runs"]) and all(
+        a["exits"] and a["qemu_stages"] for a in doc.get("agree", {}).values())
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

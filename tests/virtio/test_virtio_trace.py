@@ -225,10 +225,11 @@ def test_the_debugger_has_a_virtqueue_view():
     with Machine(disk="virtio", op="write", sectors=4, per_request=2, depth=2) as m:
         dbg = m.debugger()
         dbg.break_at("virtio_blk_handle_write")
-        v = dbg.cont().views["virtqueue"]
-        assert v["in_flight"] == [0] and v["avail_ring"]["idx"] == 2 and v["used_ring"]["idx"] == 0
-        heads = {c["head"]: c["owner"] for c in v["chains"]}
-        assert heads == {0: "device: in flight", 3: "device: available"}
+        (v,) = dbg.cont().views["virtqueue"]["queues"]
+        assert v["device"]["in_flight"] == [0] and v["avail"]["idx"] == 2 and v["used"]["idx"] == 0
+        heads = {c["head"]: (c["owner"], c["state"]) for c in v["chains"]}
+        assert heads == {0: ("device", "in flight"), 3: ("device", "available")}
         assert [d["len"] for d in next(c for c in v["chains"] if c["head"] == 0)["descriptors"]] == [16, 1024, 1]
     with Machine(disk="ide", op="write") as m:
-        assert "disk='virtio'" in m.debugger().cont().views["virtqueue"]["note"]
+        v = m.debugger().cont().views["virtqueue"]
+        assert v["present"] is False and 'disk="virtio"' in v["note"]

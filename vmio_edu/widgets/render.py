@@ -297,8 +297,8 @@ VIEW_HELP = {
     "threads": "every model thread: running, ready or blocked, and where",
     "block": "the block layer: the disk's driver stack (raw format on a file) and its requests",
     "exits": "the VM exits QEMU has seen so far (each return of KVM_RUN)",
-    "virtqueue": "virtio-blk's ring in guest RAM: descriptor chains (header, data, status), the avail and "
-                 "used indices, and who owns each descriptor",
+    "virtqueue": "a virtio disk's queue in guest RAM: each request's descriptor chain (header, data, status), "
+                 "the avail and used rings, and whether the driver or the device owns each descriptor",
 }
 VIEW_TITLES = {"registers": "CPU", "vmcs": "VMCS", "kvm_run": "kvm_run", "ide": "IDE", "qiov": "QEMUIOVector",
                "coroutines": "Coroutines", "thread_pool": "Thread pool", "aio": "AioContext", "disk": "Disk",
@@ -324,6 +324,9 @@ def view_html(name: str, view: Any, prev: Any = None) -> str:
         view = {"regs": view.get("regs"), "rflags": (view.get("rflags") or {}).get("set")}
     elif name == "threads":
         body = threads_html(view, prev)
+    elif name == "virtqueue":
+        from .render_virtqueue import virtqueue_html
+        body = virtqueue_html(view, prev)
     else:
         special = {"vmcs": vmcs_html, "kvm_run": kvm_run_html, "disk": disk_html, "qiov": qiov_html}.get(name)
         body = ide_html(view, prev) if name == "ide" else special(view) if special else value_html(view)
