@@ -125,6 +125,14 @@ def make_pattern(seed: int, nbytes: int) -> bytes:
     return random.Random(seed).randbytes(nbytes)
 
 
+def _check_counts(**params: Any) -> None:
+    """Counts and addresses must be ints, and a bool is not one here: Python lets True pass for 1, so
+    `depth=True` would silently mean one request per kick. Name the parameter instead."""
+    for name, value in params.items():
+        if isinstance(value, bool):
+            raise VmioError(f"{name} must be an integer, not the bool {value!r} (True is not taken for 1)")
+
+
 class Machine:
     """A PC running a guest through the real QEMU/KVM I/O path.
 
@@ -167,8 +175,16 @@ class Machine:
         vcpu_thread_fn = self.stack.entry("vcpu_thread")
         main_loop = self.stack.entry("main_loop")
 
+        _check_counts(sectors=sectors, lba=lba, seed=seed, per_request=per_request, depth=depth,
+                      latency=latency, ram_size=ram_size, image_size=image_size, max_exits=max_exits,
+                      max_instructions=max_instructions, load=load)
         if disk not in ("ide", "virtio"):
             raise VmioError(f"disk must be 'ide' or 'virtio', not {disk!r}")
+        if disk != "virtio" and (per_request or depth or fault or indirect):
+            given = ", ".join(k for k, v in (("per_request", per_request), ("depth", depth), ("fault", fault),
+                                             ("indirect", indirect)) if v)
+            raise VmioError(f"{given} shape the virtio guest's requests: they need disk='virtio' (the IDE "
+                            "guest sends one ATA command)")
         if not isinstance(ioeventfd, bool):
             raise VmioError(f"ioeventfd must be True or False, not {ioeventfd!r}")
         self.disk, self.ioeventfd = disk, ioeventfd

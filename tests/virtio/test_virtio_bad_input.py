@@ -146,3 +146,28 @@ def test_bad_machine_arguments_are_named():
             Machine(disk=disk, sectors=1.5)
     with pytest.raises(VmioError, match="10.2 stack"):  # no virtio-blk board there (yet)
         Machine(disk="virtio", stack="10.2")
+
+
+@pytest.mark.parametrize("name", ["depth", "per_request", "sectors", "lba", "seed", "latency"])
+def test_a_bool_is_not_taken_for_a_count(name):
+    # bool is an int to Python: depth=True would silently mean one request per kick
+    with pytest.raises(VmioError, match=f"^{name} must be an integer, not the bool True"):
+        Machine(disk="virtio", **{name: True})
+    if name not in ("depth", "per_request"):
+        with pytest.raises(VmioError, match=f"^{name} must be an integer, not the bool False"):
+            Machine(disk="ide", **{name: False})
+
+
+def test_the_guest_rejects_a_bool_count_too():
+    from vmio_edu.guest.programs import default_guest
+    from vmio_edu.guest.virtio_guest import virtio_guest
+    ram = bytearray(2 << 20)
+    with pytest.raises(VmioError, match="^depth must be an integer, not the bool True"):
+        virtio_guest().write_params(ram, op="write", sectors=1, depth=True)
+    with pytest.raises(VmioError, match="^sectors must be an integer, not the bool True"):
+        default_guest().write_params(ram, op="write", sectors=True)
+
+
+def test_virtio_request_options_on_an_ide_machine_are_named():
+    with pytest.raises(VmioError, match="depth, indirect shape the virtio guest's requests: they need disk='virtio'"):
+        Machine(disk="ide", depth=2, indirect=True)

@@ -108,6 +108,9 @@ class DefaultGuest(GuestProgram):
             if not 0 <= op <= 0xFF:
                 raise VmioError(f"raw ATA command {op!r} is not a byte")
             params = GuestParams(op=OP_RAW, command=op)
+        for name, v in (("sectors", sectors), ("lba", lba)):
+            if isinstance(v, bool):  # an int to Python: sectors=True would mean 1
+                raise VmioError(f"{name} must be an integer, not the bool {v!r} (True is not taken for 1)")
         if not isinstance(sectors, int) or not 0 <= sectors <= 256:
             raise VmioError(f"sectors must be 1..256 (0 means 256), not {sectors!r}")
         if not isinstance(lba, int) or not 0 <= lba < 1 << 28:

@@ -64,6 +64,9 @@ class VirtioGuest(GuestProgram):
             if not 0 <= op <= 0xFFFFFFFF:
                 raise VmioError(f"request type {op!r} is not a u32")
             code, command = OP_RAW, op
+        for name, v in (("sectors", sectors), ("lba", lba), ("per_request", per_request), ("depth", depth)):
+            if isinstance(v, bool):  # an int to Python: depth=True would mean 1
+                raise VmioError(f"{name} must be an integer, not the bool {v!r} (True is not taken for 1)")
         if not isinstance(sectors, int) or not 0 <= sectors <= MAX_SECTORS:
             raise VmioError(f"sectors must be 1..{MAX_SECTORS} (0 means 256), not {sectors!r}")
         if not isinstance(lba, int) or not 0 <= lba < 1 << 32:
