@@ -12,7 +12,8 @@ Views (keys of `Views`, in display order):
                opaque: what userspace can know is derived from kvm_run and the instruction at RIP)
   kvm_run      the first bytes of `struct kvm_run` with the fields overlaid, and the PIO data page
   ide          the IDE register file of the selected drive, status bits, the PIO buffer position and bytes
-  qiov         the QEMUIOVector buffers of in-flight requests (IDE PIO, thread pool, block layer)
+  qiov         the QEMUIOVector buffers of in-flight requests (IDE PIO, virtio-blk requests and the merged
+               bdrv_aio_multiwrite writes (vmio_edu.trace.qiov_virtio), thread pool, block layer)
   coroutines   QEMU coroutines: live and recently finished, with their states and stacks
   thread_pool  the thread pool's queue, in-flight requests, workers, semaphore and notifier
   aio          the main AioContext: bottom halves and fd handlers
@@ -420,6 +421,10 @@ def qiov_view(m: Any) -> dict:
                 requests.append({"owner": f"IDE ide{ch}-{s.unit} PIO request (IDEState.qiov)",
                                  "niov": q.niov, "size": q.size,
                                  "iov": [_iovec_view(v, io_buffers) for v in q.iov[:q.niov]]})
+    if getattr(m, "ram", None) is not None:
+        io_buffers[id(m.ram)] = "guest RAM"  # a virtio request's buffers: mapped in place
+    from .qiov_virtio import virtio_qiov_requests
+    requests += virtio_qiov_requests(m)
     pool = getattr(m.state.aio_context, "thread_pool", None)
     if pool is not None:
         for req in reversed(pool.head):  # oldest first

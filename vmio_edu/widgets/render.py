@@ -696,7 +696,15 @@ def qiov_html(view: Mapping) -> str:
             lines.append(f'<div>{esc(req["func"])}({esc(what)}) <span class="vmio-dim">state</span> '
                          f'{esc(req.get("state"))} <span class="vmio-dim">on</span> {esc(req.get("worker") or "-")}, '
                          f'<span class="vmio-dim">then</span> {esc(req.get("cb"))}</div>')
+        elif req.get("state"):  # a virtio request: what the device is doing with it
+            lines.append(f'<div class="vmio-dim">{esc(req["state"])}</div>')
         for k, iov in enumerate(req.get("iov", []) or []):
+            if "guest_phys" in iov:  # mapped in place from a descriptor (virtio)
+                came = (f' (chain {esc(iov["head"])}, descriptor {esc(iov["descriptor"])})'
+                        if "descriptor" in iov else "")
+                lines.append(f'<div class="vmio-dim">iov[{k}]: {esc(iov.get("iov_len"))} bytes of guest RAM at '
+                             f'{iov["guest_phys"]:#x}{came}</div>')
+                continue
             lines.append(f'<div class="vmio-dim">iov[{k}]: {esc(iov.get("iov_len"))} bytes at '
                          f'{esc(iov.get("buffer"))} + {esc(iov.get("iov_offset"))}</div>')
         cards.append(f'<div class="vmio-card">{"".join(lines)}</div>')

@@ -81,6 +81,7 @@ class VirtIOBlock(VirtIODevice):
     config_wce: bool = True
     original_wce: bool = True
     requests: int = 0  # model-only: requests handled, for views
+    inflight_reqs: dict = field(default_factory=dict)  # model-only: head → VirtIOBlockReq (the qiov view)
 
     def view(self) -> dict:
         d = super().view()
@@ -130,6 +131,7 @@ def virtio_blk_req_complete(req: VirtIOBlockReq, status: int) -> None:
     """Write the status byte, return the chain (used.len = data + status bytes) and interrupt."""
     s = req.dev
     req.in_.mem()[0] = status  # stb_p(&req->in->status, status)
+    s.inflight_reqs.pop(req.elem.index, None)
     virtqueue_push(s.vq_blk, req.elem, req.qiov.size + INHDR_SIZE)
     virtio_notify(s, s.vq_blk)
 
@@ -266,6 +268,7 @@ def virtio_blk_handle_request(req: VirtIOBlockReq, mrb: MultiReqBuffer) -> None:
     req.out = req.elem.out_sg[0]
     req.in_ = req.elem.in_sg[req.elem.in_num - 1]
     req.dev.requests += 1
+    req.dev.inflight_reqs[req.elem.index] = req
     type_ = req.header()[0]
     if type_ & VIRTIO_BLK_T_FLUSH:
         virtio_blk_handle_flush(req, mrb)
