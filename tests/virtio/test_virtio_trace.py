@@ -156,15 +156,6 @@ def test_time_travel_on_the_virtio_path(ioeventfd, thread, engine):
         assert m.guest_result()["done"] and m.image_changes() == list(range(8))
 
 
-def test_byte_provenance_says_why_there_is_no_copy_on_the_virtio_path():
-    from vmio_edu.errors import VmioError
-    with Machine(disk="virtio", op="write", sectors=2) as m:
-        dbg = m.debugger()
-        dbg.cont()
-        with pytest.raises(VmioError, match="no copy to follow.*maps each descriptor in place"):
-            dbg.provenance(image_offset=0x210)
-
-
 @pytest.mark.parametrize("polling,irqs,vectors", [(False, 1, 1), (True, 0, 0)])
 def test_event_idx_suppresses_interrupts_for_a_batch(polling, irqs, vectors):
     # The interrupt-driven driver takes VIRTIO_RING_F_EVENT_IDX (as Linux 3.7): four requests complete

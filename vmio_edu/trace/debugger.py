@@ -439,12 +439,6 @@ class Debugger(TimeTravel):
         """The journey of one byte, hop by hop, as recorded so far (vmio_edu.trace.provenance); an
         io_buffer or kvm_run byte as it is at the current stop."""
         from .provenance import provenance
-        if getattr(self.machine, "disk", "ide") == "virtio":
-            raise VmioError("byte provenance follows the IDE PIO path (rep outsw → kvm_run → io_buffer → "
-                            "QEMUIOVector → pwrite); on the virtio path there is no copy to follow: the "
-                            "request's QEMUIOVector points straight into the guest's buffer (virtqueue_pop "
-                            "maps each descriptor in place) and the pool worker's pwrite/pwritev reads it "
-                            "there. See m.virtio.vdev.vq_blk.view() for the descriptors")
         at = min(self.stop.index, len(self.events) - 1)
         return provenance(self.events, image_offset=image_offset, guest_addr=guest_addr,
                           io_buffer_offset=io_buffer_offset, kvm_run_offset=kvm_run_offset, op=op, at=at)

@@ -26,6 +26,10 @@ pwrite/pread moves, to which file offset, block/raw-posix.c). The raw format map
 offsets one to one, so the last two hops share the number; the `host` hop is the system call moving the
 byte, the `disk` hop the byte in the image.
 
+On a virtio disk the byte takes another road (guest RAM → descriptor → QEMUIOVector → pwrite, no copy
+before the system call): vmio_edu.trace.provenance_virtio, which `provenance` hands image and guest
+bytes to when the trace holds virtio requests.
+
 Events are read through the trace reader interface only: a sequence of `(kind, what, thread, depth,
 payload)`.
 """
@@ -357,6 +361,16 @@ def provenance(events: Sequence, *, image_offset: int | None = None, guest_addr:
     (what, value), = given.items()
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise VmioError(f"{what} must be a non-negative int, not {value!r}")
+    from . import provenance_virtio as pv
+    vj = pv.virtio_journeys(events)
+    if vj.present:  # a virtio disk: the byte is copied once, by the system call (vmio_edu.trace.provenance_virtio)
+        if image_offset is not None:
+            return pv.from_image(vj, image_offset, op)
+        if guest_addr is not None:
+            return pv.from_guest(vj, guest_addr, op)
+        raise ProvenanceError(f"{what}: on the virtio path no byte passes through IDEState.io_buffer or the "
+                              "kvm_run PIO data page (virtqueue_pop maps the guest's buffers in place); ask "
+                              "about image_offset=… or guest_addr=… instead")
     j = _journeys(events)
     if image_offset is not None:
         return _from_image(j, image_offset, op)

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from ...linux.fs.read_write import sys_pread64, sys_preadv, sys_pwrite64, sys_pwritev
 from ...linux.fs.sync import sys_fdatasync
-from ...trace.tracepoint import emit, tracepoint
+from ...trace.tracepoint import current_context, emit, tracepoint
 from ..async_ import aio_get_thread_pool
 from ..thread_pool import thread_pool_submit_aio
 from ..util.iov import QEMUIOVector, iov_from_buf, iov_memset, iov_to_buf, iovec
@@ -158,11 +158,29 @@ def handle_aiocb_flush(aiocb: RawPosixAIOData) -> int:
         return -e.errno
 
 
+def _emit_guest_iovs(aiocb: RawPosixAIOData) -> None:
+    """For byte provenance (vmio_edu.trace.provenance_virtio): each iovec that points into guest RAM (a
+    virtio request's, mapped in place) as a point event: its guest-physical address and the file offset
+    its first byte goes to or comes from. QEMU could tell the same with qemu_ram_addr_from_host (exec.c);
+    an IDE request's iovec is over io_buffer and gets none (its bytes have paio_rw_linear)."""
+    ctx = current_context()
+    if ctx is None or ctx.machine is None or ctx.hooks is None:
+        return
+    ram = getattr(ctx.machine.address_space_memory, "ram", None)
+    pos = aiocb.aio_offset
+    for k, v in enumerate(aiocb.aio_iov[:aiocb.aio_niov]):
+        if ram is not None and v.iov_base is ram:
+            emit("paio_rw_iov", "host", iov=k, addr=v.iov_offset, len=v.iov_len, pos=pos,
+                 is_write=int(bool(aiocb.aio_type & QEMU_AIO_WRITE)))
+        pos += v.iov_len
+
+
 @tracepoint("qemu-threadpool", args=("aiocb",))
 def handle_aiocb_rw(aiocb: RawPosixAIOData) -> int:
     """One iovec (the IDE case): plain pread/pwrite on it. Several: preadv/pwritev, and if that came up
     short, copy through one bounce buffer and use pread/pwrite. (O_DIRECT misalignment is not modelled.)"""
     if not aiocb.aio_type & QEMU_AIO_MISALIGNED:
+        _emit_guest_iovs(aiocb)
         if aiocb.aio_niov == 1:
             return handle_aiocb_rw_linear(aiocb, aiocb.aio_iov[0].mem())
         nbytes = handle_aiocb_rw_vector(aiocb)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ....errors import VmioError
-from ....trace.tracepoint import tracepoint
+from ....trace.tracepoint import emit, tracepoint
 from ...block import (BDRV_ACCT_FLUSH, BDRV_ACCT_READ, BDRV_ACCT_WRITE, BDRV_SECTOR_SIZE, BlockAcctCookie,
                       BlockRequest, bdrv_acct_done, bdrv_acct_start, bdrv_aio_flush, bdrv_aio_multiwrite,
                       bdrv_aio_readv, bdrv_enable_write_cache, bdrv_get_geometry, bdrv_getlength, bdrv_is_read_only,
@@ -258,6 +258,19 @@ def virtio_blk_handle_read(req: VirtIOBlockReq) -> None:
     bdrv_aio_readv(req.dev.bs, sector, req.qiov, req.qiov.size // BDRV_SECTOR_SIZE, virtio_blk_rw_complete, req)
 
 
+def _emit_qiov(req: VirtIOBlockReq, addrs: list[int], descs: list[int], is_write: bool) -> None:
+    """For byte provenance (vmio_edu.trace.provenance_virtio): one point event per element of the
+    request's QEMUIOVector, naming the guest-physical buffer and the descriptor it was mapped from.
+    Not part of QEMU: virtio-blk keeps only the iovecs (host pointers into guest RAM)."""
+    offset = 0
+    indirect = int(req.elem.table != req.dev.vq_blk.vring.desc)
+    for k, v in enumerate(req.qiov.iov[:req.qiov.niov]):
+        emit("virtio_blk_qiov", "qemu-virtio", head=req.elem.index, iov=k, addr=addrs[k], len=v.iov_len,
+             desc=descs[k] if k < len(descs) else -1, table=req.elem.table, indirect=indirect,
+             sector=req.header()[2], offset=offset, size=req.qiov.size, is_write=int(is_write))
+        offset += v.iov_len
+
+
 @tracepoint("qemu-virtio", args=("req", "mrb"))
 def virtio_blk_handle_request(req: VirtIOBlockReq, mrb: MultiReqBuffer) -> None:
     """Check the chain's shape (fatal if the header or status don't fit), then dispatch on the type."""
@@ -283,9 +296,11 @@ def virtio_blk_handle_request(req: VirtIOBlockReq, mrb: MultiReqBuffer) -> None:
         virtio_blk_req_complete(req, VIRTIO_BLK_S_OK)
     elif type_ & VIRTIO_BLK_T_OUT:
         qemu_iovec_init_external(req.qiov, req.elem.out_sg[1:], req.elem.out_num - 1)
+        _emit_qiov(req, req.elem.out_addr[1:], req.elem.out_desc[1:], True)
         virtio_blk_handle_write(req, mrb)
     elif type_ in (VIRTIO_BLK_T_IN, VIRTIO_BLK_T_BARRIER):  # T_IN is 0, so it can't be tested with &
         qemu_iovec_init_external(req.qiov, req.elem.in_sg[:req.elem.in_num - 1], req.elem.in_num - 1)
+        _emit_qiov(req, req.elem.in_addr[:req.elem.in_num - 1], req.elem.in_desc[:req.elem.in_num - 1], False)
         virtio_blk_handle_read(req)
     else:
         virtio_blk_req_complete(req, VIRTIO_BLK_S_UNSUPP)

@@ -84,6 +84,11 @@ class VirtQueueElement:
     out_addr: list[int] = field(default_factory=list)
     in_sg: list[iovec] = field(default_factory=list)
     out_sg: list[iovec] = field(default_factory=list)
+    # model-only (byte provenance): the descriptor index behind each sg entry and the table they sit in
+    # (the ring's descriptor table, or the indirect table the head points to)
+    in_desc: list[int] = field(default_factory=list)
+    out_desc: list[int] = field(default_factory=list)
+    table: int = 0
 
     def view(self) -> dict:
         return {"index": self.index,
@@ -304,6 +309,7 @@ def virtqueue_pop(vq: VirtQueue, elem: VirtQueueElement) -> int:
         return 0
     elem.out_num = elem.in_num = 0
     elem.in_addr, elem.out_addr, elem.in_sg, elem.out_sg = [], [], [], []
+    elem.in_desc, elem.out_desc = [], []
     max_ = vq.vring.num
     i = head = virtqueue_get_head(vq, vq.last_avail_idx)
     vq.last_avail_idx = (vq.last_avail_idx + 1) & 0xFFFF
@@ -321,18 +327,21 @@ def virtqueue_pop(vq: VirtQueue, elem: VirtQueueElement) -> int:
                 error_report_exit("Too many write descriptors in indirect table")
             elem.in_addr.append(vring_desc_addr(desc_pa, i))
             elem.in_sg.append(iovec(None, vring_desc_len(desc_pa, i)))
+            elem.in_desc.append(i)
             elem.in_num += 1
         else:
             if elem.out_num >= VIRTQUEUE_MAX_SIZE:
                 error_report_exit("Too many read descriptors in indirect table")
             elem.out_addr.append(vring_desc_addr(desc_pa, i))
             elem.out_sg.append(iovec(None, vring_desc_len(desc_pa, i)))
+            elem.out_desc.append(i)
             elem.out_num += 1
         if elem.in_num + elem.out_num > max_:  # more descriptors than the table holds: a loop
             error_report_exit("Looped descriptor")
         i = virtqueue_next_desc(desc_pa, i, max_)
         if i == max_:
             break
+    elem.table = desc_pa
     virtqueue_map_sg(elem.in_sg, elem.in_addr, elem.in_num, True)
     virtqueue_map_sg(elem.out_sg, elem.out_addr, elem.out_num, False)
     elem.index = head
