@@ -263,6 +263,13 @@ def image_check(m: Any) -> dict:
     changed = m.image_changes()
     problems = []
     image_sectors = os.path.getsize(m.image_path) // 512
+    result = m.guest_result()
+    if getattr(m, "disk", "ide") == "virtio" and result.get("read_only") and m.op in ("write", "both"):
+        # the guest obeyed VIRTIO_BLK_F_RO: no write was sent, so there are no written bytes to look for
+        expected = {}
+        problems.append("the guest refused the write: the device offers VIRTIO_BLK_F_RO (the image is "
+                        "read-only), so virtblk_probe made the disk read-only and opening it for writing "
+                        "failed with EACCES; no request reached the device")
     for lba, data in expected.items():
         if lba >= image_sectors:  # say why, rather than that the bytes are missing
             problems.append(f"sector {lba} is past the end of the image ({image_sectors} sectors)")
@@ -271,7 +278,6 @@ def image_check(m: Any) -> dict:
     unexpected = [s for s in changed if s not in expected]
     if unexpected:
         problems.append(f"sectors changed that the guest did not write: {unexpected[:8]}")
-    result = m.guest_result()
     if m.op in ("read", "both") and "read_back" in result:
         want = m.image_bytes(m.lba, m.sectors or 256)
         if result["read_back"] != want:

@@ -113,11 +113,16 @@ def test_a_sector_past_the_end_is_ioerr(image, op, lba, sectors):
 
 
 def test_a_write_to_a_read_only_image_is_ioerr(image):
-    with Machine(disk="virtio", image=image, readonly=True, op="write", sectors=4) as m:
+    # the driver obeys VIRTIO_BLK_F_RO and sends nothing (test_virtio_readonly.py); a raw T_OUT request
+    # (op=1) reaches the device, whose bdrv_co_do_writev says -EACCES: reported as IOERR
+    with Machine(disk="virtio", image=image, readonly=True, op=1, sectors=4) as m:
         m.run()
         r = m.guest_result()
         assert (r["done"], r["status"], r["error"]) == (True, VIRTIO_BLK_S_IOERR, 1)  # -EACCES, reported
         assert r["features"] & (1 << 5)  # the device offered VIRTIO_BLK_F_RO
+    with Machine(disk="virtio", image=image, readonly=True, op="write", sectors=4) as m:
+        m.run()
+        assert (m.guest_result()["requests"], m.guest_result()["read_only"]) == (0, 1)
     assert _unchanged(image)
 
 

@@ -28,6 +28,7 @@ FAULTS = {None: _SYM["FAULT_NONE"], "desc_out_of_ram": _SYM["FAULT_DESC_OUT_OF_R
 DONE_MAGIC = _SYM["DONE_MAGIC"]
 OUTCOME_OK, OUTCOME_DEVICE_ERROR = _SYM["OUTCOME_OK"], _SYM["OUTCOME_DEVICE_ERROR"]
 OUTCOME_PROTOCOL, OUTCOME_BAD_PARAMS = _SYM["OUTCOME_PROTOCOL"], _SYM["OUTCOME_BAD_PARAMS"]
+OUTCOME_READ_ONLY = _SYM["OUTCOME_READ_ONLY"]  # a write refused: the device offered VIRTIO_BLK_F_RO
 VIRTIO_VECTOR = _SYM["VIRTIO_VECTOR"]
 MAX_SECTORS = (BUFFER2_ADDR - BUFFER_ADDR) // 512
 
@@ -93,7 +94,8 @@ class VirtioGuest(GuestProgram):
         """The result block: done, status (first bad status byte), error (requests that failed), irqs,
         sectors_done, vector, irq_status (the ISR value last read), outcome, requests, kicks, capacity,
         features, irq_line, iobase, bar_size, seg_max, blk_size, opt_io_size, wce (the config fields the driver
-        read); read_back for read/both."""
+        read), read_only (1: the device offered VIRTIO_BLK_F_RO, so a write is refused with outcome
+        OUTCOME_READ_ONLY and never sent; a raw op=1 request still goes); read_back for read/both."""
         raw = bytes(ram[RESULT_ADDR:RESULT_ADDR + 4 * _SYM["RESULT_DWORDS"]])
 
         def u32(name: str) -> int:
@@ -105,7 +107,7 @@ class VirtioGuest(GuestProgram):
                "kicks": u32("R_KICKS"), "capacity": struct.unpack_from("<Q", raw, _SYM["R_CAPACITY"])[0],
                "features": u32("R_FEATURES"), "irq_line": u32("R_IRQ_LINE"), "iobase": u32("R_IOBASE"),
                "bar_size": u32("R_BAR_SIZE"), "seg_max": u32("R_SEG_MAX"), "blk_size": u32("R_BLK_SIZE"),
-               "opt_io_size": u32("R_OPT_IO_SIZE"), "wce": u32("R_WCE")}
+               "opt_io_size": u32("R_OPT_IO_SIZE"), "wce": u32("R_WCE"), "read_only": u32("R_READ_ONLY")}
         p = bytes(ram[PARAMS_ADDR:PARAMS_ADDR + _SYM["P_FAULT"] + 4])
         op, count = (struct.unpack_from("<I", p, _SYM[k])[0] for k in ("P_OP", "P_COUNT"))
         n = (count & 0x1FF) or 256

@@ -65,7 +65,8 @@
 .equ R_SECTORS,     0x10        # sectors moved by requests that completed OK (a write-read counts both)
 .equ R_VECTOR,      0x14        # vector of the last unexpected exception/interrupt, 0xff for none
 .equ R_IRQ_STATUS,  0x18        # the ISR value the handler read last (reading it acknowledged the IRQ)
-.equ R_OUTCOME,     0x1c        # 0 ok, 1 a request failed, 2 protocol (no device, bad queue), 3 bad params
+.equ R_OUTCOME,     0x1c        # 0 ok, 1 a request failed, 2 protocol (no device, bad queue), 3 bad params,
+                                # 4 a write refused because the disk is read-only (no request sent)
 .equ R_REQUESTS,    0x20        # requests completed (used ring entries reaped)
 .equ R_KICKS,       0x24        # notifies written to QUEUE_NOTIFY (vp_notify)
 .equ R_CAPACITY,    0x28        # u64: the disk's capacity in sectors, from the config space
@@ -77,7 +78,8 @@
 .equ R_BLK_SIZE,    0x44        # config blk_size (VIRTIO_BLK_F_BLK_SIZE), 0 if not negotiated
 .equ R_OPT_IO_SIZE, 0x48        # config opt_io_size (VIRTIO_BLK_F_TOPOLOGY), 0 if not negotiated
 .equ R_WCE,         0x4c        # config wce (VIRTIO_BLK_F_CONFIG_WCE): 1 = the host caches writes
-.equ RESULT_DWORDS, 20
+.equ R_READ_ONLY,   0x50        # 1: the device offered VIRTIO_BLK_F_RO and virtblk_probe made the disk read-only
+.equ RESULT_DWORDS, 21
 
 .equ DONE_MAGIC,    0x454e4f44  # "DONE" in memory
 .equ NO_VECTOR,     0xff
@@ -86,6 +88,7 @@
 .equ OUTCOME_DEVICE_ERROR, 1
 .equ OUTCOME_PROTOCOL,     2
 .equ OUTCOME_BAD_PARAMS,   3
+.equ OUTCOME_READ_ONLY,    4
 
 # ---- driver state (DRV + offset) ----------------------------------------------------------------------------
 .equ D_BDF,         0x00        # u32: config address of the device (0x80000000 | devfn << 8)
@@ -131,7 +134,8 @@
 .equ VIRTIO_CONFIG_S_ACKNOWLEDGE, 1
 .equ VIRTIO_CONFIG_S_DRIVER,      2
 .equ VIRTIO_CONFIG_S_DRIVER_OK,   4
-.equ DRIVER_FEATURES,   0x0e54  # SEG_MAX(2) GEOMETRY(4) BLK_SIZE(6) WCE(9) TOPOLOGY(10) CONFIG_WCE(11)
+.equ DRIVER_FEATURES,   0x0e74  # SEG_MAX(2) GEOMETRY(4) RO(5) BLK_SIZE(6) WCE(9) TOPOLOGY(10) CONFIG_WCE(11)
+.equ F_RO,              0x0020  # VIRTIO_BLK_F_RO (5): the host's disk is read-only
 .equ F_CONFIG_WCE,      0x0800
 .equ F_EVENT_IDX,       0x20000000      # VIRTIO_RING_F_EVENT_IDX (29): the interrupt-driven driver takes it
 .equ F_INDIRECT_DESC,   0x10000000      # VIRTIO_RING_F_INDIRECT_DESC (28): taken with FLAG_INDIRECT
@@ -213,6 +217,8 @@ bad_params:
     jmp finish
 
 op_write:
+    cmp dword ptr [rbp + R_READ_ONLY], 0
+    jne write_refused
     call sector_count
     mov r14, qword ptr [rbx + P_BUFFER]
     mov r15d, VIRTIO_BLK_T_OUT
@@ -227,6 +233,8 @@ op_read:
     jmp finish
 
 op_write_read:
+    cmp dword ptr [rbp + R_READ_ONLY], 0
+    jne write_refused
     call sector_count
     mov r14, qword ptr [rbx + P_BUFFER]
     mov r15d, VIRTIO_BLK_T_OUT
@@ -237,6 +245,15 @@ op_write_read:
     mov r14, qword ptr [rbx + P_BUFFER2]
     mov r15d, VIRTIO_BLK_T_IN
     call virtblk_request
+    jmp finish
+
+# A read-only disk (set_disk_ro in virtblk_probe) refuses a writer when it opens the disk for writing:
+# Linux 3.7's blkdev_get_by_path returns -EACCES for FMODE_WRITE (fs/block_dev.c:1325), which is what a
+# read-write mount gets (mount_bdev); no request is built, nothing reaches the device. (3.7 checks nowhere
+# else: generic_make_request_checks has no read-only test, so op_raw's request, like a write through a raw
+# O_RDWR open of /dev/vda, still goes to the device, which answers VIRTIO_BLK_S_IOERR.)
+write_refused:
+    mov dword ptr [rbp + R_OUTCOME], OUTCOME_READ_ONLY
     jmp finish
 
 op_raw:
@@ -465,8 +482,9 @@ add_status:                             # cl = bit to add
     ret
 
 # virtblk_probe, in Linux 3.7's order: seg_max (before the queue exists), init_vq (vp_find_vqs ->
-# setup_vq), the cache mode (config wce), the capacity, then the block size and the topology; each field only if its feature was
-# negotiated (virtio_config_val). virtio_dev_probe then adds DRIVER_OK.
+# setup_vq), the cache mode (config wce), read-only (VIRTIO_BLK_F_RO: set_disk_ro), the capacity, then the
+# block size and the topology; each field only if its feature was negotiated (virtio_config_val).
+# virtio_dev_probe then adds DRIVER_OK.
 virtblk_probe:
     test dword ptr [r12 + D_FEATURES], F_SEG_MAX
     jz virtblk_probe_vq
@@ -483,6 +501,10 @@ virtblk_probe_vq:
     call vp_get
     mov dword ptr [rbp + R_WCE], r8d
 virtblk_probe_capacity:
+    test dword ptr [r12 + D_FEATURES], F_RO   # "If disk is read-only in the host, the guest should obey"
+    jz virtblk_probe_capacity_read
+    mov dword ptr [rbp + R_READ_ONLY], 1      # set_disk_ro(vblk->disk, 1)
+virtblk_probe_capacity_read:
     mov edi, CFG_CAPACITY               # "Host must always specify the capacity."
     mov ecx, 8
     call vp_get
