@@ -118,3 +118,22 @@ def test_what_virtio_cannot_answer_is_named():
             dbg.provenance(image_offset=0)
         with pytest.raises(ProvenanceError, match="guest address 0x30000"):
             dbg.provenance(guest_addr=0x30000)
+
+
+def test_clicking_a_virtio_buffer_byte_in_the_panel_follows_it():
+    from vmio_edu.widgets import DebuggerPanel
+    with Machine(disk="virtio", op="write", sectors=2, ioeventfd=False) as m:
+        panel = DebuggerPanel(m.debugger())
+        try:
+            panel.dbg.break_at("virtio_blk_req_complete")  # written, not completed: the request is still held
+            panel.buttons["continue"].click()
+            (region,) = panel.byte_hex["qiov"].regions
+            assert region["source"] == "guest" and region["base"] == m.program.buffer_addr
+            assert "guest RAM at 0x10000" in region["title"]
+            panel.byte_hex["qiov"]._handle_msg({"content": {"data": {"method": "custom", "content": {
+                "event": "byte", "source": "guest", "offset": m.program.buffer_addr + 10}}}, "buffers": []})
+            assert "guest_addr=0x1000a" in panel.hops_title.value
+            hops = [b.description for b in panel.hops.children]
+            assert len(hops) == 6 and "guest" in hops[0] and "disk" in hops[-1]
+        finally:
+            panel.close()

@@ -248,8 +248,8 @@ class DebuggerPanel(W.VBox):
                 b.enabled = on
 
     def provenance(self, source: str, offset: int) -> list:
-        """Show the journey of one byte clicked in a hex view (`source`: disk, qiov, ide or pio; `offset`:
-        its position there), from `Debugger.provenance`. Each hop becomes a button that goes there."""
+        """Show the journey of one byte clicked in a hex view (`source`: disk, qiov, ide, pio, or guest for a
+        virtio buffer; `offset`: its position there), from `Debugger.provenance`. Each hop becomes a button that goes there."""
         self._check_thread()
         self.hops_close.layout.display = ""
         try:
@@ -305,6 +305,8 @@ class DebuggerPanel(W.VBox):
         the PIO page of a transfer into the drive's current sector)."""
         if source == "disk":
             return {"image_offset": offset}
+        if source == "guest":  # a virtio request's buffer in the QEMUIOVector view: offsets are guest addresses
+            return {"guest_addr": offset}
         ide = self._shown.get("ide") or {}
         sector = (ide.get("drive") or {}).get("sector_num")
         if not isinstance(sector, int):

@@ -736,10 +736,16 @@ def qiov_regions(view: Mapping, prev: Mapping | None = None, limit: int = 3) -> 
             if len(out) >= limit or not iov.get("bytes"):
                 continue
             data = bytes.fromhex(iov["bytes"])
-            r = hex_region(f"{req.get('owner')}: iov[{k}] ({iov.get('iov_len')} bytes of {iov.get('buffer')})",
-                           data[:256], 0, [], width=16)
+            if "guest_phys" in iov:  # a virtio buffer, mapped in place: addressed and followed by guest address
+                title = f"{req.get('owner')}: iov[{k}] ({iov.get('iov_len')} bytes of guest RAM at {iov['guest_phys']:#x})"
+                r = hex_region(title, data[:256], iov["guest_phys"], [], width=16)
+                source = "guest"
+            else:
+                r = hex_region(f"{req.get('owner')}: iov[{k}] ({iov.get('iov_len')} bytes of {iov.get('buffer')})",
+                               data[:256], 0, [], width=16)
+                source = "qiov"
             prev_hex = old.get(key)
-            r.update(source="qiov", changed=changed_offsets(prev_hex[:512] if prev_hex else None, data[:256].hex()))
+            r.update(source=source, changed=changed_offsets(prev_hex[:512] if prev_hex else None, data[:256].hex()))
             if len(data) > 256:
                 r["more"] = f"… {len(data) - 256} more bytes"
             seen[key] = r
