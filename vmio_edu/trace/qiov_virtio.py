@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from .virtqueue_view import BLK_TYPES, VRING_DESC_F_WRITE, _chain
+from .virtqueue_view import BLK_TYPES
 
 BYTES_CAP = 4096
 
@@ -39,18 +39,12 @@ def _frames(m: Any) -> Iterator[Any]:
 
 
 def _arg(frame: Any, name: str) -> Any:
-    tp = frame.tp
-    names = tp.argnames
-    return frame.args[names.index(name)] if name in names and len(frame.args) > names.index(name) else None
-
-
-def _descriptors(m: Any, vq: Any, head: int) -> tuple[list[dict], list[dict]]:
-    """The chain's descriptors as virtqueue_pop collected them: (device-readable, device-writable), each in
-    chain order (an indirect table's entries in place of the ring descriptor that points to it)."""
-    chain = _chain(m.ram, vq.vring.desc, vq.vring.num, head, False)
-    parts = [d for d in chain["descriptors"] if d.get("role") != "indirect table"]
-    return ([d for d in parts if not d["flags"] & VRING_DESC_F_WRITE],
-            [d for d in parts if d["flags"] & VRING_DESC_F_WRITE])
+    """A frame's recorded argument by its real name (None when the trace point does not keep it)."""
+    names = frame.tp.argnames
+    if name not in names:
+        return None
+    i = names.index(name)
+    return frame.args[i] if i < len(frame.args) else None
 
 
 def _iov(v: Any, m: Any, origin: dict | None) -> dict:
@@ -74,14 +68,15 @@ class _Requests:
         self.origin: dict[int, dict] = {}  # id(iovec) → where it came from
         self.pieces: list[tuple[int, int, dict]] = []  # (guest_phys, len, origin) of every data buffer
         for req in self.reqs:
-            readable, writable = _descriptors(m, dev.vq_blk, req.elem.index)
-            for sg, descs in ((req.elem.out_sg, readable), (req.elem.in_sg, writable)):
+            elem = req.elem
+            indirect = elem.table != dev.vq_blk.vring.desc  # the head points to a table of its own
+            for sg, descs in ((elem.out_sg, elem.out_desc), (elem.in_sg, elem.in_desc)):
                 for k, v in enumerate(sg):
-                    o = {"head": req.elem.index, "sg_index": k}
-                    if k < len(descs):
-                        o["descriptor"] = descs[k]["index"]
-                        if "in_table" in descs[k]:
-                            o["indirect_table_of"] = descs[k]["in_table"]
+                    o = {"head": elem.index, "sg_index": k}
+                    if k < len(descs):  # the descriptor virtqueue_pop mapped this entry from
+                        o["descriptor"] = descs[k]
+                        if indirect:
+                            o["indirect_table_of"] = elem.index
                     self.origin[id(v)] = o
             for v in req.qiov.iov[:req.qiov.niov]:
                 if v.iov_base is m.ram:
