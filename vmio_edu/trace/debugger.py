@@ -441,7 +441,8 @@ class Debugger(TimeTravel):
         from .provenance import provenance
         at = min(self.stop.index, len(self.events) - 1)
         return provenance(self.events, image_offset=image_offset, guest_addr=guest_addr,
-                          io_buffer_offset=io_buffer_offset, kvm_run_offset=kvm_run_offset, op=op, at=at)
+                          io_buffer_offset=io_buffer_offset, kvm_run_offset=kvm_run_offset, op=op, at=at,
+                          disk=getattr(self.machine, "disk", None))
 
     # -- commands ---------------------------------------------------------------------------------------
     def cont(self) -> Stop:

@@ -336,7 +336,7 @@ def _read_journey(j: _Journeys, rw: _Rw, image_offset: int) -> list[dict]:
 
 def provenance(events: Sequence, *, image_offset: int | None = None, guest_addr: int | None = None,
                io_buffer_offset: int | None = None, kvm_run_offset: int | None = None,
-               op: str | None = None, at: int | None = None) -> list[dict]:
+               op: str | None = None, at: int | None = None, disk: str | None = None) -> list[dict]:
     """The hops of one byte's journey (see the module doc), from a recorded trace.
 
     Give one of:
@@ -348,7 +348,8 @@ def provenance(events: Sequence, *, image_offset: int | None = None, guest_addr:
     `op` ("write" or "read") picks the direction when an image or guest byte went both ways; by default
     an image byte's journey is the last write that put it there (else the last read of it), a guest
     byte's the last read that stored into it (else the last write that sent it). `at` (default: the end
-    of the trace) is the moment whose io_buffer / kvm_run bytes are meant.
+    of the trace) is the moment whose io_buffer / kvm_run bytes are meant. `disk` ("ide" or "virtio",
+    the machine's) saves looking for virtio requests in an IDE machine's trace; None looks.
     """
     given = {k: v for k, v in (("image_offset", image_offset), ("guest_addr", guest_addr),
                                ("io_buffer_offset", io_buffer_offset), ("kvm_run_offset", kvm_run_offset))
@@ -362,8 +363,8 @@ def provenance(events: Sequence, *, image_offset: int | None = None, guest_addr:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise VmioError(f"{what} must be a non-negative int, not {value!r}")
     from . import provenance_virtio as pv
-    vj = pv.virtio_journeys(events)
-    if vj.present:  # a virtio disk: the byte is copied once, by the system call (vmio_edu.trace.provenance_virtio)
+    vj = pv.virtio_journeys(events) if disk != "ide" else None
+    if vj is not None and vj.present:  # a virtio disk: the byte is copied once, by the system call (vmio_edu.trace.provenance_virtio)
         if image_offset is not None:
             return pv.from_image(vj, image_offset, op)
         if guest_addr is not None:
