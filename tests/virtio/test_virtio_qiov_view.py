@@ -49,6 +49,17 @@ def test_write_requests_at_bdrv_aio_multiwrite_point_at_their_data_descriptors()
             assert elem.out_addr[1] == iov["guest_phys"]  # what virtqueue_pop mapped
 
 
+def test_a_write_waits_in_the_multireqbuffer_while_the_next_is_dispatched():
+    with Machine(disk="virtio", op="write", sectors=4, per_request=2, depth=2, ioeventfd=False) as m:
+        dbg = m.debugger()
+        dbg.break_at("virtio_blk_handle_write")
+        dbg.cont()
+        stop = dbg.cont()  # the kick's second request
+        states = {r["head"]: r["state"] for r in _virtio(stop.views["qiov"])}
+        assert states == {0: "queued in the MultiReqBuffer for virtio_submit_multiwrite",
+                          3: "being dispatched by virtio_blk_handle_request"}
+
+
 def test_the_merged_multiwrite_vector_is_the_guest_buffers_of_all_four_requests():
     with Machine(disk="virtio", op="write", sectors=8, per_request=2, depth=4, ioeventfd=False) as m:
         stop = _stop(m, "bdrv_aio_writev")

@@ -148,13 +148,19 @@ def virtio_qiov_requests(m: Any) -> list[dict]:
         elif any(opaque is r for r in known.reqs):
             serving[id(opaque)] = f"read by bdrv_aio_readv ({where})"
 
-    # a bdrv_aio_multiwrite call on a stack: the batch it was handed (merging happens in place)
+    # calls on a stack: a bdrv_aio_multiwrite with the batch it was handed (merging happens in place), the
+    # request virtio-blk is dispatching, and the MultiReqBuffer it queues writes in
+    dispatching: set[int] = set()
     for f in _frames(m):
-        if f.tp.name == "bdrv_aio_multiwrite":
+        name = f.tp.name
+        if name == "bdrv_aio_multiwrite":
             reqs, num = _arg(f, "reqs"), _arg(f, "num_reqs")
             batch = [r.opaque for r in (reqs or [])[:num or 0] if r.opaque is not None]
             for r in batch:
                 serving.setdefault(id(r), "handed to bdrv_aio_multiwrite (being merged and submitted)")
+        elif name in ("virtio_blk_handle_request", "virtio_blk_handle_write", "virtio_blk_handle_read"):
+            if (req := _arg(f, "req")) is not None:
+                dispatching.add(id(req))
 
     rq = []
     r = dev.rq
@@ -167,6 +173,8 @@ def virtio_qiov_requests(m: Any) -> list[dict]:
             state = "stopped by werror/rerror=stop: kept in s->rq until the VM continues"
         elif id(req) in serving:
             state = serving[id(req)]
+        elif id(req) in dispatching:
+            state = "being dispatched by virtio_blk_handle_request"
         elif t is not None and t & 1 and not t & 4:
             state = "queued in the MultiReqBuffer for virtio_submit_multiwrite"
         else:
