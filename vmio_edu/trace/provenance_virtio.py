@@ -113,7 +113,7 @@ class VirtioJourneys:
                 elif name == "virtio_queue_notify_vq":
                     k = _Kick(i, thread)
                     ex = last_exit.get(thread)
-                    if tp.layer and thread.startswith("vcpu") and ex is not None:
+                    if thread.startswith("vcpu") and ex is not None:  # ioeventfd off: the notify exit
                         k.exit_index, k.exit_n, k.pio = ex
                     elif last_ioeventfd is not None:
                         k.ioeventfd = last_ioeventfd
