@@ -140,3 +140,13 @@ def test_opened_from_a_subshell_thread_it_fills_on_the_kernel_thread():
     with m:
         p = asyncio.run(kernel())
         assert p.then_now_data["other_function"] == "bdrv_aio_writev"
+
+
+def test_a_write_then_read_machine_is_compared_in_the_phase_it_is_in():
+    """op="both": at the read's blk_aio_preadv the comparison is of a read (bdrv_aio_readv on 1.6.1)."""
+    m, p = _panel("10.2", "blk_aio_preadv", op="both")
+    with m:
+        d = _open(p)
+        assert (d["op"], d["other_function"]) == ("read", "bdrv_aio_readv")
+        assert d["other_backtrace"]["frames"][0]["function"] == "bdrv_aio_readv"
+        assert "in a read alone" in d["note"]

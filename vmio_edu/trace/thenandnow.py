@@ -30,7 +30,7 @@ def other_stack(stack: str) -> str:
     return "1.6.1" if stack == "10.2" else "10.2"
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=4)  # a DiffResult keeps both recorded runs: a few only
 def _diff(op: str, lba: int, sectors: int, seed: int, engine: str) -> Any:
     from .diffreport import diff_paths
     return diff_paths(op=op, lba=lba, sectors=sectors, seed=seed, engine=engine, brk=None, host=False)
@@ -54,12 +54,8 @@ def _frames_at(stack: str, function: str, occurrence: int, op: str, lba: int, se
 def _calls_before(events: Any, index: int, names: tuple[str, ...], stack: str) -> list[tuple[int, str]]:
     """(index, name) of each entry into one of `names` (trace points of `stack`) up to `index`."""
     ids = {i: tp.name for i, tp in enumerate(REGISTRY) if tp.name in names and tp.stack == stack}
-    out = []
-    for i in range(min(index, len(events) - 1) + 1):
-        e = events[i]
-        if e.kind == ENTER and e.what in ids:
-            out.append((i, ids[e.what]))
-    return out
+    return [(i, ids[e.what]) for i, e in enumerate(events[:max(index, -1) + 1])
+            if e.kind == ENTER and e.what in ids]
 
 
 def _phase(events: Any, index: int, stack: str) -> str:
