@@ -4,7 +4,6 @@ the matching call; filled only while open, after a stop, on the kernel thread, r
 import asyncio
 import threading
 
-
 from vmio_edu import Machine
 from vmio_edu.trace.thenandnow import _frames_at
 from vmio_edu.widgets import DebuggerPanel
