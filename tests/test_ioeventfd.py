@@ -413,7 +413,7 @@ def test_backtraces_of_the_signal_the_tick_and_the_handler():
     assert (bt[0].file, bt[0].line, bt[1].line) == ("virt/kvm/kvm_main.c", 1632, 5483)
     thread, bt = hits["qemu_iohandler_poll"]
     assert thread == "main"
-    assert [f.function for f in bt] == ["qemu_iohandler_poll", "main_loop_wait", "main_loop"]
+    assert [f.function for f in bt] == ["qemu_iohandler_poll", "main_loop_wait", "main_loop", "main"]
     assert bt[1].line == 466
     thread, bt = hits["kvm_io_ioeventfd_add"]  # registered by the device on the vCPU thread
     assert thread == "vcpu0"

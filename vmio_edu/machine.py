@@ -11,6 +11,7 @@ its pwrite/pread, and, with engine="kvm", the ioctls on /dev/kvm.
 """
 from __future__ import annotations
 
+import inspect
 import mmap
 import os
 import random
@@ -267,7 +268,8 @@ class Machine:
         self.cpu.kvm_fd.ioctl(K.KVM_SET_SREGS, boot.sregs)
         self.cpu.kvm_fd.ioctl(K.KVM_SET_REGS, boot.regs)
 
-        self.sched.spawn("main", main_loop)
+        # QEMU 10.2's main() calls qemu_default_main(NULL) (system/main.c:93); 1.6.1's main_loop() takes none
+        self.sched.spawn("main", main_loop, *[None] * len(inspect.signature(main_loop).parameters))
         self.vcpu_thread = self.sched.spawn("vcpu0", vcpu_thread_fn, self.cpu, vcpu=True)
         self.halted = False
         self.last: Parked | None = None

@@ -2,7 +2,7 @@
 
 Headless Debian Chromium driven by Playwright opens a notebook that displays the panel, then, as a learner
 would: checks the panel fits the screen (no scrolling to reach the buttons, the backtrace, the source or
-the views), clicks the timeline and checks the stop moved there, drags the slider and checks the stop,
+the views), opens Then and now (the stop beside QEMU 10.2), clicks the timeline and checks the stop moved there, drags the slider and checks the stop,
 goes to the end (shown as success), clicks a byte of the written disk sector and follows its journey,
 switches to the dark theme and checks the panel follows (computed colours), and restarts the kernel and
 checks the panel says to re-run its cell. Screenshots of each go to test-output/panel-<ui>-*.png.
@@ -155,6 +155,19 @@ def _run(page, shot) -> None:
         widths[name] = panel.locator(".vmio-views .vmio-scroll").first.evaluate("el => el.scrollWidth - el.clientWidth")
     # every view fits its column: no sideways scrolling to find a value
     assert all(w <= 8 for w in widths.values()), widths
+
+    # -- Then and now: the stop's function beside QEMU 10.2, filled by the kernel once the page is open
+    panel.locator(".vmio-view-pick button", has_text="Then and now").click()
+    page.wait_for_function("() => document.querySelector('.vmio-panel .vmio-then-now-row.vmio-here') !== null"
+                           "      || document.querySelector('.vmio-panel .vmio-then-now-pane .vmio-error') !== null",
+                           timeout=T)
+    tn = " ".join(panel.locator(".vmio-then-now").inner_text().split())
+    here = re.match(r"(\w+) on QEMU 1\.6\.1 beside QEMU 10\.2", tn)  # the function the panel is stopped in
+    assert here and here.group(1) in panel.locator(".vmio-status").inner_text(), tn
+    assert re.search(r"QEMU 10\.2 at \w+ thread \S+ #0 \w+", tn), tn  # 10.2's backtrace at the matching call
+    assert panel.locator(".vmio-views .vmio-scroll").first.evaluate("el => el.scrollWidth - el.clientWidth") <= 8
+    shot(page, "2d-then-and-now")
+    panel.locator(".vmio-view-pick button", has_text="CPU").first.click()
 
     # -- the slider: drag the handle to the left, the stop follows the value it shows
     handle = panel.locator(".vmio-slider .noUi-handle").first

@@ -48,7 +48,7 @@ def test_text_fits_the_width_and_shows_every_part(capsys):
 def test_json_schema_is_stable(json_run):
     d = json_run
     assert set(d) == {"schema", "command", "op", "lba", "sectors", "stacks", "summary", "rows", "break", "exits"}
-    assert d["schema"] == 1 and d["command"] == "diff-paths" and d["op"] == "write"
+    assert d["schema"] == 2 and d["command"] == "diff-paths" and d["op"] == "write"
     assert set(d["summary"]) == {"SAME", "RENAMED", "ADDED", "REMOVED", "MOVED"}
     assert d["summary"]["SAME"] == len(d["rows"]) > 100
     row = d["rows"][0]
@@ -63,6 +63,13 @@ def test_json_schema_is_stable(json_run):
     data = next(c for c in d["exits"]["classes"] if c["port"] == 0x1F0)
     assert data == {"reason": "IO", "direction": "out", "port": 0x1F0, "size": 2, "old": 256, "new": 256}
     assert d["exits"]["facts"][0]["fact"] == "plain_out_rip" and d["exits"]["facts"][0]["old"] == "past"
+    kd = {k["name"]: k for k in d["exits"]["kernel_differences"]}
+    assert set(kd["out_rip"]) == {"name", "what", "linux_3_7", "linux_6_12", "kvm_pvm", "kvm_pvm_differs_from_6_12",
+                                  "why_3_7", "why_6_12", "where_6_12"}
+    # measured values, not prose: the same word the run's own facts use
+    assert (kd["out_rip"]["linux_3_7"], kd["out_rip"]["linux_6_12"]) == ("past", "at")
+    assert kd["rep_ins_page_batch"]["linux_3_7"] == [128, 128]
+    assert [k for k in kd if kd[k]["kvm_pvm_differs_from_6_12"]] == ["out_rip"]
 
 
 def test_json_is_deterministic(json_run, capsys):

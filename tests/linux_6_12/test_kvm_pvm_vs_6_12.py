@@ -2,8 +2,10 @@
 
 Two kinds of test, on the same guest code for both engines:
 * every entry of `vmio_edu.kvm.differences` gets a test named after it (`test_kvm_pvm_vs_6_12_<name>`)
-  that asserts the model's 6.12 behaviour and the real host's behaviour *separately*, whether they differ
-  (`out_rip`) or agree where Linux 3.7 did something else;
+  that measures the entry's value on the 3.7 model, the 6.12 model and the real host (its probe, through
+  `vmio_edu.kvm.probe`) against the table, and asserts the model's 6.12 behaviour and the real host's
+  behaviour *separately* on longer guests, whether they differ (`out_rip`) or agree where Linux 3.7 did
+  something else;
 * the default ATA guest writes and reads 1, 2, 64 and 256 sectors on the emulated engine with the 6.12
   kernel and on the real engine: the exits agree one by one on reason, direction, size, port, count and
   data, and on RIP and RCX except exactly where `out_rip` says they differ; the images are byte-identical.
@@ -27,6 +29,7 @@ from vmio_edu import Machine
 from vmio_edu.cpu.decode import DecodeError, decode_io
 from vmio_edu.linux.include.uapi.linux import kvm as K
 from vmio_edu.kvm.differences import BY_NAME
+from vmio_edu.kvm.probe import KERNELS
 from vmio_edu.stacks import STACKS
 
 pytestmark = [pytest.mark.kvm, pytest.mark.usefixtures("need_kvm")]
@@ -66,6 +69,24 @@ def test_every_named_difference_has_a_test():
     assert names == set(BY_NAME)
 
 
+def measured(name: str) -> dict:
+    """Run the entry's probe on the three kernels; each value must be the table's (the table is measured,
+    not written down). Returns {kernel: value}."""
+    d = BY_NAME[name]
+    got = {k: d.measure(k) for k in KERNELS}
+    assert got == {k: d.expected(k) for k in KERNELS}, f"{name}: measured {got}"
+    # the table's comparison is the measured one
+    assert d.kvm_pvm_differs_from_6_12 == (got["host"] != got["linux-6.12"])
+    assert d.linux_3_7_differs_from_6_12 == (got["linux-3.7"] != got["linux-6.12"])
+    return got
+
+
+def test_kvm_pvm_differs_from_6_12_only_at_the_plain_out_rip():
+    """Measured on this host: every probe gives 6.12's value but the plain OUT's RIP."""
+    differ = {d.name for d in BY_NAME.values() if d.measure("host") != d.measure("linux-6.12")}
+    assert differ == {d.name for d in BY_NAME.values() if d.kvm_pvm_differs_from_6_12} == {"out_rip"}
+
+
 # -- the named differences and agreements ----------------------------------------------------------------------
 @pytest.mark.parametrize("mode", (16, 64))
 def test_kvm_pvm_vs_6_12_out_rip(mode):
@@ -74,6 +95,7 @@ def test_kvm_pvm_vs_6_12_out_rip(mode):
     pre = "mov dx, 0x1f0; mov al, 0x5a;"
     at = addr_after(pre, mode)
     r = both(mode, pre + "out dx, al; out dx, al; " + END)
+    assert measured("out_rip") == {"linux-3.7": "past", "linux-6.12": "at", "host": "past"}
     assert BY_NAME["out_rip"].kvm_pvm_differs_from_6_12
     assert [x.rip for x in r["model"][:2]] == [at, at + 1]      # Linux 6.12: on each OUT
     assert [x.rip for x in r["kvm_pvm"][:2]] == [at + 1, at + 2]  # this host: past each OUT
@@ -87,6 +109,7 @@ def test_kvm_pvm_vs_6_12_out_0x7e_rip():
     pre = "mov al, 1;"
     at = addr_after(pre, 16)
     r = both(16, pre + "out 0x7e, al; " + END)
+    assert set(measured("out_0x7e_rip").values()) == {"past"}
     assert r["model"][0].port == r["kvm_pvm"][0].port == 0x7E
     assert r["model"][0].rip == at + 2
     assert r["kvm_pvm"][0].rip == at + 2
@@ -99,6 +122,8 @@ def test_kvm_pvm_vs_6_12_rep_ins_page_batch(mode):
     cxr, dir_ = ("cx", "di") if mode == 16 else ("ecx", "rdi")
     r = both(mode, f"cld; mov dx, 0x300; mov {cxr}, 0x100; mov {dir_}, 0x4f00; rep insw; " + END,
              per_exit=lambda vm, ex: (ex.count, ex.rip, ex.rcx, bytes(vm.ram[0x4F00:0x5100])))
+    if mode == 16:
+        assert measured("rep_ins_page_batch") == {"linux-3.7": (128, 128), "linux-6.12": (256,), "host": (256,)}
     assert [c for c, *_ in r["model"][:-1]] == [256]
     assert [c for c, *_ in r["kvm_pvm"][:-1]] == [256]
     # and the same RIP, RCX and guest memory after it (the final OUT to 0x501 is the `out_rip` difference)
@@ -111,6 +136,7 @@ def test_kvm_pvm_vs_6_12_rep_ins_read_ahead():
     src = ("cld; mov dx, 0x300; mov cx, 0x258; mov di, 0x3000; rep insw; mov cx, 0x7d0; mov di, 0x5000; rep insb; "
            "std; mov cx, 0x258; mov di, 0x7f00; rep insw; cld; " + END)
     r = both(16, src, per_exit=lambda vm, ex: (ex.count, ex.rip, ex.rcx))
+    assert set(measured("rep_ins_read_ahead").values()) == {(512, 88)}
     assert [c for c, _, _ in r["model"][:4]] == [512, 88, 1024, 976]
     assert [c for c, _, _ in r["kvm_pvm"][:4]] == [512, 88, 1024, 976]
     assert r["model"][:-1] == r["kvm_pvm"][:-1]
@@ -121,6 +147,7 @@ def test_kvm_pvm_vs_6_12_in_pio_page():
     def page(vm, ex):
         return bytes(vm.page[4096:4096 + 4])
     r = both(16, "mov dx, 0x300; mov eax, 0x11223344; out dx, eax; in eax, dx; " + END, per_exit=page)
+    assert measured("in_pio_page") == {"linux-3.7": "kept", "linux-6.12": "zeroed", "host": "zeroed"}
     assert r["model"][0] == r["kvm_pvm"][0] == bytes.fromhex("44332211")  # the OUT's data
     assert r["model"][1] == b"\x00" * 4
     assert r["kvm_pvm"][1] == b"\x00" * 4
@@ -130,6 +157,7 @@ def test_kvm_pvm_vs_6_12_rep_string_rf():
     """Agreement (3.7 left RF clear): RFLAGS.RF is set at the exits of an unfinished `rep outsw`."""
     r = both(16, "cld; mov dx, 0x1f0; mov cx, 3; mov si, 0; rep outsw; " + END,
              per_exit=lambda vm, ex: (ex.rcx, vm.regs().rflags & RF))
+    assert measured("rep_string_rf") == {"linux-3.7": (0, 0, 0), "linux-6.12": (1, 1, 1), "host": (1, 1, 1)}
     assert r["model"] == [(2, RF), (1, RF), (0, RF), (0, 0)]
     assert r["kvm_pvm"] == [(2, RF), (1, RF), (0, RF), (0, 0)]
 

@@ -73,6 +73,12 @@ def test_a_real_comparison_renders_backtraces_and_exits():
     ex = V.tab_html(r.to_json(), "exits")  # the JSON form renders the same
     assert re.search(r"IO out port=0x1f0 size=2</td><td>256</td><td>256</td>", ex)
     assert "class=\"vmio-differs\"" not in ex
+    # the measured kernel facts: values, those that differ from 6.12 marked
+    row = re.search(r"<code>out_rip</code></td>(.*?)</tr>", ex).group(1)
+    assert re.findall(r">([^<>]+)</td>", row) == ["past", "at", "past"]
+    assert row.count("vmio-kernel-differs") == 2
+    batch = re.search(r"<code>rep_ins_page_batch</code></td>(.*?)</tr>", ex).group(1)
+    assert re.findall(r">([^<>]+)</td>", batch) == ["128 + 128", "256", "256"] and batch.count("differs") == 1
 
 
 def test_ladder_numbers_each_column_in_its_own_path_order(synthetic):

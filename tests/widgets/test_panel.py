@@ -205,7 +205,7 @@ def test_views_are_shown_as_tabs(panel):
 
     panel.dbg.break_at("bdrv_aio_writev")
     panel.buttons["continue"].click()
-    assert panel.view_pick.options == tuple(view_title(n) for n in VIEW_NAMES)
+    assert panel.view_pick.options == tuple(view_title(n) for n in VIEW_NAMES) + ("Then and now",)
     assert "kvm_run" in panel.view_pick.options and "IDE" in panel.view_pick.options
     regions = panel.kvm_run_hex.regions
     assert {f["name"]: f["value"] for f in regions[0]["fields"]}["exit_reason"] == "2"

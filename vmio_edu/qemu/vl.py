@@ -10,6 +10,11 @@ from .main_loop import main_loop_wait
 from .state import qemu_state
 
 
+# The command line the machine stands for (hw/i386/pc_piix.py): main's argc, argv and envp in a backtrace,
+# whose main-thread frames end in vl.c's main (vl.c:2894, calling main_loop at 4431).
+COMMAND_LINE = ("qemu-system-x86_64", "-enable-kvm", "-hda", "disk.img")
+
+
 def main_loop_should_exit() -> bool:
     """True once a shutdown was requested (QEMU also handles reset, suspend and powerdown requests here)."""
     return qemu_state().shutdown_requested

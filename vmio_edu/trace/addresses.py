@@ -30,6 +30,7 @@ TEXT_BASE = 0x555555754000  # QEMU's .text
 TEXT_SLOTS = 0x00400000 // 16
 GLOBALS_BASE = 0x555556200000  # .data/.bss: the C globals
 KVM_RUN_MAP = 0x7FFFF7FF0000  # where the vCPU's kvm_run mmap lands (mmap area, below the libraries)
+ARGV_ADDRESS = 0x7FFFFFFFE2D8  # main's argv: on the main thread's stack, near its top (no ASLR)
 _GLOBALS = (("address_space_io", "address_space_io"), ("address_space_memory", "address_space_memory"),
             ("aio_context", "qemu_aio_context"), ("kvm_state", "kvm_state"))
 _WALK_DEPTH = 12

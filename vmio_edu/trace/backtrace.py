@@ -6,15 +6,17 @@ block.c:3388, not its declaration at 3384). The call lines come from the source 
 lines from `sources_stops.json`. Every parameter of the real signature is shown, pointers as stable
 addresses (see `addresses.py`), so a frame reads
 `#2 ide_data_writew (opaque=0x555556a3c2c0, addr=0x1f0, val=0x8c17) at hw/ide/core.c:1907`, as in a real gdb
-session on QEMU 1.6.1 (integers formatted by `argfmt`: hex where the sources write hex, constants by name). A coroutine's stack ends in `coroutine_trampoline` (coroutine-ucontext.c), as in gdb.
+session on QEMU 1.6.1 (integers formatted by `argfmt`: hex where the sources write hex, constants by name). A coroutine's stack ends in `coroutine_trampoline` (coroutine-ucontext.c), as in gdb,
+and the main thread in `main` (QEMU 10.2 system/main.c, 1.6.1 vl.c).
 """
 from __future__ import annotations
 
 import inspect
+from importlib import import_module
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .addresses import KVM_RUN_MAP, AddressMap
+from .addresses import ARGV_ADDRESS, KVM_RUN_MAP, AddressMap
 from .argfmt import format_frame
 from .sources import call_site, lookup
 from .tracepoint import Frame
@@ -105,6 +107,31 @@ def _trampoline(stack: list[Frame], state: Any, addrs: AddressMap, level: int, t
                    "qemu-block", thread, stk)
 
 
+def _main(stack: list[Frame], level: int, thread: str) -> BtFrame | None:
+    """gdb's bottom frame of the main thread: `main (argc, argv)`, at the line that calls the stack's main
+    loop function (QEMU 10.2: system/main.c main → qemu_default_main; 1.6.1: vl.c main → main_loop, with
+    envp too). QEMU's start-up before that call is
+    vmio_edu.machine, so `main` is no trace point; its frame is read from the source map, as
+    coroutine_trampoline's is. argc and argv stand for the command line the machine models (the main
+    loop's module `COMMAND_LINE`), argv where the kernel puts it on the main thread's stack."""
+    if not stack:
+        return None
+    first = stack[0].tp
+    src = lookup("qemu", "main", first.stack)
+    if src is None:
+        return None
+    from ..stacks import get_stack
+    module, _, function = get_stack(first.stack).main_loop.partition(":")
+    if first.name != function:
+        return None
+    line = call_site("qemu", "main", function, first.stack)
+    argv = getattr(import_module(module), "COMMAND_LINE", ())
+    # argv's pointers, a NULL, then envp's (1.6.1's main also takes envp)
+    shown = {"argc": len(argv), "argv": f"{ARGV_ADDRESS:#x}", "envp": f"{ARGV_ADDRESS + 8 * (len(argv) + 1):#x}"}
+    args = {p: shown[p] if argv and p in shown else OPTIMIZED_OUT for p in src.params or ("argc", "argv")}
+    return BtFrame(level, "main", args, src.file, line or src.line, first.layer, thread, first.stack)
+
+
 def backtrace(stack: list[Frame], thread: str, state: Any = None, addrs: AddressMap | None = None
               ) -> list[BtFrame]:
     """The frames of `stack` (outermost first, as kept), returned innermost first. `state` is the
@@ -128,7 +155,7 @@ def backtrace(stack: list[Frame], thread: str, state: Any = None, addrs: Address
                     or (src.line if src else None))
         out.append(BtFrame(level, f.tp.name, frame_args(f, addrs, where), src.file if src else "",
                            line, f.tp.layer, thread, f.tp.stack))
-    bottom = _trampoline(stack, state, addrs, len(out), thread)
+    bottom = _trampoline(stack, state, addrs, len(out), thread) or _main(stack, len(out), thread)
     if bottom is not None:
         out.append(bottom)
     return out

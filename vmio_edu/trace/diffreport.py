@@ -30,8 +30,13 @@ The JSON form (`to_json()`, `vmio-edu diff-paths --format json`), schema 1; "old
                "classes": [{"reason", "direction", "port" (-1: none), "size", "old", "new"}],
                "facts": [{"fact": "plain_out_rip", "old", "new"[, "host"]},
                          {"fact": "rep_ins_counts", "old", "new"[, "host_page_batch"]}],
-               "notes": [sentences], "kernel_differences": [{"name", "what", "linux_3_7", "linux_6_12",
-                                                             "kvm_pvm", "where_6_12"}]}}
+               "notes": [sentences],
+               "kernel_differences": [{"name", "what", "linux_3_7", "linux_6_12", "kvm_pvm" (each a value:
+                                       a word such as "at"/"past", or a list of numbers),
+                                       "kvm_pvm_differs_from_6_12", "why_3_7", "why_6_12", "where_6_12"}]}}
+
+Schema 2 (from 1): `kernel_differences`' linux_3_7/linux_6_12/kvm_pvm are measured values, no longer prose;
+the prose moved to why_3_7/why_6_12.
 
 A key is only ever added to this shape; one that changes meaning or goes bumps `SCHEMA`.
 """
@@ -47,7 +52,7 @@ from ..errors import VmioError
 from .diffpaths import Row, Stage, align, counterparts, reduce_stages, rename_table, summary
 from .tracepoint import by_name
 
-SCHEMA = 1  # bump when a JSON key changes meaning or goes
+SCHEMA = 2  # bump when a JSON key changes meaning or goes
 WIDTH = 100  # the text output fits this many columns
 _PLAIN_OUT = (0xE6, 0xE7, 0xEE, 0xEF)  # out imm8,al / out imm8,ax / out dx,al / out dx,ax
 DEFAULT_BREAK = {"write": "bdrv_aio_writev", "read": "bdrv_aio_readv"}
@@ -139,11 +144,11 @@ class DiffResult:
 
     def kernel_differences(self) -> list[dict]:
         """The userspace-visible differences between Linux 3.7, Linux 6.12 (VMX) and this project's host
-        (kvm_pvm), as vmio_edu.kvm.differences lists them (each tested on the model and on the real
-        device). The comparison itself measures where they differ on this run (`notes`)."""
+        (kvm_pvm), as vmio_edu.kvm.differences lists them: one measured value per kernel (each measured
+        again by the tests on the models and on the real device). The comparison itself measures where
+        they differ on this run (`notes`)."""
         from ..kvm.differences import DIFFERENCES
-        return [{"name": d.name, "what": d.what, "linux_3_7": d.linux_3_7, "linux_6_12": d.linux_6_12,
-                 "kvm_pvm": d.kvm_pvm, "where_6_12": d.where_6_12} for d in DIFFERENCES]
+        return [d.to_json() for d in DIFFERENCES]
 
     def to_json(self) -> dict:
         return {

@@ -6,8 +6,8 @@
 
 Tabs: **Changes** (every row that is not SAME, with the SAME row before it for context), **Aligned path**
 (every row), **Ladder** (the figure of vmio_edu.widgets.diffladder, from the IDE device to the disk),
-**Backtraces** (both stacks at the matching stop, side by side) and **Exits** (exit classes and the kernel
-facts). Each function name links to its real line at its tag (QEMU v1.6.1 / Linux v3.7, or
+**Backtraces** (both stacks at the matching stop, side by side) and **Exits** (exit classes, the kernel
+facts of this run, and each kernel's measured value of every fact in vmio_edu.kvm.differences). Each function name links to its real line at its tag (QEMU v1.6.1 / Linux v3.7, or
 QEMU v10.2.0 / Linux v6.12). Colours are JupyterLab's theme variables; the view fits a 1366×768 screen.
 
 It reads a `DiffResult` (or its `to_json()` dict, e.g. loaded from `vmio-edu diff-paths --format json`)
@@ -64,6 +64,7 @@ STYLE = """
 .vmio-diff .vmio-bt pre { white-space: pre-wrap; font-size: 11px; margin: 2px 0; overflow-wrap: anywhere;
   color: var(--jp-content-font-color1, #222); background: var(--jp-layout-color1, #fafafa); padding: 3px; }
 .vmio-diff .vmio-differs { color: var(--jp-warn-color1, #f57c00); font-weight: bold; }
+.vmio-diff .vmio-kernel-differs { color: var(--jp-warn-color1, #f57c00); font-weight: bold; }
 /* the ladder's SVG: names without a colour of their own take the theme's text colour */
 .vmio-diff .vmio-ladder svg text { fill: var(--jp-ui-font-color1, #222); }
 .vmio-diff .vmio-ladder svg { max-width: 100%; height: auto; }
@@ -179,6 +180,31 @@ def exits_html(d: dict) -> str:
         cls = "" if f["old"] == f["new"] else ' class="vmio-differs"'
         out.append(f"<tr{cls}><td>{esc(label)}</td><td>{esc(f['old'])}</td><td>{esc(f['new'])}</td></tr>")
     out.append("</table><ul>" + "".join(f"<li>{esc(x)}</li>" for x in e["notes"]) + "</ul>")
+    out.append(kernel_differences_html(e.get("kernel_differences") or []))
+    return "".join(out)
+
+
+def _value(v: Any) -> str:
+    return " + ".join(str(x) for x in v) if isinstance(v, list) else str(v)
+
+
+def kernel_differences_html(diffs: list[dict]) -> str:
+    """The measured kernel facts (vmio_edu.kvm.differences, schema 2 values): each kernel's value, those
+    that differ from Linux 6.12's marked; each explanation as the cell's tooltip."""
+    if not diffs:
+        return ""
+    out = ['<div><b>Kernel facts, measured</b> <span class="vmio-note">(a small guest per fact, run on each '
+           'kernel; marked: not what Linux 6.12 does)</span></div><table class="vmio-kernel-facts"><tr><th>fact'
+           '</th><th>Linux 3.7</th><th>Linux 6.12 (VMX)</th><th>kvm_pvm (this project\'s host)</th></tr>']
+    for d in diffs:
+        cells = []
+        for key, why in (("linux_3_7", d.get("why_3_7", "")), ("linux_6_12", d.get("why_6_12", "")),
+                         ("kvm_pvm", "")):
+            cls = ' class="vmio-kernel-differs"' if key != "linux_6_12" and d[key] != d["linux_6_12"] else ""
+            tip = f' title="{esc(why)}"' if why else ""
+            cells.append(f"<td{cls}{tip}>{esc(_value(d[key]))}</td>")
+        out.append(f'<tr><td title="{esc(d["what"])}"><code>{esc(d["name"])}</code></td>{"".join(cells)}</tr>')
+    out.append("</table>")
     return "".join(out)
 
 

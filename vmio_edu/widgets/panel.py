@@ -13,6 +13,11 @@ the source (the modelled function's Python with the current line, a link to the 
 Linux v3.7, or the guest's assembly) and the views side by side; the breakpoints in a folding bar. Each
 view marks what changed since the previous stop; a byte clicked in the Disk, QEMUIOVector, IDE (io_buffer)
 or kvm_run (PIO page) hex view shows its journey (Debugger.provenance), each hop a button to that moment.
+The last page after the views, **Then and now**, sets the stop beside the other stack (QEMU 1.6.1 / Linux
+3.7 on a 10.2 machine, and the other way round): the aligned row of `vmio-edu diff-paths` for the stop's
+function and the other stack's backtrace at the matching call (vmio_edu.trace.thenandnow). It is filled
+only while it is the page open, after each stop, on the kernel thread; the comparison runs in machines
+of its own, so the machine being debugged is only read.
 Colours come from JupyterLab's CSS variables (panel.css), so the light and dark themes both work.
 
 Threading rule (ipykernel 7 loses widget updates sent from other threads): the panel is only updated on
@@ -49,6 +54,10 @@ BUTTONS = (("First", "fast-backward", "the start, before the first event (time t
            ("Stepi", "step-forward", "one guest instruction (across VM exits, like gdb's stepi in a VM)"),
            ("Last", "fast-forward", "the last moment recorded so far (the halt, once the run reached it)"))
 _STYLE = resources.files(__package__).joinpath("panel.css").read_text()
+THEN_NOW_TITLE = "Then and now"
+THEN_NOW_HELP = "this stop beside the other stack (QEMU 1.6.1 / Linux 3.7 or QEMU 10.2 / Linux 6.12): the " \
+                "aligned row of diff-paths and the other stack's backtrace at the matching stop"
+THEN_NOW_IDLE = '<i>Stop in a function to see it beside the other stack.</i>'
 
 
 class DebuggerPanel(W.VBox):
@@ -120,10 +129,15 @@ class DebuggerPanel(W.VBox):
         self.hops_box = W.VBox([W.HBox([self.hops_title, self.hops_close]), self.hops])
         self.hops_box.add_class("vmio-hops-box")
         self.view_panes = {name: W.HTML() for name in VIEW_NAMES}
+        # After the views, "Then and now": this stop beside the other stack (computed when it is open)
+        self.then_now = W.HTML(THEN_NOW_IDLE)
+        self.then_now.add_class("vmio-then-now-pane")
+        self._then_now_at: int | None = None  # the stop index the page shows
+        self.then_now_data: dict | None = None
         # A row of toggle buttons (they wrap) over a Stack: twelve views fit where tabs would be cut short.
-        # jslink switches the view in the browser alone, with no message to the kernel.
-        self.view_pick = W.ToggleButtons(options=[R.view_title(n) for n in VIEW_NAMES],
-                                         tooltips=[R.VIEW_HELP.get(n, "") for n in VIEW_NAMES],
+        # jslink switches the view in the browser alone; the kernel hears of it only to fill Then and now.
+        self.view_pick = W.ToggleButtons(options=[R.view_title(n) for n in VIEW_NAMES] + [THEN_NOW_TITLE],
+                                         tooltips=[R.VIEW_HELP.get(n, "") for n in VIEW_NAMES] + [THEN_NOW_HELP],
                                          style={"button_width": "auto"})
         self.view_pick.add_class("vmio-view-pick")
         pages = []
@@ -136,9 +150,11 @@ class DebuggerPanel(W.VBox):
                 pages.append(W.VBox([self.byte_hex["disk"], pane]))
             else:
                 pages.append(pane)
+        pages.append(self.then_now)
         self.view_stack = W.Stack(pages, selected_index=0)
         self.view_stack.add_class("vmio-scroll")
         W.jslink((self.view_pick, "index"), (self.view_stack, "selected_index"))
+        self.view_pick.observe(lambda ch: self._on_kernel_thread(self._show_then_now), names="index")
         self.views = W.VBox([self.view_pick, self.hops_box, self.view_stack],
                             layout=W.Layout(flex="1 1 40%", min_width="0"))
         self.views.add_class("vmio-views")
@@ -462,6 +478,7 @@ class DebuggerPanel(W.VBox):
         self._show_source()
         self._refresh_timeline(stop.index)
         self._refresh_views(stop)
+        self._show_then_now()
 
     def _reference(self, stop: Any) -> str:
         """The short reference to this moment (`stop.reference` once the debugger gives one)."""
@@ -528,6 +545,22 @@ class DebuggerPanel(W.VBox):
                     self.byte_hex["ide"].regions = R.io_buffer_region(view, prev)
             except Exception as e:  # noqa: BLE001 - one view failing must not hide the others
                 pane.value = f'<pre class="vmio-error">{R.esc(type(e).__name__)}: {R.esc(e)}</pre>'
+
+    def _show_then_now(self) -> None:
+        """Fill the Then and now page for the current stop, if it is the page open (it runs the default
+        guest on both stacks in machines of its own, once per configuration: vmio_edu.trace.thenandnow)."""
+        self._check_thread()
+        if self.view_pick.index != len(VIEW_NAMES) or self._then_now_at == self.stop.index:
+            return
+        from ..trace.thenandnow import then_and_now
+        from .thenandnow import then_and_now_html
+        self._then_now_at = self.stop.index
+        try:
+            self.then_now_data = then_and_now(self.dbg, self.stop)
+            self.then_now.value = then_and_now_html(self.then_now_data)
+        except Exception as e:  # noqa: BLE001 - shown in the page, as a view's error is
+            self.then_now_data = {"error": f"{type(e).__name__}: {e}"}
+            self.then_now.value = f'<pre class="vmio-error">{R.esc(type(e).__name__)}: {R.esc(e)}</pre>'
 
     def _check_thread(self) -> None:
         if threading.get_ident() != self._owner:
