@@ -38,7 +38,7 @@ def test_blk_aio_pwritev_on_the_vcpu_thread(engine, stack):
         ("ide_data_writew", "hw/ide/core.c", 2428),
         ("portio_write", "system/ioport.c", 206),
         ("memory_region_write_accessor", "system/memory.c", 491),
-        ("access_with_adjusted_size", "system/memory.c", 562),
+        ("access_with_adjusted_size", "system/memory.c", 567),  # the little-endian loop (portio_ops)
         ("memory_region_dispatch_write", "system/memory.c", 1547),
         ("flatview_write_continue_step", "system/physmem.c", 3269),
         ("flatview_write_continue", "system/physmem.c", 3299),
