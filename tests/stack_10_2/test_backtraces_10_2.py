@@ -6,7 +6,7 @@ import re
 from vmio_edu import Machine
 from vmio_edu.trace.backtrace import backtrace
 
-WANTED = ("blk_aio_pwritev", "raw_co_prw", "handle_aiocb_rw", "blk_aio_preadv")
+WANTED = ("blk_aio_pwritev", "raw_co_prw", "handle_aiocb_rw", "blk_aio_preadv", "thread_pool_co_cb")
 
 
 def _stops(engine, stack, op="write"):
@@ -99,6 +99,15 @@ def test_handle_aiocb_rw_on_a_pool_worker(engine, stack):
                           ("worker_thread", "util/thread-pool.c", 111),
                           ("qemu_thread_start", "util/qemu-thread-posix.c", 393)]
     assert list(bt[0].args) == ["opaque"] and list(bt[1].args) == ["opaque"]
+
+
+def test_thread_pool_co_cb_from_the_completion_bottom_half(emu_stack):
+    # thread-pool.c calls elem->common.cb at :200 (198 reschedules the bottom half; 195 is a comment)
+    thread, bt = _stops("unicorn", emu_stack)["thread_pool_co_cb"]
+    assert thread == "main"
+    assert _where(bt[:3]) == [("thread_pool_co_cb", "util/thread-pool.c", 278),
+                              ("thread_pool_completion_bh", "util/thread-pool.c", 200),
+                              ("aio_bh_call", "util/async.c", 172)]
 
 
 def test_the_read_goes_through_ide_buffered_readv(emu_stack):
