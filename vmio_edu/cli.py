@@ -212,7 +212,7 @@ def _trace_break(m: Any, args: argparse.Namespace) -> int:
     dbg.break_at(args.brk)  # VmioError naming the problem for an unknown function
     stop = dbg.cont()
     if stop.reason != "breakpoint":
-        raise VmioError(f"{args.brk} was not reached: the guest halted first")
+        raise VmioError(f"{args.brk} was not reached: the guest halted first{_why_not_reached(m, args.brk)}")
     s = {"function": stop.function, "layer": stop.layer, "thread": stop.thread, "index": stop.index,
          "file": stop.file, "line": stop.line}
     if args.format == "json":
@@ -221,6 +221,17 @@ def _trace_break(m: Any, args: argparse.Namespace) -> int:
         print(f"Stopped at {s['function']} ({s['layer']}, thread {s['thread']}), trace index {s['index']}")
         print("\n".join(format_frame(f) for f in stop.backtrace))  # port=0x1f0, type=KVM_RUN
     return 0
+
+
+def _why_not_reached(m: Any, function: str) -> str:
+    """The likely reason a breakpoint on a real function was never hit, or "": an IDE function on the
+    virtio board (its PIIX IDE controller has no drive; the virtio guest never touches it)."""
+    from .trace.sources import lookup
+    ref = lookup("qemu", function, m.stack.name)
+    if m.disk == "virtio" and ref is not None and ref.file.startswith("hw/ide/"):
+        return (f" ({function} is in {ref.file}, and this machine's disk is virtio-blk: the IDE controller has "
+                "no drive and the virtio guest never touches it; use --disk ide to stop there)")
+    return ""
 
 
 def trace_report(m: Any) -> dict:

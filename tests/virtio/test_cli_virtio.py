@@ -72,3 +72,13 @@ def test_trace_reads_a_read_only_image_with_readonly(tmp_path, capsys):
     rc, r = _trace_json(capsys, "--image", str(img), "--op", "write", "--readonly")
     assert rc == 1 and any("VIRTIO_BLK_S_IOERR" in p for p in r["check"]["problems"])  # the device refuses
     assert img.read_bytes() == b"\x5a" * (1 << 20)
+
+
+def test_an_ide_breakpoint_on_the_virtio_board_says_why_it_is_never_hit(capsys):
+    # the board still has the PIIX IDE controller, so the breakpoint is legal; it is just never reached
+    assert main(["trace", "--disk", "virtio", "--break", "ide_sector_write"]) == 2
+    err = capsys.readouterr().err
+    assert "ide_sector_write was not reached" in err
+    assert "hw/ide/core.c" in err and "virtio-blk" in err and "--disk ide" in err
+    assert main(["trace", "--op", "write", "--break", "ide_sector_read"]) == 2  # IDE board: no virtio hint
+    assert "virtio" not in capsys.readouterr().err
