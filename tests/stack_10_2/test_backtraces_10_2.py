@@ -63,6 +63,10 @@ def test_blk_aio_pwritev_on_the_vcpu_thread(engine, stack):
     assert f["ide_data_writew"].args["addr"] == 0x1F0 and f["kvm_handle_io"].args["port"] == 0x1F0
     assert f["kvm_cpu_exec"].args["cpu"] == f["kvm_vcpu_thread_fn"].args["arg"]
     assert f["address_space_rw"].args["as"].endswith(" <address_space_io>")
+    # the FlatView is an object of its own (as->current_map), the same one in both flatview frames
+    assert f["flatview_write"].args["fv"] == f["flatview_write_continue"].args["fv"]
+    assert re.fullmatch(r"0x5555[0-9a-f]{8}", f["flatview_write"].args["fv"])
+    assert f["flatview_write"].args["fv"] != f["address_space_write"].args["as"].split()[0]
     assert all(x.stack == "10.2" for x in bt)
 
 
