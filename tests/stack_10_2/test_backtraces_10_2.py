@@ -6,7 +6,7 @@ import re
 from vmio_edu import Machine
 from vmio_edu.trace.backtrace import backtrace
 
-WANTED = ("blk_aio_pwritev", "raw_co_prw", "handle_aiocb_rw", "blk_aio_preadv", "thread_pool_co_cb")
+WANTED = ("blk_aio_pwritev", "raw_co_prw", "handle_aiocb_rw", "blk_aio_preadv", "thread_pool_co_cb", "kvm_fast_pio")
 
 
 def _stops(engine, stack, op="write"):
@@ -112,6 +112,15 @@ def test_thread_pool_co_cb_from_the_completion_bottom_half(emu_stack):
     assert _where(bt[:3]) == [("thread_pool_co_cb", "util/thread-pool.c", 278),
                               ("thread_pool_completion_bh", "util/thread-pool.c", 200),
                               ("aio_bh_call", "util/async.c", 172)]
+
+
+def test_the_kernel_frames_do_not_show_the_vcpu_as_the_file(emu_stack):
+    # kvm_vcpu_ioctl(struct file *filp, ...): the model has no struct file, so gdb's <optimized out>
+    # (as on 3.7), never the kvm_vcpu's address
+    _thread, bt = _stops("unicorn", emu_stack)["kvm_fast_pio"]
+    f = {x.function: x for x in bt if x.file.startswith(("arch/", "virt/"))}
+    assert f["kvm_vcpu_ioctl"].args["filp"] == "<optimized out>"
+    assert f["kvm_vcpu_ioctl"].args["ioctl"] == 0xAE80  # KVM_RUN
 
 
 def test_the_read_goes_through_ide_buffered_readv(emu_stack):

@@ -196,7 +196,8 @@ def kvm_vm_ioctl_set_memory_region(k: kvm, mem: K.kvm_userspace_memory_region) -
 # ==========================================================================================================
 # vCPU ioctls, the mmap, halting
 # ==========================================================================================================
-@tracepoint("kvm", args=("filp=vcpu", "ioctl", "arg"))
+# filp (the struct file) is not the model's vcpu/kvm object: gdb's <optimized out>, as on 3.7
+@tracepoint("kvm", args=("ioctl", "arg"))
 def kvm_vcpu_ioctl(vcpu: kvm_vcpu, ioctl: int, arg: Any = 0) -> int:
     """ioctl() on a vCPU file (kvm_main.c:4428): KVM_RUN, registers, special registers, MP state."""
     if ioctl == K.KVM_RUN:

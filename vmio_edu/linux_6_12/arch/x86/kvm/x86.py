@@ -883,7 +883,8 @@ def kvm_arch_vcpu_ioctl_set_sregs(vcpu, sregs: K.kvm_sregs) -> int:
 # ==========================================================================================================
 # VM ioctls that are arch code
 # ==========================================================================================================
-@tracepoint("kvm", args=("filp=k", "ioctl", "arg"))
+# filp (the struct file) is not the model's vcpu/kvm object: gdb's <optimized out>, as on 3.7
+@tracepoint("kvm", args=("ioctl", "arg"))
 def kvm_arch_vm_ioctl(k: kvm, ioctl: int, arg: Any = 0) -> int:
     """The x86 VM ioctls (arch/x86/kvm/x86.c:7027). KVM_CREATE_IRQCHIP creates the PIC pair on the PIO bus
     (`kvm_pic_init`), the IOAPIC and the default GSI routing."""
