@@ -154,3 +154,12 @@ def test_an_address_does_not_depend_on_the_scheduler_threads():
         vcpu.model_thread = None
         free = AddressMap(ctx.machine, [(ctx.name, ctx.stack)]).address(cpu)
         assert held == free and held is not None
+
+
+def test_the_system_call_frame_sits_under_its_call_line():
+    # gdb shows handle_aiocb_rw_linear at its pwrite()/pread() line (raw-posix.c:572/577), not at its
+    # definition (565): the sys_pwrite64/sys_pread64 stage is that call
+    for op, syscall, line in (("write", "sys_pwrite64", 572), ("read", "sys_pread64", 577)):
+        bt = _stop_at(syscall, op=op, lba=4, sectors=1)["bt"]
+        assert [(f.function, f.file, f.line) for f in bt[1:3]] == [
+            ("handle_aiocb_rw_linear", "block/raw-posix.c", line), ("handle_aiocb_rw", "block/raw-posix.c", 607)]

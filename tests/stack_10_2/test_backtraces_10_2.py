@@ -105,6 +105,20 @@ def test_handle_aiocb_rw_on_a_pool_worker(engine, stack):
     assert list(bt[0].args) == ["opaque"] and list(bt[1].args) == ["opaque"]
 
 
+def test_the_pwrite_frame_sits_under_its_call_line(emu_stack):
+    # handle_aiocb_rw_linear calls pwrite at file-posix.c:1832 (pread at 1837), not at its definition (1825)
+    m = Machine(record=True, op="write", lba=4, sectors=1, stack=emu_stack)
+    hits = {}
+    m.trace.on_enter = lambda tp, args, ctx: hits.setdefault(tp.name, backtrace(ctx.stack, ctx.name, ctx.machine)) \
+        if tp.stack == "10.2" and tp.name == "sys_pwrite64" else None
+    try:
+        m.run()
+    finally:
+        m.close()
+    assert _where(hits["sys_pwrite64"][1:3]) == [("handle_aiocb_rw_linear", "block/file-posix.c", 1832),
+                                                 ("handle_aiocb_rw", "block/file-posix.c", 1877)]
+
+
 def test_thread_pool_co_cb_from_the_completion_bottom_half(emu_stack):
     # thread-pool.c calls elem->common.cb at :200 (198 reschedules the bottom half; 195 is a comment)
     thread, bt = _stops("unicorn", emu_stack)["thread_pool_co_cb"]

@@ -233,3 +233,16 @@ def test_the_debugger_has_a_virtqueue_view():
     with Machine(disk="ide", op="write") as m:
         v = m.debugger().cont().views["virtqueue"]
         assert v["present"] is False and 'disk="virtio"' in v["note"]
+
+
+def test_pwritev_of_merged_requests_shows_handle_aiocb_rw_vector():
+    # two 1-sector requests in one kick are merged into one two-iovec write: pwritev from
+    # handle_aiocb_rw_vector (raw-posix.c:542), called by handle_aiocb_rw at :616
+    m = Machine(disk="virtio", op="write", sectors=2, per_request=1, depth=2)
+    with m:
+        dbg = m.debugger()
+        dbg.break_at("sys_pwritev")
+        stop = dbg.cont()
+        assert stop.reason == "breakpoint" and stop.thread.startswith("worker")
+        assert _frames(stop)[1:3] == [("handle_aiocb_rw_vector", "block/raw-posix.c:542"),
+                                      ("handle_aiocb_rw", "block/raw-posix.c:616")]

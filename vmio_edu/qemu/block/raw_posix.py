@@ -138,6 +138,7 @@ def handle_aiocb_rw_linear(aiocb: RawPosixAIOData, buf: memoryview) -> int:
     return offset
 
 
+@tracepoint("qemu-threadpool", args=("aiocb",))
 def handle_aiocb_rw_vector(aiocb: RawPosixAIOData) -> int:
     """preadv/pwritev straight to/from every iovec (one system call)."""
     bufs = [v.mem() for v in aiocb.aio_iov[:aiocb.aio_niov]]
