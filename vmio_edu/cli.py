@@ -158,6 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `vmio-edu trace ... | head`: the reader left; no traceback, and none at exit when Python flushes
+        # stdout again (the machine was closed by its `with`)
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 141  # 128 + SIGPIPE, as a shell reports a pipeline member killed by it
 
 
 # -- trace --------------------------------------------------------------------------------------------
