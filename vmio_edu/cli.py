@@ -255,10 +255,15 @@ def trace_report(m: Any) -> dict:
     exits = Counter()
     for x in m.exits:
         exits[f"{x.reason} {x.direction} port={x.port:#x}" if x.port is not None else x.reason] += 1
+    # what each port is (the ATA task file, PCI config, the virtio-pci header and blk config), as paths names it
+    from .paths import _virtio_bar, port_names
+    known = port_names(*_virtio_bar(m))
+    ports = {f"{x.port:#x}": known[x.port][0] for x in m.exits if x.port is not None and x.port in known}
     return {
         "engine": m.engine, "stack": m.stack.name, "op": m.op, "lba": m.lba, "sectors": m.sectors,
         "stages": stages, "functions": {k: functions[k] for k in LAYERS if k in functions},
         "exits": dict(sorted(exits.items())), "exit_total": len(m.exits), "disk": m.disk,
+        "port_names": dict(sorted(ports.items())),
         "kernel_exits": _kernel_exit_counts(m),
         "trace_events": len(m.trace.events),
         "guest": {k: v.hex() if isinstance(v, (bytes, bytearray)) else v for k, v in m.guest_result().items()},
@@ -325,7 +330,9 @@ def format_report(r: dict) -> str:
         out.append(f"  {layer:<16} {cells}")
         out.append(f"  {'':<16} {' → '.join(r['functions'].get(layer, [])[:12])}")
     out += ["", f"VM exits seen by QEMU: {r['exit_total']}"]
-    out += [f"  {n:>6}  {k}" for k, n in r["exits"].items()]
+    names = r.get("port_names", {})
+    out += [f"  {n:>6}  {k}" + (f"  ({names[k.rsplit('=', 1)[1]]})" if "port=" in k and k.rsplit("=", 1)[1] in names
+                                else "") for k, n in r["exits"].items()]
     if r.get("kernel_exits"):
         out += ["VM exits handled in the kernel (the vCPU went straight back in):"]
         out += [f"  {n:>6}  {k}" for k, n in r["kernel_exits"].items()]

@@ -82,3 +82,13 @@ def test_an_ide_breakpoint_on_the_virtio_board_says_why_it_is_never_hit(capsys):
     assert "hw/ide/core.c" in err and "virtio-blk" in err and "--disk ide" in err
     assert main(["trace", "--op", "write", "--break", "ide_sector_read"]) == 2  # IDE board: no virtio hint
     assert "virtio" not in capsys.readouterr().err
+
+
+def test_the_text_report_names_each_exit_port(capsys):
+    # as `vmio-edu paths` does: a learner reads 'port=0xc010' as QUEUE_NOTIFY without looking it up
+    assert main(["trace", "--disk", "virtio", "--ioeventfd", "off", "--op", "write"]) == 0
+    out = capsys.readouterr().out
+    assert "IO out port=0xc010  (QUEUE_NOTIFY)" in out and "IO in port=0xc013  (ISR)" in out
+    assert "IO out port=0xcf8  (PCI CONFIG_ADDRESS)" in out
+    assert main(["trace", "--op", "write", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["port_names"]["0x1f0"] == "ATA data"
