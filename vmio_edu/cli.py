@@ -385,7 +385,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     i = first_divergence(emu["exits"], real["exits"])
     same_image = emu["image"] == real["image"]
     result = {"identical": i is None and same_image, "exits": len(emu["exits"]), "divergence": i,
-              "image_identical": same_image, "engines": {}, "kernel": get_stack(args.stack).linux}
+              "image_identical": same_image, "engines": {}, "kernel": get_stack(args.stack).linux,
+              "stack": get_stack(args.stack).name}
     for r in (emu, real):
         result["engines"][r["engine"]] = {
             "exits": len(r["exits"]), "wall_s": round(r["wall_s"], 4),
@@ -423,8 +424,12 @@ def _format_compare(r: dict) -> str:
     if r["divergence"] is not None or r.get("rip_differs"):
         if r.get("rip_differs"):
             out.append(f"RIP differs at {r['rip_differs']} of the exits:")
+        from .kvm.host_facts import MODELS, WHAT
+        model = MODELS.get(r.get("stack", "1.6.1"), MODELS["1.6.1"])
         for fact, what in r.get("host_properties", {}).items():
-            out.append(f"  host property ({fact}): {what}; the emulated engine follows {r.get('kernel', 'Linux 3.7')}")
+            ours = WHAT.get((fact, model.get(fact)), "")
+            out.append(f"  this host's /dev/kvm ({fact}): {what}")
+            out.append(f"    {r.get('kernel', 'Linux 3.7')}, which the emulated engine follows: {ours or 'it does not'}")
     for engine, e in r["engines"].items():
         out.append(f"\n{engine}: {e['exits']} exits in {e['wall_s']} s = {e['us_per_exit']} us per exit")
         out += [f"  {layer:<16} {share:6.1%}" for layer, share in e["layer_share"].items()]
