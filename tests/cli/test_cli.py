@@ -67,13 +67,13 @@ def test_a_function_of_the_other_stack_is_named_as_such(capsys):
     # it lives instead of only 'no modelled function'; the examples to try are that stack's own names
     assert main(["trace", "--break", "blk_aio_pwritev"]) == 2
     err = capsys.readouterr().err
-    assert "it is on the 10.2 stack (block/block-backend.c:1716" in err and "--stack 10.2" in err
+    assert "it is modelled on the 10.2 stack (block/block-backend.c:1716" in err and "--stack 10.2" in err
     assert main(["trace", "--stack", "10.2", "--break", "virtio_blk_handle_write"]) == 2
     err = capsys.readouterr().err
-    assert "it is on the 1.6.1 stack (hw/block/virtio-blk.c:284)" in err and "1.6.1 stack only" in err
+    assert "it is modelled on the 1.6.1 stack (hw/block/virtio-blk.c:284)" in err and "1.6.1 stack only" in err
     assert main(["trace", "--stack", "10.2", "--break", "no_such_function_zz"]) == 2
     err = capsys.readouterr().err
-    assert "try e.g. blk_aio_pwritev" in err and "paio_submit" not in err and "it is on" not in err
+    assert "try e.g. blk_aio_pwritev" in err and "paio_submit" not in err and "it is modelled on" not in err
 
 
 def test_a_closed_pipe_is_no_traceback():

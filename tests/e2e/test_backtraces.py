@@ -163,3 +163,13 @@ def test_the_system_call_frame_sits_under_its_call_line():
         bt = _stop_at(syscall, op=op, lba=4, sectors=1)["bt"]
         assert [(f.function, f.file, f.line) for f in bt[1:3]] == [
             ("handle_aiocb_rw_linear", "block/raw-posix.c", line), ("handle_aiocb_rw", "block/raw-posix.c", 607)]
+
+
+def test_the_main_loop_dispatches_the_aio_context_from_its_dispatch_line():
+    # glib_pollfds_poll calls g_main_context_dispatch (→ aio_ctx_dispatch) at main-loop.c:188; 182 is its
+    # definition, the line a frame without a call line would show
+    hit = _stop_at("aio_ctx_dispatch", op="write", lba=4, sectors=1)
+    assert hit["thread"] == "main"
+    assert [(f.function, f.file, f.line) for f in hit["bt"][:3]] == [
+        ("aio_ctx_dispatch", "async.c", 191), ("glib_pollfds_poll", "main-loop.c", 188),
+        ("os_host_main_loop_wait", "main-loop.c", 233)]

@@ -327,13 +327,13 @@ def _on_the_other_stack(function: str, stack: str | None) -> str:
         if ref is None:
             return ""
         virtio = ref.file.startswith(("hw/virtio/", "hw/block/virtio", "hw/pci", "virt/kvm/eventfd"))
-        return (f": it is on the 1.6.1 stack ({ref.file}:{ref.line})"
+        return (f": it is modelled on the 1.6.1 stack ({ref.file}:{ref.line})"
                 + ("; virtio-blk and ioeventfd are modelled on the 1.6.1 stack only" if virtio else ""))
     if stack == "1.6.1" and lookup("qemu", function, "1.6.1") is None and \
             lookup("linux", function, "1.6.1") is None:
         ref = lookup("qemu", function, "10.2") or lookup("linux", function, "10.2")
         if ref is not None:  # a 10.2 name the 1.6.1 map does not know
-            return f": it is on the 10.2 stack ({ref.file}:{ref.line}; stack='10.2', --stack 10.2)"
+            return f": it is modelled on the 10.2 stack ({ref.file}:{ref.line}; stack='10.2', --stack 10.2)"
     return ""
 
 
