@@ -173,3 +173,16 @@ def test_the_main_loop_dispatches_the_aio_context_from_its_dispatch_line():
     assert [(f.function, f.file, f.line) for f in hit["bt"][:3]] == [
         ("aio_ctx_dispatch", "async.c", 191), ("glib_pollfds_poll", "main-loop.c", 188),
         ("os_host_main_loop_wait", "main-loop.c", 233)]
+
+
+def test_the_kernel_frames_and_the_ioctl_show_their_call_lines():
+    # a caller frame sits at the line that makes the call, never at its own definition: the exit handler
+    # table (vmx.c:6012, not 5939), QEMU's ioctl(2) (kvm-all.c:1759, not 1748), the emulator's execute
+    # (emulate.c:4485) and the byte-sized port accessors of kvm_handle_io (cpu_inb at kvm-all.c:1505)
+    hit = _stop_at("em_in", op="read", lba=4, sectors=1)
+    where = {(f.function, f.file): f.line for f in hit["bt"]}
+    assert where[("vmx_handle_exit", "arch/x86/kvm/vmx.c")] == 6012
+    assert where[("x86_emulate_insn", "arch/x86/kvm/emulate.c")] == 4485
+    assert where[("kvm_vcpu_ioctl", "kvm-all.c")] == 1759
+    hit = _stop_at("cpu_inb", op="write", lba=4, sectors=1)
+    assert [(f.function, f.line) for f in hit["bt"][:2]] == [("cpu_inb", hit["bt"][0].line), ("kvm_handle_io", 1505)]
