@@ -186,3 +186,20 @@ def test_the_kernel_frames_and_the_ioctl_show_their_call_lines():
     assert where[("kvm_vcpu_ioctl", "kvm-all.c")] == 1759
     hit = _stop_at("cpu_inb", op="write", lba=4, sectors=1)
     assert [(f.function, f.line) for f in hit["bt"][:2]] == [("cpu_inb", hit["bt"][0].line), ("kvm_handle_io", 1505)]
+
+
+def test_a_direct_call_is_not_placed_at_a_pointer_call_of_the_same_caller():
+    # portio_read calls find_portio at ioport.c:168 (its mrp->read is at 173); worker_thread calls
+    # do_spawn_thread at thread-pool.c:87 (its req->func at 109)
+    m = Machine(record=True, op="read", lba=4, sectors=1)
+    seen = {}
+
+    def on_enter(tp, args, ctx):
+        if len(ctx.stack) >= 2 and (ctx.stack[-2].tp.name, tp.name) in (("portio_read", "find_portio"),
+                                                                           ("worker_thread", "do_spawn_thread")):
+            seen.setdefault(ctx.stack[-2].tp.name, backtrace(ctx.stack, ctx.name, ctx.machine)[1].line)
+
+    m.trace.on_enter = on_enter
+    m.run()
+    m.close()
+    assert seen == {"portio_read": 168, "worker_thread": 87}
