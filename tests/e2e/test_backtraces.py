@@ -203,3 +203,12 @@ def test_a_direct_call_is_not_placed_at_a_pointer_call_of_the_same_caller():
     m.run()
     m.close()
     assert seen == {"portio_read": 168, "worker_thread": 87}
+
+
+def test_a_buffer_passed_down_keeps_one_address():
+    # pwrite(fd, buf + 0, ...) and kvm_io_bus_write(..., val) → ioeventfd_write(..., val) pass the same
+    # pointer on: gdb shows it once, in both frames
+    bt = _stop_at("sys_pwrite64", op="write", lba=4, sectors=1)["bt"]
+    assert bt[1].function == "handle_aiocb_rw_linear" and bt[0].args["buf"] == bt[1].args["buf"]
+    bt = _stop_at("ioeventfd_write", disk="virtio", op="write", sectors=1)["bt"]
+    assert bt[1].function == "kvm_io_bus_write" and bt[0].args["val"] == bt[1].args["val"]

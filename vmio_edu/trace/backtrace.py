@@ -112,6 +112,10 @@ def backtrace(stack: list[Frame], thread: str, state: Any = None, addrs: Address
     one map between several backtraces of the same moment)."""
     if addrs is None:
         addrs = AddressMap(state, [(thread, stack)])
+    # name every reachable object before printing any frame: otherwise a buffer shown in an inner frame
+    # (by its place on the stack) and again in an outer one, after a model object there started the walk,
+    # got two addresses (pwrite's buf against handle_aiocb_rw_linear's)
+    addrs.address(None)
     out: list[BtFrame] = []
     n = len(stack)
     where: dict[int, str] = {}  # a value's outermost place on this stack: the same buffer, the same address
