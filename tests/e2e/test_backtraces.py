@@ -212,3 +212,6 @@ def test_a_buffer_passed_down_keeps_one_address():
     assert bt[1].function == "handle_aiocb_rw_linear" and bt[0].args["buf"] == bt[1].args["buf"]
     bt = _stop_at("ioeventfd_write", disk="virtio", op="write", sectors=1)["bt"]
     assert bt[1].function == "kvm_io_bus_write" and bt[0].args["val"] == bt[1].args["val"]
+    bt = _stop_at("picdev_write", stack="10.2", op="write", sectors=1)["bt"]  # 6.12: data → val → val
+    assert [f.function for f in bt[:3]] == ["picdev_write", "kvm_io_bus_write", "emulator_pio_in_out"]
+    assert bt[0].args["val"] == bt[1].args["val"] == bt[2].args["data"]

@@ -308,7 +308,7 @@ def kvm_io_bus_write(vcpu: kvm_vcpu, bus_idx: int, addr: int, len: int, val) -> 
     one took it, -EOPNOTSUPP if none did (then the access goes to userspace) (kvm_main.c:5862)."""
     data = bytes(val[:len])
     for dev in _matching(vcpu.kvm, bus_idx, addr, len):
-        if dev.write(addr, len, data):
+        if dev.write(addr, len, val):  # the same pointer goes on to the device (one address in a backtrace)
             vcpu.kvm.last_io_dev = dev.name  # (model: which in-kernel device took it, for kernel_exits)
             vcpu.kvm.last_io = ("out", len, addr, data)
             return 0

@@ -149,7 +149,8 @@ def emulator_pio_in_out(vcpu, size: int, port: int, data: bytearray, count: int,
     fill `kvm_run->io` and return 0: the exit goes to userspace (x86.c:8132-8181)."""
     from vmio_edu.linux_6_12.virt.kvm.kvm_main import kvm_io_bus_read, kvm_io_bus_write
     for i in range(count):
-        el = memoryview(data)[i * size:(i + 1) * size]
+        # C passes `data` and then advances it by `size`: the first element is `data` itself
+        el = data if i == 0 else memoryview(data)[i * size:(i + 1) * size]
         if in_:
             r = kvm_io_bus_read(vcpu, KVM_PIO_BUS, port, size, el)
         else:
