@@ -287,9 +287,13 @@ def image_check(m: Any) -> dict:
     changed = m.image_changes()
     problems = []
     image_sectors = os.path.getsize(m.image_path) // 512
+    failed = bool(m.guest_result().get("error"))
     for lba, data in expected.items():
         if lba >= image_sectors:  # say why, rather than that the bytes are missing
             problems.append(f"sector {lba} is past the end of the image ({image_sectors} sectors)")
+        elif m.image_bytes(lba) != data and failed and lba not in changed:
+            # untouched because the device refused the request (virtio-blk fails it whole), not lost
+            problems.append(f"sector {lba} was not written: the guest's request failed")
         elif m.image_bytes(lba) != data:
             problems.append(f"sector {lba} does not hold the bytes the guest wrote")
     unexpected = [s for s in changed if s not in expected]
