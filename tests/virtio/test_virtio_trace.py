@@ -264,3 +264,13 @@ def test_the_ring_is_read_in_place_not_through_address_space_rw():
         assert m.guest_result().get("error", 0) == 0
     assert parents  # the guest's port I/O still goes through it (cpu_outw → address_space_write → ...)
     assert not [p for p in parents if p.startswith(("virtqueue", "vring", "virtio"))], sorted(set(parents))
+
+
+def test_the_virtqueue_has_one_address_with_ioeventfd_on_and_off():
+    # the same device, the same queue: notebook 10 prints the two backtraces side by side
+    vqs = []
+    for ioeventfd in (False, True):
+        m, stop = _stop_at("virtio_blk_handle_output", ioeventfd=ioeventfd)
+        with m:
+            vqs.append((stop.backtrace[0].args["vdev"], stop.backtrace[0].args["vq"]))
+    assert vqs[0] == vqs[1]
