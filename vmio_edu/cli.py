@@ -26,7 +26,11 @@ from .trace.tracepoint import LAYERS
 
 
 def _int(text: str) -> int:
-    return int(text, 0)
+    """A number in decimal or with a 0x/0o/0b prefix (argparse's error names the option and the text)."""
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (write 16 or 0x10)") from None
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -84,3 +84,12 @@ def test_a_closed_pipe_is_no_traceback():
     p.stdout.close()
     err = p.stderr.read().decode()
     assert p.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_a_number_option_that_is_not_a_number_is_named(capsys):
+    # argparse printed "invalid _int value: 'abc'" (the name of a private helper)
+    import pytest
+    with pytest.raises(SystemExit) as e:
+        main(["paths", "--sectors", "abc"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "argument --sectors: 'abc' is not a whole number" in err and "_int" not in err
