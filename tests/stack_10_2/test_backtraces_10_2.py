@@ -60,6 +60,10 @@ def test_blk_aio_pwritev_on_the_vcpu_thread(engine, stack):
     assert re.fullmatch(r"0x5555[0-9a-f]{8} <ide_sector_write_cb>", f["blk_aio_pwritev"].args["cb"])
     assert f["blk_aio_pwritev"].args["opaque"] == f["ide_sector_write"].args["s"]
     assert f["memory_region_dispatch_write"].args["op"] == 1  # MO_16: an outw
+    # portio_ops leave impl sizes 0; access_with_adjusted_size made them 1 and 4 before the call (memory.c:
+    # 537-542), and gdb shows a caller's parameters as they are now, as the 1.6.1 stack does
+    assert (f["access_with_adjusted_size"].args["access_size_min"],
+            f["access_with_adjusted_size"].args["access_size_max"]) == (1, 4)
     assert f["ide_data_writew"].args["addr"] == 0x1F0 and f["kvm_handle_io"].args["port"] == 0x1F0
     assert f["kvm_cpu_exec"].args["cpu"] == f["kvm_vcpu_thread_fn"].args["arg"]
     assert f["address_space_rw"].args["as"].endswith(" <address_space_io>")
