@@ -26,7 +26,11 @@ from .trace.tracepoint import LAYERS
 
 
 def _int(text: str) -> int:
-    return int(text, 0)
+    """A number in decimal or with a 0x/0o/0b prefix (argparse's error names the option and the text)."""
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (write 16 or 0x10)") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -158,6 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `vmio-edu trace ... | head`: the reader left; no traceback, and none at exit when Python flushes
+        # stdout again (the machine was closed by its `with`)
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 141  # 128 + SIGPIPE, as a shell reports a pipeline member killed by it
 
 
 # -- trace --------------------------------------------------------------------------------------------
@@ -212,7 +224,7 @@ def _trace_break(m: Any, args: argparse.Namespace) -> int:
     dbg.break_at(args.brk)  # VmioError naming the problem for an unknown function
     stop = dbg.cont()
     if stop.reason != "breakpoint":
-        raise VmioError(f"{args.brk} was not reached: the guest halted first")
+        raise VmioError(f"{args.brk} was not reached: the guest halted first{_why_not_reached(m, args.brk)}")
     s = {"function": stop.function, "layer": stop.layer, "thread": stop.thread, "index": stop.index,
          "file": stop.file, "line": stop.line}
     if args.format == "json":
@@ -221,6 +233,17 @@ def _trace_break(m: Any, args: argparse.Namespace) -> int:
         print(f"Stopped at {s['function']} ({s['layer']}, thread {s['thread']}), trace index {s['index']}")
         print("\n".join(format_frame(f) for f in stop.backtrace))  # port=0x1f0, type=KVM_RUN
     return 0
+
+
+def _why_not_reached(m: Any, function: str) -> str:
+    """The likely reason a breakpoint on a real function was never hit, or "": an IDE function on the
+    virtio board (its PIIX IDE controller has no drive; the virtio guest never touches it)."""
+    from .trace.sources import lookup
+    ref = lookup("qemu", function, m.stack.name)
+    if m.disk == "virtio" and ref is not None and ref.file.startswith("hw/ide/"):
+        return (f" ({function} is in {ref.file}, and this machine's disk is virtio-blk: the IDE controller has "
+                "no drive and the virtio guest never touches it; use --disk ide to stop there)")
+    return ""
 
 
 def trace_report(m: Any) -> dict:
@@ -236,10 +259,15 @@ def trace_report(m: Any) -> dict:
     exits = Counter()
     for x in m.exits:
         exits[f"{x.reason} {x.direction} port={x.port:#x}" if x.port is not None else x.reason] += 1
+    # what each port is (the ATA task file, PCI config, the virtio-pci header and blk config), as paths names it
+    from .paths import _virtio_bar, port_names
+    known = port_names(*_virtio_bar(m))
+    ports = {f"{x.port:#x}": known[x.port][0] for x in m.exits if x.port is not None and x.port in known}
     return {
         "engine": m.engine, "stack": m.stack.name, "op": m.op, "lba": m.lba, "sectors": m.sectors,
         "stages": stages, "functions": {k: functions[k] for k in LAYERS if k in functions},
         "exits": dict(sorted(exits.items())), "exit_total": len(m.exits), "disk": m.disk,
+        "port_names": dict(sorted(ports.items())),
         "kernel_exits": _kernel_exit_counts(m),
         "trace_events": len(m.trace.events),
         "guest": {k: v.hex() if isinstance(v, (bytes, bytearray)) else v for k, v in m.guest_result().items()},
@@ -270,9 +298,13 @@ def image_check(m: Any) -> dict:
         problems.append("the guest refused the write: the device offers VIRTIO_BLK_F_RO (the image is "
                         "read-only), so virtblk_probe made the disk read-only and opening it for writing "
                         "failed with EACCES; no request reached the device")
+    failed = bool(result.get("error"))
     for lba, data in expected.items():
         if lba >= image_sectors:  # say why, rather than that the bytes are missing
             problems.append(f"sector {lba} is past the end of the image ({image_sectors} sectors)")
+        elif m.image_bytes(lba) != data and failed and lba not in changed:
+            # untouched because the device refused the request (virtio-blk fails it whole), not lost
+            problems.append(f"sector {lba} was not written: the guest's request failed")
         elif m.image_bytes(lba) != data:
             problems.append(f"sector {lba} does not hold the bytes the guest wrote")
     unexpected = [s for s in changed if s not in expected]
@@ -312,7 +344,9 @@ def format_report(r: dict) -> str:
         out.append(f"  {layer:<16} {cells}")
         out.append(f"  {'':<16} {' → '.join(r['functions'].get(layer, [])[:12])}")
     out += ["", f"VM exits seen by QEMU: {r['exit_total']}"]
-    out += [f"  {n:>6}  {k}" for k, n in r["exits"].items()]
+    names = r.get("port_names", {})
+    out += [f"  {n:>6}  {k}" + (f"  ({names[k.rsplit('=', 1)[1]]})" if "port=" in k and k.rsplit("=", 1)[1] in names
+                                else "") for k, n in r["exits"].items()]
     if r.get("kernel_exits"):
         out += ["VM exits handled in the kernel (the vCPU went straight back in):"]
         out += [f"  {n:>6}  {k}" for k, n in r["kernel_exits"].items()]
@@ -365,7 +399,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     i = first_divergence(emu["exits"], real["exits"])
     same_image = emu["image"] == real["image"]
     result = {"identical": i is None and same_image, "exits": len(emu["exits"]), "divergence": i,
-              "image_identical": same_image, "engines": {}, "kernel": get_stack(args.stack).linux}
+              "image_identical": same_image, "engines": {}, "kernel": get_stack(args.stack).linux,
+              "stack": get_stack(args.stack).name}
     for r in (emu, real):
         result["engines"][r["engine"]] = {
             "exits": len(r["exits"]), "wall_s": round(r["wall_s"], 4),
@@ -403,8 +438,12 @@ def _format_compare(r: dict) -> str:
     if r["divergence"] is not None or r.get("rip_differs"):
         if r.get("rip_differs"):
             out.append(f"RIP differs at {r['rip_differs']} of the exits:")
+        from .kvm.host_facts import MODELS, WHAT
+        model = MODELS.get(r.get("stack", "1.6.1"), MODELS["1.6.1"])
         for fact, what in r.get("host_properties", {}).items():
-            out.append(f"  host property ({fact}): {what}; the emulated engine follows {r.get('kernel', 'Linux 3.7')}")
+            ours = WHAT.get((fact, model.get(fact)), "")
+            out.append(f"  this host's /dev/kvm ({fact}): {what}")
+            out.append(f"    {r.get('kernel', 'Linux 3.7')}, which the emulated engine follows: {ours or 'it does not'}")
     for engine, e in r["engines"].items():
         out.append(f"\n{engine}: {e['exits']} exits in {e['wall_s']} s = {e['us_per_exit']} us per exit")
         out += [f"  {layer:<16} {share:6.1%}" for layer, share in e["layer_share"].items()]

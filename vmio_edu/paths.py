@@ -348,6 +348,12 @@ def run_paths(*, op: str = "write", lba: int = 0, sectors: int = 1, engines: Ite
     chosen = [get_path(p) for p in paths]
     if not chosen:
         raise VmioError("no path chosen")
+    twice = sorted({p.id for p in chosen if [q.id for q in chosen].count(p.id) > 1})
+    if twice:  # it would run, and print, the same column twice
+        raise VmioError(f"--path {twice[0]} is given twice: give each path once")
+    for what, v in (("per_request", per_request), ("depth", depth)):
+        if not 0 <= v <= 256:  # before the first run starts, not after it (the virtio guest says the same)
+            raise VmioError(f"{what} must be 0..256, not {v}")
     if op not in ("write", "read", "both"):
         raise VmioError(f"unknown op {op!r}: choose write, read or both")
     if not 0 <= sectors <= 256:

@@ -60,3 +60,36 @@ def test_errors_have_no_traceback(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode != 0
     assert r.stderr.startswith("error: ") and "Traceback" not in r.stderr
+
+
+def test_a_function_of_the_other_stack_is_named_as_such(capsys):
+    # a 10.2 name on the 1.6.1 stack, and 1.6.1's virtio-blk on the 10.2 stack (which has none): say where
+    # it lives instead of only 'no modelled function'; the examples to try are that stack's own names
+    assert main(["trace", "--break", "blk_aio_pwritev"]) == 2
+    err = capsys.readouterr().err
+    assert "it is modelled on the 10.2 stack (block/block-backend.c:1716" in err and "--stack 10.2" in err
+    assert main(["trace", "--stack", "10.2", "--break", "virtio_blk_handle_write"]) == 2
+    err = capsys.readouterr().err
+    assert "it is modelled on the 1.6.1 stack (hw/block/virtio-blk.c:284)" in err and "1.6.1 stack only" in err
+    assert main(["trace", "--stack", "10.2", "--break", "no_such_function_zz"]) == 2
+    err = capsys.readouterr().err
+    assert "try e.g. blk_aio_pwritev" in err and "paio_submit" not in err and "it is modelled on" not in err
+
+
+def test_a_closed_pipe_is_no_traceback():
+    # `vmio-edu trace ... | head`: the reader is gone before the backtrace is printed
+    p = subprocess.Popen([sys.executable, "-c", "import sys; from vmio_edu.cli import main; sys.exit(main())",
+                          "trace", "--break", "bdrv_aio_writev"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_a_number_option_that_is_not_a_number_is_named(capsys):
+    # argparse printed "invalid _int value: 'abc'" (the name of a private helper)
+    import pytest
+    with pytest.raises(SystemExit) as e:
+        main(["paths", "--sectors", "abc"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "argument --sectors: 'abc' is not a whole number" in err and "_int" not in err

@@ -56,7 +56,8 @@ def test_json_schema_is_stable(json_run):
     assert set(row["old"]) == {"name", "layer", "thread", "count", "depth", "first", "parent", "caller",
                                "coroutine", "file", "line", "shared"}
     assert set(d["stacks"]["old"]) == {"stack", "qemu", "linux", "engine", "stages", "trace_events", "image_ok",
-                                       "engine_note"}
+                                       "problems", "engine_note"}
+    assert d["stacks"]["old"]["problems"] == []
     assert d["break"]["old"]["function"] == d["break"]["new"]["function"] == "bdrv_aio_writev"
     assert d["break"]["old"]["frames"][0]["function"] == "bdrv_aio_writev"
     assert set(d["exits"]) == {"old_total", "new_total", "classes", "facts", "notes", "kernel_differences"}
@@ -96,6 +97,22 @@ def test_bad_input_is_named(capsys, args, message):
     code, out, err = run(capsys, "diff-paths", *(["--stacks", "1.6.1,1.6.1"] if "--stacks" not in args else []),
                          *args)
     assert code != 0 and message in err and not out
+
+
+def test_a_failed_image_check_says_what_failed(capsys):
+    # as `vmio-edu trace` does: a sector past the image's end is named, not "does not hold what the guest wrote"
+    code, out, _ = run(capsys, *SAME_STACK, "--lba", "5000", "--break", "none")
+    assert code == 1
+    failed = out[out.index("IMAGE CHECK FAILED"):]
+    assert "sector 5000 is past the end of the image (2048 sectors)" in failed.replace("\n  ", " ")
+    assert all(len(line) <= WIDTH for line in failed.splitlines())
+
+
+def test_the_default_break_on_10_2_against_itself_is_its_own_entry(capsys):
+    # the default --break is 1.6.1's bdrv_aio_writev; on 10.2 alone that is blk_aio_pwritev, not an error
+    code, out, err = run(capsys, "diff-paths", "--stacks", "10.2,10.2")
+    assert code == 0, err
+    assert out.count("Backtrace on 10.2 (QEMU v10.2.0) at blk_aio_pwritev, thread vcpu0:") == 2
 
 
 def test_break_takes_either_stacks_name():

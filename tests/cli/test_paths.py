@@ -99,6 +99,11 @@ def test_bad_input(capsys):
     assert "unknown path 'scsi'" in capsys.readouterr().err
     assert main(["paths", "--path", "ide", "--sectors", "300"]) == 2
     assert "1 to 256 sectors" in capsys.readouterr().err
+    assert main(["paths", "--path", "ide", "--path", "virtio", "--path", "ide"]) == 2
+    assert "--path ide is given twice" in capsys.readouterr().err
+    assert main(["paths", "--path", "virtio", "--depth", "1000"]) == 2
+    err = capsys.readouterr().err
+    assert "depth must be 0..256, not 1000" in err and "virtio on unicorn" not in err  # refused before any run
 
 
 @pytest.mark.kvm

@@ -154,3 +154,64 @@ def test_an_address_does_not_depend_on_the_scheduler_threads():
         vcpu.model_thread = None
         free = AddressMap(ctx.machine, [(ctx.name, ctx.stack)]).address(cpu)
         assert held == free and held is not None
+
+
+def test_the_system_call_frame_sits_under_its_call_line():
+    # gdb shows handle_aiocb_rw_linear at its pwrite()/pread() line (raw-posix.c:572/577), not at its
+    # definition (565): the sys_pwrite64/sys_pread64 stage is that call
+    for op, syscall, line in (("write", "sys_pwrite64", 572), ("read", "sys_pread64", 577)):
+        bt = _stop_at(syscall, op=op, lba=4, sectors=1)["bt"]
+        assert [(f.function, f.file, f.line) for f in bt[1:3]] == [
+            ("handle_aiocb_rw_linear", "block/raw-posix.c", line), ("handle_aiocb_rw", "block/raw-posix.c", 607)]
+
+
+def test_the_main_loop_dispatches_the_aio_context_from_its_dispatch_line():
+    # glib_pollfds_poll calls g_main_context_dispatch (→ aio_ctx_dispatch) at main-loop.c:188; 182 is its
+    # definition, the line a frame without a call line would show
+    hit = _stop_at("aio_ctx_dispatch", op="write", lba=4, sectors=1)
+    assert hit["thread"] == "main"
+    assert [(f.function, f.file, f.line) for f in hit["bt"][:3]] == [
+        ("aio_ctx_dispatch", "async.c", 191), ("glib_pollfds_poll", "main-loop.c", 188),
+        ("os_host_main_loop_wait", "main-loop.c", 233)]
+
+
+def test_the_kernel_frames_and_the_ioctl_show_their_call_lines():
+    # a caller frame sits at the line that makes the call, never at its own definition: the exit handler
+    # table (vmx.c:6012, not 5939), QEMU's ioctl(2) (kvm-all.c:1759, not 1748), the emulator's execute
+    # (emulate.c:4485) and the byte-sized port accessors of kvm_handle_io (cpu_inb at kvm-all.c:1505)
+    hit = _stop_at("em_in", op="read", lba=4, sectors=1)
+    where = {(f.function, f.file): f.line for f in hit["bt"]}
+    assert where[("vmx_handle_exit", "arch/x86/kvm/vmx.c")] == 6012
+    assert where[("x86_emulate_insn", "arch/x86/kvm/emulate.c")] == 4485
+    assert where[("kvm_vcpu_ioctl", "kvm-all.c")] == 1759
+    hit = _stop_at("cpu_inb", op="write", lba=4, sectors=1)
+    assert [(f.function, f.line) for f in hit["bt"][:2]] == [("cpu_inb", hit["bt"][0].line), ("kvm_handle_io", 1505)]
+
+
+def test_a_direct_call_is_not_placed_at_a_pointer_call_of_the_same_caller():
+    # portio_read calls find_portio at ioport.c:168 (its mrp->read is at 173); worker_thread calls
+    # do_spawn_thread at thread-pool.c:87 (its req->func at 109)
+    m = Machine(record=True, op="read", lba=4, sectors=1)
+    seen = {}
+
+    def on_enter(tp, args, ctx):
+        if len(ctx.stack) >= 2 and (ctx.stack[-2].tp.name, tp.name) in (("portio_read", "find_portio"),
+                                                                           ("worker_thread", "do_spawn_thread")):
+            seen.setdefault(ctx.stack[-2].tp.name, backtrace(ctx.stack, ctx.name, ctx.machine)[1].line)
+
+    m.trace.on_enter = on_enter
+    m.run()
+    m.close()
+    assert seen == {"portio_read": 168, "worker_thread": 87}
+
+
+def test_a_buffer_passed_down_keeps_one_address():
+    # pwrite(fd, buf + 0, ...) and kvm_io_bus_write(..., val) → ioeventfd_write(..., val) pass the same
+    # pointer on: gdb shows it once, in both frames
+    bt = _stop_at("sys_pwrite64", op="write", lba=4, sectors=1)["bt"]
+    assert bt[1].function == "handle_aiocb_rw_linear" and bt[0].args["buf"] == bt[1].args["buf"]
+    bt = _stop_at("ioeventfd_write", disk="virtio", op="write", sectors=1)["bt"]
+    assert bt[1].function == "kvm_io_bus_write" and bt[0].args["val"] == bt[1].args["val"]
+    bt = _stop_at("picdev_write", stack="10.2", op="write", sectors=1)["bt"]  # 6.12: data → val → val
+    assert [f.function for f in bt[:3]] == ["picdev_write", "kvm_io_bus_write", "emulator_pio_in_out"]
+    assert bt[0].args["val"] == bt[1].args["val"] == bt[2].args["data"]

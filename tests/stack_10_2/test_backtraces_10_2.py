@@ -6,7 +6,7 @@ import re
 from vmio_edu import Machine
 from vmio_edu.trace.backtrace import backtrace
 
-WANTED = ("blk_aio_pwritev", "raw_co_prw", "handle_aiocb_rw", "blk_aio_preadv")
+WANTED = ("blk_aio_pwritev", "raw_co_prw", "handle_aiocb_rw", "blk_aio_preadv", "thread_pool_co_cb", "kvm_fast_pio")
 
 
 def _stops(engine, stack, op="write"):
@@ -38,7 +38,7 @@ def test_blk_aio_pwritev_on_the_vcpu_thread(engine, stack):
         ("ide_data_writew", "hw/ide/core.c", 2428),
         ("portio_write", "system/ioport.c", 206),
         ("memory_region_write_accessor", "system/memory.c", 491),
-        ("access_with_adjusted_size", "system/memory.c", 562),
+        ("access_with_adjusted_size", "system/memory.c", 567),  # the little-endian loop (portio_ops)
         ("memory_region_dispatch_write", "system/memory.c", 1547),
         ("flatview_write_continue_step", "system/physmem.c", 3269),
         ("flatview_write_continue", "system/physmem.c", 3299),
@@ -60,9 +60,17 @@ def test_blk_aio_pwritev_on_the_vcpu_thread(engine, stack):
     assert re.fullmatch(r"0x5555[0-9a-f]{8} <ide_sector_write_cb>", f["blk_aio_pwritev"].args["cb"])
     assert f["blk_aio_pwritev"].args["opaque"] == f["ide_sector_write"].args["s"]
     assert f["memory_region_dispatch_write"].args["op"] == 1  # MO_16: an outw
+    # portio_ops leave impl sizes 0; access_with_adjusted_size made them 1 and 4 before the call (memory.c:
+    # 537-542), and gdb shows a caller's parameters as they are now, as the 1.6.1 stack does
+    assert (f["access_with_adjusted_size"].args["access_size_min"],
+            f["access_with_adjusted_size"].args["access_size_max"]) == (1, 4)
     assert f["ide_data_writew"].args["addr"] == 0x1F0 and f["kvm_handle_io"].args["port"] == 0x1F0
     assert f["kvm_cpu_exec"].args["cpu"] == f["kvm_vcpu_thread_fn"].args["arg"]
     assert f["address_space_rw"].args["as"].endswith(" <address_space_io>")
+    # the FlatView is an object of its own (as->current_map), the same one in both flatview frames
+    assert f["flatview_write"].args["fv"] == f["flatview_write_continue"].args["fv"]
+    assert re.fullmatch(r"0x5555[0-9a-f]{8}", f["flatview_write"].args["fv"])
+    assert f["flatview_write"].args["fv"] != f["address_space_write"].args["as"].split()[0]
     assert all(x.stack == "10.2" for x in bt)
 
 
@@ -99,6 +107,41 @@ def test_handle_aiocb_rw_on_a_pool_worker(engine, stack):
                           ("worker_thread", "util/thread-pool.c", 111),
                           ("qemu_thread_start", "util/qemu-thread-posix.c", 393)]
     assert list(bt[0].args) == ["opaque"] and list(bt[1].args) == ["opaque"]
+
+
+def test_the_pwrite_frame_sits_under_its_call_line(emu_stack):
+    # handle_aiocb_rw_linear calls pwrite at file-posix.c:1832 (pread at 1837), not at its definition (1825)
+    m = Machine(record=True, op="write", lba=4, sectors=1, stack=emu_stack)
+    hits = {}
+    m.trace.on_enter = lambda tp, args, ctx: hits.setdefault(tp.name, backtrace(ctx.stack, ctx.name, ctx.machine)) \
+        if tp.stack == "10.2" and tp.name == "sys_pwrite64" else None
+    try:
+        m.run()
+    finally:
+        m.close()
+    assert _where(hits["sys_pwrite64"][1:3]) == [("handle_aiocb_rw_linear", "block/file-posix.c", 1832),
+                                                 ("handle_aiocb_rw", "block/file-posix.c", 1877)]
+
+
+def test_thread_pool_co_cb_from_the_completion_bottom_half(emu_stack):
+    # thread-pool.c calls elem->common.cb at :200 (198 reschedules the bottom half; 195 is a comment)
+    thread, bt = _stops("unicorn", emu_stack)["thread_pool_co_cb"]
+    assert thread == "main"
+    assert _where(bt[:3]) == [("thread_pool_co_cb", "util/thread-pool.c", 278),
+                              ("thread_pool_completion_bh", "util/thread-pool.c", 200),
+                              ("aio_bh_call", "util/async.c", 172)]
+
+
+def test_the_kernel_frames_do_not_show_the_vcpu_as_the_file(emu_stack):
+    # kvm_vcpu_ioctl(struct file *filp, ...): the model has no struct file, so gdb's <optimized out>
+    # (as on 3.7), never the kvm_vcpu's address
+    _thread, bt = _stops("unicorn", emu_stack)["kvm_fast_pio"]
+    f = {x.function: x for x in bt if x.file.startswith(("arch/", "virt/"))}
+    assert f["kvm_vcpu_ioctl"].args["filp"] == "<optimized out>"
+    assert f["kvm_vcpu_ioctl"].args["ioctl"] == 0xAE80  # KVM_RUN
+    # QEMU's kvm_vcpu_ioctl sits at its ioctl(2) (kvm-all.c:3395), not at its definition (3383)
+    assert [(x.function, x.file, x.line) for x in bt if x.stack == "10.2" and x.file == "accel/kvm/kvm-all.c"][:1] \
+        == [("kvm_vcpu_ioctl", "accel/kvm/kvm-all.c", 3395)]
 
 
 def test_the_read_goes_through_ide_buffered_readv(emu_stack):

@@ -49,7 +49,9 @@ def test_a_request_past_the_end_is_named_in_the_image_check(capsys):
     problems = r["check"]["problems"]
     assert rc == 1 and not r["check"]["ok"]
     assert "sector 2048 is past the end of the image (2048 sectors)" in problems
-    assert "sector 2046 does not hold the bytes the guest wrote" in problems  # merged request: all refused
+    # merged request: all refused, so the sectors inside the image are untouched, not lost
+    assert "sector 2046 was not written: the guest's request failed" in problems
+    assert not any("does not hold" in p for p in problems)
     assert any(p.startswith("the guest saw an error: status=0x1") and "VIRTIO_BLK_S_IOERR" in p for p in problems)
 
 
@@ -74,3 +76,23 @@ def test_trace_reads_a_read_only_image_with_readonly(tmp_path, capsys):
     assert rc == 1 and any("VIRTIO_BLK_F_RO" in p for p in r["check"]["problems"])
     assert r["guest"]["requests"] == 0
     assert img.read_bytes() == b"\x5a" * (1 << 20)
+
+
+def test_an_ide_breakpoint_on_the_virtio_board_says_why_it_is_never_hit(capsys):
+    # the board still has the PIIX IDE controller, so the breakpoint is legal; it is just never reached
+    assert main(["trace", "--disk", "virtio", "--break", "ide_sector_write"]) == 2
+    err = capsys.readouterr().err
+    assert "ide_sector_write was not reached" in err
+    assert "hw/ide/core.c" in err and "virtio-blk" in err and "--disk ide" in err
+    assert main(["trace", "--op", "write", "--break", "ide_sector_read"]) == 2  # IDE board: no virtio hint
+    assert "virtio" not in capsys.readouterr().err
+
+
+def test_the_text_report_names_each_exit_port(capsys):
+    # as `vmio-edu paths` does: a learner reads 'port=0xc010' as QUEUE_NOTIFY without looking it up
+    assert main(["trace", "--disk", "virtio", "--ioeventfd", "off", "--op", "write"]) == 0
+    out = capsys.readouterr().out
+    assert "IO out port=0xc010  (QUEUE_NOTIFY)" in out and "IO in port=0xc013  (ISR)" in out
+    assert "IO out port=0xcf8  (PCI CONFIG_ADDRESS)" in out
+    assert main(["trace", "--op", "write", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["port_names"]["0x1f0"] == "ATA data"

@@ -224,3 +224,44 @@ def test_the_debugger_has_a_virtqueue_view():
     with Machine(disk="ide", op="write") as m:
         v = m.debugger().cont().views["virtqueue"]
         assert v["present"] is False and 'disk="virtio"' in v["note"]
+
+
+def test_pwritev_of_merged_requests_shows_handle_aiocb_rw_vector():
+    # two 1-sector requests in one kick are merged into one two-iovec write: pwritev from
+    # handle_aiocb_rw_vector (raw-posix.c:542), called by handle_aiocb_rw at :616
+    m = Machine(disk="virtio", op="write", sectors=2, per_request=1, depth=2)
+    with m:
+        dbg = m.debugger()
+        dbg.break_at("sys_pwritev")
+        stop = dbg.cont()
+        assert stop.reason == "breakpoint" and stop.thread.startswith("worker")
+        assert _frames(stop)[1:3] == [("handle_aiocb_rw_vector", "block/raw-posix.c:542"),
+                                      ("handle_aiocb_rw", "block/raw-posix.c:616")]
+
+
+def test_the_ring_is_read_in_place_not_through_address_space_rw():
+    # 1.6.1's lduw_phys/ldl_phys/ldq_phys (and stores) touch RAM through qemu_get_ram_ptr: a virtqueue
+    # walk has no address_space_rw stage under virtqueue_pop, vring_notify, virtqueue_fill/flush
+    m = Machine(disk="virtio", op="both", sectors=2, record=True)
+    parents = []
+
+    def on_enter(tp, args, ctx):
+        if tp.name == "address_space_rw" and len(ctx.stack) >= 2:
+            parents.append(ctx.stack[-2].tp.name)
+
+    m.trace.on_enter = on_enter
+    with m:
+        m.run()
+        assert m.guest_result().get("error", 0) == 0
+    assert parents  # the guest's port I/O still goes through it (cpu_outw → address_space_write → ...)
+    assert not [p for p in parents if p.startswith(("virtqueue", "vring", "virtio"))], sorted(set(parents))
+
+
+def test_the_virtqueue_has_one_address_with_ioeventfd_on_and_off():
+    # the same device, the same queue: notebook 10 prints the two backtraces side by side
+    vqs = []
+    for ioeventfd in (False, True):
+        m, stop = _stop_at("virtio_blk_handle_output", ioeventfd=ioeventfd)
+        with m:
+            vqs.append((stop.backtrace[0].args["vdev"], stop.backtrace[0].args["vq"]))
+    assert vqs[0] == vqs[1]

@@ -564,7 +564,7 @@ is an address, the driver has `kmalloc`ed that table for this request: fill its 
 addr/len/flags as above and `next = k + 1` (the last one: no NEXT, `next = 0`); then take **one** descriptor
 off the free list, `desc[free_head] = {addr: the table, len: 16 * n, flags: VRING_DESC_F_INDIRECT (4)}`
 (`next` untouched), and move `free_head` on to its `next`. QEMU's `virtqueue_pop` then walks the table
-instead of the ring ([hw/virtio/virtio.c:458-469](https://github.com/qemu/qemu/blob/v1.6.1/hw/virtio/virtio.c#L458-L469)). The course's own guest and SeaBIOS do not take the feature.
+instead of the ring ([hw/virtio/virtio.c:458-469](https://github.com/qemu/qemu/blob/v1.6.1/hw/virtio/virtio.c#L458-L469)). SeaBIOS does not take the feature; the course's own guest takes it with `Machine(disk="virtio", indirect=True)` (`vmio-edu trace --disk virtio --indirect`), and the panel's Virtqueue view opens its tables.
 
 The device writes the status byte; the driver does not need to."""
 

@@ -96,7 +96,7 @@ The data itself never causes an exit: the device reads it from guest RAM.
   each notify exit (`virtio_blk_handle_output`, [hw/block/virtio-blk.c:394-416](https://github.com/qemu/qemu/blob/v1.6.1/hw/block/virtio-blk.c#L394-L416)), so every kick is let through.
   (With ioeventfd on, the main loop may still be behind when the next kick comes, and `vring_need_event`
   may then skip it; that changes no count here, since none of those kicks exits to QEMU.)
-* **ioeventfd** (on by default in 1.6.1, [hw/virtio/virtio-pci.c:894-895](https://github.com/qemu/qemu/blob/v1.6.1/hw/virtio/virtio-pci.c#L894-L895)): QEMU registers the notify port
+* **ioeventfd** (on by default in 1.6.1, [hw/virtio/virtio-pci.c:1039-1040](https://github.com/qemu/qemu/blob/v1.6.1/hw/virtio/virtio-pci.c#L1039-L1040)): QEMU registers the notify port
   with `KVM_IOEVENTFD` once the driver sets DRIVER_OK ([virtio-pci.c:289-298](https://github.com/qemu/qemu/blob/v1.6.1/hw/virtio/virtio-pci.c#L289-L298)). The guest's `outw` is then handled
   inside KVM (`ioeventfd_write` → `eventfd_signal`), and QEMU's main loop runs `virtio_queue_host_notifier_read`
   ([hw/virtio/virtio.c:1112-1118](https://github.com/qemu/qemu/blob/v1.6.1/hw/virtio/virtio.c#L1112-L1118)): no exit to QEMU. Without it, each notify is a `KVM_EXIT_IO` that reaches

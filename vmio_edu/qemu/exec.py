@@ -105,11 +105,25 @@ def cpu_physical_memory_rw(addr: int, buf: bytearray, len: int, is_write: bool) 
 
 
 # -- loads/stores of guest-physical memory by devices (exec.c ldl_phys & co.) ------------------------------
-# Untraced: a virtqueue walk does dozens of them; the functions that call them are the stages.
+# Untraced: a virtqueue walk does dozens of them; the functions that call them are the stages. As in
+# 1.6.1's ldl_phys_internal & co. (exec.c:2266-2470), RAM is read and written in place (qemu_get_ram_ptr)
+# and only a device region goes through io_mem_read/io_mem_write: they never call address_space_rw, so
+# no address_space_rw stage appears under virtqueue_pop and its helpers.
 def _phys_rw(addr: int, n: int, data: bytes | None = None) -> bytes:
     from .state import qemu_state
     space = qemu_state().address_space_memory
-    buf = bytearray(n) if data is None else bytearray(data)
+    mr, addr1, l = address_space_translate(space, addr, n)
+    if mr is None and space.ram is not None and l == n and addr + n <= _ram_size(space):
+        if data is None:
+            return bytes(space.ram[addr:addr + n])  # the RAM case
+        space.ram[addr:addr + n] = data
+        return bytes(data)
+    if mr is not None and l == n and n in (1, 2, 4, 8):  # the I/O case
+        if data is None:
+            return io_mem_read(mr, addr1, n).to_bytes(n, "little")
+        io_mem_write(mr, addr1, int.from_bytes(data, "little"), n)
+        return bytes(data)
+    buf = bytearray(n) if data is None else bytearray(data)  # across a boundary, or nothing mapped
     address_space_rw(space, addr, buf, n, data is not None)
     return bytes(buf)
 

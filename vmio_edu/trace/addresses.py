@@ -35,7 +35,10 @@ _GLOBALS = (("address_space_io", "address_space_io"), ("address_space_memory", "
             ("aio_context", "qemu_aio_context"), ("kvm_state", "kvm_state"))
 _WALK_DEPTH = 12
 _BY_ID = frozenset({"Coroutine", "BlockDriverAIOCBCoroutine"})  # named by their per-machine id
-_SKIP = frozenset({"events", "hooks", "listeners", "sched", "machine", "fn", "history", "tp", "source"})
+_SKIP = frozenset({"events", "hooks", "listeners", "sched", "machine", "fn", "history", "tp", "source",
+                   # an EventNotifier's model-only container_of link: a path through it (ioeventfds[0].e
+                   # .container) named the VirtQueue differently with ioeventfd on and off
+                   "container"})
 # Not the machine's state, never walked through: trace points, and the scheduler's threads. A vCPU holds
 # the model thread that runs its KVM_RUN (`model_thread`: the real engine notes it at the first kick, a
 # matter of timing), and a path through it (…model_thread._args[0]) would name the CPUState by when a kick

@@ -62,13 +62,20 @@ def show_value(v: Any) -> Any:
     return f"<{type(v).__name__}>"
 
 
-def frame_args(f: Frame, addrs: AddressMap, where: dict | None = None) -> dict:
+def frame_args(f: Frame, addrs: AddressMap, where: dict | None = None, caller: bool = False) -> dict:
     """Every parameter of the real signature, in its order, as gdb prints it (`where`: id → the outermost
-    place on the stack holding that value, which names a buffer passed down the frames)."""
+    place on the stack holding that value, which names a buffer passed down the frames; `caller`: the
+    frame is past its first statement, so a parameter it reassigned shows its current value)."""
     have = dict(zip(f.tp.argnames, f.args))
     if f.tp.name == "kvm_handle_io" and isinstance(have.get("data"), int):
         # kvm-all.c:1665 passes `(uint8_t *)run + run->io.data_offset`; the model passes the offset
         have["data"] = _Pointer(KVM_RUN_MAP + have["data"])
+    if caller and f.tp.name == "access_with_adjusted_size":
+        # it turns a 0 into 1 and 4 before calling the accessor (10.2 system/memory.c:537-542, 1.6.1
+        # memory.c:460-465); gdb shows the caller frame's parameters as they are now
+        for name, default in (("access_size_min", 1), ("access_size_max", 4)):
+            if have.get(name) == 0:
+                have[name] = default
     params = f.tp.source.params if f.tp.source and f.tp.source.params else f.tp.argnames
     where = where or {}
     return {p: addrs.show(have[p], where.get(id(have[p]), "")) if p in have else OPTIMIZED_OUT for p in params}
@@ -139,6 +146,10 @@ def backtrace(stack: list[Frame], thread: str, state: Any = None, addrs: Address
     one map between several backtraces of the same moment)."""
     if addrs is None:
         addrs = AddressMap(state, [(thread, stack)])
+    # name every reachable object before printing any frame: otherwise a buffer shown in an inner frame
+    # (by its place on the stack) and again in an outer one, after a model object there started the walk,
+    # got two addresses (pwrite's buf against handle_aiocb_rw_linear's)
+    addrs.address(None)
     out: list[BtFrame] = []
     n = len(stack)
     where: dict[int, str] = {}  # a value's outermost place on this stack: the same buffer, the same address
@@ -153,7 +164,7 @@ def backtrace(stack: list[Frame], thread: str, state: Any = None, addrs: Address
         if i < n - 1:  # a caller: show the line that calls the frame above it
             line = (call_site(f.tp.side, f.tp.name, stack[i + 1].tp.name, f.tp.stack)
                     or (src.line if src else None))
-        out.append(BtFrame(level, f.tp.name, frame_args(f, addrs, where), src.file if src else "",
+        out.append(BtFrame(level, f.tp.name, frame_args(f, addrs, where, caller=i < n - 1), src.file if src else "",
                            line, f.tp.layer, thread, f.tp.stack))
     bottom = _trampoline(stack, state, addrs, len(out), thread) or _main(stack, len(out), thread)
     if bottom is not None:

@@ -313,6 +313,30 @@ def _not_on_this_machine(m: Any, function: str, stack: str | None, found: list) 
     return None
 
 
+# names to try, per stack, when a breakpoint names no modelled function and nothing is close
+_EXAMPLES = {"1.6.1": "bdrv_aio_writev, ide_sector_write, paio_submit, kvm_handle_io",
+             "10.2": "blk_aio_pwritev, ide_sector_write, raw_co_prw, kvm_handle_io"}
+
+
+def _on_the_other_stack(function: str, stack: str | None) -> str:
+    """': it is a 1.6.1 function ...' when `function` is modelled on the other stack only (a 1.6.1 name on a
+    10.2 machine, or the reverse), else ''. Read from the source maps, which know modules not loaded yet."""
+    from .sources import lookup
+    if stack == "10.2":
+        ref = lookup("qemu", function, "1.6.1") or lookup("linux", function, "1.6.1")
+        if ref is None:
+            return ""
+        virtio = ref.file.startswith(("hw/virtio/", "hw/block/virtio", "hw/pci", "virt/kvm/eventfd"))
+        return (f": it is modelled on the 1.6.1 stack ({ref.file}:{ref.line})"
+                + ("; virtio-blk and ioeventfd are modelled on the 1.6.1 stack only" if virtio else ""))
+    if stack == "1.6.1" and lookup("qemu", function, "1.6.1") is None and \
+            lookup("linux", function, "1.6.1") is None:
+        ref = lookup("qemu", function, "10.2") or lookup("linux", function, "10.2")
+        if ref is not None:  # a 10.2 name the 1.6.1 map does not know
+            return f": it is modelled on the 10.2 stack ({ref.file}:{ref.line}; stack='10.2', --stack 10.2)"
+    return ""
+
+
 class Debugger(TimeTravel):
     """See the module docstring. Make one with `Machine.debugger()`."""
 
@@ -377,9 +401,10 @@ class Debugger(TimeTravel):
                 near = difflib.get_close_matches(
                     function, sorted({tp.name for tp in REGISTRY if stack in (None, tp.stack)}), n=3)
                 hint = f" (did you mean {', '.join(near)}?)" if near else \
-                    " (try e.g. bdrv_aio_writev, ide_sector_write, paio_submit, kvm_handle_io)"
+                    f" (try e.g. {_EXAMPLES.get(stack or '1.6.1', _EXAMPLES['1.6.1'])})"
                 where = (f" in layer {layer}" if layer else "") + (f" in the {stack} stack" if stack else "")
-                raise VmioError(f"no modelled function is called {function!r}{where}{hint}")
+                raise VmioError(f"no modelled function is called {function!r}{where}"
+                                f"{_on_the_other_stack(function, stack)}{hint}")
         if function is None and layer is None and condition is None:
             raise VmioError("break_at needs a function, a layer or a condition")
         if condition is not None and not callable(condition):

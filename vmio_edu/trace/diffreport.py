@@ -18,7 +18,7 @@ The JSON form (`to_json()`, `vmio-edu diff-paths --format json`), schema 1; "old
 
     {"schema": 1, "command": "diff-paths", "op", "lba", "sectors",
      "stacks": {"old"|"new": {"stack", "qemu", "linux", "engine", "stages", "trace_events", "image_ok",
-                              "engine_note"}},
+                              "problems" (the image check's findings), "engine_note"}},
      "summary": {"SAME"|"RENAMED"|"ADDED"|"REMOVED"|"MOVED": count},
      "rows": [{"kind", "old": stage|null, "new": stage|null, "shared": bool, "merged": ""|"old"|"new",
                "note"}],
@@ -75,11 +75,12 @@ class StackRun:
     events: int = 0
     # the recorded events (trace reader API), for figures: the run's `events`, then the machine's shutdown
     trace: Any = field(default=None, repr=False)
+    problems: list[str] = field(default_factory=list)  # what the image check found (vmio-edu trace's words)
 
     def info(self) -> dict:
         return {"stack": self.stack, "qemu": self.qemu, "linux": self.linux, "engine": self.engine,
                 "stages": len(self.stages), "trace_events": self.events, "image_ok": self.image_ok,
-                "engine_note": self.note}
+                "problems": self.problems, "engine_note": self.note}
 
 
 @dataclass
@@ -203,11 +204,12 @@ def run_stack(stack: str, *, op: str = "write", lba: int = 0, sectors: int = 1, 
     with Machine(op=op, lba=lba, sectors=sectors, engine=engine, seed=seed, record=True, stack=stack) as m:
         m.run()
         data_port = 0x1F0
+        check = image_check(m)
         return StackRun(m.stack.name, m.stack.qemu, m.stack.linux, m.engine, reduce_stages(m.trace.events),
                         list(m.exits), plain_out_rip(m),
                         [x.count for x in m.exits if x.reason == "IO" and x.direction == "in"
                          and x.port == data_port],
-                        image_check(m)["ok"], m.engine_note, len(m.trace.events), m.trace.events)
+                        check["ok"], m.engine_note, len(m.trace.events), m.trace.events, check["problems"])
 
 
 def break_frames(stack: str, function: str, *, op: str, lba: int, sectors: int, engine: str,
@@ -259,6 +261,9 @@ def diff_paths(*, op: str = "write", lba: int = 0, sectors: int = 1, engine: str
     if brk is not None:
         name = brk or DEFAULT_BREAK[op]
         pair = break_pair(name, a.stack, b.stack)
+        if not brk and a.stack == b.stack and not by_name(name, stack=a.stack):
+            # a stack against itself, and the default (1.6.1's name) is not in it: that stack's entry
+            pair = (counterparts(name, rename_table())[1],) * 2
         have = [bool(by_name(fn, stack=stack)) for fn, stack in ((pair[0], a.stack), (pair[1], b.stack))]
         if not any(have):
             break_frames(a.stack, pair[0], **kw)  # the debugger's error names it, with close matches
@@ -383,7 +388,9 @@ def format_text(r: DiffResult, changes_only: bool = False) -> str:
         if run.note:
             out.append(f"note ({run.stack}): {run.note}")
         if not run.image_ok:
-            out.append(f"IMAGE CHECK FAILED on {run.stack}: the image does not hold what the guest wrote")
+            out += textwrap.wrap(f"IMAGE CHECK FAILED on {run.stack}: "
+                                 + ("; ".join(run.problems) or "the image does not hold what the guest wrote"),
+                                 WIDTH, subsequent_indent="  ")
     return "\n".join(out)
 
 

@@ -115,7 +115,10 @@ def lookup(side: str, function: str, stack: str = "1.6.1") -> SourceRef | None:
                      tuple(st.get("params", ())))
 
 
-_PTR_CALL = re.compile(r"(?:->|\.)(\w+)\s*\(|^\s*(?:\w+\s*=\s*)?(access|cb|func|fn)\s*\(")
+# a call through a pointer: `s->end_transfer_func(s)`, a local `access(...)`, or a table of handlers
+# (`kvm_vmx_exit_handlers[exit_reason](vcpu)`, Linux 3.7's vmx_handle_exit)
+_PTR_CALL = re.compile(r"(?:->|\.)(\w+)\s*\(|^\s*(?:\w+\s*=\s*)?(access|cb|func|fn)\s*\("
+                       r"|(\w+)\[[^\]]*\]\s*\(")
 
 
 @lru_cache(maxsize=None)
@@ -135,7 +138,7 @@ def call_site(side: str, caller: str, callee: str, stack: str = "1.6.1") -> int 
             return line
     parts = callee.split("_")
     tails = ["_".join(parts[i:]) for i in range(1, len(parts))]
-    pointer_calls = [(line, m.group(1) or m.group(2)) for line, text in calls
+    pointer_calls = [(line, m.group(1) or m.group(2) or m.group(3)) for line, text in calls
                      for m in [_PTR_CALL.search(text)] if m]
     for tail in tails:
         for line, member in pointer_calls:

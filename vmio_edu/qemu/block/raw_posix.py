@@ -113,6 +113,12 @@ def raw_getlength(bs: BlockDriverState) -> int:
 
 
 # -- the worker side ---------------------------------------------------------------------------------------
+def _at(buf: memoryview, offset: int, end: int) -> memoryview:
+    """C's `buf + offset` for `end - offset` bytes: at offset 0 over the whole buffer, `buf` itself (a
+    backtrace then shows pwrite's buf at the caller's address, as gdb would)."""
+    return buf if offset == 0 and end == len(buf) else buf[offset:end]
+
+
 @tracepoint("qemu-threadpool", args=("aiocb", "buf"))
 def handle_aiocb_rw_linear(aiocb: RawPosixAIOData, buf: memoryview) -> int:
     """pwrite/pread `aio_nbytes` bytes between `buf` and the fd at `aio_offset`, looping over short
@@ -125,10 +131,10 @@ def handle_aiocb_rw_linear(aiocb: RawPosixAIOData, buf: memoryview) -> int:
              pos=aiocb.aio_offset + offset, is_write=int(bool(aiocb.aio_type & QEMU_AIO_WRITE)))
         try:
             if aiocb.aio_type & QEMU_AIO_WRITE:
-                n = sys_pwrite64(aiocb.aio_fildes, buf[offset:nbytes], nbytes - offset,
+                n = sys_pwrite64(aiocb.aio_fildes, _at(buf, offset, nbytes), nbytes - offset,
                                  aiocb.aio_offset + offset)
             else:
-                n = sys_pread64(aiocb.aio_fildes, buf[offset:nbytes], nbytes - offset,
+                n = sys_pread64(aiocb.aio_fildes, _at(buf, offset, nbytes), nbytes - offset,
                                 aiocb.aio_offset + offset)
         except OSError as e:  # EINTR is retried by Python itself (PEP 475)
             return -e.errno
@@ -138,6 +144,7 @@ def handle_aiocb_rw_linear(aiocb: RawPosixAIOData, buf: memoryview) -> int:
     return offset
 
 
+@tracepoint("qemu-threadpool", args=("aiocb",))
 def handle_aiocb_rw_vector(aiocb: RawPosixAIOData) -> int:
     """preadv/pwritev straight to/from every iovec (one system call)."""
     bufs = [v.mem() for v in aiocb.aio_iov[:aiocb.aio_niov]]

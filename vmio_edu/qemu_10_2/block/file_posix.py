@@ -130,6 +130,12 @@ def fd_open(bs: BlockDriverState) -> int:
 
 
 # -- the worker side ---------------------------------------------------------------------------------------
+def _at(buf: memoryview, offset: int, end: int) -> memoryview:
+    """C's `buf + offset` for `end - offset` bytes: at offset 0 over the whole buffer, `buf` itself (a
+    backtrace then shows pwrite's buf at the caller's address, as gdb would)."""
+    return buf if offset == 0 and end == len(buf) else buf[offset:end]
+
+
 @tracepoint("qemu-threadpool", args=("aiocb", "buf"))
 def handle_aiocb_rw_linear(aiocb: RawPosixAIOData, buf: memoryview) -> int:
     """pwrite/pread `aio_nbytes` bytes between `buf` and the fd, looping over short transfers, stopping at
@@ -142,9 +148,9 @@ def handle_aiocb_rw_linear(aiocb: RawPosixAIOData, buf: memoryview) -> int:
              pos=aiocb.aio_offset + offset, is_write=int(is_write))  # (for byte provenance)
         try:
             if is_write:
-                n = sys_pwrite64(aiocb.aio_fildes, buf[offset:nbytes], nbytes - offset, aiocb.aio_offset + offset)
+                n = sys_pwrite64(aiocb.aio_fildes, _at(buf, offset, nbytes), nbytes - offset, aiocb.aio_offset + offset)
             else:
-                n = sys_pread64(aiocb.aio_fildes, buf[offset:nbytes], nbytes - offset, aiocb.aio_offset + offset)
+                n = sys_pread64(aiocb.aio_fildes, _at(buf, offset, nbytes), nbytes - offset, aiocb.aio_offset + offset)
         except OSError as e:
             return -e.errno
         if n == 0:

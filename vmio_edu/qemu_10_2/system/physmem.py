@@ -43,9 +43,27 @@ class AddressSpace:
     ram: Any = None  # guest RAM (address_space_memory), mapped at guest-physical 0
     # the memory listeners filtering on this space (AddressSpace.listeners): KVM's, registered by kvm_init
     listeners: list = field(default_factory=list)
+    current_map: Any = field(default=None, repr=False)  # its FlatView (address_space_to_flatview)
 
     def view(self) -> dict:
         return {"name": self.name, "root": self.root.view()}
+
+
+class FlatView:
+    """The flattened map of one AddressSpace (include/exec/memory.h `struct FlatView`), an object of its
+    own: a backtrace shows `fv=` as a heap pointer, not as `&address_space_io`. The model reads the map
+    off its space's root region (see the module docstring) instead of keeping the flat ranges."""
+
+    def __init__(self, space: AddressSpace) -> None:
+        self.space = space
+
+    @property
+    def root(self) -> MemoryRegion:
+        return self.space.root
+
+    @property
+    def ram_mr(self) -> Any:
+        return getattr(self.space, "ram_mr", None)
 
 
 @dataclass
@@ -81,12 +99,15 @@ def address_space_init_memory(ram: Any) -> AddressSpace:
     return space
 
 
-def address_space_to_flatview(space: AddressSpace) -> AddressSpace:
-    """The current FlatView of the space (the model's is the space itself: its root's subregions)."""
-    return space
+def address_space_to_flatview(space: AddressSpace) -> FlatView:
+    """The current FlatView of the space (`as->current_map`; the model makes it on first use, and its map
+    follows the root's subregions, so it never goes stale)."""
+    if space.current_map is None:
+        space.current_map = FlatView(space)
+    return space.current_map
 
 
-def flatview_translate(fv: AddressSpace, addr: int, plen: int, is_write: bool, attrs: int
+def flatview_translate(fv: FlatView, addr: int, plen: int, is_write: bool, attrs: int
                        ) -> tuple[MemoryRegion, int, int]:
     """The region under `addr`, the offset in it (C's *xlat) and how much of `plen` it covers (*plen)."""
     for mr in fv.root.subregions:
@@ -161,7 +182,7 @@ def flatview_write_continue_step(attrs: int, buf: memoryview, len: int, mr_addr:
 
 
 @tracepoint("qemu-memory", args=("fv", "addr", "attrs", "ptr", "len", "mr_addr", "l", "mr"))
-def flatview_write_continue(fv: AddressSpace, addr: int, attrs: int, ptr: memoryview, len: int,  # noqa: A002
+def flatview_write_continue(fv: FlatView, addr: int, attrs: int, ptr: memoryview, len: int,  # noqa: A002
                             mr_addr: int, l: int, mr: MemoryRegion) -> int:
     """Write piece after piece, translating again after each one, until `len` bytes are done."""
     result = MEMTX_OK
@@ -181,7 +202,7 @@ def flatview_write_continue(fv: AddressSpace, addr: int, attrs: int, ptr: memory
 
 
 @tracepoint("qemu-memory", args=("fv", "addr", "attrs", "buf", "len"))
-def flatview_write(fv: AddressSpace, addr: int, attrs: int, buf: memoryview, len: int) -> int:  # noqa: A002
+def flatview_write(fv: FlatView, addr: int, attrs: int, buf: memoryview, len: int) -> int:  # noqa: A002
     """Translate the first piece and hand the write to flatview_write_continue."""
     l = len
     mr, mr_addr, l = flatview_translate(fv, addr, l, True, attrs)
@@ -210,7 +231,7 @@ def flatview_read_continue_step(attrs: int, buf: memoryview, len: int, mr_addr: 
 
 
 @tracepoint("qemu-memory", args=("fv", "addr", "attrs", "ptr", "len", "mr_addr", "l", "mr"))
-def flatview_read_continue(fv: AddressSpace, addr: int, attrs: int, ptr: memoryview, len: int,  # noqa: A002
+def flatview_read_continue(fv: FlatView, addr: int, attrs: int, ptr: memoryview, len: int,  # noqa: A002
                            mr_addr: int, l: int, mr: MemoryRegion) -> int:
     result = MEMTX_OK
     buf = ptr
@@ -229,7 +250,7 @@ def flatview_read_continue(fv: AddressSpace, addr: int, attrs: int, ptr: memoryv
 
 
 @tracepoint("qemu-memory", args=("fv", "addr", "attrs", "buf", "len"))
-def flatview_read(fv: AddressSpace, addr: int, attrs: int, buf: memoryview, len: int) -> int:  # noqa: A002
+def flatview_read(fv: FlatView, addr: int, attrs: int, buf: memoryview, len: int) -> int:  # noqa: A002
     l = len
     mr, mr_addr, l = flatview_translate(fv, addr, l, False, attrs)
     if not flatview_access_allowed(mr, attrs, mr_addr, l):

@@ -440,9 +440,9 @@ def _matching(k: kvm, bus_idx: int, addr: int, len: int):  # noqa: A002
 def kvm_io_bus_write(k: kvm, bus_idx: int, addr: int, len: int, val) -> int:  # noqa: A002 - the C name
     """Offer a write to the devices on bus `bus_idx` (KVM_PIO_BUS: ports; KVM_MMIO_BUS: addresses).
     0 if one took it, -EOPNOTSUPP if none did (then the access goes to userspace)."""
-    data = bytes(val[:len])
+    # the same `val` goes down to the device (C passes the pointer on: a backtrace shows one address)
     for dev in _matching(k, bus_idx, addr, len):
-        if dev.write(addr, len, data):
+        if dev.write(addr, len, val):
             k.last_io_dev = dev.name
             return 0
     return -EOPNOTSUPP

@@ -196,7 +196,8 @@ def kvm_vm_ioctl_set_memory_region(k: kvm, mem: K.kvm_userspace_memory_region) -
 # ==========================================================================================================
 # vCPU ioctls, the mmap, halting
 # ==========================================================================================================
-@tracepoint("kvm", args=("filp=vcpu", "ioctl", "arg"))
+# filp (the struct file) is not the model's vcpu/kvm object: gdb's <optimized out>, as on 3.7
+@tracepoint("kvm", args=("ioctl", "arg"))
 def kvm_vcpu_ioctl(vcpu: kvm_vcpu, ioctl: int, arg: Any = 0) -> int:
     """ioctl() on a vCPU file (kvm_main.c:4428): KVM_RUN, registers, special registers, MP state."""
     if ioctl == K.KVM_RUN:
@@ -307,7 +308,7 @@ def kvm_io_bus_write(vcpu: kvm_vcpu, bus_idx: int, addr: int, len: int, val) -> 
     one took it, -EOPNOTSUPP if none did (then the access goes to userspace) (kvm_main.c:5862)."""
     data = bytes(val[:len])
     for dev in _matching(vcpu.kvm, bus_idx, addr, len):
-        if dev.write(addr, len, data):
+        if dev.write(addr, len, val):  # the same pointer goes on to the device (one address in a backtrace)
             vcpu.kvm.last_io_dev = dev.name  # (model: which in-kernel device took it, for kernel_exits)
             vcpu.kvm.last_io = ("out", len, addr, data)
             return 0

@@ -149,7 +149,8 @@ def emulator_pio_in_out(vcpu, size: int, port: int, data: bytearray, count: int,
     fill `kvm_run->io` and return 0: the exit goes to userspace (x86.c:8132-8181)."""
     from vmio_edu.linux_6_12.virt.kvm.kvm_main import kvm_io_bus_read, kvm_io_bus_write
     for i in range(count):
-        el = memoryview(data)[i * size:(i + 1) * size]
+        # C passes `data` and then advances it by `size`: the first element is `data` itself
+        el = data if i == 0 else memoryview(data)[i * size:(i + 1) * size]
         if in_:
             r = kvm_io_bus_read(vcpu, KVM_PIO_BUS, port, size, el)
         else:
@@ -883,7 +884,8 @@ def kvm_arch_vcpu_ioctl_set_sregs(vcpu, sregs: K.kvm_sregs) -> int:
 # ==========================================================================================================
 # VM ioctls that are arch code
 # ==========================================================================================================
-@tracepoint("kvm", args=("filp=k", "ioctl", "arg"))
+# filp (the struct file) is not the model's vcpu/kvm object: gdb's <optimized out>, as on 3.7
+@tracepoint("kvm", args=("ioctl", "arg"))
 def kvm_arch_vm_ioctl(k: kvm, ioctl: int, arg: Any = 0) -> int:
     """The x86 VM ioctls (arch/x86/kvm/x86.c:7027). KVM_CREATE_IRQCHIP creates the PIC pair on the PIO bus
     (`kvm_pic_init`), the IOAPIC and the default GSI routing."""
