@@ -134,7 +134,7 @@ def port_names(virtio_base: int | None, bar_size: int = 0x40) -> dict[int, tuple
     return names
 
 
-def _virtio_bar(m: Any) -> tuple[int | None, int]:
+def virtio_bar(m: Any) -> tuple[int | None, int]:
     """Where the guest mapped the virtio device's BAR 0 (I/O space), and its size."""
     proxy = getattr(m, "virtio", None)
     if proxy is None:
@@ -227,7 +227,7 @@ def run_path(path: Path | str, engine: str = "unicorn", *, op: str = "write", lb
     per kick; 0: one request for all, as many per kick as fit) and `indirect` puts each request's
     descriptors in a table of its own; IDE moves all sectors with one command.
     Raises EngineUnavailable when engine="kvm" cannot open /dev/kvm."""
-    from .cli import image_check
+    from .imagecheck import image_check
     from .machine import Machine
 
     if isinstance(path, str):
@@ -250,7 +250,7 @@ def run_path(path: Path | str, engine: str = "unicorn", *, op: str = "write", lb
         wall = time.perf_counter() - t0
         kernel_counts = _kernel_exits(m)
         exits = Counter(exit_key(x.reason, x.direction, x.port) for x in m.exits)
-        names = port_names(*_virtio_bar(m))
+        names = port_names(*virtio_bar(m))
         request_exits = sum(1 for x in m.exits if x.port is not None and names.get(x.port, ("", True))[1])
         requests = _requests(m)
         check = image_check(m)

@@ -198,7 +198,7 @@ def plain_out_rip(m: Any) -> str | None:
 def run_stack(stack: str, *, op: str = "write", lba: int = 0, sectors: int = 1, engine: str = "unicorn",
               seed: int = 0) -> StackRun:
     """Run the default guest on `stack`, recorded, and reduce it (stages, exits, kernel facts)."""
-    from ..cli import image_check
+    from ..imagecheck import image_check
     from ..machine import Machine
 
     with Machine(op=op, lba=lba, sectors=sectors, engine=engine, seed=seed, record=True, stack=stack) as m:
