@@ -131,10 +131,16 @@ def aio_poll(ctx: "async_.AioContext", blocking: bool) -> bool:
 
 
 def g_poll(fds: list[GPollFD], timeout: int) -> int:
-    """glib's g_poll = poll(2). Readiness comes from a real poll of the real fds (never sleeping in it).
-    If nothing is ready and `timeout` is not 0, the thread sleeps on the fds' wait queues: it blocks
-    through the scheduler until an event notifier on one of them is set. The model has no timers, so a
-    positive timeout sleeps like an infinite one."""
+    """glib's g_poll = poll(2). The model has no timers, so a positive timeout sleeps like an infinite
+    one (see `poll_or_sleep`)."""
+    return poll_or_sleep(fds, timeout, "g_poll")
+
+
+def poll_or_sleep(fds: list[GPollFD], timeout: int, where: str) -> int:
+    """The host side of a poll, shared by 1.6.1's g_poll and 10.2's qemu_poll_ns: readiness comes from a
+    real poll of the real fds (never sleeping in it). If nothing is ready and `timeout` is not 0, the
+    thread sleeps on the fds' wait queues: it blocks through the scheduler (as `where`) until an event
+    notifier on one of them is set."""
     while True:
         n = _poll_now(fds)
         if n or timeout == 0:
@@ -144,7 +150,7 @@ def g_poll(fds: list[GPollFD], timeout: int) -> int:
         watched = [p.fd for p in fds]
         poll_wait(watched, me)
         try:
-            sched.block("g_poll")
+            sched.block(where)
         finally:
             poll_unwait(watched, me)
 

@@ -16,22 +16,13 @@ it says the notifier's eventfd is readable: the same wake-up, one indirection mo
 """
 from __future__ import annotations
 
-import select
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ...qemu.state import qemu_state
+# glib's GPollFD and GIOCondition bits are glib's, the same under both QEMUs; the host poll is shared too
+from ...qemu.aio_posix import G_IO_ERR, G_IO_HUP, G_IO_IN, G_IO_OUT, GPollFD, poll_or_sleep
 from ...trace.tracepoint import tracepoint
-from .event_notifier_posix import EventNotifier, event_notifier_get_fd, poll_unwait, poll_wait
-
-G_IO_IN, G_IO_PRI, G_IO_OUT, G_IO_ERR, G_IO_HUP, G_IO_NVAL = 1, 2, 4, 8, 16, 32
-
-
-@dataclass
-class GPollFD:
-    fd: int
-    events: int = 0
-    revents: int = 0
+from .event_notifier_posix import EventNotifier, event_notifier_get_fd
 
 
 @dataclass(eq=False)
@@ -132,32 +123,6 @@ def aio_poll(ctx: Any, blocking: bool) -> bool:
 
 
 def qemu_poll_ns(fds: list[GPollFD], timeout: int) -> int:
-    """util/qemu-timer.c: ppoll(2). Readiness is a real poll of the real fds; with nothing ready and a
-    non-zero timeout the thread sleeps on the fds' wait queues (the model has no clock: any timeout sleeps
-    until an fd is written)."""
-    while True:
-        n = _poll_now(fds)
-        if n or timeout == 0:
-            return n
-        sched = qemu_state().sched
-        me = sched.current()
-        watched = [p.fd for p in fds]
-        poll_wait(watched, me)
-        try:
-            sched.block("qemu_poll_ns")
-        finally:
-            poll_unwait(watched, me)
-
-
-def _poll_now(fds: list[GPollFD]) -> int:
-    p = select.poll()
-    for f in fds:
-        f.revents = 0
-        if f.fd >= 0 and f.events:
-            p.register(f.fd, f.events)
-    ready = dict(p.poll(0)) if fds else {}
-    n = 0
-    for f in fds:
-        f.revents = ready.get(f.fd, 0) & (f.events | G_IO_ERR | G_IO_HUP | G_IO_NVAL)
-        n += bool(f.revents)
-    return n
+    """util/qemu-timer.c: ppoll(2). The model has no clock: any non-zero timeout sleeps until an fd is
+    written. The poll and the sleep are the host's, shared with 1.6.1's g_poll."""
+    return poll_or_sleep(fds, timeout, "qemu_poll_ns")
