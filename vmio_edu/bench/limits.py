@@ -104,6 +104,7 @@ def kvm_limit(reps: int = 8) -> dict:
     from ..kvm import libc
     from ..kvm.device import open_real_kvm
     from ..linux.include.uapi.linux import kvm as K
+    from ..qemu.kvm_all import ram_address
 
     code = limit_code("rep_outsw", reps)
     ram_size = 2 << 20
@@ -111,11 +112,8 @@ def kvm_limit(reps: int = 8) -> dict:
     ram = mmap.mmap(-1, ram_size)
     try:
         vm = kvm.ioctl(K.KVM_CREATE_VM, 0)
-        anchor = ctypes.c_char.from_buffer(ram)
-        addr = ctypes.addressof(anchor)
-        del anchor
         vm.ioctl(K.KVM_SET_USER_MEMORY_REGION, K.kvm_userspace_memory_region(
-            slot=0, flags=0, guest_phys_addr=0, memory_size=ram_size, userspace_addr=addr))
+            slot=0, flags=0, guest_phys_addr=0, memory_size=ram_size, userspace_addr=ram_address(ram)))
         vcpu = vm.ioctl(K.KVM_CREATE_VCPU, 0)
         ram[0x1000:0x1000 + len(code)] = code
         boot = boot_state(ram, 64, 0x1000)

@@ -14,7 +14,6 @@ pattern and stops at an OUT to port 0x501 (`DONE`). `vmio_edu.kvm.differences` r
 """
 from __future__ import annotations
 
-import ctypes
 import mmap
 from dataclasses import dataclass
 
@@ -72,6 +71,7 @@ def run_probe(probe: Probe, kernel: str, limit: int = 5000) -> list[ProbeExit]:
     """Run `probe` on `kernel` until its OUT to DONE (included); every exit, in order."""
     from ..guest import assemble
     from ..guest.loader import boot_state
+    from ..qemu.kvm_all import ram_address  # the host address KVM_SET_USER_MEMORY_REGION takes
 
     code = assemble(probe.src, mode=16, base=CODE)
     kvm = _open(kernel)
@@ -80,11 +80,8 @@ def run_probe(probe: Probe, kernel: str, limit: int = 5000) -> list[ProbeExit]:
     try:
         vm = kvm.ioctl(K.KVM_CREATE_VM, 0)
         vm.ioctl(K.KVM_CREATE_IRQCHIP, 0)
-        anchor = ctypes.c_char.from_buffer(ram)
-        addr = ctypes.addressof(anchor)
-        del anchor
         vm.ioctl(K.KVM_SET_USER_MEMORY_REGION, K.kvm_userspace_memory_region(
-            slot=0, flags=0, guest_phys_addr=0, memory_size=RAM_SIZE, userspace_addr=addr))
+            slot=0, flags=0, guest_phys_addr=0, memory_size=RAM_SIZE, userspace_addr=ram_address(ram)))
         vcpu = vm.ioctl(K.KVM_CREATE_VCPU, 0)
         page = vcpu.mmap(kvm.ioctl(K.KVM_GET_VCPU_MMAP_SIZE, 0))
         run = K.kvm_run.from_buffer(page)
