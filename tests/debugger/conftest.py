@@ -5,13 +5,6 @@ import pytest
 from vmio_edu import Machine
 
 
-@pytest.fixture(params=["unicorn", pytest.param("kvm", marks=pytest.mark.kvm)])
-def engine(request):
-    if request.param == "kvm":
-        request.getfixturevalue("need_kvm")  # skips, with the reason, where /dev/kvm cannot be opened
-    return request.param
-
-
 @pytest.fixture
 def make(engine):
     """make(**machine_kwargs) -> (machine, debugger) on the test's engine; closed afterwards."""

@@ -15,16 +15,8 @@ from vmio_edu.errors import BudgetExceeded, GuestFault, VmioError
 from vmio_edu.guest import assemble
 
 SECTOR = 512
-ENGINES = ["unicorn", pytest.param("kvm", marks=pytest.mark.kvm)]
 BUF = 0x4000
 LBA = 7
-
-
-@pytest.fixture(params=ENGINES)
-def engine(request):
-    if request.param == "kvm":
-        request.getfixturevalue("need_kvm")
-    return request.param
 
 
 @pytest.fixture

@@ -20,13 +20,6 @@ from vmio_edu.guest import assemble
 SECTOR = 512
 
 
-@pytest.fixture(params=["unicorn", pytest.param("kvm", marks=pytest.mark.kvm)])
-def engine(request):
-    if request.param == "kvm":
-        request.getfixturevalue("need_kvm")
-    return request.param
-
-
 @pytest.fixture(autouse=True)
 def _main_thread_only():
     if threading.current_thread() is not threading.main_thread():

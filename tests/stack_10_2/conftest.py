@@ -24,13 +24,6 @@ def emulated_stack() -> Stack:
         return dataclasses.replace(modern, kernel=get_stack("1.6.1").kernel)
 
 
-@pytest.fixture(params=["unicorn", pytest.param("kvm", marks=pytest.mark.kvm)])
-def engine(request):
-    if request.param == "kvm":
-        request.getfixturevalue("need_kvm")  # skips, with the reason, where /dev/kvm cannot be opened
-    return request.param
-
-
 @pytest.fixture
 def stack(engine):
     """The stack to give Machine on this engine (the real engine's kernel is the host's)."""
